@@ -1,0 +1,118 @@
+#pragma once
+// ServerSession: the inbound ESMTP state machine (RFC 5321 and extensions), sans I/O.
+//
+// Bytes and events go in; Actions come out (STYLE.md principle 1). The Asio adapter
+// (smtp/connection.h) performs each action in order and feeds results back through the
+// on_*_result() methods. While an answer is outstanding (awaiting() != kNothing) the
+// session buffers further input (bounded by wants_input()) and acts on it only after the
+// answer arrives, so PIPELINING keeps replies in order.
+//
+// Owns: the session state (greeted, HELO/EHLO mode), the current transaction (envelope
+// under construction), the input buffer, counters for junk commands and errors, and the
+// data reader while DATA/BDAT is running. Trust: all input is hostile; every length and
+// count is capped by SessionConfig. Threading: one thread at a time (the connection's).
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "queue/envelope.h"
+
+namespace bh::smtp {
+
+struct SessionConfig {
+  std::string hostname = "localhost";  // our name in the banner, EHLO and Received
+  std::uint64_t max_message_size = 35ull << 20;  // SIZE, enforced while streaming
+  std::size_t max_recipients = 100;
+  std::size_t max_command_line = 512;    // RFC 5321 4.5.3.1.4
+  std::size_t max_text_line = 1000;      // RFC 5321 4.5.3.1.6 (DATA lines longer are kept intact)
+  std::size_t max_header_bytes = 1u << 20;  // all header lines together (hostile #38)
+  std::size_t max_errors = 20;           // then 421 4.7.0 and close
+  std::size_t max_junk_commands = 100;   // NOOP/RSET/unknown/... without a MAIL (hostile #64)
+  std::size_t max_buffered_input = 64u << 10;  // pipelined input held while waiting
+  bool vrfy = false;                     // off: 502 5.5.1
+  bool pipelining = true, size = true, eightbitmime = true, binarymime = true,
+       chunking = true, dsn = true, enhancedstatuscodes = true, smtputf8 = true;
+  // RFC 5321 4.5.3.2 timeouts, per line (not per read).
+  std::chrono::milliseconds greeting_timeout{std::chrono::minutes(5)};  // waiting for a command
+  std::chrono::milliseconds mail_timeout{std::chrono::minutes(5)};
+  std::chrono::milliseconds rcpt_timeout{std::chrono::minutes(5)};
+  std::chrono::milliseconds data_init_timeout{std::chrono::minutes(2)};
+  std::chrono::milliseconds data_block_timeout{std::chrono::minutes(3)};
+  std::chrono::milliseconds data_term_timeout{std::chrono::minutes(10)};
+};
+
+struct PeerInfo {
+  std::string address;  // IP literal of the client
+  std::string local_address;
+};
+
+// ---- Actions: what the adapter must do, in order ----
+struct SendReply { std::string bytes; };               // one or more complete reply lines
+struct CloseConnection {};                             // after flushing earlier SendReply
+struct ArmTimer { std::chrono::milliseconds after; };   // (re)arm the line deadline
+struct CheckMail { std::string sender; std::uint64_t declared_size; };  // -> on_mail_result
+struct LookupRecipient { std::string address; bool for_vrfy; };        // -> on_recipient_result
+struct BeginMessage {};                                 // -> on_begin_result (queue id)
+struct BodyData { std::string bytes; };                 // append to the spool, in order
+struct CommitMessage { queue::Envelope envelope; };     // -> on_commit_result
+struct AbortMessage {};                                 // discard the spool writer, if any
+
+using Action = std::variant<SendReply, CloseConnection, ArmTimer, CheckMail, LookupRecipient,
+                            BeginMessage, BodyData, CommitMessage, AbortMessage>;
+using Actions = std::vector<Action>;
+
+enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit };
+
+// The directory's answer for one RCPT/VRFY lookup.
+struct RecipientVerdict {
+  enum class Kind { kLocal, kUnknown, kError } kind = Kind::kUnknown;
+  std::string mailbox;  // kLocal: mailbox name to store in the envelope
+  Error error;          // kError: transient 4.4.3 etc.
+};
+
+struct SessionCounters {
+  std::uint64_t commands = 0, errors = 0, junk = 0, messages = 0, recipients = 0;
+  std::uint64_t lines_too_long = 0, bare_lf = 0, pipelining_violations = 0, timeouts = 0;
+};
+
+class ServerSession {
+ public:
+  ServerSession(SessionConfig config, PeerInfo peer, const Clock& clock);
+  ~ServerSession();
+  ServerSession(const ServerSession&) = delete;
+  ServerSession& operator=(const ServerSession&) = delete;
+
+  // The banner (220), or 554 and close if the peer talked before it (hostile #9).
+  Actions start();
+  // Bytes from the peer, exactly as read.
+  Actions on_bytes(std::string_view bytes);
+  // The per-line deadline from the last ArmTimer expired: 421 4.4.2 and close.
+  Actions on_timeout();
+  // The peer closed its side.
+  Actions on_eof();
+
+  Actions on_mail_result(Result<void> verdict);
+  Actions on_recipient_result(RecipientVerdict verdict);
+  Actions on_begin_result(Result<std::string> queue_id);
+  Actions on_commit_result(Result<std::string> queue_id);
+
+  Awaiting awaiting() const;
+  // False while an answer is outstanding and the input buffer holds max_buffered_input:
+  // the adapter stops reading until this turns true again.
+  bool wants_input() const;
+  bool closed() const;
+  const SessionCounters& counters() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bh::smtp
