@@ -1,0 +1,3 @@
+#pragma once
+// Placeholder: replaced by the RFC 5321 mailbox parser.
+namespace bh {}
