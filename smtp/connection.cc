@@ -1,0 +1,405 @@
+#include "smtp/connection.h"
+
+#include <array>
+#include <deque>
+#include <type_traits>
+
+#include "common/log.h"
+
+namespace bh::smtp {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+SessionLimiter::Verdict SessionLimiter::admit(const std::string& ip) {
+  std::lock_guard lock(mu_);
+  if (total_ >= max_total_) {
+    return Verdict::kTooManyTotal;
+  }
+  auto& n = per_ip_[ip];
+  if (n >= max_per_ip_) {
+    if (n == 0) {
+      per_ip_.erase(ip);
+    }
+    return Verdict::kTooManyFromIp;
+  }
+  ++n;
+  ++total_;
+  return Verdict::kAdmitted;
+}
+
+void SessionLimiter::release(const std::string& ip) {
+  std::lock_guard lock(mu_);
+  auto it = per_ip_.find(ip);
+  BH_CHECK(it != per_ip_.end() && it->second > 0 && total_ > 0);
+  if (--it->second == 0) {
+    per_ip_.erase(it);
+  }
+  --total_;
+}
+
+namespace {
+
+// One inbound SMTP connection. Every member is touched only on the socket's executor.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, const ConnectionServices& services,
+             std::shared_ptr<SessionLimiter> limiter, std::string peer_ip, std::string local_ip)
+      : socket_(std::move(socket)),
+        services_(services),
+        limiter_(std::move(limiter)),
+        peer_ip_(std::move(peer_ip)),
+        line_timer_(socket_.get_executor()),
+        write_timer_(socket_.get_executor()),
+        greet_timer_(socket_.get_executor()),
+        session_(services.session, PeerInfo{peer_ip_, std::move(local_ip)}, *services.clock) {}
+
+  ~Connection() {
+    if (limiter_) {
+      limiter_->release(peer_ip_);
+    }
+    if (services_.counters != nullptr) {
+      services_.counters->active--;
+    }
+  }
+
+  asio::any_io_executor executor() { return socket_.get_executor(); }
+
+  void start() {
+    if (services_.counters != nullptr) {
+      services_.counters->active++;
+    }
+    read_more();
+    if (services_.pregreet_wait.count() > 0) {
+      greet_timer_.expires_after(services_.pregreet_wait);
+      greet_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (!ec) {
+          self->run(self->session_.start());
+        }
+      });
+    } else {
+      run(session_.start());
+    }
+  }
+
+ private:
+  // Performs actions in order. Results that arrive synchronously are queued behind the
+  // actions already pending, so the order the session asked for is kept.
+  void run(Actions actions) {
+    for (auto& a : actions) {
+      pending_.push_back(std::move(a));
+    }
+    if (pumping_) {
+      return;
+    }
+    pumping_ = true;
+    while (!pending_.empty() && !dead_) {
+      Action a = std::move(pending_.front());
+      pending_.pop_front();
+      std::visit([this](auto& act) { perform(act); }, a);
+    }
+    pumping_ = false;
+    read_more();
+  }
+
+  void perform(SendReply& a) {
+    out_.append(a.bytes);
+    flush();
+  }
+  void perform(CloseConnection&) {
+    closing_ = true;
+    flush();
+  }
+  void perform(ArmTimer& a) {
+    line_timer_.expires_after(a.after);
+    line_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (!ec && self && !self->dead_) {
+        if (self->services_.counters != nullptr) {
+          self->services_.counters->timeouts++;
+        }
+        self->run(self->session_.on_timeout());
+      }
+    });
+  }
+  void perform(CheckMail&) {
+    feed_now(session_.on_mail_result(services_.store->check_space()));
+  }
+  void perform(LookupRecipient& a) {
+    auto at = a.address.rfind('@');
+    std::string_view domain =
+        at == std::string::npos ? std::string_view{} : std::string_view(a.address).substr(at + 1);
+    if (!a.for_vrfy && (domain.empty() || !services_.is_local_domain(domain))) {
+      // No relay in a standalone node: RFC 5321 3.6.2, hostile-inputs #47-54.
+      RecipientVerdict v;
+      v.kind = RecipientVerdict::Kind::kError;
+      v.error = permanent_error("5.7.1", "Relay access denied");
+      feed_now(session_.on_recipient_result(std::move(v)));
+      return;
+    }
+    services_.directory->resolve(
+        a.address, [self = shared_from_this()](Result<directory::Resolution> r) {
+          RecipientVerdict v;
+          if (!r.ok()) {
+            v.kind = RecipientVerdict::Kind::kError;
+            v.error = r.error();
+          } else if (r->kind == directory::RecipientKind::kLocalMailbox) {
+            v.kind = RecipientVerdict::Kind::kLocal;
+            v.mailbox = r->mailbox;
+          } else {
+            v.kind = RecipientVerdict::Kind::kUnknown;
+          }
+          asio::post(self->socket_.get_executor(), [self, v = std::move(v)]() mutable {
+            if (!self->dead_) {
+              self->run(self->session_.on_recipient_result(std::move(v)));
+            }
+          });
+        });
+  }
+  void perform(BeginMessage&) {
+    spool_error_.reset();
+    auto w = services_.store->begin();
+    Result<std::string> id = w.ok() ? Result<std::string>((*w)->id()) : Result<std::string>(w.error());
+    if (w.ok()) {
+      writer_ = std::move(w.value());
+    }
+    feed_now(session_.on_begin_result(std::move(id)));
+  }
+  void perform(BodyData& a) {
+    if (!writer_ || spool_error_) {
+      return;
+    }
+    if (auto r = writer_->write(a.bytes); !r.ok()) {
+      spool_error_ = r.error();
+    }
+  }
+  void perform(CommitMessage& a) {
+    if (!writer_ || spool_error_) {
+      Error e = spool_error_ ? *spool_error_ : transient_error("4.3.0", "Spool not open");
+      writer_.reset();
+      if (services_.counters != nullptr) {
+        services_.counters->commit_failures++;
+      }
+      feed_now(session_.on_commit_result(Result<std::string>(std::move(e))));
+      return;
+    }
+    services_.store->commit(
+        std::move(writer_), std::move(a.envelope),
+        [self = shared_from_this()](Result<std::string> id) {
+          asio::post(self->socket_.get_executor(), [self, id = std::move(id)]() mutable {
+            if (id.ok()) {
+              if (self->services_.counters != nullptr) {
+                self->services_.counters->messages++;
+              }
+              // Durable: hand it to the queue manager even if the client is gone.
+              if (self->services_.on_queued) {
+                self->services_.on_queued(id.value());
+              }
+            } else if (self->services_.counters != nullptr) {
+              self->services_.counters->commit_failures++;
+            }
+            if (!self->dead_) {
+              self->run(self->session_.on_commit_result(std::move(id)));
+            }
+          });
+        });
+  }
+  void perform(AbortMessage&) {
+    writer_.reset();
+    spool_error_.reset();
+  }
+
+  // A synchronous answer (space check, begin, relay refusal): its actions go before
+  // anything still pending, through the same pump, so run() is never re-entered.
+  void feed_now(Actions more) {
+    pending_.insert(pending_.begin(), std::make_move_iterator(more.begin()),
+                    std::make_move_iterator(more.end()));
+  }
+
+  void read_more() {
+    if (reading_ || dead_ || closing_ || session_.closed() || !session_.wants_input() ||
+        out_.size() > services_.max_output_buffer) {
+      return;
+    }
+    reading_ = true;
+    socket_.async_read_some(
+        asio::buffer(in_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+          self->reading_ = false;
+          if (self->dead_) {
+            return;
+          }
+          if (ec) {
+            self->run(self->session_.on_eof());
+            self->shutdown();
+            return;
+          }
+          self->run(self->session_.on_bytes(std::string_view(self->in_.data(), n)));
+        });
+  }
+
+  void flush() {
+    if (writing_ || dead_) {
+      return;
+    }
+    if (out_.empty()) {
+      if (closing_) {
+        shutdown();
+      }
+      return;
+    }
+    writing_ = true;
+    sending_.swap(out_);
+    out_.clear();
+    write_timer_.expires_after(services_.write_timeout);
+    write_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (!ec && self && self->writing_) {
+        // The peer stopped reading (hostile-inputs #63): drop it, buffer stays bounded.
+        self->shutdown();
+      }
+    });
+    asio::async_write(socket_, asio::buffer(sending_),
+                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                        self->writing_ = false;
+                        self->write_timer_.cancel();
+                        if (ec) {
+                          self->shutdown();
+                          return;
+                        }
+                        self->sending_.clear();
+                        self->flush();
+                        self->read_more();
+                      });
+  }
+
+  void shutdown() {
+    if (dead_) {
+      return;
+    }
+    dead_ = true;
+    writer_.reset();  // an unacknowledged spool file is discarded
+    boost::system::error_code ignored;
+    line_timer_.cancel();
+    write_timer_.cancel();
+    greet_timer_.cancel();
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
+  tcp::socket socket_;
+  const ConnectionServices& services_;
+  std::shared_ptr<SessionLimiter> limiter_;
+  std::string peer_ip_;
+  asio::steady_timer line_timer_, write_timer_, greet_timer_;
+  ServerSession session_;
+  std::array<char, 16384> in_{};
+  std::string out_, sending_;
+  std::deque<Action> pending_;
+  std::unique_ptr<queue::SpoolWriter> writer_;
+  std::optional<Error> spool_error_;
+  bool pumping_ = false, reading_ = false, writing_ = false, closing_ = false, dead_ = false;
+};
+
+std::string ip_string(const tcp::endpoint& ep) {
+  auto a = ep.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  }
+  return a.to_string();
+}
+
+}  // namespace
+
+Listener::Listener(std::vector<asio::io_context*> contexts, tcp::endpoint ep,
+                   ConnectionServices services)
+    : contexts_(std::move(contexts)),
+      endpoint_(ep),
+      acceptor_(*contexts_.at(0)),
+      retry_timer_(*contexts_.at(0)),
+      services_(std::move(services)),
+      limiter_(std::make_shared<SessionLimiter>(services_.max_sessions,
+                                                services_.max_sessions_per_ip)) {}
+
+Listener::~Listener() { stop(); }
+
+boost::system::error_code Listener::open() {
+  boost::system::error_code ec;
+  acceptor_.open(endpoint_.protocol(), ec);
+  if (!ec) {
+    acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  }
+  if (!ec) {
+    acceptor_.bind(endpoint_, ec);
+  }
+  if (!ec) {
+    acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  return ec;
+}
+
+tcp::endpoint Listener::local_endpoint() const {
+  boost::system::error_code ec;
+  return acceptor_.local_endpoint(ec);
+}
+
+void Listener::start() { accept_next(); }
+
+void Listener::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  retry_timer_.cancel();
+}
+
+void Listener::accept_next() {
+  auto* ctx = contexts_[next_++ % contexts_.size()];
+  acceptor_.async_accept(*ctx, [this](boost::system::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
+      return;
+    }
+    if (!ec) {
+      boost::system::error_code e1, e2;
+      auto remote = socket.remote_endpoint(e1);
+      auto local = socket.local_endpoint(e2);
+      if (!e1 && !e2) {
+        std::string ip = ip_string(remote);
+        auto verdict = limiter_->admit(ip);
+        if (verdict == SessionLimiter::Verdict::kAdmitted) {
+          if (services_.counters != nullptr) {
+            services_.counters->accepted++;
+          }
+          socket.set_option(tcp::no_delay(true), e1);
+          auto conn = std::make_shared<Connection>(std::move(socket), services_, limiter_, ip,
+                                                   ip_string(local));
+          asio::post(conn->executor(), [conn] { conn->start(); });
+        } else {
+          if (services_.counters != nullptr) {
+            (verdict == SessionLimiter::Verdict::kTooManyFromIp ? services_.counters->rejected_per_ip
+                                                                 : services_.counters->rejected_total)++;
+          }
+          // hostile-inputs #62: an immediate 421, written best-effort without blocking.
+          static constexpr std::string_view kBusy =
+              "421 4.7.0 Too many connections, try again later\r\n";
+          auto s = std::make_shared<tcp::socket>(std::move(socket));
+          asio::async_write(*s, asio::buffer(kBusy.data(), kBusy.size()),
+                            [s](boost::system::error_code, std::size_t) {
+                              boost::system::error_code ignored;
+                              s->close(ignored);
+                            });
+        }
+      }
+    } else {
+      // Out of descriptors or similar: back off instead of spinning on the error.
+      log::warn("smtp", "accept failed: " + ec.message());
+      retry_timer_.expires_after(std::chrono::milliseconds(100));
+      retry_timer_.async_wait([this](boost::system::error_code e) {
+        if (!e) {
+          accept_next();
+        }
+      });
+      return;
+    }
+    accept_next();
+  });
+}
+
+}  // namespace bh::smtp

@@ -1,0 +1,93 @@
+#pragma once
+// The thin Asio adapter around ServerSession (DESIGN.md §2 smtp/, STYLE.md principle 1).
+//
+// Connection performs the session's Actions: socket reads and writes, the per-line
+// deadline, spool writes and commits through queue::MessageStore, recipient lookups
+// through directory::RecipientDirectory. It makes no protocol decision of its own.
+// Listener accepts on one endpoint, spreads connections over the io_contexts and
+// enforces the total and per-IP session limits (hostile-inputs #62).
+//
+// Threading: a Connection lives on the io_context its socket was accepted onto; answers
+// from the store (commit, on its committer thread) and the directory are posted back to
+// it. Listener counters are shared across threads (atomics + a mutex for the IP map).
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "directory/recipient_directory.h"
+#include "queue/message_store.h"
+#include "smtp/server_session.h"
+
+namespace bh::smtp {
+
+struct ListenerCounters {
+  std::atomic<std::uint64_t> accepted{0}, rejected_total{0}, rejected_per_ip{0}, active{0};
+  std::atomic<std::uint64_t> messages{0}, commit_failures{0}, timeouts{0};
+};
+
+struct ConnectionServices {
+  queue::MessageStore* store = nullptr;
+  directory::RecipientDirectory* directory = nullptr;
+  const Clock* clock = nullptr;
+  // Domains this node accepts mail for; RCPT to any other domain is refused (no relay yet).
+  std::function<bool(std::string_view domain)> is_local_domain;
+  // Called (on the connection's thread) once a message is durable and acknowledged.
+  std::function<void(const std::string& queue_id)> on_queued;
+  SessionConfig session;
+  std::chrono::milliseconds pregreet_wait{0};
+  std::chrono::milliseconds write_timeout{std::chrono::minutes(5)};
+  std::size_t max_output_buffer = 256u << 10;  // stop reading while more is unsent
+  std::size_t max_sessions = 1000;
+  std::size_t max_sessions_per_ip = 50;
+  ListenerCounters* counters = nullptr;
+};
+
+// Counts live sessions in total and per client IP; shared by a Listener and its
+// Connections (which may outlive the listener during shutdown).
+class SessionLimiter {
+ public:
+  SessionLimiter(std::size_t max_total, std::size_t max_per_ip)
+      : max_total_(max_total), max_per_ip_(max_per_ip) {}
+  enum class Verdict { kAdmitted, kTooManyTotal, kTooManyFromIp };
+  Verdict admit(const std::string& ip);
+  void release(const std::string& ip);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::size_t> per_ip_;
+  std::size_t total_ = 0;
+  std::size_t max_total_, max_per_ip_;
+};
+
+class Listener {
+ public:
+  // `contexts` must outlive the listener; the acceptor runs on contexts[0].
+  Listener(std::vector<boost::asio::io_context*> contexts, boost::asio::ip::tcp::endpoint ep,
+           ConnectionServices services);
+  ~Listener();
+  boost::system::error_code open();  // bind + listen; errors name the address
+  void start();
+  void stop();
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+ private:
+  void accept_next();
+  std::vector<boost::asio::io_context*> contexts_;
+  boost::asio::ip::tcp::endpoint endpoint_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer retry_timer_;
+  ConnectionServices services_;
+  std::size_t next_ = 0;
+  std::shared_ptr<SessionLimiter> limiter_;
+};
+
+}  // namespace bh::smtp
