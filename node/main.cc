@@ -1,17 +1,19 @@
 // bridgehead: the node's composition root (DESIGN.md §2 node/, STYLE.md principle 6).
 //
-// Loads and validates the config, builds every object, wires them, runs the io threads
-// and handles signals: SIGTERM/SIGINT stop accepting, let deliveries in flight finish
-// and exit. This is the only file that names concrete classes.
+// Loads and validates the config, builds every object, wires them, runs one io_context
+// per worker thread and handles signals: SIGTERM/SIGINT stop accepting and exit (mail
+// already acknowledged is on disk and resumes at the next start); SIGHUP is logged
+// (reload is not built yet). This is the only file that names concrete classes.
 
 #include <signal.h>
 #include <sys/stat.h>
 
 #include <boost/asio.hpp>
+#include <cerrno>
 #include <cstdio>
-#include <filesystem>
-#include <iostream>
+#include <cstring>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,8 +31,7 @@
 namespace {
 
 namespace asio = boost::asio;
-using bh::log::error;
-using bh::log::info;
+using nlohmann::json;
 
 int usage() {
   std::fprintf(stderr,
@@ -38,6 +39,54 @@ int usage() {
                "  --config FILE     the node's YAML config (docs/configuration.md)\n"
                "  --check-config    validate FILE and exit: 0 valid, 2 invalid\n");
   return 2;
+}
+
+bool make_dir(const std::string& p) { return ::mkdir(p.c_str(), 0700) == 0 || errno == EEXIST; }
+
+const char* state_name(bh::queue::MessageState s) {
+  switch (s) {
+    case bh::queue::MessageState::kQueued: return "queued";
+    case bh::queue::MessageState::kDelivering: return "delivering";
+    case bh::queue::MessageState::kRetry: return "retry";
+  }
+  return "?";
+}
+
+json summary_json(const bh::queue::MessageSummary& s) {
+  return {{"id", s.id}, {"state", state_name(s.state)}, {"sender", s.sender},
+          {"recipients", s.recipients}, {"size", s.size}, {"received", s.received_unix},
+          {"attempts", s.attempts}, {"last_error", s.last_error},
+          {"next_attempt", s.next_attempt_unix}};
+}
+
+json detail_json(const bh::queue::MessageDetail& d) {
+  using namespace bh::queue;
+  json j = summary_json(d.summary);
+  const Envelope& e = d.envelope;
+  static const char* kBody[] = {"unspecified", "7BIT", "8BITMIME", "BINARYMIME"};
+  static const char* kRet[] = {"unspecified", "FULL", "HDRS"};
+  j["body"] = kBody[static_cast<int>(e.body)];
+  j["ret"] = kRet[static_cast<int>(e.ret)];
+  j["envid"] = e.envid;
+  j["smtputf8"] = e.smtputf8;
+  j["declared_size"] = e.declared_size;
+  j["client_address"] = e.client_address;
+  j["client_helo"] = e.client_helo;
+  j["protocol"] = e.protocol;
+  j["recipients"] = json::array();
+  for (const auto& r : e.recipients) {
+    std::string notify;
+    if (r.notify & kNotifyNever) notify = "NEVER";
+    if (r.notify & kNotifySuccess) notify += std::string(notify.empty() ? "" : ",") + "SUCCESS";
+    if (r.notify & kNotifyFailure) notify += std::string(notify.empty() ? "" : ",") + "FAILURE";
+    if (r.notify & kNotifyDelay) notify += std::string(notify.empty() ? "" : ",") + "DELAY";
+    static const char* kState[] = {"pending", "delivered", "failed"};
+    j["recipients"].push_back({{"address", r.address}, {"mailbox", r.mailbox},
+                               {"orcpt", r.orcpt}, {"notify", notify},
+                               {"state", kState[static_cast<int>(r.state)]},
+                               {"last_result", r.last_result}});
+  }
+  return j;
 }
 
 }  // namespace
@@ -60,16 +109,237 @@ int main(int argc, char** argv) {
   if (config_path.empty()) {
     return usage();
   }
-
   auto loaded = bh::node::load_config_file(config_path);
   if (!loaded.ok()) {
     std::fprintf(stderr, "bridgehead: %s\n", loaded.error().message.c_str());
     return 2;
   }
-  const bh::proto::Config& cfg = loaded.value();
+  const bh::node::Config& cfg = loaded.value();
   if (check_only) {
     std::printf("%s: ok\n", config_path.c_str());
     return 0;
   }
+  ::signal(SIGPIPE, SIG_IGN);
+  auto fatal = [](const std::string& m) {
+    bh::log::error("node", m);
+    return 1;
+  };
+
+  // ---- state on disk ----
+  const std::string mailboxes = cfg.data_dir + "/mailboxes";
+  for (const auto& d : {cfg.data_dir, mailboxes}) {
+    if (!make_dir(d)) {
+      return fatal("cannot create " + d + ": " + std::strerror(errno));
+    }
+  }
+  bh::SystemClock clock;
+  bh::SystemRandom random;
+  bh::queue::FsStoreOptions store_opt;
+  store_opt.root = cfg.data_dir + "/queue";
+  store_opt.free_space_floor = cfg.queue.free_space_floor_mb << 20;
+  bh::queue::FsMessageStore store(store_opt, clock, random);
+  if (auto r = store.open(); !r.ok()) {
+    return fatal(r.error().message);
+  }
+  auto recovered = store.recover();
+  bh::log::info("queue", "recovery: " + std::to_string(recovered.ready.size()) + " to deliver, " +
+                             std::to_string(recovered.removed_temp) + " incomplete removed, " +
+                             std::to_string(recovered.quarantined) + " quarantined");
+
+  bh::queue::MaildirDeliverer maildir(mailboxes, cfg.hostname);
+  bh::queue::QueueManagerOptions qopt;
+  qopt.retry_initial = std::chrono::seconds(cfg.queue.retry_initial_s);
+  qopt.retry_max = std::chrono::seconds(cfg.queue.retry_max_s);
+  bh::queue::QueueManager manager(store, maildir, clock, qopt);
+  manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
+    bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);
+  });
+  bh::directory::FileDirectory directory(cfg.mailboxes);
+
+  // ---- io threads ----
+  unsigned workers = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::io_context*> ctx_ptrs;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (unsigned i = 0; i < workers; ++i) {
+    contexts.push_back(std::make_unique<asio::io_context>(1));
+    ctx_ptrs.push_back(contexts.back().get());
+    guards.push_back(asio::make_work_guard(*contexts.back()));
+  }
+
+  bh::smtp::ListenerCounters counters;
+  bh::smtp::ConnectionServices svc;
+  svc.store = &store;
+  svc.directory = &directory;
+  svc.clock = &clock;
+  std::vector<std::string> local_domains = cfg.local_domains;
+  svc.is_local_domain = [local_domains](std::string_view d) {
+    return std::find(local_domains.begin(), local_domains.end(), d) != local_domains.end();
+  };
+  svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
+  auto& s = svc.session;
+  const auto& c = cfg.smtp;
+  s.hostname = cfg.hostname;
+  s.max_message_size = c.max_message_size;
+  s.max_recipients = c.max_recipients;
+  s.max_command_line = c.max_command_line;
+  s.max_header_bytes = c.max_header_bytes;
+  s.max_errors = c.max_errors;
+  s.max_junk_commands = c.max_junk_commands;
+  s.vrfy = c.vrfy;
+  s.pipelining = c.pipelining;
+  s.size = c.size;
+  s.eightbitmime = c.eightbitmime;
+  s.binarymime = c.binarymime;
+  s.chunking = c.chunking;
+  s.dsn = c.dsn;
+  s.enhancedstatuscodes = c.enhancedstatuscodes;
+  s.smtputf8 = c.smtputf8;
+  using std::chrono::seconds;
+  s.greeting_timeout = seconds(c.greeting_timeout_s);
+  s.mail_timeout = seconds(c.mail_timeout_s);
+  s.rcpt_timeout = seconds(c.rcpt_timeout_s);
+  s.data_init_timeout = seconds(c.data_init_timeout_s);
+  s.data_block_timeout = seconds(c.data_block_timeout_s);
+  s.data_term_timeout = seconds(c.data_term_timeout_s);
+  svc.write_timeout = seconds(c.write_timeout_s);
+  svc.pregreet_wait = std::chrono::milliseconds(c.pregreet_wait_ms);
+  svc.max_sessions = c.max_sessions;
+  svc.max_sessions_per_ip = c.max_sessions_per_ip;
+  svc.counters = &counters;
+
+  std::vector<std::unique_ptr<bh::smtp::Listener>> listeners;
+  for (const auto& ep : cfg.smtp_listen) {
+    asio::ip::tcp::endpoint tep(asio::ip::make_address(ep.address), ep.port);
+    auto l = std::make_unique<bh::smtp::Listener>(ctx_ptrs, tep, svc);
+    if (auto ec = l->open()) {
+      return fatal(cfg.source + ": listen.smtp " + ep.str() + ": " + ec.message());
+    }
+    listeners.push_back(std::move(l));
+  }
+
+  std::unique_ptr<bh::admin::AdminServer> admin;
+  if (cfg.has_admin) {
+    std::string token_path =
+        cfg.admin_token_file.empty() ? cfg.data_dir + "/admin.token" : cfg.admin_token_file;
+    auto token = bh::admin::load_or_create_token(token_path);
+    if (!token.ok()) {
+      return fatal(token.error().message);
+    }
+    auto start_time = clock.now();
+    bh::admin::AdminHandlers h;
+    h.status = [&, start_time] {
+      auto qc = manager.counters();
+      auto sc = store.counters();
+      json listen = json::array();
+      for (const auto& l : listeners) {
+        auto e = l->local_endpoint();
+        listen.push_back(e.address().to_string() + ":" + std::to_string(e.port()));
+      }
+      return json{
+          {"node", {{"name", cfg.name}, {"hostname", cfg.hostname}, {"version", "0.1.0"},
+                    {"data_dir", cfg.data_dir},
+                    {"uptime_s", std::chrono::duration_cast<seconds>(clock.now() - start_time).count()},
+                    {"smtp_listen", listen}}},
+          {"sessions", {{"active", counters.active.load()}, {"accepted", counters.accepted.load()},
+                        {"rejected_per_ip", counters.rejected_per_ip.load()},
+                        {"rejected_total", counters.rejected_total.load()},
+                        {"timeouts", counters.timeouts.load()}}},
+          {"queue", {{"in_queue", qc.in_queue}, {"received", counters.messages.load()},
+                     {"commit_failures", counters.commit_failures.load()},
+                     {"delivered_messages", qc.delivered_messages},
+                     {"delivered_copies", qc.delivered_copies}, {"deferred", qc.deferred},
+                     {"failed_recipients", qc.failed_recipients}}},
+          {"store", {{"commits", sc.commits}, {"batches", sc.batches}, {"syncs", sc.syncs},
+                     {"failures", sc.failures},
+                     {"recovered", recovered.ready.size()},
+                     {"quarantined", recovered.quarantined}}},
+      };
+    };
+    h.queue_list = [&manager] {
+      json arr = json::array();
+      for (const auto& m : manager.list()) {
+        arr.push_back(summary_json(m));
+      }
+      return json{{"messages", arr}};
+    };
+    h.queue_show = [&manager](const std::string& id) -> std::optional<json> {
+      auto d = manager.show(id);
+      if (!d) {
+        return std::nullopt;
+      }
+      return detail_json(*d);
+    };
+    asio::ip::tcp::endpoint aep(asio::ip::make_address(cfg.admin_listen.address), cfg.admin_listen.port);
+    admin = std::make_unique<bh::admin::AdminServer>(*ctx_ptrs[0], aep, *token, std::move(h));
+    if (auto ec = admin->open()) {
+      return fatal(cfg.source + ": listen.admin " + cfg.admin_listen.str() + ": " + ec.message());
+    }
+    admin->start();
+  }
+
+  manager.start(recovered.ready);
+  for (auto& l : listeners) {
+    l->start();
+    auto e = l->local_endpoint();
+    bh::log::info("node", cfg.name + ": SMTP listening on " + e.address().to_string() + ":" +
+                              std::to_string(e.port()));
+  }
+  if (admin) {
+    bh::log::info("node", cfg.name + ": admin listening on " + cfg.admin_listen.str());
+  }
+  for (const auto& m : cfg.mailboxes) {
+    directory.resolve(m, [&](bh::Result<bh::directory::Resolution> r) {
+      if (r.ok()) {
+        bh::log::info("node", "mail for " + m + " lands in " + mailboxes + "/" + r->mailbox + "/new/");
+      }
+    });
+  }
+
+  asio::signal_set signals(*ctx_ptrs[0], SIGTERM, SIGINT, SIGHUP);
+  std::function<void(boost::system::error_code, int)> on_signal =
+      [&](boost::system::error_code ec, int sig) {
+        if (ec) {
+          return;
+        }
+        if (sig == SIGHUP) {
+          bh::log::warn("node", "SIGHUP: configuration reload is not supported yet; ignored");
+          signals.async_wait(on_signal);
+          return;
+        }
+        bh::log::info("node", "stopping on signal " + std::to_string(sig));
+        for (auto& l : listeners) {
+          l->stop();
+        }
+        if (admin) {
+          admin->stop();
+        }
+        for (auto& ctx : contexts) {
+          ctx->stop();
+        }
+      };
+  signals.async_wait(on_signal);
+
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < workers; ++i) {
+    threads.emplace_back([ctx = ctx_ptrs[i]] { ctx->run(); });
+  }
+  ctx_ptrs[0]->run();
+  for (auto& ctx : contexts) {
+    ctx->stop();
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  // Order matters: the committer may still post answers into the (stopped) contexts,
+  // so it ends first; then the sockets and handlers go with their contexts, while the
+  // counters and the store they point at are still alive.
+  store.close();
+  manager.stop();
+  admin.reset();
+  listeners.clear();
+  guards.clear();
+  contexts.clear();
+  bh::log::info("node", "stopped");
   return 0;
 }

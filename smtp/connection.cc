@@ -2,6 +2,7 @@
 
 #include <array>
 #include <deque>
+#include <optional>
 #include <type_traits>
 
 #include "common/log.h"
@@ -43,35 +44,35 @@ namespace {
 // One inbound SMTP connection. Every member is touched only on the socket's executor.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, const ConnectionServices& services,
+  Connection(tcp::socket socket, std::shared_ptr<const ConnectionServices> services,
              std::shared_ptr<SessionLimiter> limiter, std::string peer_ip, std::string local_ip)
       : socket_(std::move(socket)),
-        services_(services),
+        services_(std::move(services)),
         limiter_(std::move(limiter)),
         peer_ip_(std::move(peer_ip)),
         line_timer_(socket_.get_executor()),
         write_timer_(socket_.get_executor()),
         greet_timer_(socket_.get_executor()),
-        session_(services.session, PeerInfo{peer_ip_, std::move(local_ip)}, *services.clock) {}
+        session_(services_->session, PeerInfo{peer_ip_, std::move(local_ip)}, *services_->clock) {}
 
   ~Connection() {
     if (limiter_) {
       limiter_->release(peer_ip_);
     }
-    if (services_.counters != nullptr) {
-      services_.counters->active--;
+    if (services_->counters != nullptr) {
+      services_->counters->active--;
     }
   }
 
   asio::any_io_executor executor() { return socket_.get_executor(); }
 
   void start() {
-    if (services_.counters != nullptr) {
-      services_.counters->active++;
+    if (services_->counters != nullptr) {
+      services_->counters->active++;
     }
     read_more();
-    if (services_.pregreet_wait.count() > 0) {
-      greet_timer_.expires_after(services_.pregreet_wait);
+    if (services_->pregreet_wait.count() > 0) {
+      greet_timer_.expires_after(services_->pregreet_wait);
       greet_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
         if (!ec) {
           self->run(self->session_.start());
@@ -115,21 +116,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     line_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
       if (!ec && self && !self->dead_) {
-        if (self->services_.counters != nullptr) {
-          self->services_.counters->timeouts++;
+        if (self->services_->counters != nullptr) {
+          self->services_->counters->timeouts++;
         }
         self->run(self->session_.on_timeout());
       }
     });
   }
   void perform(CheckMail&) {
-    feed_now(session_.on_mail_result(services_.store->check_space()));
+    feed_now(session_.on_mail_result(services_->store->check_space()));
   }
   void perform(LookupRecipient& a) {
     auto at = a.address.rfind('@');
     std::string_view domain =
         at == std::string::npos ? std::string_view{} : std::string_view(a.address).substr(at + 1);
-    if (!a.for_vrfy && (domain.empty() || !services_.is_local_domain(domain))) {
+    if (!a.for_vrfy && (domain.empty() || !services_->is_local_domain(domain))) {
       // No relay in a standalone node: RFC 5321 3.6.2, hostile-inputs #47-54.
       RecipientVerdict v;
       v.kind = RecipientVerdict::Kind::kError;
@@ -137,7 +138,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       feed_now(session_.on_recipient_result(std::move(v)));
       return;
     }
-    services_.directory->resolve(
+    services_->directory->resolve(
         a.address, [self = shared_from_this()](Result<directory::Resolution> r) {
           RecipientVerdict v;
           if (!r.ok()) {
@@ -158,7 +159,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
   void perform(BeginMessage&) {
     spool_error_.reset();
-    auto w = services_.store->begin();
+    auto w = services_->store->begin();
     Result<std::string> id = w.ok() ? Result<std::string>((*w)->id()) : Result<std::string>(w.error());
     if (w.ok()) {
       writer_ = std::move(w.value());
@@ -177,26 +178,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!writer_ || spool_error_) {
       Error e = spool_error_ ? *spool_error_ : transient_error("4.3.0", "Spool not open");
       writer_.reset();
-      if (services_.counters != nullptr) {
-        services_.counters->commit_failures++;
+      if (services_->counters != nullptr) {
+        services_->counters->commit_failures++;
       }
       feed_now(session_.on_commit_result(Result<std::string>(std::move(e))));
       return;
     }
-    services_.store->commit(
+    services_->store->commit(
         std::move(writer_), std::move(a.envelope),
         [self = shared_from_this()](Result<std::string> id) {
           asio::post(self->socket_.get_executor(), [self, id = std::move(id)]() mutable {
             if (id.ok()) {
-              if (self->services_.counters != nullptr) {
-                self->services_.counters->messages++;
+              if (self->services_->counters != nullptr) {
+                self->services_->counters->messages++;
               }
               // Durable: hand it to the queue manager even if the client is gone.
-              if (self->services_.on_queued) {
-                self->services_.on_queued(id.value());
+              if (self->services_->on_queued) {
+                self->services_->on_queued(id.value());
               }
-            } else if (self->services_.counters != nullptr) {
-              self->services_.counters->commit_failures++;
+            } else if (self->services_->counters != nullptr) {
+              self->services_->counters->commit_failures++;
             }
             if (!self->dead_) {
               self->run(self->session_.on_commit_result(std::move(id)));
@@ -218,7 +219,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void read_more() {
     if (reading_ || dead_ || closing_ || session_.closed() || !session_.wants_input() ||
-        out_.size() > services_.max_output_buffer) {
+        out_.size() > services_->max_output_buffer) {
       return;
     }
     reading_ = true;
@@ -250,7 +251,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     writing_ = true;
     sending_.swap(out_);
     out_.clear();
-    write_timer_.expires_after(services_.write_timeout);
+    write_timer_.expires_after(services_->write_timeout);
     write_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
       if (!ec && self && self->writing_) {
@@ -287,7 +288,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   tcp::socket socket_;
-  const ConnectionServices& services_;
+  std::shared_ptr<const ConnectionServices> services_;
   std::shared_ptr<SessionLimiter> limiter_;
   std::string peer_ip_;
   asio::steady_timer line_timer_, write_timer_, greet_timer_;
@@ -316,9 +317,9 @@ Listener::Listener(std::vector<asio::io_context*> contexts, tcp::endpoint ep,
       endpoint_(ep),
       acceptor_(*contexts_.at(0)),
       retry_timer_(*contexts_.at(0)),
-      services_(std::move(services)),
-      limiter_(std::make_shared<SessionLimiter>(services_.max_sessions,
-                                                services_.max_sessions_per_ip)) {}
+      services_(std::make_shared<const ConnectionServices>(std::move(services))),
+      limiter_(std::make_shared<SessionLimiter>(services_->max_sessions,
+                                                services_->max_sessions_per_ip)) {}
 
 Listener::~Listener() { stop(); }
 
@@ -364,17 +365,17 @@ void Listener::accept_next() {
         std::string ip = ip_string(remote);
         auto verdict = limiter_->admit(ip);
         if (verdict == SessionLimiter::Verdict::kAdmitted) {
-          if (services_.counters != nullptr) {
-            services_.counters->accepted++;
+          if (services_->counters != nullptr) {
+            services_->counters->accepted++;
           }
           socket.set_option(tcp::no_delay(true), e1);
           auto conn = std::make_shared<Connection>(std::move(socket), services_, limiter_, ip,
                                                    ip_string(local));
           asio::post(conn->executor(), [conn] { conn->start(); });
         } else {
-          if (services_.counters != nullptr) {
-            (verdict == SessionLimiter::Verdict::kTooManyFromIp ? services_.counters->rejected_per_ip
-                                                                 : services_.counters->rejected_total)++;
+          if (services_->counters != nullptr) {
+            (verdict == SessionLimiter::Verdict::kTooManyFromIp ? services_->counters->rejected_per_ip
+                                                                 : services_->counters->rejected_total)++;
           }
           // hostile-inputs #62: an immediate 421, written best-effort without blocking.
           static constexpr std::string_view kBusy =

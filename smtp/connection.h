@@ -85,7 +85,7 @@ class Listener {
   boost::asio::ip::tcp::endpoint endpoint_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_timer_;
-  ConnectionServices services_;
+  std::shared_ptr<const ConnectionServices> services_;
   std::size_t next_ = 0;
   std::shared_ptr<SessionLimiter> limiter_;
 };

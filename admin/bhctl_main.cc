@@ -1,0 +1,230 @@
+// bhctl: the operator's client for a node's admin endpoint (DESIGN.md §5).
+//
+//   bhctl [--config FILE | --admin IP:PORT [--token-file F]] [--json] NOUN VERB...
+//   nouns: status | queue list | queue show ID
+// Exit codes: 0 ok, 1 the node said no or could not be reached, 2 usage.
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "node/config.h"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using nlohmann::json;
+
+namespace {
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: bhctl [--config FILE | --admin IP:PORT [--token-file FILE]] [--json] COMMAND\n"
+               "commands:\n"
+               "  status            node, listeners, queue and session counters\n"
+               "  queue list        messages in the queue\n"
+               "  queue show ID     one message: envelope and per-recipient state\n");
+  return 2;
+}
+
+struct Reply {
+  int status = 0;
+  json body;
+};
+
+bool get(const bh::node::Endpoint& ep, const std::string& token, const std::string& target,
+         Reply& out, std::string& err) {
+  try {
+    asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::seconds(10));
+    stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address(ep.address), ep.port));
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, ep.str());
+    req.set(http::field::authorization, "Bearer " + token);
+    http::write(stream, req);
+    beast::flat_buffer buf;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64u << 20);
+    http::read(stream, buf, parser);
+    auto res = parser.release();
+    out.status = static_cast<int>(res.result_int());
+    out.body = json::parse(res.body(), nullptr, false);
+    if (out.body.is_discarded()) {
+      err = "the node sent a reply that is not JSON";
+      return false;
+    }
+    return true;
+  } catch (const std::exception& e) {
+    err = "cannot reach the admin endpoint " + ep.str() + ": " + e.what();
+    return false;
+  }
+}
+
+std::string when(std::int64_t unix) {
+  if (unix == 0) {
+    return "-";
+  }
+  std::time_t t = unix;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char b[32];
+  std::strftime(b, sizeof b, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return b;
+}
+
+void print_table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> w(head.size());
+  for (std::size_t i = 0; i < head.size(); ++i) {
+    w[i] = head[i].size();
+    for (const auto& r : rows) {
+      w[i] = std::max(w[i], r[i].size());
+    }
+  }
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string s;
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      s += r[i];
+      if (i + 1 < r.size()) {
+        s += std::string(w[i] - r[i].size() + 2, ' ');
+      }
+    }
+    std::cout << s << "\n";
+  };
+  line(head);
+  for (const auto& r : rows) {
+    line(r);
+  }
+}
+
+std::string str(const json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config, admin, token_file;
+  bool as_json = false;
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config = argv[++i];
+    } else if (a == "--admin" && i + 1 < argc) {
+      admin = argv[++i];
+    } else if (a == "--token-file" && i + 1 < argc) {
+      token_file = argv[++i];
+    } else if (a == "--json") {
+      as_json = true;
+    } else if (a.rfind("--", 0) == 0) {
+      return usage();
+    } else {
+      words.push_back(a);
+    }
+  }
+  bh::node::Endpoint ep;
+  if (!config.empty()) {
+    auto c = bh::node::load_config_file(config);
+    if (!c.ok()) {
+      std::fprintf(stderr, "bhctl: %s\n", c.error().message.c_str());
+      return 1;
+    }
+    if (!c->has_admin) {
+      std::fprintf(stderr, "bhctl: %s: listen.admin is not set\n", config.c_str());
+      return 1;
+    }
+    ep = c->admin_listen;
+    if (token_file.empty()) {
+      token_file = c->admin_token_file.empty() ? c->data_dir + "/admin.token" : c->admin_token_file;
+    }
+  } else if (!admin.empty()) {
+    auto e = bh::node::parse_endpoint(admin);
+    if (!e.ok()) {
+      std::fprintf(stderr, "bhctl: --admin %s\n", e.error().message.c_str());
+      return 2;
+    }
+    ep = *e;
+  } else {
+    return usage();
+  }
+  std::string token;
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!in || !std::getline(in, token)) {
+      std::fprintf(stderr, "bhctl: cannot read the admin token from %s\n", token_file.c_str());
+      return 1;
+    }
+  }
+
+  std::string target;
+  if (words == std::vector<std::string>{"status"}) {
+    target = "/v1/status";
+  } else if (words == std::vector<std::string>{"queue", "list"}) {
+    target = "/v1/queue";
+  } else if (words.size() == 3 && words[0] == "queue" && words[1] == "show") {
+    target = "/v1/queue/" + words[2];
+  } else {
+    return usage();
+  }
+  Reply r;
+  std::string err;
+  if (!get(ep, token, target, r, err)) {
+    std::fprintf(stderr, "bhctl: %s\n", err.c_str());
+    return 1;
+  }
+  if (r.status != 200) {
+    std::fprintf(stderr, "bhctl: %s (HTTP %d)\n",
+                 r.body.contains("error") ? str(r.body["error"]).c_str() : "request failed", r.status);
+    return 1;
+  }
+  if (as_json) {
+    std::cout << r.body.dump(2) << "\n";
+    return 0;
+  }
+  const json& b = r.body;
+  if (target == "/v1/status") {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& [section, values] : b.items()) {
+      if (values.is_object()) {
+        for (const auto& [k, v] : values.items()) {
+          rows.push_back({section, k, str(v)});
+        }
+      } else {
+        rows.push_back({section, "", str(values)});
+      }
+    }
+    print_table({"SECTION", "KEY", "VALUE"}, rows);
+  } else if (target == "/v1/queue") {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& m : b["messages"]) {
+      rows.push_back({str(m["id"]), str(m["state"]), str(m["sender"]).empty() ? "<>" : str(m["sender"]),
+                      str(m["recipients"]), str(m["size"]), when(m["received"].get<std::int64_t>()),
+                      str(m["attempts"]), str(m["last_error"])});
+    }
+    print_table({"ID", "STATE", "SENDER", "RCPTS", "SIZE", "RECEIVED", "TRIES", "LAST ERROR"}, rows);
+    std::cout << rows.size() << " message(s)\n";
+  } else {
+    std::cout << "id:        " << str(b["id"]) << "\n"
+              << "state:     " << str(b["state"]) << "\n"
+              << "sender:    <" << str(b["sender"]) << ">\n"
+              << "size:      " << str(b["size"]) << "\n"
+              << "received:  " << when(b["received"].get<std::int64_t>()) << " from "
+              << str(b["client_helo"]) << " [" << str(b["client_address"]) << "]\n"
+              << "body:      " << str(b["body"]) << "   ret: " << str(b["ret"])
+              << "   envid: " << str(b["envid"]) << "\n"
+              << "attempts:  " << str(b["attempts"]) << "   last error: " << str(b["last_error"]) << "\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& rc : b["recipients"]) {
+      rows.push_back({str(rc["address"]), str(rc["mailbox"]), str(rc["state"]), str(rc["notify"]),
+                      str(rc["orcpt"]), str(rc["last_result"])});
+    }
+    print_table({"RECIPIENT", "MAILBOX", "STATE", "NOTIFY", "ORCPT", "LAST RESULT"}, rows);
+  }
+  return 0;
+}

@@ -1,0 +1,374 @@
+#include "queue/fs_message_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "common/log.h"
+#include "queue/queue_file.h"
+
+namespace bh::queue {
+namespace {
+
+Error io_error(int err, const std::string& what) {
+  if (err == ENOSPC || err == EDQUOT) {
+    return transient_error("4.3.1", "Insufficient system storage");
+  }
+  return transient_error("4.3.0", "Queue write failed: " + what + ": " + std::strerror(err));
+}
+
+bool write_all(int fd, const char* p, std::size_t n, int& err) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      err = errno;
+      return false;
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+class FsSpoolWriter final : public SpoolWriter {
+ public:
+  FsSpoolWriter(std::string id, std::string path, int fd,
+                std::function<int(std::string_view, std::string_view)> fault)
+      : id_(std::move(id)), path_(std::move(path)), fd_(fd), fault_(std::move(fault)) {
+    buf_.reserve(kBuffer);
+    buf_.append(kQueueFileHeader);
+  }
+  ~FsSpoolWriter() override {
+    if (fd_ >= 0) {  // never committed: leave nothing behind
+      ::close(fd_);
+      ::unlink(path_.c_str());
+    }
+  }
+  const std::string& id() const override { return id_; }
+  std::uint64_t bytes_written() const override { return body_; }
+
+  Result<void> write(std::string_view bytes) override {
+    if (error_) {
+      return *error_;
+    }
+    body_ += bytes.size();
+    while (!bytes.empty()) {
+      std::size_t room = kBuffer - buf_.size();
+      std::size_t n = std::min(room, bytes.size());
+      buf_.append(bytes.substr(0, n));
+      bytes.remove_prefix(n);
+      if (buf_.size() == kBuffer) {
+        if (auto r = flush(); !r.ok()) {
+          return r;
+        }
+      }
+    }
+    return Ok{};
+  }
+
+  // Writes the records and the trailer: the file is complete but not yet durable.
+  Result<void> finish(const Envelope& env) {
+    if (error_) {
+      return *error_;
+    }
+    std::string recs = encode_envelope(env);
+    buf_.append(recs);
+    if (auto r = flush(); !r.ok()) {
+      return r;
+    }
+    std::string t = encode_trailer(body_, recs.size(), static_cast<std::uint32_t>(crc_));
+    int err = 0;
+    if (!write_all(fd_, t.data(), t.size(), err)) {
+      error_ = io_error(err, "trailer");
+      return *error_;
+    }
+    return Ok{};
+  }
+
+  int release_fd() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  static constexpr std::size_t kBuffer = 64u << 10;
+  Result<void> flush() {
+    crc_ = crc32(crc_, reinterpret_cast<const Bytef*>(buf_.data()), static_cast<uInt>(buf_.size()));
+    int err = fault_ ? fault_("write", id_) : 0;
+    if (err != 0 || !write_all(fd_, buf_.data(), buf_.size(), err)) {
+      error_ = io_error(err, "write");
+      return *error_;
+    }
+    buf_.clear();
+    return Ok{};
+  }
+
+  std::string id_, path_;
+  int fd_;
+  std::function<int(std::string_view, std::string_view)> fault_;
+  std::string buf_;
+  std::uint64_t body_ = 0;
+  uLong crc_ = crc32(0L, Z_NULL, 0);
+  std::optional<Error> error_;
+};
+
+int open_dir(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); }
+
+bool make_dir(const std::string& path) { return ::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST; }
+
+std::vector<std::string> list_dir(const std::string& path) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(path.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") {
+        names.push_back(std::move(n));
+      }
+    }
+    ::closedir(d);
+  }
+  return names;
+}
+
+}  // namespace
+
+struct FsMessageStore::Pending {
+  std::unique_ptr<FsSpoolWriter> writer;
+  int fd;
+  CommitCallback done;
+};
+
+FsMessageStore::FsMessageStore(FsStoreOptions options, const Clock& clock, Random& random)
+    : opt_(std::move(options)), clock_(clock), random_(random) {}
+
+FsMessageStore::~FsMessageStore() { close(); }
+
+int FsMessageStore::fault(std::string_view step, std::string_view id) const {
+  return opt_.fault ? opt_.fault(step, id) : 0;
+}
+
+Result<void> FsMessageStore::open() {
+  for (const char* sub : {"", "/tmp", "/queue", "/quarantine"}) {
+    std::string p = opt_.root + sub;
+    if (!make_dir(p)) {
+      return transient_error("4.3.0", "cannot create " + p + ": " + std::strerror(errno));
+    }
+  }
+  root_fd_ = open_dir(opt_.root);
+  tmp_fd_ = open_dir(opt_.root + "/tmp");
+  queue_fd_ = open_dir(opt_.root + "/queue");
+  if (root_fd_ < 0 || tmp_fd_ < 0 || queue_fd_ < 0) {
+    return transient_error("4.3.0", "cannot open " + opt_.root + ": " + std::strerror(errno));
+  }
+  committer_ = std::thread([this] { committer_loop(); });
+  return Ok{};
+}
+
+void FsMessageStore::close() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (committer_.joinable()) {
+    committer_.join();
+  }
+  for (int* fd : {&root_fd_, &tmp_fd_, &queue_fd_}) {
+    if (*fd >= 0) {
+      ::close(*fd);
+      *fd = -1;
+    }
+  }
+}
+
+RecoveryReport FsMessageStore::recover() {
+  RecoveryReport rep;
+  for (const auto& n : list_dir(opt_.root + "/tmp")) {
+    if (::unlink((opt_.root + "/tmp/" + n).c_str()) == 0) {
+      ++rep.removed_temp;
+    }
+  }
+  for (const auto& n : list_dir(opt_.root + "/queue")) {
+    std::string path = opt_.root + "/queue/" + n;
+    auto m = read_queue_file(path);
+    if (m.ok() && m->envelope.id == n) {
+      rep.ready.push_back(n);
+      continue;
+    }
+    std::string why = m.ok() ? "id does not match file name" : m.error().message;
+    log::error("queue", "quarantined " + n + ": " + why);
+    if (::rename(path.c_str(), (opt_.root + "/quarantine/" + n).c_str()) == 0) {
+      ++rep.quarantined;
+    }
+  }
+  ::fsync(tmp_fd_);
+  ::fsync(queue_fd_);
+  int qfd = open_dir(opt_.root + "/quarantine");
+  if (qfd >= 0) {
+    ::fsync(qfd);
+    ::close(qfd);
+  }
+  std::sort(rep.ready.begin(), rep.ready.end());
+  return rep;
+}
+
+Result<void> FsMessageStore::check_space() const {
+  struct statvfs st{};
+  if (::statvfs(opt_.root.c_str(), &st) != 0) {
+    return transient_error("4.3.0", "Cannot check queue free space");
+  }
+  std::uint64_t avail = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+  if (avail < opt_.free_space_floor) {
+    return transient_error("4.3.1", "Insufficient system storage");
+  }
+  return Ok{};
+}
+
+Result<std::unique_ptr<SpoolWriter>> FsMessageStore::begin() {
+  std::string id;
+  {
+    std::lock_guard lock(id_mu_);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch())
+                  .count();
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%011llX%04X%05llX", static_cast<unsigned long long>(ms),
+                  static_cast<unsigned>(seq_++ & 0xFFFF),
+                  static_cast<unsigned long long>(random_.next() & 0xFFFFF));
+    id = buf;
+  }
+  std::string path = opt_.root + "/tmp/" + id;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return io_error(errno, "create " + path);
+  }
+  return std::unique_ptr<SpoolWriter>(
+      std::make_unique<FsSpoolWriter>(id, std::move(path), fd, opt_.fault));
+}
+
+void FsMessageStore::commit(std::unique_ptr<SpoolWriter> writer, Envelope envelope,
+                            CommitCallback done) {
+  std::unique_ptr<FsSpoolWriter> w(static_cast<FsSpoolWriter*>(writer.release()));
+  envelope.id = w->id();
+  envelope.body_size = w->bytes_written();
+  if (auto r = w->finish(envelope); !r.ok()) {
+    {
+      std::lock_guard lock(mu_);
+      ++counters_.failures;
+    }
+    w.reset();  // unlinks the temp file
+    done(r.error());
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    int fd = w->release_fd();
+    pending_.push_back(Pending{std::move(w), fd, std::move(done)});
+  }
+  cv_.notify_one();
+}
+
+void FsMessageStore::committer_loop() {
+  for (;;) {
+    std::deque<Pending> batch;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
+      if (pending_.empty() && stop_) {
+        return;
+      }
+      batch.swap(pending_);
+    }
+    // 1. The data of every file in the batch, with one syncfs (group commit).
+    int err = fault("syncfs", "");
+    if (err == 0 && ::syncfs(tmp_fd_) != 0) {
+      err = errno;
+    }
+    std::vector<std::pair<CommitCallback, Result<std::string>>> results;
+    std::size_t renamed = 0;
+    for (auto& p : batch) {
+      ::close(p.fd);
+      const std::string& id = p.writer->id();
+      int e = err;
+      if (e == 0) {
+        e = fault("rename", id);
+        if (e == 0 && ::renameat(tmp_fd_, id.c_str(), queue_fd_, id.c_str()) != 0) {
+          e = errno;
+        }
+      }
+      if (e == 0) {
+        ++renamed;
+        results.emplace_back(std::move(p.done), Result<std::string>(id));
+      } else {
+        ::unlinkat(tmp_fd_, id.c_str(), 0);
+        results.emplace_back(std::move(p.done), Result<std::string>(io_error(e, "commit " + id)));
+      }
+    }
+    // 2. The new directory entries, with one fsync of queue/.
+    if (renamed > 0) {
+      int e = fault("fsync_dir", "");
+      if (e == 0 && ::fsync(queue_fd_) != 0) {
+        e = errno;
+      }
+      if (e != 0) {
+        // Not durable: withdraw the renamed files and answer 4.3.0 for all of them.
+        for (auto& [cb, r] : results) {
+          if (r.ok()) {
+            ::unlinkat(queue_fd_, r.value().c_str(), 0);
+            r = Result<std::string>(io_error(e, "fsync queue directory"));
+          }
+        }
+      }
+    }
+    std::size_t failures = 0;
+    for (auto& [cb, r] : results) {
+      failures += r.ok() ? 0 : 1;
+    }
+    {
+      std::lock_guard lock(mu_);
+      ++counters_.batches;
+      ++counters_.syncs;
+      counters_.commits += results.size() - failures;
+      counters_.failures += failures;
+    }
+    // 3. Only now: the acknowledgements.
+    for (auto& [cb, r] : results) {
+      cb(std::move(r));
+    }
+  }
+}
+
+std::string FsMessageStore::path_of(const std::string& id) const { return opt_.root + "/queue/" + id; }
+
+Result<void> FsMessageStore::remove(const std::string& id) {
+  if (::unlinkat(queue_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
+    return io_error(errno, "remove " + id);
+  }
+  return Ok{};
+}
+
+Result<void> FsMessageStore::sync_queue_dir() {
+  if (::fsync(queue_fd_) != 0) {
+    return io_error(errno, "fsync queue directory");
+  }
+  return Ok{};
+}
+
+StoreCounters FsMessageStore::counters() const {
+  std::lock_guard lock(mu_);
+  return counters_;
+}
+
+}  // namespace bh::queue

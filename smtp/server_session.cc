@@ -1,0 +1,970 @@
+// ServerSession: see server_session.h for the contract.
+//
+// Map of this file: Impl (state) -> process() (the input loop: command lines, DATA,
+// BDAT chunks) -> one check_/do_ pair per verb (validate, then act; STYLE.md principle
+// 2) -> the on_*_result() continuations -> reply helpers and limits.
+
+#include "smtp/server_session.h"
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <optional>
+
+#include "common/address.h"
+#include "smtp/data_reader.h"
+#include "smtp/esmtp_params.h"
+
+namespace bh::smtp {
+
+namespace {
+
+constexpr std::size_t kMaxDiscardedLine = 1u << 20;  // hostile #35: then 421
+constexpr std::size_t kMaxEnvid = 100, kMaxOrcpt = 500;
+
+std::string upper(std::string_view s) {
+  std::string r(s);
+  for (char& c : r) {
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return r;
+}
+
+bool starts_with_ci(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    if (std::toupper(static_cast<unsigned char>(s[i])) != prefix[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string rfc5322_date(Clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
+}
+
+}  // namespace
+
+struct ServerSession::Impl {
+  enum class Mode { kCommand, kData, kBdat };
+
+  SessionConfig cfg;
+  PeerInfo peer;
+  const Clock& clock;
+
+  // Session state.
+  bool started = false, pregreet = false, closed = false;
+  bool greeted = false, esmtp = false;
+  std::string helo;
+  Mode mode = Mode::kCommand;
+  Awaiting awaiting = Awaiting::kNothing;
+  std::string in;
+  bool discarding_line = false;
+  std::size_t discarded = 0;
+  SessionCounters counters;
+
+  // Transaction state (RFC 5321 §3.3): reset by RSET, EHLO, HELO and at its end.
+  bool in_mail = false;
+  queue::Envelope env;
+  bool data_used = false, bdat_used = false, spooling = false;
+  std::string queue_id;
+  std::optional<DataReader> data;
+  std::uint64_t bdat_remaining = 0, bdat_chunk = 0, body_bytes = 0;
+  bool bdat_last = false, bdat_discard = false, bdat_oversize = false;
+  std::optional<Error> bdat_error;  // why a drained chunk is refused (after draining)
+  // Waiting for an answer.
+  queue::Recipient pending_rcpt;
+  std::string pending_sender;
+  bool pending_vrfy = false;
+
+  Actions out;
+
+  Impl(SessionConfig c, PeerInfo p, const Clock& clk)
+      : cfg(std::move(c)), peer(std::move(p)), clock(clk) {}
+
+  // ---- reply helpers ----
+  void send(std::string_view line) {
+    if (!out.empty()) {
+      if (auto* s = std::get_if<SendReply>(&out.back())) {
+        s->bytes.append(line).append("\r\n");
+        return;
+      }
+    }
+    std::string b(line);
+    b.append("\r\n");
+    out.emplace_back(SendReply{std::move(b)});
+  }
+  void reply(int code, std::string_view enhanced, std::string_view text) {
+    std::string l = std::to_string(code);
+    l.push_back(' ');
+    if (cfg.enhancedstatuscodes && !enhanced.empty()) {
+      l.append(enhanced).push_back(' ');
+    }
+    l.append(text);
+    send(l);
+  }
+  // A reply to a client mistake: counted, and the session ends past max_errors.
+  void error_reply(int code, std::string_view enhanced, std::string_view text) {
+    reply(code, enhanced, text);
+    ++counters.errors;
+    if (counters.errors > cfg.max_errors) {
+      reply(421, "4.7.0", cfg.hostname + " Error: too many errors");
+      close();
+    }
+  }
+  void error_reply(const Error& e, int transient_code, int permanent_code) {
+    error_reply(e.transient() ? transient_code : permanent_code, e.enhanced, e.message);
+  }
+  void junk() {
+    ++counters.junk;
+    if (counters.junk > cfg.max_junk_commands) {
+      reply(421, "4.7.0", cfg.hostname + " Error: too many junk commands");
+      close();
+    }
+  }
+  void close() {
+    if (closed) {
+      return;
+    }
+    if (spooling) {
+      out.emplace_back(AbortMessage{});
+      spooling = false;
+    }
+    closed = true;
+    out.emplace_back(CloseConnection{});
+  }
+  void arm(std::chrono::milliseconds d) {
+    if (!closed) {
+      out.emplace_back(ArmTimer{d});
+    }
+  }
+  void arm_for_state() {
+    if (mode == Mode::kCommand) {
+      arm(in_mail ? (env.recipients.empty() ? cfg.mail_timeout : cfg.rcpt_timeout)
+                  : cfg.greeting_timeout);
+    } else {
+      arm(cfg.data_block_timeout);
+    }
+  }
+
+  void reset_transaction() {
+    if (spooling) {
+      out.emplace_back(AbortMessage{});
+      spooling = false;
+    }
+    in_mail = false;
+    env = queue::Envelope{};
+    data_used = bdat_used = false;
+    queue_id.clear();
+    data.reset();
+    bdat_remaining = bdat_chunk = body_bytes = 0;
+    bdat_last = bdat_discard = bdat_oversize = false;
+    bdat_error.reset();
+    mode = Mode::kCommand;
+  }
+
+  Actions take() {
+    Actions r = std::move(out);
+    out.clear();
+    return r;
+  }
+
+  // ---- the input loop ----
+  void process() {
+    while (!closed && awaiting == Awaiting::kNothing) {
+      if (mode == Mode::kData) {
+        if (in.empty()) {
+          return;
+        }
+        std::string body;
+        auto step = data->feed(in, body);
+        in.erase(0, step.consumed);
+        body_bytes = data->body_size();
+        if (!body.empty() && spooling) {
+          out.emplace_back(BodyData{std::move(body)});
+        }
+        if (step.done) {
+          finish_data();
+          continue;
+        }
+        if (step.lines > 0) {
+          arm(cfg.data_block_timeout);  // per line, not per read (RFC 5321 §4.5.3.2.5)
+        }
+        return;
+      }
+      if (mode == Mode::kBdat) {
+        if (bdat_remaining > 0) {
+          if (in.empty()) {
+            return;
+          }
+          std::size_t n = static_cast<std::size_t>(
+              std::min<std::uint64_t>(bdat_remaining, in.size()));
+          if (!bdat_discard && !bdat_oversize) {
+            std::uint64_t room = cfg.max_message_size > body_bytes ? cfg.max_message_size - body_bytes : 0;
+            if (n > room) {
+              bdat_oversize = true;
+            } else if (spooling) {
+              out.emplace_back(BodyData{in.substr(0, n)});
+            }
+          }
+          body_bytes += n;
+          bdat_remaining -= n;
+          in.erase(0, n);
+          arm(cfg.data_block_timeout);
+          if (bdat_remaining > 0) {
+            return;
+          }
+        }
+        finish_bdat_chunk();
+        continue;
+      }
+      if (!next_command_line()) {
+        return;
+      }
+    }
+  }
+
+  // Finds one CRLF-terminated command line and handles it. False: need more input.
+  bool next_command_line() {
+    if (discarding_line) {
+      std::size_t crlf = in.find("\r\n");
+      if (crlf == std::string::npos) {
+        std::size_t keep = (!in.empty() && in.back() == '\r') ? 1 : 0;
+        discarded += in.size() - keep;
+        in.erase(0, in.size() - keep);
+        if (discarded > kMaxDiscardedLine) {
+          error_reply(500, "5.5.2", "Error: line too long");
+          reply(421, "4.7.0", cfg.hostname + " Error: line too long, closing");
+          close();
+        }
+        return false;
+      }
+      in.erase(0, crlf + 2);
+      discarding_line = false;
+      discarded = 0;
+      ++counters.lines_too_long;
+      error_reply(500, "5.5.2", "Error: line too long");
+      arm_for_state();
+      return true;
+    }
+    std::size_t crlf = in.find("\r\n");
+    if (crlf == std::string::npos) {
+      if (in.size() > cfg.max_command_line) {
+        discarding_line = true;
+        discarded = 0;
+        return true;  // loop again into the discard branch
+      }
+      return false;
+    }
+    if (crlf + 2 > cfg.max_command_line) {  // 512 octets include the CRLF
+      in.erase(0, crlf + 2);
+      ++counters.lines_too_long;
+      error_reply(500, "5.5.2", "Error: line too long");
+      arm_for_state();
+      return true;
+    }
+    std::string line = in.substr(0, crlf);
+    in.erase(0, crlf + 2);
+    ++counters.commands;
+    handle(line);
+    if (!closed && !esmtp && greeted && awaiting == Awaiting::kNothing && !in.empty() &&
+        mode == Mode::kCommand) {
+      // RFC 2920 §3: without PIPELINING a client waits for each reply (hostile #8).
+      sync_error();
+      return false;
+    }
+    if (awaiting == Awaiting::kNothing && mode == Mode::kCommand) {
+      arm_for_state();
+    }
+    return true;
+  }
+
+  void sync_error() {
+    ++counters.pipelining_violations;
+    reply(554, "5.5.0", "Error: SMTP protocol synchronization");
+    close();
+  }
+
+  // ---- verbs ----
+  void handle(std::string_view line) {
+    std::size_t sp = line.find(' ');
+    std::string verb = upper(line.substr(0, sp));
+    std::string_view arg = sp == std::string_view::npos ? std::string_view{} : line.substr(sp + 1);
+    for (char ch : line) {
+      auto c = static_cast<unsigned char>(ch);
+      // Controls (NUL, bare CR/LF inside the line) or 8-bit octets in a command
+      // (hostile #7, #34): one malformed command, never split.
+      if (c < 32 || c == 127 || (c >= 0x80 && !(cfg.smtputf8 && esmtp && verb != "EHLO" && verb != "HELO"))) {
+        if (verb == "MAIL" || verb == "RCPT" || verb == "HELO" || verb == "EHLO" ||
+            verb == "VRFY") {
+          error_reply(501, "5.5.2", "Syntax error: invalid character in command");
+        } else {
+          error_reply(500, "5.5.2", "Error: command unrecognized");
+        }
+        return;
+      }
+    }
+    if (verb == "EHLO" || verb == "HELO") {
+      do_helo(verb == "EHLO", arg);
+    } else if (verb == "MAIL") {
+      do_mail(arg);
+    } else if (verb == "RCPT") {
+      do_rcpt(arg);
+    } else if (verb == "DATA") {
+      do_data(arg);
+    } else if (verb == "BDAT" && cfg.chunking && esmtp) {
+      do_bdat(arg);
+    } else if (verb == "RSET") {
+      if (!arg.empty()) {
+        error_reply(501, "5.5.4", "Syntax: RSET");
+        return;
+      }
+      reset_transaction();
+      reply(250, "2.0.0", "Ok");
+      junk();
+    } else if (verb == "NOOP") {
+      reply(250, "2.0.0", "Ok");
+      junk();
+    } else if (verb == "QUIT") {
+      reply(221, "2.0.0", "Bye");
+      close();
+    } else if (verb == "HELP") {
+      reply(214, "2.0.0",
+            "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY; see RFC 5321");
+      junk();
+    } else if (verb == "VRFY") {
+      do_vrfy(arg);
+    } else if (verb == "EXPN") {
+      error_reply(502, "5.5.1", "EXPN command disabled");
+      junk();
+    } else if (verb == "STARTTLS" || verb == "AUTH" || verb == "TURN" || verb == "ATRN" ||
+               verb == "ETRN" || verb == "XEXCH50" || verb == "X-EXPS" ||
+               verb == "X-LINK2STATE") {
+      error_reply(502, "5.5.1", "Command not implemented");
+      junk();
+    } else {
+      error_reply(500, "5.5.2", "Error: command not recognized");
+      junk();
+    }
+  }
+
+  void do_helo(bool ehlo, std::string_view arg) {
+    while (!arg.empty() && arg.back() == ' ') {
+      arg.remove_suffix(1);
+    }
+    if (arg.empty()) {
+      error_reply(501, "5.5.4", ehlo ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
+      return;
+    }
+    if (arg.size() > 255) {
+      error_reply(501, "5.5.2", "Syntax error: hostname too long");
+      return;
+    }
+    // RFC 5321 §4.1.4: a Domain or address literal. Be liberal in what is accepted for
+    // the name itself (many clients send bare words), strict about octets.
+    for (char ch : arg) {
+      auto c = static_cast<unsigned char>(ch);
+      if (c <= 32 || c >= 127) {
+        error_reply(501, "5.5.2", "Syntax error: invalid hostname");
+        return;
+      }
+    }
+    reset_transaction();
+    greeted = true;
+    esmtp = ehlo;
+    helo = std::string(arg);
+    if (!ehlo) {
+      reply(250, "", cfg.hostname);
+      return;
+    }
+    std::vector<std::string> ext;
+    ext.push_back(cfg.hostname);
+    if (cfg.pipelining) {
+      ext.emplace_back("PIPELINING");
+    }
+    if (cfg.size) {
+      ext.push_back("SIZE " + std::to_string(cfg.max_message_size));
+    }
+    if (cfg.vrfy) {
+      ext.emplace_back("VRFY");
+    }
+    if (cfg.eightbitmime) {
+      ext.emplace_back("8BITMIME");
+    }
+    if (cfg.binarymime && cfg.chunking) {
+      ext.emplace_back("BINARYMIME");
+    }
+    if (cfg.chunking) {
+      ext.emplace_back("CHUNKING");
+    }
+    if (cfg.dsn) {
+      ext.emplace_back("DSN");
+    }
+    if (cfg.enhancedstatuscodes) {
+      ext.emplace_back("ENHANCEDSTATUSCODES");
+    }
+    if (cfg.smtputf8) {
+      ext.emplace_back("SMTPUTF8");
+    }
+    ext.emplace_back("HELP");
+    for (std::size_t i = 0; i < ext.size(); ++i) {
+      send("250" + std::string(i + 1 == ext.size() ? " " : "-") + ext[i]);
+    }
+  }
+
+  bool pipelining() const { return esmtp && cfg.pipelining; }
+
+  void do_mail(std::string_view arg) {
+    if (!greeted) {
+      error_reply(503, "5.5.1", "Error: send HELO/EHLO first");
+      return;
+    }
+    if (in_mail) {
+      error_reply(503, "5.5.1", "Error: nested MAIL command");
+      return;
+    }
+    if (!starts_with_ci(arg, "FROM:")) {
+      error_reply(501, "5.5.4", "Syntax: MAIL FROM:<address>");
+      return;
+    }
+    arg.remove_prefix(5);
+    while (!arg.empty() && arg.front() == ' ') {
+      arg.remove_prefix(1);
+    }
+    auto split = split_path_params(arg);
+    if (!split.ok()) {
+      error_reply(501, split.error().enhanced, split.error().message);
+      return;
+    }
+    if (!esmtp && !split->params.empty()) {
+      error_reply(555, "5.5.4", "Parameters require EHLO");
+      return;
+    }
+    queue::Envelope e;
+    bool seen_size = false, seen_body = false, seen_ret = false, seen_envid = false,
+         seen_utf8 = false;
+    for (std::size_t i = 0; i < split->params.size(); ++i) {
+      const auto& [key, value] = split->params[i];
+      bool has_value = split->has_value[i];
+      auto dup = [&](bool& seen) {
+        if (seen) {
+          return true;
+        }
+        seen = true;
+        return false;
+      };
+      if (key == "SIZE" && cfg.size) {
+        if (dup(seen_size) || !has_value || value.empty()) {
+          return error_reply(501, "5.5.4", "Bad SIZE parameter");
+        }
+        bool digits = std::all_of(value.begin(), value.end(),
+                                  [](char c) { return c >= '0' && c <= '9'; });
+        if (!digits) {
+          return error_reply(501, "5.5.4", "Bad SIZE parameter");
+        }
+        auto n = parse_decimal(value);  // nullopt here means overflow: too big
+        if (!n || *n > cfg.max_message_size) {
+          return error_reply(552, "5.3.4", "Message size exceeds fixed limit");
+        }
+        e.declared_size = *n;
+      } else if (key == "BODY") {
+        if (dup(seen_body) || !has_value) {
+          return error_reply(501, "5.5.4", "Bad BODY parameter");
+        }
+        std::string v = upper(value);
+        if (v == "7BIT") {
+          e.body = queue::BodyType::k7Bit;
+        } else if (v == "8BITMIME" && cfg.eightbitmime) {
+          e.body = queue::BodyType::k8BitMime;
+        } else if (v == "BINARYMIME" && cfg.binarymime && cfg.chunking) {
+          e.body = queue::BodyType::kBinaryMime;
+        } else {
+          return error_reply(501, "5.5.4", "Bad BODY parameter");
+        }
+      } else if (key == "RET" && cfg.dsn) {
+        std::string v = upper(value);
+        if (dup(seen_ret) || !has_value || (v != "FULL" && v != "HDRS")) {
+          return error_reply(501, "5.5.4", "Bad RET parameter");
+        }
+        e.ret = v == "FULL" ? queue::DsnRet::kFull : queue::DsnRet::kHeaders;
+      } else if (key == "ENVID" && cfg.dsn) {
+        auto d = has_value ? decode_xtext(value) : std::nullopt;
+        if (dup(seen_envid) || !d || d->empty() || value.size() > kMaxEnvid) {
+          return error_reply(501, "5.5.4", "Bad ENVID parameter");
+        }
+        e.envid = *d;
+      } else if (key == "SMTPUTF8" && cfg.smtputf8) {
+        if (dup(seen_utf8) || has_value) {
+          return error_reply(501, "5.5.4", "Bad SMTPUTF8 parameter");
+        }
+        e.smtputf8 = true;
+      } else {
+        return error_reply(555, "5.5.4", "Unsupported parameter " + key);
+      }
+    }
+    auto path = parse_path(split->path, true, e.smtputf8, "5.1.7");
+    if (!path.ok()) {
+      return error_reply(501, "5.1.7", "Bad sender address syntax");
+    }
+    e.sender = path->null ? std::string() : path->mailbox.str();
+    e.client_address = peer.address;
+    e.client_helo = helo;
+    e.protocol = esmtp ? "ESMTP" : "SMTP";
+    env = std::move(e);
+    awaiting = Awaiting::kMail;
+    out.emplace_back(CheckMail{env.sender, env.declared_size});
+  }
+
+  void do_rcpt(std::string_view arg) {
+    if (!in_mail) {
+      error_reply(503, "5.5.1", "Error: need MAIL command");
+      return;
+    }
+    if (!starts_with_ci(arg, "TO:")) {
+      error_reply(501, "5.5.4", "Syntax: RCPT TO:<address>");
+      return;
+    }
+    arg.remove_prefix(3);
+    while (!arg.empty() && arg.front() == ' ') {
+      arg.remove_prefix(1);
+    }
+    auto split = split_path_params(arg);
+    if (!split.ok()) {
+      error_reply(501, split.error().enhanced, split.error().message);
+      return;
+    }
+    if (!esmtp && !split->params.empty()) {
+      error_reply(555, "5.5.4", "Parameters require EHLO");
+      return;
+    }
+    queue::Recipient r;
+    bool seen_notify = false, seen_orcpt = false;
+    for (std::size_t i = 0; i < split->params.size(); ++i) {
+      const auto& [key, value] = split->params[i];
+      bool has_value = split->has_value[i];
+      if (key == "NOTIFY" && cfg.dsn) {
+        if (seen_notify || !has_value || value.empty()) {
+          return error_reply(501, "5.5.4", "Bad NOTIFY parameter");
+        }
+        seen_notify = true;
+        std::uint8_t flags = 0;
+        std::string v = upper(value);
+        std::size_t pos = 0;
+        while (pos <= v.size()) {
+          std::size_t comma = v.find(',', pos);
+          std::string item = v.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+          std::uint8_t f = item == "NEVER"     ? queue::kNotifyNever
+                           : item == "SUCCESS" ? queue::kNotifySuccess
+                           : item == "FAILURE" ? queue::kNotifyFailure
+                           : item == "DELAY"   ? queue::kNotifyDelay
+                                               : 0;
+          if (f == 0 || (flags & f) != 0) {
+            return error_reply(501, "5.5.4", "Bad NOTIFY parameter");
+          }
+          flags |= f;
+          if (comma == std::string::npos) {
+            break;
+          }
+          pos = comma + 1;
+        }
+        if ((flags & queue::kNotifyNever) != 0 && flags != queue::kNotifyNever) {
+          return error_reply(501, "5.5.4", "NOTIFY=NEVER cannot be combined");
+        }
+        r.notify = flags;
+      } else if (key == "ORCPT" && cfg.dsn) {
+        std::size_t semi = value.find(';');
+        if (seen_orcpt || !has_value || semi == std::string::npos || semi == 0 ||
+            value.size() > kMaxOrcpt) {
+          return error_reply(501, "5.5.4", "Bad ORCPT parameter");
+        }
+        auto addr = decode_xtext(std::string_view(value).substr(semi + 1));
+        if (!addr || addr->empty()) {
+          return error_reply(501, "5.5.4", "Bad ORCPT parameter");
+        }
+        seen_orcpt = true;
+        r.orcpt = value.substr(0, semi) + ";" + *addr;
+      } else {
+        return error_reply(555, "5.5.4", "Unsupported parameter " + key);
+      }
+    }
+    auto path = parse_path(split->path, false, env.smtputf8, "5.1.3");
+    if (!path.ok()) {
+      return error_reply(501, "5.1.3", "Bad recipient address syntax");
+    }
+    if (env.recipients.size() >= cfg.max_recipients) {
+      return error_reply(452, "4.5.3", "Error: too many recipients");
+    }
+    r.address = path->mailbox.str();
+    pending_rcpt = std::move(r);
+    pending_vrfy = false;
+    awaiting = Awaiting::kRecipient;
+    out.emplace_back(LookupRecipient{pending_rcpt.address, false});
+  }
+
+  void do_vrfy(std::string_view arg) {
+    junk();
+    if (closed) {
+      return;
+    }
+    if (!cfg.vrfy) {
+      error_reply(502, "5.5.1", "VRFY command is disabled");
+      return;
+    }
+    if (arg.empty()) {
+      error_reply(501, "5.5.4", "Syntax: VRFY address");
+      return;
+    }
+    std::string candidate = arg.front() == '<' ? std::string(arg) : "<" + std::string(arg) + ">";
+    auto path = parse_path(candidate, false, false, "5.1.3");
+    if (!path.ok()) {
+      reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+      return;
+    }
+    pending_rcpt = queue::Recipient{};
+    pending_rcpt.address = path->mailbox.str();
+    pending_vrfy = true;
+    awaiting = Awaiting::kRecipient;
+    out.emplace_back(LookupRecipient{pending_rcpt.address, true});
+  }
+
+  bool check_data_common() {
+    if (!in_mail) {
+      error_reply(503, "5.5.1", "Error: need MAIL command");
+      return false;
+    }
+    if (env.recipients.empty()) {
+      error_reply(554, "5.5.1", "Error: no valid recipients");
+      return false;
+    }
+    return true;
+  }
+
+  void do_data(std::string_view arg) {
+    if (!arg.empty()) {
+      error_reply(501, "5.5.4", "Syntax: DATA");
+      return;
+    }
+    if (!check_data_common()) {
+      return;
+    }
+    if (bdat_used) {
+      error_reply(503, "5.5.1", "Error: DATA and BDAT cannot be mixed");
+      return;
+    }
+    if (env.body == queue::BodyType::kBinaryMime) {
+      error_reply(503, "5.5.1", "Error: BODY=BINARYMIME requires BDAT");
+      return;
+    }
+    if (!in.empty()) {
+      // Bytes after DATA before our 354 (hostile #8): never read them as the body.
+      sync_error();
+      return;
+    }
+    data_used = true;
+    awaiting = Awaiting::kBegin;
+    out.emplace_back(BeginMessage{});
+  }
+
+  void do_bdat(std::string_view arg) {
+    std::size_t sp = arg.find(' ');
+    std::string_view num = arg.substr(0, sp);
+    std::string_view rest = sp == std::string_view::npos ? std::string_view{} : arg.substr(sp + 1);
+    auto n = parse_decimal(num);
+    bool last = false;
+    if (!rest.empty()) {
+      if (upper(rest) != "LAST") {
+        n.reset();
+      }
+      last = true;
+    }
+    if (!n) {
+      // Nothing is consumed as chunk data: the size is unknown (hostile #15).
+      error_reply(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]");
+      return;
+    }
+    bdat_chunk = *n;
+    bdat_remaining = *n;
+    bdat_last = last;
+    bdat_discard = false;
+    bdat_error.reset();
+    mode = Mode::kBdat;
+    if (*n == 0 && !last) {
+      junk();  // hostile #20
+    }
+    if (!in_mail || env.recipients.empty()) {
+      // The chunk octets are still consumed as data, never parsed as commands (#17).
+      bdat_discard = true;
+      bdat_error = permanent_error("5.5.1", in_mail ? "Error: no valid recipients"
+                                                    : "Error: need MAIL command");
+      return;
+    }
+    if (data_used) {
+      bdat_discard = true;
+      bdat_error = permanent_error("5.5.1", "Error: DATA and BDAT cannot be mixed");
+      return;
+    }
+    if (!bdat_used) {
+      bdat_used = true;
+      awaiting = Awaiting::kBegin;
+      out.emplace_back(BeginMessage{});
+    }
+  }
+
+  std::string received_header() const {
+    std::string h = "Received: from " + helo + " ([" + peer.address + "])\r\n\tby " +
+                    cfg.hostname + " (bridgehead) with " + env.protocol + " id " + queue_id;
+    if (env.recipients.size() == 1) {
+      h += "\r\n\tfor <" + env.recipients.front().address + ">";
+    }
+    h += "; " + rfc5322_date(clock.now()) + "\r\n";
+    return h;
+  }
+
+  void start_body() {
+    spooling = true;
+    env.received_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                            clock.now().time_since_epoch())
+                            .count();
+    std::string h = received_header();
+    body_bytes = 0;
+    out.emplace_back(BodyData{std::move(h)});
+  }
+
+  void finish_data() {
+    mode = Mode::kCommand;
+    bool too_big = data->too_big() || data->header_too_big();
+    env.body_size = data->body_size();
+    if (too_big) {
+      reset_transaction();
+      error_reply(552, "5.3.4", "Error: message too big");
+      arm_for_state();
+      return;
+    }
+    commit();
+  }
+
+  void finish_bdat_chunk() {
+    mode = Mode::kCommand;
+    if (bdat_discard) {
+      Error e = *bdat_error;
+      bdat_discard = false;
+      error_reply(503, e.enhanced, e.message);
+      arm_for_state();
+      return;
+    }
+    if (bdat_oversize) {
+      reset_transaction();
+      error_reply(552, "5.3.4", "Error: message too big");
+      arm_for_state();
+      return;
+    }
+    if (bdat_last) {
+      env.body_size = body_bytes;
+      commit();
+      return;
+    }
+    reply(250, "2.0.0", std::to_string(bdat_chunk) + " octets received");
+    arm_for_state();
+  }
+
+  void commit() {
+    spooling = false;  // the store owns the writer now
+    awaiting = Awaiting::kCommit;
+    out.emplace_back(CommitMessage{env});
+  }
+};
+
+ServerSession::ServerSession(SessionConfig config, PeerInfo peer, const Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(peer), clock)) {}
+ServerSession::~ServerSession() = default;
+
+Actions ServerSession::start() {
+  auto& s = *impl_;
+  if (s.started || s.closed) {
+    return s.take();
+  }
+  s.started = true;
+  if (s.pregreet) {
+    // hostile #9: a client that talks before the banner is not an SMTP client.
+    s.reply(554, "5.5.1", s.cfg.hostname + " Error: protocol error, talking before greeting");
+    s.close();
+    return s.take();
+  }
+  s.reply(220, "", s.cfg.hostname + " ESMTP bridgehead");
+  s.arm(s.cfg.greeting_timeout);
+  s.process();
+  return s.take();
+}
+
+Actions ServerSession::on_bytes(std::string_view bytes) {
+  auto& s = *impl_;
+  if (s.closed) {
+    return {};
+  }
+  if (!s.started) {
+    s.pregreet = true;
+    return {};
+  }
+  s.in.append(bytes);
+  s.process();
+  return s.take();
+}
+
+Actions ServerSession::on_timeout() {
+  auto& s = *impl_;
+  if (s.closed) {
+    return {};
+  }
+  ++s.counters.timeouts;
+  s.reply(421, "4.4.2", s.cfg.hostname + " Error: timeout exceeded");
+  s.close();
+  return s.take();
+}
+
+Actions ServerSession::on_eof() {
+  auto& s = *impl_;
+  if (!s.closed) {
+    s.close();
+  }
+  return s.take();
+}
+
+Actions ServerSession::on_mail_result(Result<void> verdict) {
+  auto& s = *impl_;
+  BH_CHECK(s.awaiting == Awaiting::kMail);
+  s.awaiting = Awaiting::kNothing;
+  if (s.closed) {
+    return s.take();
+  }
+  if (verdict.ok()) {
+    s.in_mail = true;
+    s.reply(250, "2.1.0", "Ok");
+  } else {
+    const Error& e = verdict.error();
+    int code = e.transient() ? (e.enhanced == "4.3.1" ? 452 : 451)
+                             : (e.enhanced == "5.3.4" ? 552 : 550);
+    s.env = queue::Envelope{};
+    s.error_reply(code, e.enhanced, e.message);
+  }
+  s.arm_for_state();
+  s.process();
+  return s.take();
+}
+
+Actions ServerSession::on_recipient_result(RecipientVerdict v) {
+  auto& s = *impl_;
+  BH_CHECK(s.awaiting == Awaiting::kRecipient);
+  s.awaiting = Awaiting::kNothing;
+  if (s.closed) {
+    return s.take();
+  }
+  const std::string& addr = s.pending_rcpt.address;
+  switch (v.kind) {
+    case RecipientVerdict::Kind::kLocal:
+      if (s.pending_vrfy) {
+        s.reply(250, "2.1.5", "<" + addr + ">");
+      } else {
+        s.pending_rcpt.mailbox = v.mailbox;
+        s.env.recipients.push_back(std::move(s.pending_rcpt));
+        ++s.counters.recipients;
+        s.reply(250, "2.1.5", "Ok");
+      }
+      break;
+    case RecipientVerdict::Kind::kUnknown:
+      s.error_reply(550, "5.1.1", "<" + addr + ">: Recipient address rejected: User unknown");
+      break;
+    case RecipientVerdict::Kind::kError:
+      s.error_reply(v.error.transient() ? 451 : 550,
+                    v.error.enhanced.empty() ? (v.error.transient() ? "4.4.3" : "5.7.1")
+                                             : v.error.enhanced,
+                    "<" + addr + ">: " + v.error.message);
+      break;
+  }
+  s.pending_rcpt = queue::Recipient{};
+  s.arm_for_state();
+  s.process();
+  return s.take();
+}
+
+Actions ServerSession::on_begin_result(Result<std::string> queue_id) {
+  auto& s = *impl_;
+  BH_CHECK(s.awaiting == Awaiting::kBegin);
+  s.awaiting = Awaiting::kNothing;
+  if (s.closed) {
+    if (queue_id.ok()) {
+      s.out.emplace_back(AbortMessage{});
+    }
+    return s.take();
+  }
+  if (!queue_id.ok()) {
+    const Error& e = queue_id.error();
+    if (s.mode == Impl::Mode::kBdat) {
+      // The chunk octets still have to be drained before the refusal.
+      s.bdat_discard = true;
+      s.bdat_error = e;
+    } else {
+      s.reset_transaction();
+      s.reply(e.transient() ? (e.enhanced == "4.3.1" ? 452 : 451) : 554, e.enhanced, e.message);
+      s.arm_for_state();
+    }
+    s.process();
+    return s.take();
+  }
+  s.queue_id = queue_id.value();
+  s.env.id = s.queue_id;
+  if (s.mode == Impl::Mode::kBdat) {
+    s.start_body();
+    s.arm(s.cfg.data_block_timeout);
+  } else {
+    s.reply(354, "", "End data with <CR><LF>.<CR><LF>");
+    s.mode = Impl::Mode::kData;
+    s.data.emplace(s.cfg.max_message_size, s.cfg.max_header_bytes);
+    s.start_body();
+    s.arm(s.cfg.data_init_timeout);
+  }
+  s.process();
+  return s.take();
+}
+
+Actions ServerSession::on_commit_result(Result<std::string> queue_id) {
+  auto& s = *impl_;
+  BH_CHECK(s.awaiting == Awaiting::kCommit);
+  s.awaiting = Awaiting::kNothing;
+  s.spooling = false;
+  if (s.closed) {
+    return s.take();
+  }
+  if (queue_id.ok()) {
+    ++s.counters.messages;
+    s.counters.junk = 0;
+    s.reply(250, "2.0.0", "Ok: queued as " + queue_id.value());
+  } else {
+    const Error& e = queue_id.error();
+    s.reply(e.transient() ? (e.enhanced == "4.3.1" ? 452 : 451) : 554, e.enhanced, e.message);
+  }
+  s.reset_transaction();
+  s.arm_for_state();
+  s.process();
+  return s.take();
+}
+
+Awaiting ServerSession::awaiting() const { return impl_->awaiting; }
+bool ServerSession::wants_input() const {
+  const auto& s = *impl_;
+  if (s.closed) {
+    return false;
+  }
+  return s.awaiting == Awaiting::kNothing || s.in.size() < s.cfg.max_buffered_input;
+}
+bool ServerSession::closed() const { return impl_->closed; }
+const SessionCounters& ServerSession::counters() const { return impl_->counters; }
+
+}  // namespace bh::smtp
