@@ -132,7 +132,7 @@ Result<PathAndParams> split_path_params(std::string_view rest, std::size_t max_p
       value = std::string(tok.substr(eq + 1));
       for (char c : value) {
         auto uc = static_cast<unsigned char>(c);
-        if (uc < 33 || uc == 127 || c == '=') {
+        if (uc < 33 || uc == 127 || c == '=' || c == '"') {
           return permanent_error("5.5.4", "Syntax error in parameter value");
         }
       }

@@ -274,13 +274,13 @@ struct ServerSession::Impl {
     std::string line = in.substr(0, crlf);
     in.erase(0, crlf + 2);
     ++counters.commands;
-    handle(line);
-    if (!closed && !esmtp && greeted && awaiting == Awaiting::kNothing && !in.empty() &&
-        mode == Mode::kCommand) {
-      // RFC 2920 §3: without PIPELINING a client waits for each reply (hostile #8).
+    if (greeted && !pipelining() && !in.empty()) {
+      // RFC 2920 §3: without PIPELINING a client waits for each reply, so more input
+      // behind a command is a synchronization error (hostile #8); nothing is executed.
       sync_error();
       return false;
     }
+    handle(line);
     if (awaiting == Awaiting::kNothing && mode == Mode::kCommand) {
       arm_for_state();
     }

@@ -1,0 +1,147 @@
+#include "tests/smtp/session_harness.h"
+
+#include <cctype>
+#include <deque>
+
+namespace bh::smtp::testing {
+
+Harness::Harness(SessionConfig cfg, HarnessOptions opt)
+    : opt_(opt), session_(std::move(cfg), PeerInfo{"192.0.2.1", "127.0.0.1"}, clock_) {}
+
+void Harness::perform(Actions actions) {
+  std::deque<Action> q(std::make_move_iterator(actions.begin()), std::make_move_iterator(actions.end()));
+  while (!q.empty()) {
+    Action a = std::move(q.front());
+    q.pop_front();
+    Actions more;
+    if (auto* s = std::get_if<SendReply>(&a)) {
+      out_.replies += s->bytes;
+      std::size_t pos = 0;
+      while (pos < s->bytes.size()) {
+        std::size_t eol = s->bytes.find("\r\n", pos);
+        std::string line = s->bytes.substr(pos, eol - pos);
+        if (line.size() >= 4 && line[3] == ' ') {
+          out_.codes.push_back(std::stoi(line.substr(0, 3)));
+        }
+        pos = eol + 2;
+      }
+    } else if (std::holds_alternative<CloseConnection>(a)) {
+      out_.closed = true;
+    } else if (std::holds_alternative<ArmTimer>(a)) {
+      ++out_.timers;
+    } else if (std::holds_alternative<CheckMail>(a)) {
+      more = session_.on_mail_result(opt_.no_space ? Result<void>(transient_error("4.3.1", "Insufficient system storage"))
+                                                   : Result<void>());
+    } else if (auto* l = std::get_if<LookupRecipient>(&a)) {
+      RecipientVerdict v;
+      std::string local = l->address.substr(0, l->address.rfind('@'));
+      for (char& ch : local) {
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      }
+      std::string domain = l->address.substr(l->address.rfind('@') + 1);
+      if (domain == "example.org" && (local == "alice" || local == "bob")) {
+        v.kind = RecipientVerdict::Kind::kLocal;
+        v.mailbox = local;
+      } else if (l->address == "down@example.org") {
+        v.kind = RecipientVerdict::Kind::kError;
+        v.error = transient_error("4.4.3", "Directory unavailable");
+      } else if (domain != "example.org" && !l->for_vrfy) {
+        v.kind = RecipientVerdict::Kind::kError;
+        v.error = permanent_error("5.7.1", "Relay access denied");
+      } else {
+        v.kind = RecipientVerdict::Kind::kUnknown;
+      }
+      more = session_.on_recipient_result(std::move(v));
+    } else if (std::holds_alternative<BeginMessage>(a)) {
+      if (opt_.fail_begin) {
+        more = session_.on_begin_result(Result<std::string>(transient_error("4.3.0", "Queue write failed")));
+      } else {
+        spool_.clear();
+        spooling_ = true;
+        more = session_.on_begin_result(Result<std::string>("Q" + std::to_string(next_id_++)));
+      }
+    } else if (auto* b = std::get_if<BodyData>(&a)) {
+      if (!spooling_) {
+        out_.replies += "[BODY WITHOUT SPOOL]";
+      }
+      spool_ += b->bytes;
+    } else if (auto* c = std::get_if<CommitMessage>(&a)) {
+      spooling_ = false;
+      if (opt_.fail_commit) {
+        more = session_.on_commit_result(Result<std::string>(transient_error("4.3.0", "Queue write failed")));
+      } else {
+        out_.messages.push_back(c->envelope);
+        // Strip the Received header (its first line and its continuation lines).
+        std::size_t end = 0;
+        while (true) {
+          std::size_t eol = spool_.find("\r\n", end);
+          end = eol + 2;
+          if (end >= spool_.size() || spool_[end] != '\t') {
+            break;
+          }
+        }
+        out_.bodies.push_back(spool_.substr(end));
+        more = session_.on_commit_result(Result<std::string>(c->envelope.id));
+      }
+    } else if (std::holds_alternative<AbortMessage>(a)) {
+      spooling_ = false;
+      spool_.clear();
+    }
+    for (auto it = more.rbegin(); it != more.rend(); ++it) {
+      q.push_front(std::move(*it));
+    }
+  }
+}
+
+Outcome Harness::run(std::string_view input, std::size_t chunk) {
+  if (opt_.start) {
+    start();
+  }
+  if (chunk == 0) {
+    feed(input);
+  } else {
+    for (std::size_t i = 0; i < input.size() && !session_.closed(); i += chunk) {
+      feed(input.substr(i, chunk));
+    }
+  }
+  if (opt_.eof) {
+    perform(session_.on_eof());
+  }
+  out_.closed = session_.closed();
+  out_.awaiting_left = session_.awaiting() != Awaiting::kNothing;
+  return out_;
+}
+
+std::string unescape(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '{') {
+      std::size_t star = s.find('*', i), close = s.find('}', i);
+      if (star != std::string_view::npos && close != std::string_view::npos && star < close) {
+        std::size_t n = std::stoul(std::string(s.substr(i + 1, star - i - 1)));
+        std::string unit = unescape(s.substr(star + 1, close - star - 1));
+        for (std::size_t k = 0; k < n; ++k) {
+          out += unit;
+        }
+        i = close;
+        continue;
+      }
+    }
+    if (s[i] != '\\' || i + 1 >= s.size()) {
+      out.push_back(s[i]);
+      continue;
+    }
+    char c = s[++i];
+    if (c == 'r') out.push_back('\r');
+    else if (c == 'n') out.push_back('\n');
+    else if (c == 't') out.push_back('\t');
+    else if (c == '0') out.push_back('\0');
+    else if (c == 'x' && i + 2 < s.size() + 0 + 1) {
+      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace bh::smtp::testing

@@ -1,0 +1,56 @@
+#pragma once
+// Drives a real ServerSession the way the Asio adapter does, with in-memory answers:
+// mailboxes alice and bob at example.org are local, "down@example.org" makes the
+// directory fail (transient), everything else is unknown. Used by the unit tests and
+// the fuzz targets.
+
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "smtp/server_session.h"
+
+namespace bh::smtp::testing {
+
+struct Outcome {
+  std::string replies;                 // everything sent, concatenated
+  std::vector<int> codes;              // the code of each final reply line
+  std::vector<queue::Envelope> messages;
+  std::vector<std::string> bodies;     // committed bodies (without the Received header)
+  bool closed = false;
+  int timers = 0;
+  bool awaiting_left = false;
+};
+
+struct HarnessOptions {
+  bool fail_begin = false, fail_commit = false, no_space = false;
+  bool start = true;           // call start() before the input
+  bool eof = true;             // on_eof() after the input
+};
+
+class Harness {
+ public:
+  explicit Harness(SessionConfig cfg = {}, HarnessOptions opt = {});
+  // Feeds `input` in pieces of `chunk` octets (0 = all at once).
+  Outcome run(std::string_view input, std::size_t chunk = 0);
+  ServerSession& session() { return session_; }
+  Outcome& outcome() { return out_; }
+  void feed(std::string_view bytes) { perform(session_.on_bytes(bytes)); }
+  void timeout() { perform(session_.on_timeout()); }
+  void start() { perform(session_.start()); }
+
+ private:
+  void perform(Actions actions);
+  ManualClock clock_;
+  HarnessOptions opt_;
+  ServerSession session_;
+  Outcome out_;
+  std::string spool_;
+  bool spooling_ = false;
+  int next_id_ = 1;
+};
+
+// Decodes \r \n \t \\ \xHH and {N*c} (N copies of c, e.g. {600*A}) used in scenario files.
+std::string unescape(std::string_view s);
+
+}  // namespace bh::smtp::testing
