@@ -38,6 +38,9 @@ Result<Endpoint> parse_endpoint(const std::string& text) {
     }
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
+    if (host.find(':') != std::string::npos) {
+      return bad("write IPv6 addresses in brackets: [::1]:25");
+    }
   }
   unsigned char buf[16];
   bool v4 = inet_pton(AF_INET, host.c_str(), buf) == 1;
