@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>  // renameat2
 #include <cstring>
 #include <optional>
 
@@ -143,6 +144,22 @@ std::vector<std::string> list_dir(const std::string& path) {
   return names;
 }
 
+// Moves queue/<name> to quarantine/, never replacing an earlier quarantined file of the
+// same name (a numeric suffix is added instead). Returns 0 or an errno.
+int move_to_quarantine(int queue_fd, int quarantine_fd, const std::string& name) {
+  std::string target = name;
+  for (int n = 1; n < 1000; ++n) {
+    if (::renameat2(queue_fd, name.c_str(), quarantine_fd, target.c_str(), RENAME_NOREPLACE) == 0) {
+      return 0;
+    }
+    if (errno != EEXIST) {
+      return errno;
+    }
+    target = name + "." + std::to_string(n);
+  }
+  return EEXIST;
+}
+
 }  // namespace
 
 struct FsMessageStore::Pending {
@@ -173,6 +190,11 @@ Result<void> FsMessageStore::open() {
   if (root_fd_ < 0 || tmp_fd_ < 0 || queue_fd_ < 0) {
     return transient_error("4.3.0", "cannot open " + opt_.root + ": " + std::strerror(errno));
   }
+  {
+    std::lock_guard lock(mu_);
+    BH_CHECK(!running_ && !stop_);  // open() once per store
+    running_ = true;
+  }
   committer_ = std::thread([this] { committer_loop(); });
   return Ok{};
 }
@@ -181,6 +203,7 @@ void FsMessageStore::close() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
+    running_ = false;  // commits still pending are finished by the committer first
   }
   cv_.notify_all();
   if (committer_.joinable()) {
@@ -196,11 +219,13 @@ void FsMessageStore::close() {
 
 RecoveryReport FsMessageStore::recover() {
   RecoveryReport rep;
+  // tmp/: never acknowledged to anyone, so never owed to anyone.
   for (const auto& n : list_dir(opt_.root + "/tmp")) {
-    if (::unlink((opt_.root + "/tmp/" + n).c_str()) == 0) {
+    if (::unlinkat(tmp_fd_, n.c_str(), 0) == 0) {
       ++rep.removed_temp;
     }
   }
+  int qfd = open_dir(opt_.root + "/quarantine");
   for (const auto& n : list_dir(opt_.root + "/queue")) {
     std::string path = opt_.root + "/queue/" + n;
     auto m = read_queue_file(path);
@@ -209,19 +234,22 @@ RecoveryReport FsMessageStore::recover() {
       continue;
     }
     std::string why = m.ok() ? "id does not match file name" : m.error().message;
-    log::error("queue", "quarantined " + n + ": " + why);
-    if (::rename(path.c_str(), (opt_.root + "/quarantine/" + n).c_str()) == 0) {
+    int e = qfd < 0 ? EBADF : move_to_quarantine(queue_fd_, qfd, n);
+    if (e == 0) {
       ++rep.quarantined;
+      log::error("queue", "quarantined " + n + ": " + why);
+    } else {
+      // Left in queue/ (not delivered, not deleted); the next start tries again.
+      log::error("queue", "cannot quarantine " + n + " (" + why + "): " + std::strerror(e));
     }
   }
   ::fsync(tmp_fd_);
   ::fsync(queue_fd_);
-  int qfd = open_dir(opt_.root + "/quarantine");
   if (qfd >= 0) {
     ::fsync(qfd);
     ::close(qfd);
   }
-  std::sort(rep.ready.begin(), rep.ready.end());
+  std::sort(rep.ready.begin(), rep.ready.end());  // ids are time-ordered: oldest first
   return rep;
 }
 
@@ -237,47 +265,67 @@ Result<void> FsMessageStore::check_space() const {
   return Ok{};
 }
 
+std::string FsMessageStore::next_id() {
+  std::lock_guard lock(id_mu_);
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch()).count();
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%011llX%04X%05llX",
+                static_cast<unsigned long long>(ms) & 0xFFFFFFFFFFFull,
+                static_cast<unsigned>(seq_++ & 0xFFFF),
+                static_cast<unsigned long long>(random_.next() & 0xFFFFF));
+  return buf;
+}
+
 Result<std::unique_ptr<SpoolWriter>> FsMessageStore::begin() {
-  std::string id;
-  {
-    std::lock_guard lock(id_mu_);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch())
-                  .count();
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%011llX%04X%05llX", static_cast<unsigned long long>(ms),
-                  static_cast<unsigned>(seq_++ & 0xFFFF),
-                  static_cast<unsigned long long>(random_.next() & 0xFFFFF));
-    id = buf;
+  // A collision (same millisecond, sequence and random part, e.g. after a restart with a
+  // clock step back) is detected, never resolved by overwriting: retry with a new id.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    std::string id = next_id();
+    if (::faccessat(queue_fd_, id.c_str(), F_OK, 0) == 0) {
+      continue;
+    }
+    std::string path = opt_.root + "/tmp/" + id;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST) {
+        continue;
+      }
+      return io_error(errno, "create " + path);
+    }
+    return std::unique_ptr<SpoolWriter>(
+        std::make_unique<FsSpoolWriter>(id, std::move(path), fd, opt_.fault));
   }
-  std::string path = opt_.root + "/tmp/" + id;
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return io_error(errno, "create " + path);
-  }
-  return std::unique_ptr<SpoolWriter>(
-      std::make_unique<FsSpoolWriter>(id, std::move(path), fd, opt_.fault));
+  return transient_error("4.3.0", "Queue id collision");
 }
 
 void FsMessageStore::commit(std::unique_ptr<SpoolWriter> writer, Envelope envelope,
                             CommitCallback done) {
-  std::unique_ptr<FsSpoolWriter> w(static_cast<FsSpoolWriter*>(writer.release()));
+  BH_CHECK(writer != nullptr);
+  auto* fs_writer = dynamic_cast<FsSpoolWriter*>(writer.get());
+  BH_CHECK(fs_writer != nullptr);  // a writer from another store is a bug
+  writer.release();
+  std::unique_ptr<FsSpoolWriter> w(fs_writer);
   envelope.id = w->id();
   envelope.body_size = w->bytes_written();
-  if (auto r = w->finish(envelope); !r.ok()) {
-    {
-      std::lock_guard lock(mu_);
-      ++counters_.failures;
+  Result<void> finished = w->finish(envelope);
+  if (finished.ok()) {
+    std::unique_lock lock(mu_);
+    if (running_) {
+      int fd = w->release_fd();
+      pending_.push_back(Pending{std::move(w), fd, std::move(done)});
+      lock.unlock();
+      cv_.notify_one();
+      return;
     }
-    w.reset();  // unlinks the temp file
-    done(r.error());
-    return;
+    finished = transient_error("4.3.0", "Queue is shutting down");
   }
   {
     std::lock_guard lock(mu_);
-    int fd = w->release_fd();
-    pending_.push_back(Pending{std::move(w), fd, std::move(done)});
+    ++counters_.failures;
   }
-  cv_.notify_one();
+  w.reset();  // unlinks the temp file
+  done(finished.error());
 }
 
 void FsMessageStore::committer_loop() {
@@ -291,20 +339,40 @@ void FsMessageStore::committer_loop() {
       }
       batch.swap(pending_);
     }
-    // 1. The data of every file in the batch, with one syncfs (group commit).
-    int err = fault("syncfs", "");
-    if (err == 0 && ::syncfs(tmp_fd_) != 0) {
-      err = errno;
+    // 1. The data of every file in the batch: one syncfs, or one fdatasync per file.
+    std::vector<int> errs(batch.size(), 0);
+    std::uint64_t syncs = 0;
+    if (opt_.sync_mode == SyncMode::kSyncfs) {
+      int err = fault("syncfs", "");
+      if (err == 0 && ::syncfs(tmp_fd_) != 0) {
+        err = errno;
+      }
+      ++syncs;
+      std::fill(errs.begin(), errs.end(), err);
+    } else {
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        int err = fault("fdatasync", batch[i].writer->id());
+        if (err == 0 && ::fdatasync(batch[i].fd) != 0) {
+          err = errno;
+        }
+        ++syncs;
+        errs[i] = err;
+      }
     }
+    // 2. Publish: rename tmp/<id> -> queue/<id>, never over an existing name.
     std::vector<std::pair<CommitCallback, Result<std::string>>> results;
     std::size_t renamed = 0;
-    for (auto& p : batch) {
-      ::close(p.fd);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto& p = batch[i];
+      if (::close(p.fd) != 0 && errs[i] == 0 && errno != EINTR) {
+        errs[i] = errno;  // NFS-style late write errors
+      }
       const std::string& id = p.writer->id();
-      int e = err;
+      int e = errs[i];
       if (e == 0) {
         e = fault("rename", id);
-        if (e == 0 && ::renameat(tmp_fd_, id.c_str(), queue_fd_, id.c_str()) != 0) {
+        if (e == 0 &&
+            ::renameat2(tmp_fd_, id.c_str(), queue_fd_, id.c_str(), RENAME_NOREPLACE) != 0) {
           e = errno;
         }
       }
@@ -313,17 +381,21 @@ void FsMessageStore::committer_loop() {
         results.emplace_back(std::move(p.done), Result<std::string>(id));
       } else {
         ::unlinkat(tmp_fd_, id.c_str(), 0);
+        log::error("queue", "commit " + id + " failed: " + std::strerror(e));
         results.emplace_back(std::move(p.done), Result<std::string>(io_error(e, "commit " + id)));
       }
     }
-    // 2. The new directory entries, with one fsync of queue/.
+    // 3. The new directory entries, with one fsync of queue/.
     if (renamed > 0) {
       int e = fault("fsync_dir", "");
       if (e == 0 && ::fsync(queue_fd_) != 0) {
         e = errno;
       }
       if (e != 0) {
-        // Not durable: withdraw the renamed files and answer 4.3.0 for all of them.
+        // Not known to be durable: withdraw the renamed files and answer 4.3.0 for all
+        // of them. Should the withdrawal itself not persist, the message is delivered
+        // although the client was told 4xx: a possible duplicate, never a loss.
+        log::error("queue", std::string("fsync of queue directory failed: ") + std::strerror(e));
         for (auto& [cb, r] : results) {
           if (r.ok()) {
             ::unlinkat(queue_fd_, r.value().c_str(), 0);
@@ -339,11 +411,11 @@ void FsMessageStore::committer_loop() {
     {
       std::lock_guard lock(mu_);
       ++counters_.batches;
-      ++counters_.syncs;
+      counters_.syncs += syncs;
       counters_.commits += results.size() - failures;
       counters_.failures += failures;
     }
-    // 3. Only now: the acknowledgements.
+    // 4. Only now: the acknowledgements.
     for (auto& [cb, r] : results) {
       cb(std::move(r));
     }
@@ -356,6 +428,24 @@ Result<void> FsMessageStore::remove(const std::string& id) {
   if (::unlinkat(queue_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
     return io_error(errno, "remove " + id);
   }
+  return Ok{};
+}
+
+Result<void> FsMessageStore::quarantine(const std::string& id) {
+  std::string qdir = opt_.root + "/quarantine";
+  int qfd = open_dir(qdir);
+  if (qfd < 0) {
+    return io_error(errno, "open " + qdir);
+  }
+  int e = move_to_quarantine(queue_fd_, qfd, id);
+  if (e == 0 && (::fsync(qfd) != 0 || ::fsync(queue_fd_) != 0)) {
+    e = errno;
+  }
+  ::close(qfd);
+  if (e != 0) {
+    return io_error(e, "quarantine " + id);
+  }
+  log::error("queue", id + ": moved to quarantine");
   return Ok{};
 }
 

@@ -4,6 +4,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <vector>
 
 namespace bh::queue {
@@ -204,11 +207,14 @@ Result<Envelope> decode_envelope(std::string_view records) {
 
 Result<StoredMessage> read_queue_file(const std::string& path) {
   auto bad = [&](const std::string& why) {
-    return Result<StoredMessage>(transient_error("4.3.0", path + ": " + why));
+    return Result<StoredMessage>(permanent_error("5.3.0", path + ": " + why));
+  };
+  auto io = [&](const std::string& why) {
+    return Result<StoredMessage>(transient_error("4.3.0", path + ": " + why + ": " + std::strerror(errno)));
   };
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    return bad("cannot open");
+    return io("cannot open");
   }
   struct Closer {
     int fd;
@@ -240,8 +246,11 @@ Result<StoredMessage> read_queue_file(const std::string& path) {
   while (left > 0) {
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
     ssize_t got = ::pread(fd, buf.data(), n, off);
+    if (got < 0) {
+      return io("read error");
+    }
     if (got != static_cast<ssize_t>(n)) {
-      return bad("read error");
+      return bad("file changed while reading");
     }
     if (off == 0 && std::string_view(buf.data(), kQueueFileHeader.size()) != kQueueFileHeader) {
       return bad("bad magic");
@@ -257,17 +266,54 @@ Result<StoredMessage> read_queue_file(const std::string& path) {
   if (::pread(fd, recs.data(), rec_len,
               static_cast<off_t>(kQueueFileHeader.size() + body_len)) !=
       static_cast<ssize_t>(rec_len)) {
-    return bad("read error");
+    return io("read error");
   }
   auto env = decode_envelope(recs);
   if (!env.ok()) {
     return bad(env.error().message);
+  }
+  if (env->body_size != body_len) {
+    return bad("body size in envelope does not match the file");
   }
   StoredMessage m;
   m.envelope = std::move(env.value());
   m.body_offset = kQueueFileHeader.size();
   m.body_length = body_len;
   return m;
+}
+
+Result<void> read_queue_body(const std::string& path, const StoredMessage& message,
+                             const BodySink& sink) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return transient_error("4.3.0", path + ": cannot open: " + std::strerror(errno));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  std::vector<char> buf(64u << 10);
+  auto off = static_cast<off_t>(message.body_offset);
+  std::uint64_t left = message.body_length;
+  while (left > 0) {
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
+    ssize_t got = ::pread(fd, buf.data(), n, off);
+    if (got < 0 && errno == EINTR) {
+      continue;
+    }
+    if (got < 0) {
+      return transient_error("4.3.0", path + ": read error: " + std::strerror(errno));
+    }
+    if (got == 0) {
+      return transient_error("4.3.0", path + ": file shorter than its body length");
+    }
+    if (auto r = sink(std::string_view(buf.data(), static_cast<std::size_t>(got))); !r.ok()) {
+      return r;
+    }
+    off += got;
+    left -= static_cast<std::uint64_t>(got);
+  }
+  return Ok{};
 }
 
 }  // namespace bh::queue

@@ -12,6 +12,7 @@
 // record is present. Every length read from disk is capped before it is used.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -37,7 +38,19 @@ struct StoredMessage {
   std::uint64_t body_offset = 0;
   std::uint64_t body_length = 0;
 };
-// Reads and fully validates a queue file (CRC over the whole file).
+// Reads and fully validates a queue file (magic, lengths, CRC over the whole file, every
+// record, END present, body length in the envelope = body length in the trailer).
+// Memory is bounded by kMaxRecordsLength plus one 64 KiB buffer; the body is only
+// checksummed, never held.
+// Errors: permanent 5.3.0 when the file is corrupt (quarantine it: retrying cannot
+// help); transient 4.3.0 when it could not be opened or read (EIO, EMFILE, ...).
 Result<StoredMessage> read_queue_file(const std::string& path);
+
+// Streams the body of a validated queue file to `sink` in chunks of at most 64 KiB,
+// byte-exact. A sink error stops the copy and is returned as is; a short file is
+// transient 4.3.0.
+using BodySink = std::function<Result<void>(std::string_view chunk)>;
+Result<void> read_queue_body(const std::string& path, const StoredMessage& message,
+                             const BodySink& sink);
 
 }  // namespace bh::queue

@@ -229,6 +229,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
           if (self->dead_) {
             return;
           }
+          if (self->lingering_) {
+            if (ec) {
+              self->shutdown();
+            } else {
+              self->drain();
+            }
+            return;
+          }
           if (ec) {
             self->run(self->session_.on_eof());
             self->shutdown();
@@ -244,7 +252,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (out_.empty()) {
       if (closing_) {
-        shutdown();
+        linger_close();
       }
       return;
     }
@@ -273,6 +281,40 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       });
   }
 
+  // After our last reply: stop sending, then read and discard what the client still
+  // sends for a moment, so our reply is not lost to a TCP reset (a client that pipelined
+  // far ahead still sees the 421). Bounded by a short timer.
+  void linger_close() {
+    if (dead_ || lingering_) {
+      return;
+    }
+    lingering_ = true;
+    line_timer_.cancel();
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    write_timer_.expires_after(std::chrono::seconds(2));
+    write_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) {
+        self->shutdown();
+      }
+    });
+    if (!reading_) {
+      drain();
+    }
+  }
+  void drain() {
+    socket_.async_read_some(asio::buffer(in_), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+      if (self->dead_) {
+        return;
+      }
+      if (ec) {
+        self->shutdown();
+        return;
+      }
+      self->drain();
+    });
+  }
+
   void shutdown() {
     if (dead_) {
       return;
@@ -299,6 +341,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<queue::SpoolWriter> writer_;
   std::optional<Error> spool_error_;
   bool pumping_ = false, reading_ = false, writing_ = false, closing_ = false, dead_ = false;
+  bool lingering_ = false;
 };
 
 std::string ip_string(const tcp::endpoint& ep) {

@@ -600,7 +600,11 @@ struct ServerSession::Impl {
       return error_reply(501, "5.1.3", "Bad recipient address syntax");
     }
     if (env.recipients.size() >= cfg.max_recipients) {
-      return error_reply(452, "4.5.3", "Error: too many recipients");
+      // RFC 5321 §4.5.3.1.10: not a client error, the session goes on; an endless
+      // stream of them is junk (hostile #40).
+      reply(452, "4.5.3", "Error: too many recipients");
+      junk();
+      return;
     }
     r.address = path->mailbox.str();
     pending_rcpt = std::move(r);

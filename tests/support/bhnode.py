@@ -194,3 +194,9 @@ class Smtp:
 
     def close(self):
         self.s.close()
+
+    def __del__(self):
+        try:
+            self.s.close()
+        except Exception:
+            pass
