@@ -1,12 +1,15 @@
 #include "queue/maildir.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <vector>
+
+#include "queue/queue_file.h"
 
 namespace bh::queue {
 namespace {
@@ -20,7 +23,26 @@ Error err(int e, const std::string& what) {
 
 bool exists(const std::string& p) {
   struct stat st{};
-  return ::stat(p.c_str(), &st) == 0;
+  return ::lstat(p.c_str(), &st) == 0;
+}
+
+// cur/ names carry the Maildir info suffix ":2,<flags>" once a client has seen them.
+bool exists_in_cur(const std::string& cur, const std::string& name) {
+  DIR* d = ::opendir(cur.c_str());
+  if (d == nullptr) {
+    return false;
+  }
+  bool found = false;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n.size() >= name.size() && n.compare(0, name.size(), name) == 0 &&
+        (n.size() == name.size() || n[name.size()] == ':')) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
 }
 
 // Mailbox names come from the directory; refuse anything that could leave the root.
@@ -36,6 +58,21 @@ bool safe_mailbox(const std::string& m) {
   return true;
 }
 
+bool write_all(int fd, std::string_view data, int& e) {
+  while (!data.empty()) {
+    ssize_t w = ::write(fd, data.data(), data.size());
+    if (w < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      e = errno;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(w));
+  }
+  return true;
+}
+
 }  // namespace
 
 MaildirDeliverer::MaildirDeliverer(std::string root, std::string hostname)
@@ -44,6 +81,15 @@ MaildirDeliverer::MaildirDeliverer(std::string root, std::string hostname)
     if (c == '/' || c == ':') {
       c = '_';  // Maildir reserves these in the host part
     }
+  }
+  if (hostname_.empty()) {
+    hostname_ = "localhost";
+  }
+}
+
+MaildirDeliverer::~MaildirDeliverer() {
+  if (root_fd_ >= 0) {
+    ::close(root_fd_);
   }
 }
 
@@ -57,73 +103,66 @@ std::string MaildirDeliverer::name_for(const std::string& queue_id, const std::s
   return queue_id + "." + buf + "." + hostname_;
 }
 
+Result<void> MaildirDeliverer::ensure_root() {
+  if (root_fd_ >= 0) {
+    return Ok{};
+  }
+  if (::mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) {
+    return err(errno, "mkdir " + root_);
+  }
+  root_fd_ = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd_ < 0) {
+    return err(errno, "open " + root_);
+  }
+  return Ok{};
+}
+
 Result<StagedCopy> MaildirDeliverer::stage(const std::string& source, std::uint64_t offset,
                                            std::uint64_t length, const std::string& queue_id,
-                                           const std::string& mailbox) {
+                                           const std::string& mailbox, bool may_exist) {
   if (!safe_mailbox(mailbox)) {
     return permanent_error("5.1.1", "invalid mailbox name");
+  }
+  // Before any byte is written: the syncfs descriptor must predate the writes.
+  if (auto r = ensure_root(); !r.ok()) {
+    return r.error();
   }
   StagedCopy c;
   c.mailbox_dir = root_ + "/" + mailbox;
   std::string name = name_for(queue_id, mailbox);
   c.new_path = c.mailbox_dir + "/new/" + name;
-  if (exists(c.new_path) || exists(c.mailbox_dir + "/cur/" + name) ||
-      exists(c.mailbox_dir + "/cur/" + name + ":2,")) {
+  if (exists(c.new_path) || (may_exist && exists_in_cur(c.mailbox_dir + "/cur", name))) {
     c.already_delivered = true;
     return c;
   }
-  for (const std::string& d : {root_, c.mailbox_dir, c.mailbox_dir + "/tmp",
-                               c.mailbox_dir + "/new", c.mailbox_dir + "/cur"}) {
+  for (const std::string& d : {c.mailbox_dir, c.mailbox_dir + "/tmp", c.mailbox_dir + "/new",
+                               c.mailbox_dir + "/cur"}) {
     if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
       return err(errno, "mkdir " + d);
     }
   }
   c.tmp_path = c.mailbox_dir + "/tmp/" + name;
-  int in = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) {
-    return err(errno, "open " + source);
-  }
-  int out = ::open(c.tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // O_TRUNC: a leftover of an earlier, unfinished attempt has the same name.
+  int out = ::open(c.tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (out < 0) {
-    int e = errno;
-    ::close(in);
-    return err(e, "create " + c.tmp_path);
+    return err(errno, "create " + c.tmp_path);
   }
-  std::vector<char> buf(64u << 10);
-  auto off = static_cast<off_t>(offset);
-  std::uint64_t left = length;
   int failure = 0;
-  while (left > 0 && failure == 0) {
-    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
-    ssize_t got = ::pread(in, buf.data(), n, off);
-    if (got <= 0) {
-      failure = got < 0 ? errno : EIO;
-      break;
+  StoredMessage m;
+  m.body_offset = offset;
+  m.body_length = length;
+  auto copied = read_queue_body(source, m, [&](std::string_view chunk) -> Result<void> {
+    if (!write_all(out, chunk, failure)) {
+      return err(failure, "write " + c.tmp_path);
     }
-    const char* p = buf.data();
-    auto rest = static_cast<std::size_t>(got);
-    while (rest > 0) {
-      ssize_t w = ::write(out, p, rest);
-      if (w < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        failure = errno;
-        break;
-      }
-      p += w;
-      rest -= static_cast<std::size_t>(w);
-    }
-    off += got;
-    left -= static_cast<std::uint64_t>(got);
+    return Ok{};
+  });
+  if (::close(out) != 0 && copied.ok()) {
+    copied = err(errno, "close " + c.tmp_path);
   }
-  ::close(in);
-  if (::close(out) != 0 && failure == 0) {
-    failure = errno;
-  }
-  if (failure != 0) {
+  if (!copied.ok()) {
     ::unlink(c.tmp_path.c_str());
-    return err(failure, "write " + c.tmp_path);
+    return copied.error();
   }
   return c;
 }
@@ -132,26 +171,41 @@ Result<void> MaildirDeliverer::publish(const StagedCopy& c) {
   if (c.already_delivered) {
     return Ok{};
   }
+  // link(2), not rename(2): an existing copy is never replaced (EEXIST = delivered).
   if (::link(c.tmp_path.c_str(), c.new_path.c_str()) != 0 && errno != EEXIST) {
-    int e = errno;
-    return err(e, "link " + c.new_path);
+    return err(errno, "link " + c.new_path);
   }
   ::unlink(c.tmp_path.c_str());
   return Ok{};
 }
 
 Result<void> MaildirDeliverer::sync() {
-  int fd = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return err(errno, "open " + root_);
+  if (auto r = ensure_root(); !r.ok()) {
+    return r;
   }
-  int rc = ::syncfs(fd);
-  int e = errno;
-  ::close(fd);
-  if (rc != 0) {
-    return err(e, "syncfs " + root_);
+  if (::syncfs(root_fd_) != 0) {
+    return err(errno, "syncfs " + root_);
   }
   return Ok{};
+}
+
+Result<StagedCopy> MaildirDeliverer::deliver(const std::string& source, std::uint64_t offset,
+                                             std::uint64_t length, const std::string& queue_id,
+                                             const std::string& mailbox) {
+  auto c = stage(source, offset, length, queue_id, mailbox);
+  if (!c.ok() || c->already_delivered) {
+    return c;
+  }
+  if (auto r = sync(); !r.ok()) {
+    return r.error();
+  }
+  if (auto r = publish(*c); !r.ok()) {
+    return r.error();
+  }
+  if (auto r = sync(); !r.ok()) {
+    return r.error();
+  }
+  return c;
 }
 
 }  // namespace bh::queue
