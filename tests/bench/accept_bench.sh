@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Accept-rate benchmark (issue: single node). In one run, Postfix's smtp-source sends
+# N messages of 1 KiB over 20 sessions to:
+#   smtp-sink   - protocol only, no disk (the ceiling)
+#   postfix     - a throwaway real Postfix, queue on the same disk, delivering to discard:
+#   bridgehead  - this project's release build, spool and Maildir on the same disk
+# once with a new connection per message and once with connection reuse (-d).
+# "Accepted" = smtp-source finished, i.e. every message got its 250 (after fsync).
+# Prints a table with messages per second and the ratios. Loopback only; cleans up.
+#
+# usage: tests/bench/accept_bench.sh [BRIDGEHEAD_BINARY] [MESSAGES]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${1:-build/release/node/bridgehead}
+N=${2:-10000}
+SESSIONS=20
+[ -x "$BIN" ] || { echo "no bridgehead binary at $BIN (cmake --preset release && cmake --build --preset release)"; exit 2; }
+for t in smtp-source smtp-sink postfix; do
+  command -v $t >/dev/null || PATH=$PATH:/usr/sbin
+  command -v $t >/dev/null || { echo "missing $t: run deploy/install-deps.sh"; exit 2; }
+done
+
+WORK=$(mktemp -d /var/tmp/bh-bench.XXXXXX)   # a real disk, not tmpfs
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -f "$WORK/pf/queue/pid/master.pid" ]; then
+    kill "$(tr -d ' ' < "$WORK/pf/queue/pid/master.pid")" 2>/dev/null || true
+  fi
+  sleep 0.5
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_banner() {
+  for _ in $(seq 1 200); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$1 && head -c 4 <&3 | grep -q 220) 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing answers on port $1"; return 1
+}
+
+# --- smtp-sink ---
+SINK_PORT=$(free_port)
+smtp-sink -u postfix -m 100 127.0.0.1:$SINK_PORT 1000 & PIDS+=($!)
+
+# --- Postfix (env-recipes §5b) ---
+PF_PORT=$(free_port)
+PF=$WORK/pf
+mkdir -p "$PF/conf" "$PF/queue" "$PF/data"
+chown postfix:postfix "$PF/data"
+cat > "$PF/conf/main.cf" <<CONF
+compatibility_level = 3.6
+config_directory = $PF/conf
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = pf.example.test
+mydomain = example.test
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+relay_domains =
+default_transport = discard:
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+maillog_file_prefixes = $PF
+maillog_file = $PF/maillog
+CONF
+cat > "$PF/conf/master.cf" <<CONF
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix  n - n 60   1 pickup
+cleanup   unix  n - n -    0 cleanup
+qmgr      unix  n - n 300  1 qmgr
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+rewrite   unix  - - n -    - trivial-rewrite
+bounce    unix  - - n -    0 bounce
+defer     unix  - - n -    0 bounce
+trace     unix  - - n -    0 bounce
+verify    unix  - - n -    1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -    - proxymap
+proxywrite unix - - n -    1 proxymap
+smtp      unix  - - n -    - smtp
+relay     unix  - - n -    - smtp
+showq     unix  n - n -    - showq
+error     unix  - - n -    - error
+retry     unix  - - n -    - error
+discard   unix  - - n -    - discard
+anvil     unix  - - n -    1 anvil
+scache    unix  - - n -    1 scache
+postlog   unix-dgram n - n - 1 postlogd
+CONF
+postfix -c "$PF/conf" check
+script -qec "postfix -c $PF/conf start" /dev/null >/dev/null
+
+# --- bridgehead ---
+BH_PORT=$(free_port); BH_ADMIN=$(free_port)
+cat > "$WORK/bh.yaml" <<YAML
+node:
+  name: bench
+  data_dir: $WORK/bh
+listen:
+  smtp: ["127.0.0.1:$BH_PORT"]
+  admin: "127.0.0.1:$BH_ADMIN"
+local_domains: [example.org]
+directory:
+  file:
+    mailboxes: [alice@example.org]
+smtp:
+  max_sessions_per_ip: 200
+YAML
+"$BIN" --config "$WORK/bh.yaml" 2> "$WORK/bh.log" & BH_PID=$!; PIDS+=($BH_PID)
+
+wait_banner $SINK_PORT; wait_banner $PF_PORT; wait_banner $BH_PORT
+
+run() {  # target port flags -> msg/s
+  local t0 t1
+  t0=$(date +%s.%N)
+  smtp-source $3 -s $SESSIONS -m "$N" -l 1024 -f from@example.net -t alice@example.org "127.0.0.1:$2" \
+    > "$WORK/src-$1.log" 2>&1 || { echo "smtp-source to $1 failed:"; cat "$WORK/src-$1.log"; exit 1; }
+  t1=$(date +%s.%N)
+  python3 -c "print(f'{$t1-$t0:.2f} {$N/($t1-$t0):.0f}')"
+}
+rss_kib() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
+
+declare -A SEC RATE
+for mode in new reuse; do
+  flags=""; [ $mode = reuse ] && flags="-d"
+  for t in smtp-sink postfix bridgehead; do
+    case $t in smtp-sink) p=$SINK_PORT;; postfix) p=$PF_PORT;; bridgehead) p=$BH_PORT;; esac
+    read -r s r < <(run $t $p "$flags")
+    SEC[$t-$mode]=$s; RATE[$t-$mode]=$r
+  done
+done
+
+# bridgehead must really have every message: delivered to the Maildir or still queued.
+for _ in $(seq 1 600); do
+  q=$(find "$WORK/bh/queue/queue" -type f | wc -l)
+  [ "$q" = 0 ] && break
+  sleep 0.1
+done
+have=$(( $(find "$WORK/bh/mailboxes/alice/new" -type f | wc -l) + $(find "$WORK/bh/queue/queue" -type f | wc -l) ))
+want=$(( 2 * N ))
+
+echo
+echo "accept benchmark: $N messages x 1 KiB, $SESSIONS sessions, $(nproc) cores, fsync on; $(date -u +%F)"
+printf '%-12s %-18s %9s %9s %12s %13s\n' target mode seconds msg/s vs_postfix vs_smtp-sink
+for mode in new reuse; do
+  label="new conn/msg"; [ $mode = reuse ] && label="reuse (-d)"
+  for t in smtp-sink postfix bridgehead; do
+    r=${RATE[$t-$mode]}
+    printf '%-12s %-18s %9s %9s %12s %13s\n' "$t" "$label" "${SEC[$t-$mode]}" "$r" \
+      "$(python3 -c "print(f'{$r/${RATE[postfix-$mode]}:.2f}x')")" \
+      "$(python3 -c "print(f'{100*$r/${RATE[smtp-sink-$mode]}:.0f}%')")"
+  done
+done
+echo "bridgehead: $have of $want messages accounted for (Maildir + queue); RSS after the run: $(rss_kib $BH_PID) KiB"
+[ "$have" = "$want" ] || { echo "MISMATCH: bridgehead lost or duplicated messages"; exit 1; }

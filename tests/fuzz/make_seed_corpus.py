@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora from the SMTP scenario files (tests/smtp/scenarios) and a few
+hand-made queue envelopes. Crashes found later are added to the corpus folders as files
+of their own; this script only (re)creates the seeds named seed-*."""
+import os
+import re
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCN = os.path.join(HERE, "..", "smtp", "scenarios")
+
+
+def unescape(s):
+    def rep(m):
+        n, unit = int(m.group(1)), m.group(2)
+        return unit * min(n, 2000)
+    s = re.sub(r"\{(\d+)\*([^{}]*)\}", rep, s)
+    out = bytearray()
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s):
+            n = s[i + 1]
+            if n == "x":
+                out.append(int(s[i + 2:i + 4], 16))
+                i += 4
+                continue
+            out += {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0"}.get(n, n.encode())
+            i += 2
+            continue
+        out += c.encode("utf-8")
+        i += 1
+    return bytes(out)
+
+
+def scenarios():
+    for name in sorted(os.listdir(SCN)):
+        writes = []
+        for line in open(os.path.join(SCN, name), encoding="utf-8"):
+            line = line.rstrip("\n")
+            if line == "---":
+                if writes:
+                    yield writes
+                writes = []
+            elif line.startswith("in: ") or line.startswith("pregreet: "):
+                writes.append(unescape(line.split(": ", 1)[1]))
+        if writes:
+            yield writes
+
+
+def write(folder, idx, data):
+    d = os.path.join(HERE, "corpus", folder)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"seed-{idx:03d}"), "wb") as f:
+        f.write(data)
+
+
+def record(t, payload):
+    return bytes([t]) + struct.pack(">I", len(payload)) + payload
+
+
+def s32(b):
+    return struct.pack(">I", len(b)) + b
+
+
+def main():
+    for i, writes in enumerate(scenarios()):
+        write("smtp_command_parser", i, bytes([i % 256]) + b"".join(writes)[:20000])
+        for w in writes:
+            if b"\r\n.\r\n" in w or w.endswith(b".\r\n"):
+                write("smtp_data_reader", i, w[:20000])
+                break
+    rcpt = s32(b"alice@example.org") + s32(b"rfc822;alice@example.org") + s32(b"alice") + b"\x0c"
+    env = (record(1, b"ID1") + record(2, b"s@example.net") + record(3, rcpt) + record(4, b"\x02") +
+           record(5, b"\x01") + record(6, b"ENV") + record(7, b"\x00") + record(8, b"\0" * 8) +
+           record(9, b"\0" * 7 + b"\x10") + record(10, b"192.0.2.1") + record(11, b"c") +
+           record(12, b"ESMTP") + record(13, b"\0" * 8) + record(0xFF, b""))
+    for i, data in enumerate([env, env[:-5], env + env, record(3, b"\xff" * 9) + record(0xFF, b""),
+                              record(2, b"a\r\nb") + record(0xFF, b"")]):
+        write("queue_file", i, data)
+
+
+if __name__ == "__main__":
+    main()
