@@ -304,6 +304,7 @@ TEST(FsMessageStore, IdCollisionAfterRestartNeverOverwrites) {
 TEST(FsMessageStore, RecoveryRemovesTempKeepsCompleteQuarantinesGarbage) {
   TempDir t;
   std::string good_id;
+  std::unique_ptr<SpoolWriter> crashed;  // outlives its store, as a crashed process would
   {
     testing::Store s(t.path());
     good_id = s.put("keep me\r\n").value();
@@ -315,10 +316,11 @@ TEST(FsMessageStore, RecoveryRemovesTempKeepsCompleteQuarantinesGarbage) {
     std::string good = slurp(s.store.path_of(good_id));
     spit(t.path() + "/queue/TRUNCATED", good.substr(0, good.size() - 3));
     spit(t.path() + "/queue/RENAMED", good);  // id mismatch
-    (void)w.value().release();                // the crash: the destructor never runs
+    crashed = std::move(w.value());           // the crash: no commit, no cleanup yet
   }
   testing::Store s2(t.path());
   auto rep = s2.store.recover();
+  crashed.reset();
   EXPECT_EQ(rep.ready, std::vector<std::string>{good_id});
   EXPECT_EQ(rep.removed_temp, 2u);
   EXPECT_EQ(rep.quarantined, 3u);
