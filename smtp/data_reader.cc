@@ -31,6 +31,9 @@ DataReader::Step DataReader::feed(std::string_view in, std::string& out) {
   std::size_t i = 0;
   for (; i < in.size(); ++i) {
     char c = in[i];
+    if (c == '\n' && state_ != State::kCr && state_ != State::kDotCr) {
+      ++bare_lf_;
+    }
     switch (state_) {
       case State::kLineStart:
         if (c == '.') {

@@ -30,6 +30,8 @@ class DataReader {
   std::uint64_t body_size() const { return body_; }
   bool too_big() const { return body_ > max_body_; }
   bool header_too_big() const { return header_too_big_; }
+  // LF octets not preceded by CR (kept as content; counted for the operator).
+  std::uint64_t bare_lf() const { return bare_lf_; }
 
  private:
   enum class State { kLineStart, kDot, kDotCr, kMid, kCr };
@@ -38,6 +40,7 @@ class DataReader {
   std::uint64_t max_body_, max_header_;
   State state_ = State::kLineStart;
   std::uint64_t body_ = 0, header_ = 0;
+  std::uint64_t bare_lf_ = 0;
   bool in_header_ = true, header_too_big_ = false;
   char last1_ = 0, last2_ = 0, last3_ = 0;  // the last octets emitted: end of headers
 };

@@ -8,12 +8,14 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <ctime>
 #include <optional>
 
 #include "common/address.h"
 #include "smtp/data_reader.h"
 #include "smtp/esmtp_params.h"
+#include "smtp/line_reader.h"
 
 namespace bh::smtp {
 
@@ -42,13 +44,33 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return true;
 }
 
+// RFC 5322 §3.3 date-time in UTC, independent of the process locale.
 std::string rfc5322_date(Clock::time_point t) {
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   std::time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
   gmtime_r(&tt, &tm);
   char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday % 7],
+                tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                tm.tm_sec);
   return buf;
+}
+
+// RFC 5321 §4.1.4: EHLO/HELO take a Domain or an address literal. '_' is tolerated in
+// labels because Windows clients send NetBIOS-style names; octets are checked strictly.
+bool valid_helo_name(std::string_view arg) {
+  if (arg.front() == '[') {
+    return is_valid_address_literal(arg);
+  }
+  std::string d(arg);
+  if (d.size() > 1 && d.back() == '.') {
+    d.pop_back();
+  }
+  std::replace(d.begin(), d.end(), '_', 'x');
+  return is_valid_domain(d);
 }
 
 }  // namespace
@@ -66,9 +88,7 @@ struct ServerSession::Impl {
   std::string helo;
   Mode mode = Mode::kCommand;
   Awaiting awaiting = Awaiting::kNothing;
-  std::string in;
-  bool discarding_line = false;
-  std::size_t discarded = 0;
+  LineReader in;  // command lines, and body octets that arrived behind a command
   SessionCounters counters;
 
   // Transaction state (RFC 5321 §3.3): reset by RSET, EHLO, HELO and at its end.
@@ -78,8 +98,9 @@ struct ServerSession::Impl {
   std::string queue_id;
   std::optional<DataReader> data;
   std::uint64_t bdat_remaining = 0, bdat_chunk = 0, body_bytes = 0;
-  bool bdat_last = false, bdat_discard = false, bdat_oversize = false;
-  std::optional<Error> bdat_error;  // why a drained chunk is refused (after draining)
+  bool bdat_last = false, bdat_discard = false;
+  int bdat_error_code = 0;          // the reply for a drained chunk, sent after draining
+  std::optional<Error> bdat_error;  // its enhanced code and text
   // Waiting for an answer.
   queue::Recipient pending_rcpt;
   std::string pending_sender;
@@ -88,7 +109,10 @@ struct ServerSession::Impl {
   Actions out;
 
   Impl(SessionConfig c, PeerInfo p, const Clock& clk)
-      : cfg(std::move(c)), peer(std::move(p)), clock(clk) {}
+      : cfg(std::move(c)),
+        peer(std::move(p)),
+        clock(clk),
+        in(cfg.max_command_line, kMaxDiscardedLine) {}
 
   // ---- reply helpers ----
   void send(std::string_view line) {
@@ -166,7 +190,8 @@ struct ServerSession::Impl {
     queue_id.clear();
     data.reset();
     bdat_remaining = bdat_chunk = body_bytes = 0;
-    bdat_last = bdat_discard = bdat_oversize = false;
+    bdat_last = bdat_discard = false;
+    bdat_error_code = 0;
     bdat_error.reset();
     mode = Mode::kCommand;
   }
@@ -181,12 +206,12 @@ struct ServerSession::Impl {
   void process() {
     while (!closed && awaiting == Awaiting::kNothing) {
       if (mode == Mode::kData) {
-        if (in.empty()) {
+        if (in.buffered() == 0) {
           return;
         }
         std::string body;
-        auto step = data->feed(in, body);
-        in.erase(0, step.consumed);
+        auto step = data->feed(in.peek(), body);
+        in.consume(step.consumed);
         body_bytes = data->body_size();
         if (!body.empty() && spooling) {
           out.emplace_back(BodyData{std::move(body)});
@@ -202,22 +227,21 @@ struct ServerSession::Impl {
       }
       if (mode == Mode::kBdat) {
         if (bdat_remaining > 0) {
-          if (in.empty()) {
+          if (in.buffered() == 0) {
             return;
           }
           std::size_t n = static_cast<std::size_t>(
-              std::min<std::uint64_t>(bdat_remaining, in.size()));
-          if (!bdat_discard && !bdat_oversize) {
-            std::uint64_t room = cfg.max_message_size > body_bytes ? cfg.max_message_size - body_bytes : 0;
-            if (n > room) {
-              bdat_oversize = true;
-            } else if (spooling) {
-              out.emplace_back(BodyData{in.substr(0, n)});
+              std::min<std::uint64_t>(bdat_remaining, in.buffered()));
+          if (!bdat_discard) {
+            // Binary, no unstuffing (RFC 3030 §2); the size was checked against the
+            // cap before the first octet (do_bdat), so this never overshoots it.
+            if (spooling) {
+              out.emplace_back(BodyData{std::string(in.peek().substr(0, n))});
             }
+            body_bytes += n;
           }
-          body_bytes += n;
           bdat_remaining -= n;
-          in.erase(0, n);
+          in.consume(n);
           arm(cfg.data_block_timeout);
           if (bdat_remaining > 0) {
             return;
@@ -234,53 +258,32 @@ struct ServerSession::Impl {
 
   // Finds one CRLF-terminated command line and handles it. False: need more input.
   bool next_command_line() {
-    if (discarding_line) {
-      std::size_t crlf = in.find("\r\n");
-      if (crlf == std::string::npos) {
-        std::size_t keep = (!in.empty() && in.back() == '\r') ? 1 : 0;
-        discarded += in.size() - keep;
-        in.erase(0, in.size() - keep);
-        if (discarded > kMaxDiscardedLine) {
-          error_reply(500, "5.5.2", "Error: line too long");
-          reply(421, "4.7.0", cfg.hostname + " Error: line too long, closing");
-          close();
-        }
+    auto next = in.next();
+    switch (next.kind) {
+      case LineReader::Kind::kNeedMore:
         return false;
-      }
-      in.erase(0, crlf + 2);
-      discarding_line = false;
-      discarded = 0;
-      ++counters.lines_too_long;
-      error_reply(500, "5.5.2", "Error: line too long");
-      arm_for_state();
-      return true;
+      case LineReader::Kind::kOverflow:
+        ++counters.lines_too_long;
+        error_reply(500, "5.5.2", "Error: line too long");
+        reply(421, "4.7.0", cfg.hostname + " Error: line too long, closing");
+        close();
+        return false;
+      case LineReader::Kind::kTooLong:
+        ++counters.lines_too_long;
+        error_reply(500, "5.5.2", "Error: line too long");
+        arm_for_state();
+        return true;
+      case LineReader::Kind::kLine:
+        break;
     }
-    std::size_t crlf = in.find("\r\n");
-    if (crlf == std::string::npos) {
-      if (in.size() > cfg.max_command_line) {
-        discarding_line = true;
-        discarded = 0;
-        return true;  // loop again into the discard branch
-      }
-      return false;
-    }
-    if (crlf + 2 > cfg.max_command_line) {  // 512 octets include the CRLF
-      in.erase(0, crlf + 2);
-      ++counters.lines_too_long;
-      error_reply(500, "5.5.2", "Error: line too long");
-      arm_for_state();
-      return true;
-    }
-    std::string line = in.substr(0, crlf);
-    in.erase(0, crlf + 2);
     ++counters.commands;
-    if (greeted && !pipelining() && !in.empty()) {
+    if (greeted && !pipelining() && in.buffered() > 0) {
       // RFC 2920 §3: without PIPELINING a client waits for each reply, so more input
       // behind a command is a synchronization error (hostile #8); nothing is executed.
       sync_error();
       return false;
     }
-    handle(line);
+    handle(next.line);
     if (awaiting == Awaiting::kNothing && mode == Mode::kCommand) {
       arm_for_state();
     }
@@ -298,6 +301,9 @@ struct ServerSession::Impl {
     std::size_t sp = line.find(' ');
     std::string verb = upper(line.substr(0, sp));
     std::string_view arg = sp == std::string_view::npos ? std::string_view{} : line.substr(sp + 1);
+    if (line.find('\n') != std::string_view::npos) {
+      ++counters.bare_lf;
+    }
     for (char ch : line) {
       auto c = static_cast<unsigned char>(ch);
       // Controls (NUL, bare CR/LF inside the line) or 8-bit octets in a command
@@ -368,14 +374,9 @@ struct ServerSession::Impl {
       error_reply(501, "5.5.2", "Syntax error: hostname too long");
       return;
     }
-    // RFC 5321 §4.1.4: a Domain or address literal. Be liberal in what is accepted for
-    // the name itself (many clients send bare words), strict about octets.
-    for (char ch : arg) {
-      auto c = static_cast<unsigned char>(ch);
-      if (c <= 32 || c >= 127) {
-        error_reply(501, "5.5.2", "Syntax error: invalid hostname");
-        return;
-      }
+    if (!valid_helo_name(arg)) {
+      error_reply(501, "5.5.2", "Syntax error: invalid hostname");
+      return;
     }
     reset_transaction();
     greeted = true;
@@ -517,7 +518,8 @@ struct ServerSession::Impl {
     e.sender = path->null ? std::string() : path->mailbox.str();
     e.client_address = peer.address;
     e.client_helo = helo;
-    e.protocol = esmtp ? "ESMTP" : "SMTP";
+    // RFC 3848 / RFC 6531 §3.7.3 "with" protocol types.
+    e.protocol = e.smtputf8 ? "UTF8SMTP" : (esmtp ? "ESMTP" : "SMTP");
     env = std::move(e);
     awaiting = Awaiting::kMail;
     out.emplace_back(CheckMail{env.sender, env.declared_size});
@@ -667,7 +669,7 @@ struct ServerSession::Impl {
       error_reply(503, "5.5.1", "Error: BODY=BINARYMIME requires BDAT");
       return;
     }
-    if (!in.empty()) {
+    if (in.buffered() > 0) {
       // Bytes after DATA before our 354 (hostile #8): never read them as the body.
       sync_error();
       return;
@@ -681,7 +683,7 @@ struct ServerSession::Impl {
     std::size_t sp = arg.find(' ');
     std::string_view num = arg.substr(0, sp);
     std::string_view rest = sp == std::string_view::npos ? std::string_view{} : arg.substr(sp + 1);
-    auto n = parse_decimal(num);
+    auto n = parse_decimal(num);  // overflow-safe; nothing is allocated from it
     bool last = false;
     if (!rest.empty()) {
       if (upper(rest) != "LAST") {
@@ -698,21 +700,31 @@ struct ServerSession::Impl {
     bdat_remaining = *n;
     bdat_last = last;
     bdat_discard = false;
+    bdat_error_code = 0;
     bdat_error.reset();
     mode = Mode::kBdat;
     if (*n == 0 && !last) {
       junk();  // hostile #20
+      if (closed) {
+        return;
+      }
     }
     if (!in_mail || env.recipients.empty()) {
       // The chunk octets are still consumed as data, never parsed as commands (#17).
-      bdat_discard = true;
-      bdat_error = permanent_error("5.5.1", in_mail ? "Error: no valid recipients"
-                                                    : "Error: need MAIL command");
+      refuse_chunk(503, permanent_error("5.5.1", in_mail ? "Error: no valid recipients"
+                                                        : "Error: need MAIL command"),
+                   false);
       return;
     }
     if (data_used) {
-      bdat_discard = true;
-      bdat_error = permanent_error("5.5.1", "Error: DATA and BDAT cannot be mixed");
+      refuse_chunk(503, permanent_error("5.5.1", "Error: DATA and BDAT cannot be mixed"), false);
+      return;
+    }
+    std::uint64_t room = cfg.max_message_size > body_bytes ? cfg.max_message_size - body_bytes : 0;
+    if (*n > room) {
+      // RFC 3030 §2 + hostile #16: drain exactly n octets (counted, never held), then
+      // 552; the transaction is over.
+      refuse_chunk(552, permanent_error("5.3.4", "Error: message too big"), true);
       return;
     }
     if (!bdat_used) {
@@ -722,9 +734,31 @@ struct ServerSession::Impl {
     }
   }
 
+  // The current chunk is drained without spooling; `code` + `e` are the reply once its
+  // last octet is in. With `end_transaction` the transaction is reset now (the spool, if
+  // any, is aborted), so later chunks are refused as "need MAIL".
+  void refuse_chunk(int code, Error e, bool end_transaction) {
+    std::uint64_t remaining = bdat_remaining;
+    bool last = bdat_last;
+    std::uint64_t chunk = bdat_chunk;
+    if (end_transaction) {
+      reset_transaction();
+    }
+    mode = Mode::kBdat;
+    bdat_remaining = remaining;
+    bdat_last = last;
+    bdat_chunk = chunk;
+    bdat_discard = true;
+    bdat_error_code = code;
+    bdat_error = std::move(e);
+  }
+
   std::string received_header() const {
-    std::string h = "Received: from " + helo + " ([" + peer.address + "])\r\n\tby " +
-                    cfg.hostname + " (bridgehead) with " + env.protocol + " id " + queue_id;
+    // RFC 5321 §4.4: TCP-info is an address literal, so IPv6 carries its tag.
+    std::string ip = peer.address.find(':') != std::string::npos ? "IPv6:" + peer.address
+                                                                  : peer.address;
+    std::string h = "Received: from " + helo + " ([" + ip + "])\r\n\tby " + cfg.hostname +
+                    " (bridgehead) with " + env.protocol + " id " + queue_id;
     if (env.recipients.size() == 1) {
       h += "\r\n\tfor <" + env.recipients.front().address + ">";
     }
@@ -746,6 +780,7 @@ struct ServerSession::Impl {
     mode = Mode::kCommand;
     bool too_big = data->too_big() || data->header_too_big();
     env.body_size = data->body_size();
+    counters.bare_lf += data->bare_lf();
     if (too_big) {
       reset_transaction();
       error_reply(552, "5.3.4", "Error: message too big");
@@ -759,14 +794,14 @@ struct ServerSession::Impl {
     mode = Mode::kCommand;
     if (bdat_discard) {
       Error e = *bdat_error;
+      int code = bdat_error_code;
       bdat_discard = false;
-      error_reply(503, e.enhanced, e.message);
-      arm_for_state();
-      return;
-    }
-    if (bdat_oversize) {
-      reset_transaction();
-      error_reply(552, "5.3.4", "Error: message too big");
+      bdat_error.reset();
+      if (code == 503 || code == 552) {
+        error_reply(code, e.enhanced, e.message);  // the client's mistake
+      } else {
+        reply(code, e.enhanced, e.message);  // ours (the store refused)
+      }
       arm_for_state();
       return;
     }
@@ -818,6 +853,16 @@ Actions ServerSession::on_bytes(std::string_view bytes) {
     return {};
   }
   s.in.append(bytes);
+  if (s.mode == Impl::Mode::kCommand && !bytes.empty() &&
+      ((s.awaiting == Awaiting::kBegin) ||
+       (!s.pipelining() && s.greeted &&
+        (s.awaiting == Awaiting::kMail || s.awaiting == Awaiting::kRecipient)))) {
+    // Input while the reply to DATA (354) or, without PIPELINING, to any command is
+    // still due: RFC 2920 §3 synchronization error (hostile #8). Checked on arrival
+    // because the answer may come from another thread much later.
+    s.sync_error();
+    return s.take();
+  }
   s.process();
   return s.take();
 }
@@ -856,7 +901,11 @@ Actions ServerSession::on_mail_result(Result<void> verdict) {
     int code = e.transient() ? (e.enhanced == "4.3.1" ? 452 : 451)
                              : (e.enhanced == "5.3.4" ? 552 : 550);
     s.env = queue::Envelope{};
-    s.error_reply(code, e.enhanced, e.message);
+    if (e.transient()) {
+      s.reply(code, e.enhanced, e.message);  // our resource problem, not counted
+    } else {
+      s.error_reply(code, e.enhanced, e.message);
+    }
   }
   s.arm_for_state();
   s.process();
@@ -885,12 +934,20 @@ Actions ServerSession::on_recipient_result(RecipientVerdict v) {
     case RecipientVerdict::Kind::kUnknown:
       s.error_reply(550, "5.1.1", "<" + addr + ">: Recipient address rejected: User unknown");
       break;
-    case RecipientVerdict::Kind::kError:
-      s.error_reply(v.error.transient() ? 451 : 550,
-                    v.error.enhanced.empty() ? (v.error.transient() ? "4.4.3" : "5.7.1")
-                                             : v.error.enhanced,
-                    "<" + addr + ">: " + v.error.message);
+    case RecipientVerdict::Kind::kError: {
+      std::string enhanced = v.error.enhanced.empty() ? (v.error.transient() ? "4.4.3" : "5.7.1")
+                                                      : v.error.enhanced;
+      if (s.pending_vrfy && !v.error.transient()) {
+        // VRFY of an address we would not accept mail for: no verdict (RFC 5321 §3.5.3).
+        s.reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+      } else if (v.error.transient()) {
+        // A directory fault is ours, not the client's: not counted (DESIGN §4.4).
+        s.reply(451, enhanced, "<" + addr + ">: " + v.error.message);
+      } else {
+        s.error_reply(550, enhanced, "<" + addr + ">: " + v.error.message);
+      }
       break;
+    }
   }
   s.pending_rcpt = queue::Recipient{};
   s.arm_for_state();
@@ -910,13 +967,14 @@ Actions ServerSession::on_begin_result(Result<std::string> queue_id) {
   }
   if (!queue_id.ok()) {
     const Error& e = queue_id.error();
+    int code = e.transient() ? (e.enhanced == "4.3.1" ? 452 : 451) : 554;
     if (s.mode == Impl::Mode::kBdat) {
-      // The chunk octets still have to be drained before the refusal.
-      s.bdat_discard = true;
-      s.bdat_error = e;
+      // The chunk octets still have to be drained before the refusal, and the
+      // transaction ends: a later chunk must not be committed without a spool.
+      s.refuse_chunk(code, e, true);
     } else {
       s.reset_transaction();
-      s.reply(e.transient() ? (e.enhanced == "4.3.1" ? 452 : 451) : 554, e.enhanced, e.message);
+      s.reply(code, e.enhanced, e.message);
       s.arm_for_state();
     }
     s.process();
@@ -927,6 +985,11 @@ Actions ServerSession::on_begin_result(Result<std::string> queue_id) {
   if (s.mode == Impl::Mode::kBdat) {
     s.start_body();
     s.arm(s.cfg.data_block_timeout);
+  } else if (s.in.buffered() > 0) {
+    // Octets that arrived after DATA but before our 354 (hostile #8): a pipelining
+    // violation, never body. The store's writer is discarded.
+    s.out.emplace_back(AbortMessage{});
+    s.sync_error();
   } else {
     s.reply(354, "", "End data with <CR><LF>.<CR><LF>");
     s.mode = Impl::Mode::kData;
@@ -966,7 +1029,7 @@ bool ServerSession::wants_input() const {
   if (s.closed) {
     return false;
   }
-  return s.awaiting == Awaiting::kNothing || s.in.size() < s.cfg.max_buffered_input;
+  return s.awaiting == Awaiting::kNothing || s.in.buffered() < s.cfg.max_buffered_input;
 }
 bool ServerSession::closed() const { return impl_->closed; }
 const SessionCounters& ServerSession::counters() const { return impl_->counters; }
