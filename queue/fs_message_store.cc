@@ -178,7 +178,7 @@ int FsMessageStore::fault(std::string_view step, std::string_view id) const {
 }
 
 Result<void> FsMessageStore::open() {
-  for (const char* sub : {"", "/tmp", "/queue", "/quarantine"}) {
+  for (const char* sub : {"", "/tmp", "/queue", "/quarantine", "/spare"}) {
     std::string p = opt_.root + sub;
     if (!make_dir(p)) {
       return transient_error("4.3.0", "cannot create " + p + ": " + std::strerror(errno));
@@ -187,8 +187,13 @@ Result<void> FsMessageStore::open() {
   root_fd_ = open_dir(opt_.root);
   tmp_fd_ = open_dir(opt_.root + "/tmp");
   queue_fd_ = open_dir(opt_.root + "/queue");
-  if (root_fd_ < 0 || tmp_fd_ < 0 || queue_fd_ < 0) {
+  spare_fd_ = open_dir(opt_.root + "/spare");
+  if (root_fd_ < 0 || tmp_fd_ < 0 || queue_fd_ < 0 || spare_fd_ < 0) {
     return transient_error("4.3.0", "cannot open " + opt_.root + ": " + std::strerror(errno));
+  }
+  {
+    std::lock_guard lock(spare_mu_);
+    spare_ = list_dir(opt_.root + "/spare");
   }
   {
     std::lock_guard lock(mu_);
@@ -209,7 +214,7 @@ void FsMessageStore::close() {
   if (committer_.joinable()) {
     committer_.join();
   }
-  for (int* fd : {&root_fd_, &tmp_fd_, &queue_fd_}) {
+  for (int* fd : {&root_fd_, &tmp_fd_, &queue_fd_, &spare_fd_}) {
     if (*fd >= 0) {
       ::close(*fd);
       *fd = -1;
@@ -286,7 +291,10 @@ Result<std::unique_ptr<SpoolWriter>> FsMessageStore::begin() {
       continue;
     }
     std::string path = opt_.root + "/tmp/" + id;
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = reuse_spare(id, path);
+    if (fd < 0) {
+      fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
     if (fd < 0) {
       if (errno == EEXIST) {
         continue;
@@ -425,10 +433,39 @@ void FsMessageStore::committer_loop() {
 std::string FsMessageStore::path_of(const std::string& id) const { return opt_.root + "/queue/" + id; }
 
 Result<void> FsMessageStore::remove(const std::string& id) {
+  {
+    // Keep the inode for a later message (see spare_ in the header); emptied first so no
+    // delivered mail lingers on disk.
+    std::lock_guard lock(spare_mu_);
+    if (spare_.size() < kMaxSpare && ::renameat(queue_fd_, id.c_str(), spare_fd_, id.c_str()) == 0) {
+      int fd = ::openat(spare_fd_, id.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+      if (fd >= 0) {
+        ::close(fd);
+      }
+      spare_.push_back(id);
+      return Ok{};
+    }
+  }
   if (::unlinkat(queue_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
     return io_error(errno, "remove " + id);
   }
   return Ok{};
+}
+
+int FsMessageStore::reuse_spare(const std::string& id, const std::string& path) {
+  std::string name;
+  {
+    std::lock_guard lock(spare_mu_);
+    if (spare_.empty()) {
+      return -1;
+    }
+    name = std::move(spare_.back());
+    spare_.pop_back();
+  }
+  if (::renameat(spare_fd_, name.c_str(), tmp_fd_, id.c_str()) != 0) {
+    return -1;
+  }
+  return ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
 }
 
 Result<void> FsMessageStore::quarantine(const std::string& id) {

@@ -92,13 +92,20 @@ class FsMessageStore final : public MessageStore {
   void committer_loop();
   std::string next_id();
   int fault(std::string_view step, std::string_view id) const;
+  int reuse_spare(const std::string& id, const std::string& path);  // -1: none to reuse
 
   FsStoreOptions opt_;
   const Clock& clock_;
   Random& random_;
   std::mutex id_mu_;
   std::uint32_t seq_ = 0;
-  int root_fd_ = -1, tmp_fd_ = -1, queue_fd_ = -1;
+  int root_fd_ = -1, tmp_fd_ = -1, queue_fd_ = -1, spare_fd_ = -1;
+  // Delivered queue files are kept (emptied) in spare/ and renamed back into tmp/ for new
+  // messages: ext4 slows down badly when every message allocates and frees an inode
+  // (its search for a free inode skips recently deleted ones), and this avoids both.
+  std::mutex spare_mu_;
+  std::vector<std::string> spare_;
+  static constexpr std::size_t kMaxSpare = 4096;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
