@@ -68,11 +68,22 @@ bool get(const bh::node::Endpoint& ep, const std::string& token, const std::stri
   }
 }
 
-std::string when(std::int64_t unix) {
-  if (unix == 0) {
+// A member of a JSON object, or null: a reply from an older or newer node may lack a
+// field, and the table shows "-" rather than failing.
+const json& at(const json& j, const char* key) {
+  static const json kNull;
+  if (!j.is_object()) {
+    return kNull;
+  }
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
+std::string when(const json& j) {
+  if (!j.is_number_integer() || j.get<std::int64_t>() == 0) {
     return "-";
   }
-  std::time_t t = unix;
+  std::time_t t = j.get<std::int64_t>();
   std::tm tm{};
   gmtime_r(&t, &tm);
   char b[32];
@@ -104,7 +115,9 @@ void print_table(const std::vector<std::string>& head, const std::vector<std::ve
   }
 }
 
-std::string str(const json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
+std::string str(const json& j) {
+  return j.is_string() ? j.get<std::string>() : j.is_null() ? "-" : j.dump();
+}
 
 }  // namespace
 
@@ -135,13 +148,19 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bhctl: %s\n", c.error().message.c_str());
       return 1;
     }
-    if (!c->has_admin) {
-      std::fprintf(stderr, "bhctl: %s: listen.admin is not set\n", config.c_str());
+    if (c->listen().admin().empty()) {
+      std::fprintf(stderr, "bhctl: %s: listen.admin is not set; the node has no admin endpoint\n",
+                   config.c_str());
       return 1;
     }
-    ep = c->admin_listen;
+    auto e = bh::node::parse_endpoint(c->listen().admin());
+    if (!e.ok()) {  // the loader has checked it already
+      std::fprintf(stderr, "bhctl: %s: listen.admin: %s\n", config.c_str(), e.error().message.c_str());
+      return 1;
+    }
+    ep = *e;
     if (token_file.empty()) {
-      token_file = c->admin_token_file.empty() ? c->data_dir + "/admin.token" : c->admin_token_file;
+      token_file = bh::node::admin_token_path(*c);
     }
   } else if (!admin.empty()) {
     auto e = bh::node::parse_endpoint(admin);
@@ -180,7 +199,8 @@ int main(int argc, char** argv) {
   }
   if (r.status != 200) {
     std::fprintf(stderr, "bhctl: %s (HTTP %d)\n",
-                 r.body.contains("error") ? str(r.body["error"]).c_str() : "request failed", r.status);
+                 at(r.body, "error").is_string() ? str(at(r.body, "error")).c_str() : "request failed",
+                 r.status);
     return 1;
   }
   if (as_json) {
@@ -202,27 +222,36 @@ int main(int argc, char** argv) {
     print_table({"SECTION", "KEY", "VALUE"}, rows);
   } else if (target == "/v1/queue") {
     std::vector<std::vector<std::string>> rows;
-    for (const auto& m : b["messages"]) {
-      rows.push_back({str(m["id"]), str(m["state"]), str(m["sender"]).empty() ? "<>" : str(m["sender"]),
-                      str(m["recipients"]), str(m["size"]), when(m["received"].get<std::int64_t>()),
-                      str(m["attempts"]), str(m["last_error"])});
+    const json& list = at(b, "messages");
+    if (list.is_array()) {
+      for (const auto& m : list) {
+        const json& sender = at(m, "sender");
+        rows.push_back({str(at(m, "id")), str(at(m, "state")),
+                        sender.is_string() && sender.get<std::string>().empty() ? "<>" : str(sender),
+                        str(at(m, "recipients")), str(at(m, "size")), when(at(m, "received")),
+                        str(at(m, "attempts")), str(at(m, "last_error"))});
+      }
     }
     print_table({"ID", "STATE", "SENDER", "RCPTS", "SIZE", "RECEIVED", "TRIES", "LAST ERROR"}, rows);
     std::cout << rows.size() << " message(s)\n";
   } else {
-    std::cout << "id:        " << str(b["id"]) << "\n"
-              << "state:     " << str(b["state"]) << "\n"
-              << "sender:    <" << str(b["sender"]) << ">\n"
-              << "size:      " << str(b["size"]) << "\n"
-              << "received:  " << when(b["received"].get<std::int64_t>()) << " from "
-              << str(b["client_helo"]) << " [" << str(b["client_address"]) << "]\n"
-              << "body:      " << str(b["body"]) << "   ret: " << str(b["ret"])
-              << "   envid: " << str(b["envid"]) << "\n"
-              << "attempts:  " << str(b["attempts"]) << "   last error: " << str(b["last_error"]) << "\n";
+    std::cout << "id:        " << str(at(b, "id")) << "\n"
+              << "state:     " << str(at(b, "state")) << "\n"
+              << "sender:    <" << (at(b, "sender").is_string() ? str(at(b, "sender")) : "") << ">\n"
+              << "size:      " << str(at(b, "size")) << "\n"
+              << "received:  " << when(at(b, "received")) << " from " << str(at(b, "client_helo"))
+              << " [" << str(at(b, "client_address")) << "]\n"
+              << "body:      " << str(at(b, "body")) << "   ret: " << str(at(b, "ret"))
+              << "   envid: " << str(at(b, "envid")) << "\n"
+              << "attempts:  " << str(at(b, "attempts")) << "   last error: " << str(at(b, "last_error"))
+              << "\n";
     std::vector<std::vector<std::string>> rows;
-    for (const auto& rc : b["recipients"]) {
-      rows.push_back({str(rc["address"]), str(rc["mailbox"]), str(rc["state"]), str(rc["notify"]),
-                      str(rc["orcpt"]), str(rc["last_result"])});
+    const json& rcpts = at(b, "recipients");
+    if (rcpts.is_array()) {
+      for (const auto& rc : rcpts) {
+        rows.push_back({str(at(rc, "address")), str(at(rc, "mailbox")), str(at(rc, "state")),
+                        str(at(rc, "notify")), str(at(rc, "orcpt")), str(at(rc, "last_result"))});
+      }
     }
     print_table({"RECIPIENT", "MAILBOX", "STATE", "NOTIFY", "ORCPT", "LAST RESULT"}, rows);
   }

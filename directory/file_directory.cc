@@ -5,6 +5,7 @@
 
 namespace bh::directory {
 namespace {
+
 std::string lower(std::string_view s) {
   std::string r(s);
   for (char& c : r) {
@@ -12,16 +13,34 @@ std::string lower(std::string_view s) {
   }
   return r;
 }
+
+std::string_view local_part(std::string_view address) {
+  auto at = address.rfind('@');
+  return at == std::string_view::npos ? address : address.substr(0, at);
+}
+
+std::string_view domain_part(std::string_view address) {
+  auto at = address.rfind('@');
+  return at == std::string_view::npos ? std::string_view() : address.substr(at + 1);
+}
+
 }  // namespace
 
-FileDirectory::FileDirectory(const std::vector<std::string>& mailboxes) {
+FileDirectory::FileDirectory(const std::vector<std::string>& mailboxes,
+                             const std::vector<std::string>& local_domains) {
+  for (const auto& d : local_domains) {
+    domains_.insert(lower(d));
+  }
   std::map<std::string, int> local_count;
   for (const auto& m : mailboxes) {
-    local_count[lower(m.substr(0, m.rfind('@')))]++;
+    local_count[lower(local_part(m))]++;
+    if (local_domains.empty()) {
+      domains_.insert(lower(domain_part(m)));
+    }
   }
   for (const auto& m : mailboxes) {
     std::string addr = lower(m);
-    std::string local = addr.substr(0, addr.rfind('@'));
+    std::string local(local_part(addr));
     Resolution r;
     r.kind = RecipientKind::kLocalMailbox;
     r.canonical = m;
@@ -37,6 +56,10 @@ void FileDirectory::resolve(std::string_view address, ResolveCallback done) {
     return;
   }
   done(it->second);
+}
+
+bool FileDirectory::is_local_domain(std::string_view domain) const {
+  return domains_.count(std::string(domain)) != 0;
 }
 
 }  // namespace bh::directory

@@ -1,18 +1,533 @@
 #include "node/config.h"
 
 #include <arpa/inet.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/reflection.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
-#include <functional>
+#include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
+#include <variant>
 
 #include "common/address.h"
-#include "smtp/esmtp_params.h"
 
 namespace bh::node {
+
+namespace pb = google::protobuf;
+
+namespace {
+
+constexpr std::size_t kMaxConfigBytes = 1u << 20;
+constexpr std::size_t kMaxString = 4096;
+constexpr std::size_t kMaxList = 100000;
+
+std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+
+// "1234" or "-1234" (when `allow_negative`), nothing else: no signs, blanks, hex or
+// fractions. Returns the magnitude and the sign; nullopt on syntax or overflow.
+struct Whole {
+  bool negative = false;
+  std::uint64_t magnitude = 0;
+};
+std::optional<Whole> parse_whole(const std::string& s) {
+  Whole w;
+  std::size_t i = 0;
+  if (!s.empty() && s[0] == '-') {
+    w.negative = true;
+    i = 1;
+  }
+  if (i == s.size() || s.size() - i > 20) {
+    return std::nullopt;
+  }
+  for (; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') {
+      return std::nullopt;
+    }
+    std::uint64_t d = static_cast<std::uint64_t>(s[i] - '0');
+    if (w.magnitude > (std::numeric_limits<std::uint64_t>::max() - d) / 10) {
+      return std::nullopt;
+    }
+    w.magnitude = w.magnitude * 10 + d;
+  }
+  return w;
+}
+
+// "LogLevel" -> "LOG_LEVEL_": the prefix proto enum value names carry (proto style guide).
+std::string enum_prefix(const pb::EnumDescriptor* e) {
+  std::string out;
+  for (std::size_t i = 0; i < e->name().size(); ++i) {
+    char c = e->name()[i];
+    if (i > 0 && std::isupper(static_cast<unsigned char>(c))) {
+      out.push_back('_');
+    }
+    out.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  }
+  return out + "_";
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return s;
+}
+
+// Characters a mailbox local part may have here: RFC 5322 atext and '.', minus '/',
+// because the local part becomes a folder name under <data_dir>/mailboxes/.
+bool safe_local_part(const std::string& local) {
+  if (local.empty() || local.front() == '.' || local.back() == '.' ||
+      local.find("..") != std::string::npos) {
+    return false;
+  }
+  for (char c : local) {
+    bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
+              std::string_view("!#$%&'*+-=?^_`{|}~.").find(c) != std::string_view::npos;
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A scalar value ready for the reflection setters.
+using Value = std::variant<std::string, std::int64_t, std::uint64_t, bool, int, double>;
+
+class Loader {
+ public:
+  explicit Loader(std::string file) : file_(std::move(file)) {}
+
+  Result<bh::proto::Config> load(const std::string& text) {
+    bh::proto::Config c;
+    apply_defaults(&c);
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      return fail_at(e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+    }
+    try {
+      if (root.IsNull()) {
+        return fail_at(1, "", "the file is empty (node, listen and local_domains are required)");
+      }
+      if (!root.IsMap()) {
+        return fail_at(line(root), "", "the top level must be a mapping of keys");
+      }
+      if (!message(root, &c, "") || !validate(c)) {
+        return error_;
+      }
+    } catch (const YAML::Exception& e) {
+      return fail_at(e.mark.line + 1, "", "unexpected structure: " + e.msg);
+    }
+    return c;
+  }
+
+ private:
+  // ---- errors ----
+  Error error_;
+
+  bool fail(int ln, const std::string& key, const std::string& msg) {
+    std::string m = file_ + ":" + std::to_string(ln) + ": ";
+    if (!key.empty()) {
+      m += key + ": ";
+    }
+    error_ = permanent_error("", m + msg);
+    return false;
+  }
+  Error fail_at(int ln, const std::string& key, const std::string& msg) {
+    fail(ln, key, msg);
+    return error_;
+  }
+  // For checks after mapping: the line of `path`, else of its nearest parent that was
+  // written in the file, else line 1.
+  bool fail_key(const std::string& path, const std::string& msg) {
+    std::string p = path;
+    while (!p.empty()) {
+      if (auto it = lines_.find(p); it != lines_.end()) {
+        return fail(it->second, path, msg);
+      }
+      auto cut = p.find_last_of(".[");
+      p = cut == std::string::npos ? "" : p.substr(0, cut);
+    }
+    return fail(1, path, msg);
+  }
+
+  static int line(const YAML::Node& n) { return n.Mark().line + 1; }
+  static std::string join(const std::string& a, const std::string& b) {
+    return a.empty() ? b : a + "." + b;
+  }
+  static std::string index(const std::string& k, std::size_t i) {
+    return k + "[" + std::to_string(i) + "]";
+  }
+
+  // ---- pass 1: structure, through the descriptors ----
+
+  static void apply_defaults(pb::Message* m) {
+    const pb::Descriptor* d = m->GetDescriptor();
+    const pb::Reflection* r = m->GetReflection();
+    for (int i = 0; i < d->field_count(); ++i) {
+      const pb::FieldDescriptor* f = d->field(i);
+      if (f->is_repeated()) {
+        continue;
+      }
+      if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+        apply_defaults(r->MutableMessage(m, f));
+        continue;
+      }
+      const auto& rules = f->options().GetExtension(bh::proto::rules);
+      if (rules.has_default_value()) {
+        std::string why;
+        auto v = parse_scalar(rules.default_value(), f, why);
+        BH_CHECK(v.has_value());  // a default that does not parse is a schema bug
+        set(m, f, *v, false);
+      }
+    }
+  }
+
+  bool message(const YAML::Node& n, pb::Message* m, const std::string& path) {
+    if (n.IsNull()) {
+      return true;  // "smtp:" with nothing under it: all defaults
+    }
+    if (!n.IsMap()) {
+      return fail(line(n), path, "expected a mapping of keys");
+    }
+    const pb::Descriptor* d = m->GetDescriptor();
+    std::set<std::string> seen;
+    for (const auto& kv : n) {
+      if (!kv.first.IsScalar()) {
+        return fail(line(kv.first), path, "keys must be plain words");
+      }
+      const std::string key = kv.first.Scalar();
+      const std::string kp = join(path, key);
+      const pb::FieldDescriptor* f = d->FindFieldByName(key);
+      if (f == nullptr) {
+        std::string known;
+        for (int i = 0; i < d->field_count(); ++i) {
+          known += (i ? ", " : "") + d->field(i)->name();
+        }
+        return fail(line(kv.first), kp, "unknown key (known: " + known + ")");
+      }
+      if (!seen.insert(key).second) {
+        return fail(line(kv.first), kp, "duplicate key");
+      }
+      lines_[kp] = line(kv.first);
+      if (!field(kv.second, m, f, kp)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  bool field(const YAML::Node& v, pb::Message* m, const pb::FieldDescriptor* f,
+             const std::string& path) {
+    const pb::Reflection* r = m->GetReflection();
+    const bool is_message = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE;
+    if (!f->is_repeated()) {
+      return is_message ? message(v, r->MutableMessage(m, f), path) : scalar(v, m, f, path, false);
+    }
+    r->ClearField(m, f);
+    if (v.IsNull()) {
+      return true;  // "mailboxes:" with nothing: an empty list
+    }
+    if (!v.IsSequence()) {
+      return fail(line(v), path, "expected a list ([a, b] or one \"- item\" per line)");
+    }
+    if (v.size() > kMaxList) {
+      return fail(line(v), path, "more than " + std::to_string(kMaxList) + " items");
+    }
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const std::string ep = index(path, i);
+      lines_[ep] = line(v[i]);
+      bool ok = is_message ? message(v[i], r->AddMessage(m, f), ep) : scalar(v[i], m, f, ep, true);
+      if (!ok) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  bool scalar(const YAML::Node& v, pb::Message* m, const pb::FieldDescriptor* f,
+              const std::string& path, bool add) {
+    if (v.IsNull()) {
+      // An empty value has no position of its own; its key has.
+      auto it = lines_.find(path);
+      return fail(it != lines_.end() ? it->second : line(v), path, "missing value");
+    }
+    if (!v.IsScalar()) {
+      return fail(line(v), path, "expected a single value, not a " +
+                                     std::string(v.IsMap() ? "mapping" : "list"));
+    }
+    std::string why;
+    auto value = parse_scalar(v.Scalar(), f, why);
+    if (!value) {
+      return fail(line(v), path, why);
+    }
+    set(m, f, *value, add);
+    return true;
+  }
+
+  // Parses one YAML scalar by the field's type and checks it against the field's rules.
+  static std::optional<Value> parse_scalar(const std::string& s, const pb::FieldDescriptor* f,
+                                           std::string& why) {
+    using FD = pb::FieldDescriptor;
+    const auto& rules = f->options().GetExtension(bh::proto::rules);
+    switch (f->cpp_type()) {
+      case FD::CPPTYPE_STRING: {
+        if (s.size() > kMaxString) {
+          why = "longer than " + std::to_string(kMaxString) + " characters";
+          return std::nullopt;
+        }
+        for (unsigned char c : s) {
+          if (c < 0x20 || c == 0x7f) {
+            why = "control characters are not allowed";
+            return std::nullopt;
+          }
+        }
+        return Value(s);
+      }
+      case FD::CPPTYPE_BOOL: {
+        std::string l = lower(s);
+        if (l == "true" || l == "yes" || l == "on") {
+          return Value(true);
+        }
+        if (l == "false" || l == "no" || l == "off") {
+          return Value(false);
+        }
+        why = quoted(s) + " is not true or false";
+        return std::nullopt;
+      }
+      case FD::CPPTYPE_ENUM: {
+        const pb::EnumDescriptor* e = f->enum_type();
+        const std::string prefix = enum_prefix(e);
+        std::string allowed;
+        for (int i = 0; i < e->value_count(); ++i) {
+          const pb::EnumValueDescriptor* ev = e->value(i);
+          if (ev->number() == 0) {
+            continue;  // *_UNSPECIFIED: the absence of a value, never written
+          }
+          std::string name = ev->name().substr(ev->name().rfind(prefix, 0) == 0 ? prefix.size() : 0);
+          if (lower(name) == lower(s)) {
+            return Value(ev->number());
+          }
+          allowed += (allowed.empty() ? "" : ", ") + lower(name);
+        }
+        why = quoted(s) + " is not one of: " + allowed;
+        return std::nullopt;
+      }
+      case FD::CPPTYPE_DOUBLE:
+      case FD::CPPTYPE_FLOAT: {
+        char* end = nullptr;
+        errno = 0;
+        double d = std::strtod(s.c_str(), &end);
+        if (s.empty() || *end != '\0' || errno != 0) {
+          why = quoted(s) + " is not a number";
+          return std::nullopt;
+        }
+        return Value(d);
+      }
+      case FD::CPPTYPE_INT32:
+      case FD::CPPTYPE_INT64:
+      case FD::CPPTYPE_UINT32:
+      case FD::CPPTYPE_UINT64: {
+        const bool is_signed = f->cpp_type() == FD::CPPTYPE_INT32 || f->cpp_type() == FD::CPPTYPE_INT64;
+        auto w = parse_whole(s);
+        if (!w || (w->negative && !is_signed)) {
+          why = quoted(s) + (is_signed ? " is not a whole number" : " is not a non-negative whole number");
+          return std::nullopt;
+        }
+        // Bounds: the C++ type's, narrowed by the field's rules. `lo` may be negative,
+        // `hi` never is (every integer field here admits 0..something).
+        const bool narrow = f->cpp_type() == FD::CPPTYPE_INT32 || f->cpp_type() == FD::CPPTYPE_UINT32;
+        std::int64_t lo = !is_signed ? 0
+                          : narrow   ? std::numeric_limits<std::int32_t>::min()
+                                     : std::numeric_limits<std::int64_t>::min();
+        std::uint64_t hi = f->cpp_type() == FD::CPPTYPE_INT32    ? std::numeric_limits<std::int32_t>::max()
+                           : f->cpp_type() == FD::CPPTYPE_INT64  ? std::numeric_limits<std::int64_t>::max()
+                           : f->cpp_type() == FD::CPPTYPE_UINT32 ? std::numeric_limits<std::uint32_t>::max()
+                                                                 : std::numeric_limits<std::uint64_t>::max();
+        if (rules.has_min()) {
+          lo = std::max(lo, rules.min());
+        }
+        if (rules.has_max() && rules.max() >= 0) {
+          hi = std::min(hi, static_cast<std::uint64_t>(rules.max()));
+        }
+        bool in_range;
+        if (w->negative) {
+          // -magnitude >= lo, with lo < 0; magnitude up to 2^63.
+          in_range = lo < 0 && w->magnitude <= static_cast<std::uint64_t>(-(lo + 1)) + 1;
+        } else {
+          in_range = w->magnitude <= hi && (lo <= 0 || w->magnitude >= static_cast<std::uint64_t>(lo));
+        }
+        if (!in_range) {
+          why = s + " is out of range (" + std::to_string(lo) + "-" + std::to_string(hi) + ")";
+          return std::nullopt;
+        }
+        if (is_signed) {
+          return Value(w->negative ? static_cast<std::int64_t>(0 - w->magnitude)
+                                   : static_cast<std::int64_t>(w->magnitude));
+        }
+        return Value(w->magnitude);
+      }
+      case FD::CPPTYPE_MESSAGE:
+        break;
+    }
+    why = "unsupported field type";
+    return std::nullopt;
+  }
+
+  static void set(pb::Message* m, const pb::FieldDescriptor* f, const Value& v, bool add) {
+    using FD = pb::FieldDescriptor;
+    const pb::Reflection* r = m->GetReflection();
+    switch (f->cpp_type()) {
+      case FD::CPPTYPE_STRING:
+        add ? r->AddString(m, f, std::get<std::string>(v)) : r->SetString(m, f, std::get<std::string>(v));
+        return;
+      case FD::CPPTYPE_BOOL:
+        add ? r->AddBool(m, f, std::get<bool>(v)) : r->SetBool(m, f, std::get<bool>(v));
+        return;
+      case FD::CPPTYPE_ENUM:
+        add ? r->AddEnumValue(m, f, std::get<int>(v)) : r->SetEnumValue(m, f, std::get<int>(v));
+        return;
+      case FD::CPPTYPE_DOUBLE:
+        add ? r->AddDouble(m, f, std::get<double>(v)) : r->SetDouble(m, f, std::get<double>(v));
+        return;
+      case FD::CPPTYPE_FLOAT: {
+        auto x = static_cast<float>(std::get<double>(v));
+        add ? r->AddFloat(m, f, x) : r->SetFloat(m, f, x);
+        return;
+      }
+      case FD::CPPTYPE_INT32: {
+        auto x = static_cast<std::int32_t>(std::get<std::int64_t>(v));
+        add ? r->AddInt32(m, f, x) : r->SetInt32(m, f, x);
+        return;
+      }
+      case FD::CPPTYPE_INT64:
+        add ? r->AddInt64(m, f, std::get<std::int64_t>(v)) : r->SetInt64(m, f, std::get<std::int64_t>(v));
+        return;
+      case FD::CPPTYPE_UINT32: {
+        auto x = static_cast<std::uint32_t>(std::get<std::uint64_t>(v));
+        add ? r->AddUInt32(m, f, x) : r->SetUInt32(m, f, x);
+        return;
+      }
+      case FD::CPPTYPE_UINT64:
+        add ? r->AddUInt64(m, f, std::get<std::uint64_t>(v)) : r->SetUInt64(m, f, std::get<std::uint64_t>(v));
+        return;
+      case FD::CPPTYPE_MESSAGE:
+        break;
+    }
+    BH_CHECK(false);
+  }
+
+  // ---- pass 2: meaning ----
+
+  bool validate(bh::proto::Config& c) {
+    auto& node = *c.mutable_node();
+    if (node.name().empty()) {
+      return fail_key("node.name", "missing or empty (node.name and node.data_dir are required)");
+    }
+    for (char ch : node.name()) {
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') {
+        return fail_key("node.name", quoted(node.name()) + ": use letters, digits, '-', '_' or '.'");
+      }
+    }
+    if (node.data_dir().empty()) {
+      return fail_key("node.data_dir", "missing or empty");
+    }
+    if (node.data_dir().front() != '/') {
+      return fail_key("node.data_dir", "must be an absolute path");
+    }
+    std::string dir = node.data_dir();
+    while (dir.size() > 1 && dir.back() == '/') {
+      dir.pop_back();
+    }
+    node.set_data_dir(dir);
+    if (node.hostname().empty()) {
+      node.set_hostname(node.name());
+    }
+    if (!is_valid_domain(node.hostname())) {
+      return fail_key(lines_.count("node.hostname") ? "node.hostname" : "node.name",
+                      quoted(node.hostname()) + " is not a valid host name (it is the EHLO name)");
+    }
+    if (node.workers() == 0) {
+      node.set_workers(std::max(1u, std::thread::hardware_concurrency()));
+    }
+
+    const auto& listen = c.listen();
+    if (listen.smtp_size() == 0) {
+      return fail_key("listen.smtp", "at least one SMTP listen address is required");
+    }
+    for (int i = 0; i < listen.smtp_size(); ++i) {
+      if (auto ep = parse_endpoint(listen.smtp(i)); !ep.ok()) {
+        return fail_key(index("listen.smtp", i), ep.error().message);
+      }
+    }
+    if (lines_.count("listen.admin")) {
+      if (auto ep = parse_endpoint(listen.admin()); !ep.ok()) {
+        return fail_key("listen.admin", ep.error().message);
+      }
+    }
+    const auto& token_file = c.admin().token_file();
+    if (lines_.count("admin.token_file") && (token_file.empty() || token_file.front() != '/')) {
+      return fail_key("admin.token_file", "must be an absolute path");
+    }
+
+    if (c.local_domains_size() == 0) {
+      return fail_key("local_domains", "at least one local domain is required");
+    }
+    std::set<std::string> domains;
+    for (int i = 0; i < c.local_domains_size(); ++i) {
+      std::string d = normalize_domain(c.local_domains(i));
+      if (!is_valid_domain(d)) {
+        return fail_key(index("local_domains", i), quoted(c.local_domains(i)) + " is not a domain name");
+      }
+      if (!domains.insert(d).second) {
+        return fail_key(index("local_domains", i), quoted(d) + " is listed twice");
+      }
+      c.set_local_domains(i, d);
+    }
+
+    auto* boxes = c.mutable_directory()->mutable_file()->mutable_mailboxes();
+    std::set<std::string> seen;
+    for (int i = 0; i < boxes->size(); ++i) {
+      const std::string key = index("directory.file.mailboxes", i);
+      const std::string& text = boxes->Get(i);
+      auto p = parse_path("<" + text + ">", false, false, "5.1.3");
+      if (!p.ok() || p->mailbox.domain.empty() || p->mailbox.domain.front() == '[') {
+        return fail_key(key, quoted(text) + " is not a mailbox address");
+      }
+      if (!safe_local_part(p->mailbox.local)) {
+        return fail_key(key, quoted(text) + ": the local part must be letters, digits and "
+                             "!#$%&'*+-=?^_`{|}~. (it names a folder; no quoting, no '/')");
+      }
+      if (!domains.count(p->mailbox.domain)) {
+        return fail_key(key, "domain of " + quoted(text) + " is not in local_domains");
+      }
+      std::string addr = p->mailbox.str();
+      if (!seen.insert(lower(addr)).second) {
+        return fail_key(key, quoted(text) + " is listed twice");
+      }
+      *boxes->Mutable(i) = addr;
+    }
+
+    if (c.queue().retry_initial_s() > c.queue().retry_max_s()) {
+      return fail_key("queue.retry_initial_s", "must not exceed queue.retry_max_s (" +
+                                                   std::to_string(c.queue().retry_max_s()) + ")");
+    }
+    return true;
+  }
+
+  std::string file_;
+  std::map<std::string, int> lines_;  // dotted key path -> line it was written on
+};
+
+}  // namespace
 
 std::string Endpoint::str() const {
   return address.find(':') != std::string::npos ? "[" + address + "]:" + std::to_string(port)
@@ -21,7 +536,7 @@ std::string Endpoint::str() const {
 
 Result<Endpoint> parse_endpoint(const std::string& text) {
   auto bad = [&](const std::string& why) {
-    return Result<Endpoint>(permanent_error("", "\"" + text + "\": " + why));
+    return Result<Endpoint>(permanent_error("", quoted(text) + ": " + why));
   };
   std::string host, port;
   if (!text.empty() && text.front() == '[') {
@@ -31,6 +546,10 @@ Result<Endpoint> parse_endpoint(const std::string& text) {
     }
     host = text.substr(1, close - 1);
     port = text.substr(close + 2);
+    unsigned char buf[16];
+    if (inet_pton(AF_INET6, host.c_str(), buf) != 1) {
+      return bad("not an IPv6 address inside the brackets");
+    }
   } else {
     auto colon = text.rfind(':');
     if (colon == std::string::npos) {
@@ -41,312 +560,87 @@ Result<Endpoint> parse_endpoint(const std::string& text) {
     if (host.find(':') != std::string::npos) {
       return bad("write IPv6 addresses in brackets: [::1]:25");
     }
+    unsigned char buf[4];
+    if (inet_pton(AF_INET, host.c_str(), buf) != 1) {
+      return bad("address must be an IP literal (host names are not resolved)");
+    }
   }
-  unsigned char buf[16];
-  bool v4 = inet_pton(AF_INET, host.c_str(), buf) == 1;
-  bool v6 = inet_pton(AF_INET6, host.c_str(), buf) == 1;
-  if (!v4 && !v6) {
-    return bad("address must be an IP literal (host names are not resolved)");
-  }
-  auto p = smtp::parse_decimal(port);
-  if (!p || *p == 0 || *p > 65535) {
+  auto p = parse_whole(port);
+  if (!p || p->negative || p->magnitude == 0 || p->magnitude > 65535) {
     return bad("port out of range (1-65535)");
   }
-  return Endpoint{host, static_cast<std::uint16_t>(*p)};
+  return Endpoint{host, static_cast<std::uint16_t>(p->magnitude)};
 }
 
-namespace {
-
-// A failed check, carrying where in the file it was.
-struct ConfigError {
-  int line;
-  std::string key, message;
-};
-
-class Loader {
- public:
-  explicit Loader(std::string file) : file_(std::move(file)) {}
-
-  Result<Config> load(const std::string& text) {
-    YAML::Node root;
-    try {
-      root = YAML::Load(text);
-    } catch (const YAML::ParserException& e) {
-      return fail(e.mark.line + 1, "", std::string("YAML syntax error: ") + e.msg);
-    }
-    Config c;
-    c.source = file_;
-    try {
-      if (!root.IsMap()) {
-        throw ConfigError{line(root), "", "the top level must be a mapping"};
-      }
-      walk(root, "", {
-        {"node", [&](const YAML::Node& n, const std::string& k) { node(n, k, c); }},
-        {"listen", [&](const YAML::Node& n, const std::string& k) { listen(n, k, c); }},
-        {"local_domains", [&](const YAML::Node& n, const std::string& k) {
-           c.local_domains = strings(n, k);
-           for (std::size_t i = 0; i < c.local_domains.size(); ++i) {
-             auto& d = c.local_domains[i];
-             d = normalize_domain(d);
-             if (!is_valid_domain(d)) {
-               throw ConfigError{line(n[i]), idx(k, i), "\"" + d + "\" is not a domain name"};
-             }
-           }
-         }},
-        {"directory", [&](const YAML::Node& n, const std::string& k) {
-           walk(n, k, {{"file", [&](const YAML::Node& f, const std::string& fk) {
-                         walk(f, fk, {{"mailboxes", [&](const YAML::Node& m, const std::string& mk) {
-                                         c.mailboxes = strings(m, mk);
-                                         mailbox_lines_ = m;
-                                       }}});
-                       }}});
-         }},
-        {"smtp", [&](const YAML::Node& n, const std::string& k) { smtp(n, k, c.smtp); }},
-        {"queue", [&](const YAML::Node& n, const std::string& k) {
-           walk(n, k, {
-             {"free_space_floor_mb", num(c.queue.free_space_floor_mb, 0, 1ull << 30)},
-             {"retry_initial_s", num(c.queue.retry_initial_s, 1, 86400)},
-             {"retry_max_s", num(c.queue.retry_max_s, 1, 7 * 86400)},
-           });
-         }},
-      });
-      validate(root, c);
-    } catch (const ConfigError& e) {
-      return fail(e.line, e.key, e.message);
-    } catch (const YAML::Exception& e) {
-      return fail(e.mark.line + 1, "", std::string("unexpected structure: ") + e.msg);
-    }
-    return c;
-  }
-
- private:
-  using Handler = std::function<void(const YAML::Node&, const std::string&)>;
-
-  Result<Config> fail(int ln, const std::string& key, const std::string& msg) {
-    std::string m = file_ + ":" + std::to_string(ln) + ": ";
-    if (!key.empty()) {
-      m += key + ": ";
-    }
-    return Result<Config>(permanent_error("", m + msg));
-  }
-  static int line(const YAML::Node& n) { return n.Mark().line + 1; }
-  static std::string join(const std::string& a, const std::string& b) {
-    return a.empty() ? b : a + "." + b;
-  }
-  static std::string idx(const std::string& k, std::size_t i) {
-    return k + "[" + std::to_string(i) + "]";
-  }
-
-  // Every key of a mapping must be known: unknown keys are errors (DESIGN.md §5).
-  void walk(const YAML::Node& map, const std::string& prefix, const std::map<std::string, Handler>& keys) {
-    if (!map.IsMap()) {
-      throw ConfigError{line(map), prefix, "expected a mapping"};
-    }
-    for (const auto& kv : map) {
-      std::string k = kv.first.as<std::string>();
-      auto it = keys.find(k);
-      if (it == keys.end()) {
-        std::string known;
-        for (const auto& [name, h] : keys) {
-          known += (known.empty() ? "" : ", ") + name;
-        }
-        throw ConfigError{line(kv.first), join(prefix, k), "unknown key (known: " + known + ")"};
-      }
-      it->second(kv.second, join(prefix, k));
-    }
-  }
-
-  static std::string scalar(const YAML::Node& n, const std::string& k) {
-    if (!n.IsScalar()) {
-      throw ConfigError{line(n), k, "expected a single value"};
-    }
-    return n.Scalar();
-  }
-  static std::vector<std::string> strings(const YAML::Node& n, const std::string& k) {
-    if (!n.IsSequence()) {
-      throw ConfigError{line(n), k, "expected a list"};
-    }
-    std::vector<std::string> out;
-    for (std::size_t i = 0; i < n.size(); ++i) {
-      out.push_back(scalar(n[i], idx(k, i)));
-    }
-    return out;
-  }
-  template <class T>
-  static Handler num(T& field, std::uint64_t min, std::uint64_t max) {
-    return [&field, min, max](const YAML::Node& n, const std::string& k) {
-      std::string s = scalar(n, k);
-      auto v = smtp::parse_decimal(s);
-      if (!v) {
-        throw ConfigError{line(n), k, "\"" + s + "\" is not a non-negative whole number"};
-      }
-      if (*v < min || *v > max) {
-        throw ConfigError{line(n), k, std::to_string(*v) + " is out of range (" +
-                                          std::to_string(min) + "-" + std::to_string(max) + ")"};
-      }
-      field = static_cast<T>(*v);
-    };
-  }
-  static Handler flag(bool& field) {
-    return [&field](const YAML::Node& n, const std::string& k) {
-      std::string s = scalar(n, k);
-      if (s == "true" || s == "yes" || s == "on") {
-        field = true;
-      } else if (s == "false" || s == "no" || s == "off") {
-        field = false;
-      } else {
-        throw ConfigError{line(n), k, "\"" + s + "\" is not true or false"};
-      }
-    };
-  }
-  static Handler text(std::string& field) {
-    return [&field](const YAML::Node& n, const std::string& k) { field = scalar(n, k); };
-  }
-
-  void node(const YAML::Node& n, const std::string& k, Config& c) {
-    walk(n, k, {
-      {"name", text(c.name)},
-      {"hostname", text(c.hostname)},
-      {"data_dir", [&](const YAML::Node& v, const std::string& vk) {
-         c.data_dir = scalar(v, vk);
-         if (c.data_dir.empty() || c.data_dir.front() != '/') {
-           throw ConfigError{line(v), vk, "must be an absolute path"};
-         }
-         while (c.data_dir.size() > 1 && c.data_dir.back() == '/') {
-           c.data_dir.pop_back();
-         }
-       }},
-      {"workers", num(c.workers, 0, 64)},
-    });
-  }
-
-  void listen(const YAML::Node& n, const std::string& k, Config& c) {
-    walk(n, k, {
-      {"smtp", [&](const YAML::Node& v, const std::string& vk) {
-         auto list = strings(v, vk);
-         for (std::size_t i = 0; i < list.size(); ++i) {
-           auto ep = parse_endpoint(list[i]);
-           if (!ep.ok()) {
-             throw ConfigError{line(v[i]), idx(vk, i), ep.error().message};
-           }
-           c.smtp_listen.push_back(*ep);
-         }
-       }},
-      {"admin", [&](const YAML::Node& v, const std::string& vk) {
-         auto ep = parse_endpoint(scalar(v, vk));
-         if (!ep.ok()) {
-           throw ConfigError{line(v), vk, ep.error().message};
-         }
-         c.admin_listen = *ep;
-         c.has_admin = true;
-       }},
-      {"admin_token_file", [&](const YAML::Node& v, const std::string& vk) {
-         c.admin_token_file = scalar(v, vk);
-         if (c.admin_token_file.empty() || c.admin_token_file.front() != '/') {
-           throw ConfigError{line(v), vk, "must be an absolute path"};
-         }
-       }},
-    });
-  }
-
-  void smtp(const YAML::Node& n, const std::string& k, SmtpConfig& s) {
-    walk(n, k, {
-      {"max_message_size", num(s.max_message_size, 1024, 1ull << 40)},
-      {"max_recipients", num(s.max_recipients, 100, 100000)},  // RFC 5321 §4.5.3.1.8
-      {"max_command_line", num(s.max_command_line, 512, 16384)},
-      {"max_header_bytes", num(s.max_header_bytes, 1024, 64u << 20)},
-      {"max_errors", num(s.max_errors, 1, 100000)},
-      {"max_junk_commands", num(s.max_junk_commands, 1, 100000)},
-      {"vrfy", flag(s.vrfy)},
-      {"pregreet_wait_ms", num(s.pregreet_wait_ms, 0, 60000)},
-      {"max_sessions", num(s.max_sessions, 1, 100000)},
-      {"max_sessions_per_ip", num(s.max_sessions_per_ip, 1, 100000)},
-      {"timeouts", [&](const YAML::Node& t, const std::string& tk) {
-         walk(t, tk, {
-           {"greeting_s", num(s.greeting_timeout_s, 1, 3600)},
-           {"mail_s", num(s.mail_timeout_s, 1, 3600)},
-           {"rcpt_s", num(s.rcpt_timeout_s, 1, 3600)},
-           {"data_init_s", num(s.data_init_timeout_s, 1, 3600)},
-           {"data_block_s", num(s.data_block_timeout_s, 1, 3600)},
-           {"data_term_s", num(s.data_term_timeout_s, 1, 3600)},
-           {"write_s", num(s.write_timeout_s, 1, 3600)},
-         });
-       }},
-      {"extensions", [&](const YAML::Node& t, const std::string& tk) {
-         walk(t, tk, {
-           {"pipelining", flag(s.pipelining)}, {"size", flag(s.size)},
-           {"eightbitmime", flag(s.eightbitmime)}, {"binarymime", flag(s.binarymime)},
-           {"chunking", flag(s.chunking)}, {"dsn", flag(s.dsn)},
-           {"enhancedstatuscodes", flag(s.enhancedstatuscodes)}, {"smtputf8", flag(s.smtputf8)},
-         });
-       }},
-    });
-  }
-
-  void validate(const YAML::Node& root, Config& c) {
-    if (!root["node"]) {
-      throw ConfigError{1, "node", "missing (node.name and node.data_dir are required)"};
-    }
-    if (c.name.empty()) {
-      throw ConfigError{line(root["node"]), "node.name", "missing or empty"};
-    }
-    for (char ch : c.name) {
-      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') {
-        throw ConfigError{line(root["node"]["name"]), "node.name", "use letters, digits, '-', '_' or '.'"};
-      }
-    }
-    if (c.data_dir.empty()) {
-      throw ConfigError{line(root["node"]), "node.data_dir", "missing"};
-    }
-    if (c.hostname.empty()) {
-      c.hostname = c.name;
-    }
-    if (c.smtp_listen.empty()) {
-      throw ConfigError{root["listen"] ? line(root["listen"]) : 1, "listen.smtp",
-                        "at least one SMTP listen address is required"};
-    }
-    if (c.local_domains.empty()) {
-      throw ConfigError{1, "local_domains", "at least one local domain is required"};
-    }
-    std::set<std::string> domains(c.local_domains.begin(), c.local_domains.end());
-    for (std::size_t i = 0; i < c.mailboxes.size(); ++i) {
-      auto p = parse_path("<" + c.mailboxes[i] + ">", false, false, "5.1.3");
-      std::string key = "directory.file.mailboxes[" + std::to_string(i) + "]";
-      int ln = line(mailbox_lines_[i]);
-      if (!p.ok() || p->mailbox.domain.front() == '[') {
-        throw ConfigError{ln, key, "\"" + c.mailboxes[i] + "\" is not a mailbox address"};
-      }
-      if (!domains.count(p->mailbox.domain)) {
-        throw ConfigError{ln, key, "domain of \"" + c.mailboxes[i] + "\" is not in local_domains"};
-      }
-      c.mailboxes[i] = p->mailbox.str();
-    }
-    if (c.queue.retry_initial_s > c.queue.retry_max_s) {
-      throw ConfigError{1, "queue.retry_initial_s", "must not exceed queue.retry_max_s"};
-    }
-  }
-
-  std::string file_;
-  YAML::Node mailbox_lines_;
-};
-
-}  // namespace
-
-Result<Config> load_config_string(const std::string& text, const std::string& filename) {
+Result<bh::proto::Config> load_config_string(const std::string& text, const std::string& filename) {
   return Loader(filename).load(text);
 }
 
-Result<Config> load_config_file(const std::string& path) {
+Result<bh::proto::Config> load_config_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return permanent_error("", path + ": cannot read the config file");
   }
   std::ostringstream ss;
   ss << in.rdbuf();
-  if (ss.str().size() > (1u << 20)) {
+  if (ss.str().size() > kMaxConfigBytes) {
     return permanent_error("", path + ": config file larger than 1 MiB");
   }
   return load_config_string(ss.str(), path);
+}
+
+std::string admin_token_path(const bh::proto::Config& config) {
+  return config.admin().token_file().empty() ? config.node().data_dir() + "/admin.token"
+                                             : config.admin().token_file();
+}
+
+Config::Config(const bh::proto::Config& c) {
+  name = c.node().name();
+  hostname = c.node().hostname();
+  data_dir = c.node().data_dir();
+  workers = c.node().workers();
+  for (const auto& s : c.listen().smtp()) {
+    if (auto ep = parse_endpoint(s); ep.ok()) {
+      smtp_listen.push_back(*ep);
+    }
+  }
+  if (auto ep = parse_endpoint(c.listen().admin()); ep.ok()) {
+    admin_listen = *ep;
+    has_admin = true;
+  }
+  admin_token_file = admin_token_path(c);
+  local_domains.assign(c.local_domains().begin(), c.local_domains().end());
+  mailboxes.assign(c.directory().file().mailboxes().begin(), c.directory().file().mailboxes().end());
+  const auto& s = c.smtp();
+  smtp.max_message_size = s.max_message_size();
+  smtp.max_recipients = s.max_recipients();
+  smtp.max_command_line = s.max_command_line();
+  smtp.max_header_bytes = s.max_header_bytes();
+  smtp.max_errors = s.max_errors();
+  smtp.max_junk_commands = s.max_junk_commands();
+  smtp.vrfy = s.vrfy();
+  smtp.pregreet_wait_ms = s.pregreet_wait_ms();
+  smtp.max_sessions = s.max_sessions();
+  smtp.max_sessions_per_ip = s.max_sessions_per_ip();
+  smtp.greeting_timeout_s = s.timeouts().greeting_s();
+  smtp.mail_timeout_s = s.timeouts().mail_s();
+  smtp.rcpt_timeout_s = s.timeouts().rcpt_s();
+  smtp.data_init_timeout_s = s.timeouts().data_init_s();
+  smtp.data_block_timeout_s = s.timeouts().data_block_s();
+  smtp.data_term_timeout_s = s.timeouts().data_term_s();
+  smtp.write_timeout_s = s.timeouts().write_s();
+  const auto& e = s.extensions();
+  smtp.pipelining = e.pipelining();
+  smtp.size = e.size();
+  smtp.eightbitmime = e.eightbitmime();
+  smtp.binarymime = e.binarymime();
+  smtp.chunking = e.chunking();
+  smtp.dsn = e.dsn();
+  smtp.enhancedstatuscodes = e.enhancedstatuscodes();
+  smtp.smtputf8 = e.smtputf8();
+  queue.free_space_floor_mb = c.queue().free_space_floor_mb();
+  queue.retry_initial_s = c.queue().retry_initial_s();
+  queue.retry_max_s = c.queue().retry_max_s();
 }
 
 }  // namespace bh::node

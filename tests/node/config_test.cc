@@ -1,6 +1,11 @@
 #include "node/config.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
 
 namespace bh::node {
 namespace {
@@ -21,63 +26,273 @@ directory:
 TEST(Config, TheMinimalFileOfDesignIsAccepted) {
   auto c = load_config_string(kMinimal, "node1.yaml");
   ASSERT_TRUE(c.ok()) << c.error().message;
-  EXPECT_EQ(c->name, "node1");
-  EXPECT_EQ(c->hostname, "node1");
-  EXPECT_EQ(c->data_dir, "/tmp/bh-node1");
-  ASSERT_EQ(c->smtp_listen.size(), 1u);
-  EXPECT_EQ(c->smtp_listen[0].address, "127.0.0.1");
-  EXPECT_EQ(c->smtp_listen[0].port, 2525);
-  EXPECT_EQ(c->admin_listen.port, 8691);
-  EXPECT_EQ(c->mailboxes, (std::vector<std::string>{"alice@example.org", "bob@example.org"}));
-  EXPECT_EQ(c->smtp.max_recipients, 100u);
-  EXPECT_FALSE(c->smtp.vrfy);
+  EXPECT_EQ(c->node().name(), "node1");
+  EXPECT_EQ(c->node().data_dir(), "/tmp/bh-node1");
+  ASSERT_EQ(c->listen().smtp_size(), 1);
+  EXPECT_EQ(c->listen().smtp(0), "127.0.0.1:2525");
+  EXPECT_EQ(c->listen().admin(), "127.0.0.1:8691");
+  ASSERT_EQ(c->local_domains_size(), 1);
+  EXPECT_EQ(c->local_domains(0), "example.org");
+  ASSERT_EQ(c->directory().file().mailboxes_size(), 2);
+  EXPECT_EQ(c->directory().file().mailboxes(0), "alice@example.org");
+  EXPECT_EQ(c->directory().file().mailboxes(1), "bob@example.org");
+  EXPECT_EQ(admin_token_path(*c), "/tmp/bh-node1/admin.token");
 }
 
+TEST(Config, DefaultsAreStoredExplicitly) {
+  auto c = load_config_string(kMinimal, "node1.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->node().hostname(), "node1");
+  EXPECT_EQ(c->node().workers(), std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(c->node().log_level(), proto::LOG_LEVEL_INFO);
+  const auto& s = c->smtp();
+  EXPECT_EQ(s.max_message_size(), 36700160u);
+  EXPECT_EQ(s.max_recipients(), 100u);
+  EXPECT_EQ(s.max_command_line(), 512u);
+  EXPECT_EQ(s.max_header_bytes(), 1048576u);
+  EXPECT_EQ(s.max_errors(), 20u);
+  EXPECT_EQ(s.max_junk_commands(), 100u);
+  EXPECT_FALSE(s.vrfy());
+  EXPECT_EQ(s.pregreet_wait_ms(), 0u);
+  EXPECT_EQ(s.max_sessions(), 1000u);
+  EXPECT_EQ(s.max_sessions_per_ip(), 50u);
+  EXPECT_EQ(s.timeouts().greeting_s(), 300u);
+  EXPECT_EQ(s.timeouts().mail_s(), 300u);
+  EXPECT_EQ(s.timeouts().rcpt_s(), 300u);
+  EXPECT_EQ(s.timeouts().data_init_s(), 120u);
+  EXPECT_EQ(s.timeouts().data_block_s(), 180u);
+  EXPECT_EQ(s.timeouts().data_term_s(), 600u);
+  EXPECT_EQ(s.timeouts().write_s(), 300u);
+  const auto& e = s.extensions();
+  EXPECT_TRUE(e.pipelining() && e.size() && e.eightbitmime() && e.binarymime() && e.chunking() &&
+              e.dsn() && e.enhancedstatuscodes() && e.smtputf8());
+  EXPECT_EQ(c->queue().free_space_floor_mb(), 100u);
+  EXPECT_EQ(c->queue().retry_initial_s(), 1u);
+  EXPECT_EQ(c->queue().retry_max_s(), 300u);
+}
+
+TEST(Config, EveryOptionalKeyIsAccepted) {
+  std::string text = std::string(kMinimal) + R"(admin:
+  token_file: /etc/bh/admin.token
+smtp:
+  max_message_size: 1048576
+  max_recipients: 500
+  max_command_line: 1024
+  max_header_bytes: 65536
+  max_errors: 5
+  max_junk_commands: 7
+  vrfy: yes
+  pregreet_wait_ms: 250
+  max_sessions: 20
+  max_sessions_per_ip: 2
+  timeouts: {greeting_s: 1, mail_s: 2, rcpt_s: 3, data_init_s: 4, data_block_s: 5, data_term_s: 6, write_s: 7}
+  extensions:
+    pipelining: false
+    size: false
+    eightbitmime: false
+    binarymime: false
+    chunking: false
+    dsn: false
+    enhancedstatuscodes: false
+    smtputf8: false
+queue:
+  free_space_floor_mb: 0
+  retry_initial_s: 5
+  retry_max_s: 60
+)";
+  text.replace(text.find("  data_dir:"), 0, "  hostname: MX.Example.org\n  workers: 3\n  log_level: DEBUG\n");
+  auto c = load_config_string(text, "full.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->node().hostname(), "MX.Example.org");
+  EXPECT_EQ(c->node().workers(), 3u);
+  EXPECT_EQ(c->node().log_level(), proto::LOG_LEVEL_DEBUG);
+  EXPECT_EQ(admin_token_path(*c), "/etc/bh/admin.token");
+  EXPECT_EQ(c->smtp().max_recipients(), 500u);
+  EXPECT_TRUE(c->smtp().vrfy());
+  EXPECT_EQ(c->smtp().timeouts().write_s(), 7u);
+  EXPECT_FALSE(c->smtp().extensions().pipelining());
+  EXPECT_FALSE(c->smtp().extensions().smtputf8());
+  EXPECT_EQ(c->queue().free_space_floor_mb(), 0u);
+  EXPECT_EQ(c->queue().retry_max_s(), 60u);
+}
+
+TEST(Config, ValuesAreNormalized) {
+  std::string text = kMinimal;
+  text.replace(text.find("/tmp/bh-node1"), 13, "/tmp/bh-node1//");
+  text.replace(text.find("[example.org]"), 13, "[Example.ORG.]");
+  text.replace(text.find("alice@example.org"), 17, "Alice@EXAMPLE.org");
+  auto c = load_config_string(text, "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->node().data_dir(), "/tmp/bh-node1");
+  EXPECT_EQ(c->local_domains(0), "example.org");
+  EXPECT_EQ(c->directory().file().mailboxes(0), "Alice@example.org");  // local part kept
+}
+
+TEST(Config, IPv6ListenAddressesInBrackets) {
+  std::string text = kMinimal;
+  text.replace(text.find("\"127.0.0.1:2525\""), 16, "\"127.0.0.1:2525\", \"[::1]:2525\"");
+  auto c = load_config_string(text, "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->listen().smtp(1), "[::1]:2525");
+}
+
+TEST(Config, EmptySectionsMeanDefaults) {
+  auto c = load_config_string(std::string(kMinimal) + "smtp:\nqueue: {}\n", "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->smtp().max_recipients(), 100u);
+}
+
+// Each case edits kMinimal and names the exact "file:line: key: " prefix of the error
+// and a piece of the message.
 struct Bad {
-  std::string replace, with, expect;
+  std::string name, replace, with, where, what;
 };
+
+void PrintTo(const Bad& b, std::ostream* os) { *os << b.name; }
 
 class ConfigErrors : public ::testing::TestWithParam<Bad> {};
 
 TEST_P(ConfigErrors, NameFileLineAndKey) {
+  const Bad& b = GetParam();
   std::string text = kMinimal;
-  auto pos = text.find(GetParam().replace);
-  ASSERT_NE(pos, std::string::npos);
-  text.replace(pos, GetParam().replace.size(), GetParam().with);
+  if (b.replace.empty()) {
+    text += b.with;
+  } else {
+    auto pos = text.find(b.replace);
+    ASSERT_NE(pos, std::string::npos) << b.replace;
+    text.replace(pos, b.replace.size(), b.with);
+  }
   auto c = load_config_string(text, "/etc/bh/node1.yaml");
-  ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.error().message.find(GetParam().expect), std::string::npos) << c.error().message;
+  ASSERT_FALSE(c.ok()) << text;
+  const std::string& m = c.error().message;
+  EXPECT_EQ(m.rfind("/etc/bh/node1.yaml:" + b.where, 0), 0u) << m;
+  EXPECT_NE(m.find(b.what), std::string::npos) << m;
+  EXPECT_EQ(m.find('\n'), std::string::npos) << m;
 }
 
 INSTANTIATE_TEST_SUITE_P(
     All, ConfigErrors,
     ::testing::Values(
-        Bad{"local_domains:", "bogus: 1\nlocal_domains:", "/etc/bh/node1.yaml:7: bogus: unknown key"},
-        Bad{"  name: node1", "  name: node1\n  colour: blue", "/etc/bh/node1.yaml:3: node.colour: unknown key"},
-        Bad{"127.0.0.1:2525", "127.0.0.1:99999", "/etc/bh/node1.yaml:5: listen.smtp[0]: \"127.0.0.1:99999\": port out of range"},
-        Bad{"127.0.0.1:2525", "localhost:2525", ":5: listen.smtp[0]: \"localhost:2525\": address must be an IP literal"},
-        Bad{"/tmp/bh-node1", "relative/dir", ":3: node.data_dir: must be an absolute path"},
-        Bad{"bob@example.org", "bob@example.net", ":10: directory.file.mailboxes[1]: domain of \"bob@example.net\" is not in local_domains"},
-        Bad{"[alice@example.org,", "[alice,", ":10: directory.file.mailboxes[0]: \"alice\" is not a mailbox address"},
-        Bad{"local_domains: [example.org]", "local_domains: example.org", ":7: local_domains: expected a list"},
-        Bad{"local_domains: [example.org]", "local_domains: [example.org]\nsmtp:\n  max_recipients: 10", ":9: smtp.max_recipients: 10 is out of range"},
-        Bad{"local_domains: [example.org]", "local_domains: [example.org]\nsmtp:\n  vrfy: maybe", ":9: smtp.vrfy: \"maybe\" is not true or false"},
-        Bad{"local_domains: [example.org]", "local_domains: [example.org]\nsmtp:\n  timeouts:\n    greeting_s: -5", ":10: smtp.timeouts.greeting_s: \"-5\" is not a non-negative whole number"},
-        Bad{"local_domains: [example.org]", "local_domains: [bad..domain]", ":7: local_domains[0]: \"bad..domain\" is not a domain name"},
-        Bad{"  smtp: [\"127.0.0.1:2525\"]", "  smtp: [", "/etc/bh/node1.yaml:"},
-        Bad{"  name: node1\n", "", "node.name: missing"}));
+        // structure
+        Bad{"UnknownTopKey", "local_domains:", "bogus: 1\nlocal_domains:", "7: bogus: ", "unknown key (known: node, listen,"},
+        Bad{"UnknownNestedKey", "  name: node1", "  name: node1\n  colour: blue", "3: node.colour: ", "unknown key"},
+        Bad{"UnknownDeepKey", "    mailboxes:", "    mbox: []\n    mailboxes:", "10: directory.file.mbox: ", "unknown key (known: mailboxes)"},
+        Bad{"UnknownTimeoutKey", "", "smtp:\n  timeouts:\n    greeting_s: 10\n    helo_s: 10\n", "14: smtp.timeouts.helo_s: ", "unknown key"},
+        Bad{"DuplicateKey", "  admin:", "  smtp: [\"127.0.0.1:25\"]\n  admin:", "6: listen.smtp: ", "duplicate key"},
+        Bad{"ListWhereScalar", "  name: node1", "  name: [node1]", "2: node.name: ", "expected a single value, not a list"},
+        Bad{"MapWhereScalar", "  admin: \"127.0.0.1:8691\"", "  admin:\n    port: 8691", "7: listen.admin: ", "expected a single value, not a mapping"},
+        Bad{"ScalarWhereList", "local_domains: [example.org]", "local_domains: example.org", "7: local_domains: ", "expected a list"},
+        Bad{"ScalarWhereMap", "  file:\n    mailboxes: [alice@example.org, bob@example.org]\n", "  file: yes\n", "9: directory.file: ", "expected a mapping"},
+        Bad{"NullScalar", "  name: node1", "  name:", "2: node.name: ", "missing value"},
+        Bad{"ControlCharacter", "  name: node1", "  name: \"no\\u0007de\"", "2: node.name: ", "control characters"},
+        Bad{"YamlSyntax", "  smtp: [\"127.0.0.1:2525\"]", "  smtp: [", "", "YAML syntax error"},
+        // integers, booleans, enums
+        Bad{"NotANumber", "", "smtp:\n  max_errors: lots\n", "12: smtp.max_errors: ", "\"lots\" is not a non-negative whole number"},
+        Bad{"Negative", "", "smtp:\n  timeouts:\n    greeting_s: -5\n", "13: smtp.timeouts.greeting_s: ", "\"-5\" is not a non-negative whole number"},
+        Bad{"Fraction", "", "queue:\n  retry_max_s: 1.5\n", "12: queue.retry_max_s: ", "\"1.5\" is not a non-negative whole number"},
+        Bad{"BelowRfcMinimum", "", "smtp:\n  max_recipients: 10\n", "12: smtp.max_recipients: ", "10 is out of range (100-100000)"},
+        Bad{"CommandLineBelow512", "", "smtp:\n  max_command_line: 100\n", "12: smtp.max_command_line: ", "out of range (512-16384)"},
+        Bad{"AboveMaximum", "", "smtp:\n  timeouts:\n    data_term_s: 3601\n", "13: smtp.timeouts.data_term_s: ", "3601 is out of range (1-3600)"},
+        Bad{"Overflow", "", "smtp:\n  max_message_size: 99999999999999999999999\n", "12: smtp.max_message_size: ", "is not a non-negative whole number"},
+        Bad{"Uint32Overflow", "", "smtp:\n  max_errors: 4294967296\n", "12: smtp.max_errors: ", "4294967296 is out of range (1-100000)"},
+        Bad{"BadBool", "", "smtp:\n  vrfy: maybe\n", "12: smtp.vrfy: ", "\"maybe\" is not true or false"},
+        Bad{"BadExtensionBool", "", "smtp:\n  extensions:\n    dsn: 1\n", "13: smtp.extensions.dsn: ", "\"1\" is not true or false"},
+        Bad{"BadEnum", "  name: node1", "  name: node1\n  log_level: verbose", "3: node.log_level: ", "\"verbose\" is not one of: debug, info, warn, error"},
+        Bad{"UnspecifiedEnum", "  name: node1", "  name: node1\n  log_level: unspecified", "3: node.log_level: ", "is not one of"},
+        Bad{"WorkersTooMany", "  name: node1", "  name: node1\n  workers: 1000", "3: node.workers: ", "out of range (0-256)"},
+        // meaning
+        Bad{"PortOutOfRange", "127.0.0.1:2525", "127.0.0.1:99999", "5: listen.smtp[0]: ", "\"127.0.0.1:99999\": port out of range"},
+        Bad{"PortZero", "127.0.0.1:2525", "127.0.0.1:0", "5: listen.smtp[0]: ", "port out of range"},
+        Bad{"SecondListenAddress", "[\"127.0.0.1:2525\"]", "\n    - 127.0.0.1:2525\n    - 127.0.0.1:x", "7: listen.smtp[1]: ", "port out of range"},
+        Bad{"HostnameNotIp", "127.0.0.1:2525", "localhost:2525", "5: listen.smtp[0]: ", "address must be an IP literal"},
+        Bad{"HostnameAdmin", "127.0.0.1:8691", "admin.example.org:8691", "6: listen.admin: ", "address must be an IP literal"},
+        Bad{"UnbracketedIPv6", "127.0.0.1:2525", "::1:2525", "5: listen.smtp[0]: ", "write IPv6 addresses in brackets"},
+        Bad{"NoPort", "127.0.0.1:2525", "127.0.0.1", "5: listen.smtp[0]: ", "expected IP:port"},
+        Bad{"NoListen", "  smtp: [\"127.0.0.1:2525\"]\n", "", "4: listen.smtp: ", "at least one SMTP listen address"},
+        Bad{"RelativeDataDir", "/tmp/bh-node1", "relative/dir", "3: node.data_dir: ", "must be an absolute path"},
+        Bad{"MissingDataDir", "  data_dir: /tmp/bh-node1          # queue, mailboxes, state\n", "", "1: node.data_dir: ", "missing or empty"},
+        Bad{"MissingName", "  name: node1\n", "", "1: node.name: ", "missing or empty"},
+        Bad{"BadName", "  name: node1", "  name: node 1", "2: node.name: ", "use letters, digits"},
+        Bad{"BadHostname", "  name: node1", "  name: node1\n  hostname: mx..example", "3: node.hostname: ", "not a valid host name"},
+        Bad{"RelativeTokenFile", "", "admin:\n  token_file: admin.token\n", "12: admin.token_file: ", "must be an absolute path"},
+        Bad{"BadDomain", "[example.org]", "[bad..domain]", "7: local_domains[0]: ", "\"bad..domain\" is not a domain name"},
+        Bad{"DuplicateDomain", "[example.org]", "[example.org, EXAMPLE.org]", "7: local_domains[1]: ", "listed twice"},
+        Bad{"NoDomains", "[example.org]", "[]", "7: local_domains: ", "at least one local domain"},
+        Bad{"MailboxOutsideLocalDomains", "bob@example.org", "bob@example.net", "10: directory.file.mailboxes[1]: ", "domain of \"bob@example.net\" is not in local_domains"},
+        Bad{"MailboxWithoutDomain", "[alice@example.org,", "[alice,", "10: directory.file.mailboxes[0]: ", "\"alice\" is not a mailbox address"},
+        Bad{"MailboxWithSlash", "alice@example.org", "a/b@example.org", "10: directory.file.mailboxes[0]: ", "no '/'"},
+        Bad{"MailboxAddressLiteral", "alice@example.org", "\"alice@[127.0.0.1]\"", "10: directory.file.mailboxes[0]: ", "not a mailbox address"},
+        Bad{"DuplicateMailbox", "bob@example.org", "ALICE@example.org", "10: directory.file.mailboxes[1]: ", "listed twice"},
+        Bad{"RetryOrder", "", "queue:\n  retry_initial_s: 600\n  retry_max_s: 300\n", "12: queue.retry_initial_s: ", "must not exceed queue.retry_max_s"}),
+    [](const ::testing::TestParamInfo<Bad>& i) { return i.param.name; });
+
+TEST(Config, TopLevelMustBeAMapping) {
+  auto c = load_config_string("- a\n- b\n", "list.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message, "list.yaml:1: the top level must be a mapping of keys");
+}
+
+TEST(Config, EmptyFileIsAnError) {
+  auto c = load_config_string("", "empty.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message.rfind("empty.yaml:1: ", 0), 0u) << c.error().message;
+}
 
 TEST(Config, EndpointParsing) {
-  EXPECT_EQ(parse_endpoint("[::1]:25")->address, "::1");
-  EXPECT_FALSE(parse_endpoint("::1:25").ok());
-  EXPECT_FALSE(parse_endpoint("127.0.0.1:0").ok());
-  EXPECT_FALSE(parse_endpoint("127.0.0.1").ok());
+  auto v6 = parse_endpoint("[::1]:25");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->address, "::1");
+  EXPECT_EQ(v6->port, 25);
+  EXPECT_EQ(v6->str(), "[::1]:25");
+  auto v4 = parse_endpoint("127.0.0.2:65535");
+  ASSERT_TRUE(v4.ok());
+  EXPECT_EQ(v4->address, "127.0.0.2");
+  EXPECT_EQ(v4->port, 65535);
+  EXPECT_EQ(v4->str(), "127.0.0.2:65535");
+  for (const char* bad : {"::1:25", "127.0.0.1:0", "127.0.0.1", "127.0.0.1:65536", "127.0.0.1:+25",
+                          "127.0.0.1: 25", "[127.0.0.1]:25", "[::1]25", "host:25", "1.2.3:25", ":25", ""}) {
+    EXPECT_FALSE(parse_endpoint(bad).ok()) << bad;
+  }
 }
 
 TEST(Config, MissingFileNamesThePath) {
   auto c = load_config_file("/nonexistent/bh.yaml");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().message.find("/nonexistent/bh.yaml"), std::string::npos);
+}
+
+TEST(Config, FileErrorsNameThePath) {
+  char tmpl[] = "/tmp/bh-config-test-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  std::string text = kMinimal;
+  text.replace(text.find("2525"), 4, "70000");
+  std::ofstream(tmpl) << text;
+  auto c = load_config_file(tmpl);
+  ::unlink(tmpl);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message.rfind(std::string(tmpl) + ":5: listen.smtp[0]: ", 0), 0u) << c.error().message;
+}
+
+// The transitional flat view node/main.cc reads.
+TEST(Config, FlatViewCarriesTheProto) {
+  auto c = load_config_string(kMinimal, "node1.yaml");
+  ASSERT_TRUE(c.ok());
+  const Config& flat = c.value();
+  EXPECT_EQ(flat.name, "node1");
+  EXPECT_EQ(flat.hostname, "node1");
+  ASSERT_EQ(flat.smtp_listen.size(), 1u);
+  EXPECT_EQ(flat.smtp_listen[0].port, 2525);
+  EXPECT_TRUE(flat.has_admin);
+  EXPECT_EQ(flat.admin_listen.port, 8691);
+  EXPECT_EQ(flat.admin_token_file, "/tmp/bh-node1/admin.token");
+  EXPECT_EQ(flat.mailboxes, (std::vector<std::string>{"alice@example.org", "bob@example.org"}));
+  EXPECT_EQ(flat.smtp.max_recipients, 100u);
+  EXPECT_EQ(flat.smtp.max_sessions_per_ip, 50u);
+  EXPECT_EQ(flat.smtp.data_term_timeout_s, 600u);
+  EXPECT_TRUE(flat.smtp.chunking);
+  EXPECT_EQ(flat.queue.retry_max_s, 300u);
 }
 
 }  // namespace
