@@ -265,8 +265,10 @@ struct ServerSession::Impl {
       case LineReader::Kind::kOverflow:
         ++counters.lines_too_long;
         error_reply(500, "5.5.2", "Error: line too long");
-        reply(421, "4.7.0", cfg.hostname + " Error: line too long, closing");
-        close();
+        if (!closed) {
+          reply(421, "4.7.0", cfg.hostname + " Error: line too long, closing");
+          close();
+        }
         return false;
       case LineReader::Kind::kTooLong:
         ++counters.lines_too_long;

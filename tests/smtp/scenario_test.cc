@@ -106,10 +106,13 @@ SessionConfig config_for(const Scenario& s) {
   return c;
 }
 
-Outcome play(const Scenario& s, std::size_t chunk) {
+// chunk: 0 = each write whole, 1 = one octet at a time. deferred: answers from the
+// "directory" and "store" are held and given only after the whole write was fed.
+Outcome play(const Scenario& s, std::size_t chunk, bool deferred = false) {
   HarnessOptions opt = s.opt;
   opt.start = false;
   opt.eof = false;
+  opt.deferred = deferred;
   Harness h(config_for(s), opt);
   if (!s.pregreet.empty()) {
     h.feed(s.pregreet);
@@ -125,6 +128,8 @@ Outcome play(const Scenario& s, std::size_t chunk) {
       for (std::size_t i = 0; i < w.size() && !h.session().closed(); ++i) {
         h.feed(std::string_view(w).substr(i, 1));
       }
+    }
+    while (h.answer_pending()) {
     }
   }
   Outcome o = h.outcome();
@@ -146,6 +151,7 @@ void check(const Scenario& s, const Outcome& o, const char* mode) {
     EXPECT_EQ(o.closed, s.closed == 1);
   }
   EXPECT_EQ(o.replies.find("[BODY WITHOUT SPOOL]"), std::string::npos);
+  EXPECT_EQ(o.replies.find("[COMMIT WITHOUT SPOOL]"), std::string::npos);
   // Every reply line carries an enhanced status code except 220/221 greetings, 354 and
   // the EHLO/HELO 250 lines.
 }
@@ -161,6 +167,12 @@ TEST(Scenarios, AllFilesParseAndAreNotEmpty) {
 TEST(Scenarios, WholeWrites) {
   for (const auto& s : load_all()) {
     check(s, play(s, 0), "whole");
+  }
+}
+
+TEST(Scenarios, WholeWritesWithLateAnswers) {
+  for (const auto& s : load_all()) {
+    check(s, play(s, 0, true), "whole, late answers");
   }
 }
 

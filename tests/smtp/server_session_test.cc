@@ -40,7 +40,8 @@ TEST(ServerSession, EnvelopeCarriesDsnAndClientFields) {
 TEST(ServerSession, ReceivedHeaderComesFirstAndNamesTheQueueId) {
   SessionConfig cfg;
   cfg.hostname = "mx.example.org";
-  ServerSession s(cfg, PeerInfo{"192.0.2.7", "127.0.0.1"}, *new ManualClock());
+  ManualClock clock;
+  ServerSession s(cfg, PeerInfo{"192.0.2.7", "127.0.0.1"}, clock);
   s.start();
   std::string spooled;
   auto drive = [&](Actions acts, auto& self) -> void {
@@ -137,7 +138,8 @@ TEST(ServerSession, EveryErrorReplyHasAnEnhancedCode) {
 TEST(ServerSession, InputIsHeldWhileAnAnswerIsOutstandingAndBounded) {
   SessionConfig cfg;
   cfg.max_buffered_input = 64;
-  ServerSession s(cfg, PeerInfo{"192.0.2.1", "127.0.0.1"}, *new ManualClock());
+  ManualClock clock;
+  ServerSession s(cfg, PeerInfo{"192.0.2.1", "127.0.0.1"}, clock);
   s.start();
   auto a = s.on_bytes("EHLO c\r\nMAIL FROM:<s@example.net>\r\n");
   EXPECT_EQ(s.awaiting(), Awaiting::kMail);

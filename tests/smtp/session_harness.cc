@@ -14,6 +14,21 @@ void Harness::perform(Actions actions) {
     Action a = std::move(q.front());
     q.pop_front();
     Actions more;
+    if (opt_.deferred && !answering_ &&
+        (std::holds_alternative<CheckMail>(a) || std::holds_alternative<LookupRecipient>(a) ||
+         std::holds_alternative<BeginMessage>(a) || std::holds_alternative<CommitMessage>(a))) {
+      if (std::holds_alternative<CommitMessage>(a)) {
+        if (!spooling_) {
+          out_.replies += "[COMMIT WITHOUT SPOOL]";
+        }
+        spooling_ = false;  // the writer belongs to the store from here on
+        commit_spool_ = std::move(spool_);
+        spool_.clear();
+      }
+      pending_.push_back(std::move(a));
+      continue;
+    }
+    answering_ = false;
     if (auto* s = std::get_if<SendReply>(&a)) {
       out_.replies += s->bytes;
       std::size_t pos = 0;
@@ -66,6 +81,11 @@ void Harness::perform(Actions actions) {
       }
       spool_ += b->bytes;
     } else if (auto* c = std::get_if<CommitMessage>(&a)) {
+      if (opt_.deferred) {
+        spool_ = std::move(commit_spool_);
+      } else if (!spooling_) {
+        out_.replies += "[COMMIT WITHOUT SPOOL]";
+      }
       spooling_ = false;
       if (opt_.fail_commit) {
         more = session_.on_commit_result(Result<std::string>(transient_error("4.3.0", "Queue write failed")));
@@ -91,6 +111,18 @@ void Harness::perform(Actions actions) {
       q.push_front(std::move(*it));
     }
   }
+}
+
+bool Harness::answer_pending() {
+  if (pending_.empty()) {
+    return false;
+  }
+  Actions one;
+  one.push_back(std::move(pending_.front()));
+  pending_.erase(pending_.begin());
+  answering_ = true;
+  perform(std::move(one));
+  return true;
 }
 
 Outcome Harness::run(std::string_view input, std::size_t chunk) {

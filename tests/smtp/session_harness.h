@@ -26,6 +26,9 @@ struct HarnessOptions {
   bool fail_begin = false, fail_commit = false, no_space = false;
   bool start = true;           // call start() before the input
   bool eof = true;             // on_eof() after the input
+  // Answers to CheckMail/LookupRecipient/BeginMessage/CommitMessage are held until
+  // answer_pending(), as when the directory or store answers from another thread.
+  bool deferred = false;
 };
 
 class Harness {
@@ -38,6 +41,8 @@ class Harness {
   void feed(std::string_view bytes) { perform(session_.on_bytes(bytes)); }
   void timeout() { perform(session_.on_timeout()); }
   void start() { perform(session_.start()); }
+  // Deferred mode: gives the held answer, if any. False if none was held.
+  bool answer_pending();
 
  private:
   void perform(Actions actions);
@@ -45,6 +50,9 @@ class Harness {
   HarnessOptions opt_;
   ServerSession session_;
   Outcome out_;
+  std::vector<Action> pending_;
+  bool answering_ = false;
+  std::string commit_spool_;
   std::string spool_;
   bool spooling_ = false;
   int next_id_ = 1;
