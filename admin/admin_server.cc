@@ -8,7 +8,6 @@
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <random>
 
 namespace bh::admin {
@@ -73,11 +72,26 @@ class Session : public std::enable_shared_from_this<Session> {
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        if (!ec) {
                          self->respond(self->parser_->release());
+                       } else if (ec == http::error::header_limit || ec == http::error::body_limit) {
+                         self->refuse(http::status::request_header_fields_too_large,
+                                      "request too large");
                        }
                      });
   }
 
  private:
+  void refuse(http::status status, const std::string& why) {
+    auto res = std::make_shared<http::response<http::string_body>>(status, 11);
+    res->set(http::field::content_type, "application/json");
+    res->keep_alive(false);
+    res->body() = nlohmann::json{{"error", why}}.dump() + "\n";
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    });
+  }
+
   void respond(http::request<http::string_body> req) {
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(req.version());
@@ -90,6 +104,22 @@ class Session : public std::enable_shared_from_this<Session> {
     };
     std::string auth(req[http::field::authorization]);
     std::string target(req.target());
+    try {
+      route(req, auth, target, reply);
+    } catch (const std::exception& e) {
+      // A handler bug must not take the node down with it.
+      reply(http::status::internal_server_error, {{"error", std::string("internal error: ") + e.what()}});
+    }
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    });
+  }
+
+  template <class Reply>
+  void route(const http::request<http::string_body>& req, const std::string& auth,
+             const std::string& target, Reply& reply) {
     if (auth.rfind("Bearer ", 0) != 0 || !same(auth.substr(7), st_->token)) {
       reply(http::status::unauthorized, {{"error", "missing or wrong admin token"}});
     } else if (req.method() != http::verb::get) {
@@ -110,11 +140,6 @@ class Session : public std::enable_shared_from_this<Session> {
     } else {
       reply(http::status::not_found, {{"error", "no such resource"}});
     }
-    res->prepare_payload();
-    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    });
   }
 
   beast::tcp_stream stream_;
@@ -128,13 +153,22 @@ void accept_loop(std::shared_ptr<AdminServer::State> st) {
     if (ec == asio::error::operation_aborted || !st->acceptor.is_open()) {
       return;
     }
-    if (!ec) {
-      if (st->active >= kMaxConnections) {
-        beast::error_code ignored;
-        s.close(ignored);
-      } else {
-        std::make_shared<Session>(std::move(s), st)->run();
-      }
+    if (ec) {
+      // Out of descriptors or similar: try again shortly rather than spin.
+      auto timer = std::make_shared<asio::steady_timer>(st->acceptor.get_executor(),
+                                                         std::chrono::milliseconds(100));
+      timer->async_wait([st, timer](beast::error_code) {
+        if (st->acceptor.is_open()) {
+          accept_loop(st);
+        }
+      });
+      return;
+    }
+    if (st->active >= kMaxConnections) {
+      beast::error_code ignored;
+      s.close(ignored);
+    } else {
+      std::make_shared<Session>(std::move(s), st)->run();
     }
     accept_loop(st);
   });
@@ -158,7 +192,15 @@ boost::system::error_code AdminServer::open() {
   return ec;
 }
 
-void AdminServer::start() { accept_loop(state_); }
+boost::system::error_code AdminServer::start() {
+  if (!state_->acceptor.is_open()) {
+    if (auto ec = open()) {
+      return ec;
+    }
+  }
+  accept_loop(state_);
+  return {};
+}
 
 void AdminServer::stop() {
   boost::system::error_code ignored;
@@ -170,35 +212,87 @@ std::uint16_t AdminServer::port() const {
   return state_->acceptor.local_endpoint(ec).port();
 }
 
+namespace {
+
+// A token is what goes after "Bearer ": visible ASCII, no blanks (RFC 6750 §2.1 b64token
+// is stricter; we only refuse what would break the header).
+bool usable_token(const std::string& t) {
+  if (t.size() < 16 || t.size() > 1024) {
+    return false;
+  }
+  for (unsigned char c : t) {
+    if (c <= 0x20 || c >= 0x7f) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Result<std::string> read_token(const std::string& path, int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return permanent_error("", path + ": " + std::strerror(errno));
+  }
+  if ((st.st_mode & 0077) != 0) {
+    ::close(fd);
+    return permanent_error("", path + ": admin token is readable or writable by others (mode " +
+                                   std::to_string((st.st_mode >> 6) & 7) +
+                                   std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) +
+                                   "); chmod 600 it");
+  }
+  std::string data(1100, '\0');
+  ssize_t n = ::read(fd, data.data(), data.size());
+  ::close(fd);
+  if (n < 0) {
+    return permanent_error("", path + ": cannot read admin token: " + std::strerror(errno));
+  }
+  data.resize(static_cast<std::size_t>(n));
+  while (!data.empty() && (data.back() == '\n' || data.back() == '\r')) {
+    data.pop_back();
+  }
+  if (!usable_token(data)) {
+    return permanent_error("", path + ": admin token must be 16-1024 visible characters on one line");
+  }
+  return data;
+}
+
+}  // namespace
+
 Result<std::string> load_or_create_token(const std::string& path) {
-  std::ifstream in(path);
-  if (in) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+      return read_token(path, fd);
+    }
+    if (errno != ENOENT) {
+      return permanent_error("", path + ": cannot open admin token: " + std::strerror(errno));
+    }
+    std::random_device rd;
+    static constexpr char kHex[] = "0123456789abcdef";
     std::string t;
-    std::getline(in, t);
-    if (t.size() < 16) {
-      return permanent_error("", path + ": admin token shorter than 16 characters");
+    for (int i = 0; i < 32; ++i) {
+      t.push_back(kHex[rd() & 15]);
+    }
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && errno == EEXIST) {
+      continue;  // another process made it first: use theirs
+    }
+    if (fd < 0) {
+      return permanent_error("", path + ": cannot create admin token: " + std::strerror(errno));
+    }
+    std::string line = t + "\n";
+    bool ok = ::fchmod(fd, 0600) == 0 &&  // whatever the umask
+              ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+              ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) {
+      ::unlink(path.c_str());
+      return permanent_error("", path + ": cannot write admin token");
     }
     return t;
   }
-  std::random_device rd;
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string t;
-  for (int i = 0; i < 32; ++i) {
-    t.push_back(kHex[rd() & 15]);
-  }
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return permanent_error("", path + ": cannot create admin token: " + std::strerror(errno));
-  }
-  std::string line = t + "\n";
-  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
-            ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) {
-    ::unlink(path.c_str());
-    return permanent_error("", path + ": cannot write admin token");
-  }
-  return t;
+  return permanent_error("", path + ": admin token appeared and vanished while reading it");
 }
 
 }  // namespace bh::admin

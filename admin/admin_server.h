@@ -1,9 +1,16 @@
 #pragma once
-// AdminServer: the node's admin endpoint (DESIGN.md §5): HTTP/1.1 on a loopback
-// address, JSON bodies, every request authenticated with the node's admin token
-// ("Authorization: Bearer <token>"). Routes: GET /v1/status, GET /v1/queue,
-// GET /v1/queue/<id>. Limits: 8 KiB of request header, no body, 10 s to send a request,
-// 64 concurrent admin connections. Handlers run on the admin's io_context thread.
+// AdminServer: the node's admin endpoint (DESIGN.md §5): HTTP/1.1 on a (loopback by
+// default) address from the config, JSON bodies, every request authenticated with the
+// node's admin token ("Authorization: Bearer <token>", else 401). docs/admin-api.md.
+// Routes: GET /v1/status, GET /v1/queue, GET /v1/queue/<id> (id: 1-64 letters/digits,
+// checked before the handler is called; 400 if malformed, 404 if the handler has none).
+// Limits: 8 KiB of request header (431 beyond), no body, 10 s to send a request, one
+// request per connection, 64 concurrent admin connections.
+// Threading: everything, handlers included, runs on the io_context given to the
+// constructor; a handler that throws gives a 500, never a crash. stop() and the
+// destructor must run on that io_context's thread or after it has stopped.
+// Ownership: the caller keeps whatever the handlers capture alive until the io_context
+// has stopped.
 
 #include <boost/asio.hpp>
 #include <functional>
@@ -27,9 +34,14 @@ class AdminServer {
   AdminServer(boost::asio::io_context& io, boost::asio::ip::tcp::endpoint ep, std::string token,
               AdminHandlers handlers);
   ~AdminServer();
+  // Binds and listens (port 0 picks a free port). Separate from start() so the node can
+  // fail before it begins accepting anything.
   boost::system::error_code open();
-  void start();
+  // Opens if open() has not been called, then accepts connections.
+  boost::system::error_code start();
+  // Stops accepting; requests in flight finish (each within its 10 s deadline).
   void stop();
+  // The bound port (useful after binding port 0); 0 when not open.
   std::uint16_t port() const;
 
   struct State;
@@ -38,7 +50,10 @@ class AdminServer {
   std::shared_ptr<State> state_;
 };
 
-// The token at `path`, created with 32 random hex characters and mode 0600 if absent.
+// The token at `path`, created with 32 random hex characters and mode 0600 if absent
+// (O_EXCL: a concurrent creator's token wins). An existing file must be mode 0600 or
+// stricter (no group/other bits), hold 16-1024 visible characters on one line, and not be
+// a symlink. Errors are permanent and name the path.
 Result<std::string> load_or_create_token(const std::string& path);
 
 }  // namespace bh::admin

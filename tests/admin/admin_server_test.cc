@@ -1,0 +1,405 @@
+#include "admin/admin_server.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace bh::admin {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using nlohmann::json;
+using tcp = asio::ip::tcp;
+
+const std::string kToken = "0123456789abcdef0123456789abcdef";
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/bh-admin-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  json j() const { return json::parse(body, nullptr, false); }
+};
+
+// A blocking HTTP/1.1 exchange; `auth` empty sends no Authorization header.
+Reply request(std::uint16_t port, http::verb verb, const std::string& target, const std::string& auth,
+              std::size_t extra_header_bytes = 0) {
+  asio::io_context io;
+  beast::tcp_stream s(io);
+  s.expires_after(std::chrono::seconds(5));
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  http::request<http::empty_body> req{verb, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  if (!auth.empty()) {
+    req.set(http::field::authorization, auth);
+  }
+  if (extra_header_bytes) {
+    req.set("X-Padding", std::string(extra_header_bytes, 'x'));
+  }
+  http::write(s, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  beast::error_code ec;
+  http::read(s, buf, res, ec);
+  if (ec) {
+    return Reply{-1, ec.message()};
+  }
+  return Reply{static_cast<int>(res.result_int()), res.body()};
+}
+
+class AdminServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    AdminHandlers h;
+    h.status = [this] {
+      on_io_thread_ = std::this_thread::get_id() == io_thread_id_.load();
+      return json{{"node", {{"name", "node1"}, {"uptime_s", 5}}},
+                  {"queue", {{"in_queue", 1}}}};
+    };
+    h.queue_list = [] {
+      return json{{"messages",
+                   json::array({{{"id", "ABC123"}, {"state", "queued"}, {"sender", "a@example.org"},
+                                 {"recipients", 2}, {"size", 1234}, {"received", 1700000000},
+                                 {"attempts", 0}, {"last_error", ""}}})}};
+    };
+    h.queue_show = [this](const std::string& id) -> std::optional<json> {
+      shown_.push_back(id);
+      if (id == "ABC123") {
+        return json{{"id", "ABC123"}, {"state", "queued"}, {"sender", "a@example.org"},
+                    {"size", 1234}, {"received", 1700000000}, {"client_helo", "client.example"},
+                    {"client_address", "127.0.0.1"}, {"body", "8BITMIME"}, {"ret", "unspecified"},
+                    {"envid", ""}, {"attempts", 0}, {"last_error", ""},
+                    {"recipients", json::array({{{"address", "bob@example.org"}, {"mailbox", "bob"},
+                                                 {"state", "pending"}, {"notify", ""},
+                                                 {"orcpt", ""}, {"last_result", ""}}})}};
+      }
+      if (id == "THROWS") {
+        throw std::runtime_error("boom");
+      }
+      return std::nullopt;
+    };
+    server_ = std::make_unique<AdminServer>(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0),
+                                            kToken, std::move(h));
+    ASSERT_FALSE(server_->start());
+    port_ = server_->port();
+    ASSERT_NE(port_, 0);
+    thread_ = std::thread([this] {
+      io_thread_id_ = std::this_thread::get_id();
+      auto guard = asio::make_work_guard(io_);
+      io_.run();
+    });
+    while (io_thread_id_.load() == std::thread::id()) {
+      std::this_thread::yield();
+    }
+  }
+
+  void TearDown() override {
+    asio::post(io_, [this] { server_->stop(); });
+    io_.stop();
+    thread_.join();
+    server_.reset();
+  }
+
+  Reply get(const std::string& target, const std::string& auth = "Bearer " + kToken) {
+    return request(port_, http::verb::get, target, auth);
+  }
+
+  // Runs bhctl with `args`; returns exit code and stdout+stderr.
+  std::pair<int, std::string> bhctl(const std::string& args) {
+    std::string cmd = std::string(BHCTL_PATH) + " " + args + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
+      out.append(buf, n);
+    }
+    int st = ::pclose(p);
+    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+  }
+
+  std::string token_file() {
+    std::string f = dir_.path() + "/admin.token";
+    if (!std::filesystem::exists(f)) {
+      std::ofstream(f) << kToken << "\n";
+      ::chmod(f.c_str(), 0600);
+    }
+    return f;
+  }
+  std::string admin_args() {
+    return "--admin 127.0.0.1:" + std::to_string(port_) + " --token-file " + token_file();
+  }
+
+  TempDir dir_;
+  asio::io_context io_;
+  std::unique_ptr<AdminServer> server_;
+  std::thread thread_;
+  std::atomic<std::thread::id> io_thread_id_{};
+  std::uint16_t port_ = 0;
+  std::atomic<bool> on_io_thread_{false};
+  std::vector<std::string> shown_;  // written on the io thread, read after a reply
+};
+
+TEST_F(AdminServerTest, NoTokenIs401) {
+  auto r = get("/v1/status", "");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_TRUE(r.j().contains("error"));
+}
+
+TEST_F(AdminServerTest, WrongTokenIs401) {
+  EXPECT_EQ(get("/v1/status", "Bearer " + std::string(32, '0')).status, 401);
+  EXPECT_EQ(get("/v1/status", "Bearer " + kToken.substr(1)).status, 401);
+  EXPECT_EQ(get("/v1/status", "Bearer " + kToken + "0").status, 401);
+  EXPECT_EQ(get("/v1/status", "Basic " + kToken).status, 401);
+  EXPECT_EQ(get("/v1/status", kToken).status, 401);
+  // Unauthenticated requests learn nothing about the routes either.
+  EXPECT_EQ(get("/v1/queue/ABC123", "").status, 401);
+  EXPECT_EQ(get("/nowhere", "").status, 401);
+  EXPECT_TRUE(shown_.empty());
+}
+
+TEST_F(AdminServerTest, StatusIsJsonFromTheHandlerOnTheIoThread) {
+  auto r = get("/v1/status");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.j()["node"]["name"], "node1");
+  EXPECT_TRUE(on_io_thread_.load());
+}
+
+TEST_F(AdminServerTest, QueueListAndShow) {
+  auto l = get("/v1/queue");
+  ASSERT_EQ(l.status, 200);
+  EXPECT_EQ(l.j()["messages"][0]["id"], "ABC123");
+  auto s = get("/v1/queue/ABC123");
+  ASSERT_EQ(s.status, 200);
+  EXPECT_EQ(s.j()["recipients"][0]["mailbox"], "bob");
+  auto missing = get("/v1/queue/NOPE");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.j()["error"], "no message NOPE");
+}
+
+TEST_F(AdminServerTest, MalformedIdsNeverReachTheHandler) {
+  const std::vector<std::string> ids = {"..", "a.b", "a%2Fb", "A-B", std::string(65, 'A')};
+  for (const auto& id : ids) {
+    EXPECT_EQ(get("/v1/queue/" + id).status, 400) << id;
+  }
+  EXPECT_EQ(get("/v1/queue/").status, 400);
+  EXPECT_EQ(get("/v1/queue/a/b").status, 400);
+  EXPECT_TRUE(shown_.empty());
+}
+
+TEST_F(AdminServerTest, OtherMethodsAndPaths) {
+  EXPECT_EQ(request(port_, http::verb::post, "/v1/status", "Bearer " + kToken).status, 405);
+  EXPECT_EQ(request(port_, http::verb::delete_, "/v1/queue/ABC123", "Bearer " + kToken).status, 405);
+  EXPECT_EQ(get("/v1/nothing").status, 404);
+  EXPECT_EQ(get("/v1/status/").status, 404);
+  EXPECT_EQ(get("/").status, 404);
+}
+
+TEST_F(AdminServerTest, OversizedHeaderIsRefused) {
+  auto r = request(port_, http::verb::get, "/v1/status", "Bearer " + kToken, 16 * 1024);
+  EXPECT_TRUE(r.status == 431 || r.status == -1) << r.status;
+  EXPECT_EQ(get("/v1/status").status, 200);  // and the server is still there
+}
+
+TEST_F(AdminServerTest, AThrowingHandlerIs500NotACrash) {
+  EXPECT_EQ(get("/v1/queue/THROWS").status, 500);
+  EXPECT_EQ(get("/v1/status").status, 200);
+}
+
+TEST_F(AdminServerTest, ManySequentialRequests) {
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(get("/v1/queue").status, 200);
+  }
+}
+
+// ---- bhctl, the real binary ----
+
+TEST_F(AdminServerTest, BhctlStatusTable) {
+  auto [rc, out] = bhctl(admin_args() + " status");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("SECTION"), std::string::npos) << out;
+  EXPECT_NE(out.find("node1"), std::string::npos) << out;
+  EXPECT_NE(out.find("in_queue"), std::string::npos) << out;
+}
+
+TEST_F(AdminServerTest, BhctlQueueListTable) {
+  auto [rc, out] = bhctl(admin_args() + " queue list");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("ID      STATE"), std::string::npos) << out;  // aligned columns
+  EXPECT_NE(out.find("ABC123  queued"), std::string::npos) << out;
+  EXPECT_NE(out.find("2023-11-14 22:13:20Z"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 message(s)"), std::string::npos) << out;
+}
+
+TEST_F(AdminServerTest, BhctlQueueShow) {
+  auto [rc, out] = bhctl(admin_args() + " queue show ABC123");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("<a@example.org>"), std::string::npos) << out;
+  EXPECT_NE(out.find("bob@example.org"), std::string::npos) << out;
+}
+
+TEST_F(AdminServerTest, BhctlJson) {
+  auto [rc, out] = bhctl("--json " + admin_args() + " status");
+  EXPECT_EQ(rc, 0) << out;
+  auto j = json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  EXPECT_EQ(j["node"]["name"], "node1");
+  auto [rc2, out2] = bhctl(admin_args() + " --json queue list");
+  EXPECT_EQ(rc2, 0);
+  EXPECT_EQ(json::parse(out2, nullptr, false)["messages"][0]["id"], "ABC123");
+}
+
+TEST_F(AdminServerTest, BhctlUnknownMessageIsExit1) {
+  auto [rc, out] = bhctl(admin_args() + " queue show NOPE");
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("no message NOPE"), std::string::npos) << out;
+}
+
+TEST_F(AdminServerTest, BhctlWrongTokenIsExit1) {
+  std::string bad = dir_.path() + "/bad.token";
+  std::ofstream(bad) << std::string(32, 'f') << "\n";
+  auto [rc, out] = bhctl("--admin 127.0.0.1:" + std::to_string(port_) + " --token-file " + bad + " status");
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("401"), std::string::npos) << out;
+}
+
+TEST_F(AdminServerTest, BhctlReadsAddressAndTokenFromTheConfig) {
+  std::string cfg = dir_.path() + "/node1.yaml";
+  std::ofstream(cfg) << "node:\n  name: node1\n  data_dir: " << dir_.path() << "/data\n"
+                     << "listen:\n  smtp: [\"127.0.0.1:2525\"]\n  admin: \"127.0.0.1:" << port_ << "\"\n"
+                     << "admin:\n  token_file: " << token_file() << "\n"
+                     << "local_domains: [example.org]\n";
+  auto [rc, out] = bhctl("--config " + cfg + " queue list");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("ABC123"), std::string::npos) << out;
+}
+
+TEST_F(AdminServerTest, BhctlDefaultTokenPathIsInDataDir) {
+  std::string data = dir_.path() + "/data";
+  std::filesystem::create_directory(data);
+  std::filesystem::copy_file(token_file(), data + "/admin.token");
+  std::string cfg = dir_.path() + "/node1.yaml";
+  std::ofstream(cfg) << "node:\n  name: node1\n  data_dir: " << data << "\n"
+                     << "listen:\n  smtp: [\"127.0.0.1:2525\"]\n  admin: \"127.0.0.1:" << port_ << "\"\n"
+                     << "local_domains: [example.org]\n";
+  auto [rc, out] = bhctl("--config " + cfg + " status");
+  EXPECT_EQ(rc, 0) << out;
+}
+
+TEST(Bhctl, CannotConnectIsExit1) {
+  // A port nobody listens on: bind one, note it, close it.
+  std::uint16_t port;
+  {
+    asio::io_context io;
+    tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = a.local_endpoint().port();
+  }
+  std::string cmd = std::string(BHCTL_PATH) + " --admin 127.0.0.1:" + std::to_string(port) + " status 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[1024] = {};
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, p);
+  int st = ::pclose(p);
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+  EXPECT_NE(std::string(buf, n).find("cannot reach the admin endpoint"), std::string::npos) << buf;
+}
+
+TEST(Bhctl, HostNamesAreRefused) {
+  std::string cmd = std::string(BHCTL_PATH) + " --admin localhost:8691 status 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[1024] = {};
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, p);
+  int st = ::pclose(p);
+  EXPECT_NE(WEXITSTATUS(st), 0);
+  EXPECT_NE(std::string(buf, n).find("IP literal"), std::string::npos) << buf;
+}
+
+// ---- the token file ----
+
+TEST(AdminToken, CreatedPrivateAndReused) {
+  TempDir dir;
+  std::string path = dir.path() + "/admin.token";
+  auto t = load_or_create_token(path);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_EQ(t->size(), 32u);
+  EXPECT_EQ(t->find_first_not_of("0123456789abcdef"), std::string::npos);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto again = load_or_create_token(path);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *t);
+  TempDir other;
+  auto fresh = load_or_create_token(other.path() + "/admin.token");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_NE(*fresh, *t);
+}
+
+TEST(AdminToken, PrivateEvenUnderAPermissiveUmask) {
+  TempDir dir;
+  mode_t old = ::umask(0);
+  auto t = load_or_create_token(dir.path() + "/admin.token");
+  ::umask(old);
+  ASSERT_TRUE(t.ok());
+  struct stat st {};
+  ASSERT_EQ(::stat((dir.path() + "/admin.token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(AdminToken, OperatorTokenIsUsedAsWritten) {
+  TempDir dir;
+  std::string path = dir.path() + "/mine.token";
+  std::ofstream(path) << "my-own-secret-token-1234\n";
+  ::chmod(path.c_str(), 0600);
+  auto t = load_or_create_token(path);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_EQ(*t, "my-own-secret-token-1234");
+}
+
+TEST(AdminToken, UnsafeTokensAreRefused) {
+  TempDir dir;
+  std::string open_file = dir.path() + "/open.token";
+  std::ofstream(open_file) << kToken << "\n";
+  ::chmod(open_file.c_str(), 0644);
+  auto r = load_or_create_token(open_file);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("chmod 600"), std::string::npos) << r.error().message;
+
+  std::string short_file = dir.path() + "/short.token";
+  std::ofstream(short_file) << "abc\n";
+  ::chmod(short_file.c_str(), 0600);
+  EXPECT_FALSE(load_or_create_token(short_file).ok());
+
+  std::string blank = dir.path() + "/blank.token";
+  std::ofstream(blank) << "has a space in the middle of it\n";
+  ::chmod(blank.c_str(), 0600);
+  EXPECT_FALSE(load_or_create_token(blank).ok());
+
+  auto nodir = load_or_create_token(dir.path() + "/missing/admin.token");
+  ASSERT_FALSE(nodir.ok());
+  EXPECT_NE(nodir.error().message.find("/missing/admin.token"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bh::admin
