@@ -129,7 +129,9 @@ Result<Path> parse_path(std::string_view text, bool allow_null, bool utf8,
   if (text.size() < 2 || text.front() != '<' || text.back() != '>') {
     return bad("Syntax error in address: angle brackets required");
   }
-  if (text.size() > kMaxPath + 2) {
+  // RFC 5321 §4.5.3.1.3: 256 octets "including the punctuation and element separators",
+  // i.e. the angle brackets too.
+  if (text.size() > kMaxPath) {
     return bad("Path too long");
   }
   std::string_view in = text.substr(1, text.size() - 2);

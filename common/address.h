@@ -23,9 +23,11 @@ struct Path {
 };
 
 // Parses `text` (which must start with '<' and end with '>'). `bad_code` is the enhanced
-// code for syntax errors: 5.1.7 for senders, 5.1.3 for recipients.
+// code for syntax errors: 5.1.7 for senders, 5.1.3 for recipients. Errors are permanent.
+// Rejects NUL, CR, LF, other controls, and 8-bit octets unless `smtputf8`. The local part
+// is kept verbatim (a plain string: never expanded or interpolated, hostile #28).
 Result<Path> parse_path(std::string_view text, bool allow_null, bool smtputf8,
-                        std::string_view bad_code);
+                        std::string_view bad_code = "5.1.3");
 
 // RFC 5321 Domain (dot-separated LDH labels, or U-labels when smtputf8).
 bool is_valid_domain(std::string_view domain, bool smtputf8 = false);
