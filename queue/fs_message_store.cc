@@ -83,6 +83,9 @@ class FsSpoolWriter final : public SpoolWriter {
     if (error_) {
       return *error_;
     }
+    if (auto v = validate_envelope(env); !v.ok()) {
+      return v;  // would be quarantined on read: refuse it before the 250
+    }
     std::string recs = encode_envelope(env);
     buf_.append(recs);
     if (auto r = flush(); !r.ok()) {

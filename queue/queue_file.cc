@@ -97,6 +97,26 @@ class Cursor {
 
 }  // namespace
 
+Result<void> validate_envelope(const Envelope& e) {
+  auto bad = [](const std::string& why) {
+    return Result<void>(permanent_error("5.3.0", "invalid envelope: " + why));
+  };
+  constexpr std::size_t kMaxString = kMaxRecordLength / 4;
+  auto ok = [&](const std::string& s) { return s.size() <= kMaxString && clean(s); };
+  if (e.id.empty() || !ok(e.id)) return bad("id");
+  if (!ok(e.sender)) return bad("sender");
+  if (!ok(e.envid)) return bad("envid");
+  if (!ok(e.client_address) || !ok(e.client_helo) || !ok(e.protocol)) return bad("client");
+  if (e.recipients.empty()) return bad("no recipients");
+  if (e.recipients.size() > kMaxRecipientsInFile) return bad("too many recipients");
+  for (const auto& r : e.recipients) {
+    if (r.address.empty() || !ok(r.address) || !ok(r.orcpt) || !ok(r.mailbox)) {
+      return bad("recipient");
+    }
+  }
+  return Ok{};
+}
+
 std::string encode_envelope(const Envelope& e) {
   std::string o, tmp;
   record(o, kId, e.id);

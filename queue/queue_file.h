@@ -27,6 +27,10 @@ inline constexpr std::uint32_t kMaxRecordLength = 64u << 10;
 inline constexpr std::uint64_t kMaxRecordsLength = 16u << 20;
 inline constexpr std::size_t kMaxRecipientsInFile = 100000;
 
+// Checks that decode_envelope would accept what encode_envelope makes of `env`: no CR,
+// LF or NUL in string fields, at least one recipient, no empty recipient address, no
+// field over the record caps. Permanent 5.3.0 otherwise.
+Result<void> validate_envelope(const Envelope& env);
 // Serializes the envelope records, END included (trailer not included).
 std::string encode_envelope(const Envelope& env);
 // Parses records as written by encode_envelope; rejects anything else.

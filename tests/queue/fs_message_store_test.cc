@@ -147,7 +147,12 @@ INSTANTIATE_TEST_SUITE_P(
                       FailCase{SyncMode::kFdatasync, "rename", EEXIST, "4.3.0"},
                       FailCase{SyncMode::kSyncfs, "write", ENOSPC, "4.3.1"},
                       FailCase{SyncMode::kSyncfs, "syncfs", ENOSPC, "4.3.1"},
-                      FailCase{SyncMode::kFdatasync, "fdatasync", EDQUOT, "4.3.1"}));
+                      FailCase{SyncMode::kFdatasync, "fdatasync", EDQUOT, "4.3.1"}),
+    [](const auto& p) {
+      std::string n = std::string(p.param.mode == SyncMode::kSyncfs ? "syncfs_" : "fdatasync_") +
+                      p.param.step + "_" + std::to_string(p.param.err);
+      return n;
+    });
 
 TEST(FsMessageStore, WriteFailingOnTheNthCallIsStickyAndFailsTheCommit) {
   TempDir t;
@@ -194,6 +199,20 @@ TEST(FsMessageStore, FailureOfOneFileDoesNotFailTheOthersInFdatasyncMode) {
   EXPECT_FALSE(pa.get_future().get().ok());
   EXPECT_TRUE(pb.get_future().get().ok());
   EXPECT_EQ(count(t.path() + "/queue"), 1u);
+}
+
+TEST(FsMessageStore, EnvelopeTheReaderWouldRejectIsRefusedBeforeTheAck) {
+  TempDir t;
+  testing::Store s(t.path());
+  Envelope e = testing::sample();
+  e.sender = "a\r\nb@example.net";
+  auto r = s.put("x", e);
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(r.error().transient());
+  auto none = s.put("x", testing::sample(0));
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(count(t.path() + "/queue"), 0u);
+  EXPECT_EQ(count(t.path() + "/tmp"), 0u);
 }
 
 TEST(FsMessageStore, NoSpaceFloorIs431) {
