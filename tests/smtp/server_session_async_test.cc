@@ -355,6 +355,45 @@ TEST(SessionAsync, RandomBodiesRoundTripByteExactInAnySplit) {
   }
 }
 
+TEST(SessionAsync, AnEndlessBodyIsCappedWhileStreamingAndRefusedAtTheEnd) {
+  // Hostile #30/#39: 64 MiB with no newline against a 1 MiB cap. Output stops at the
+  // cap, the input buffer never grows, and the answer after the dot is 552 5.3.4.
+  SessionConfig cfg;
+  cfg.max_message_size = 1u << 20;
+  Fixture f(cfg);
+  f.in("EHLO c\r\nMAIL FROM:<s@example.net>\r\n");
+  f.log.take(f.s.on_mail_result(Result<void>()));
+  f.in("RCPT TO:<alice@example.org>\r\n");
+  f.log.take(f.s.on_recipient_result(local("alice")));
+  f.in("DATA\r\n");
+  f.log.take(f.s.on_begin_result(std::string("Q1")));
+  std::size_t header = f.log.body.size();
+  std::string block(64u << 10, 'x');
+  for (int i = 0; i < 1024; ++i) {
+    f.in(block);
+    ASSERT_TRUE(f.s.wants_input());
+  }
+  EXPECT_EQ(f.log.body.size() - header, cfg.max_message_size);
+  EXPECT_EQ(f.log.count("commit"), 0);
+  f.in("\r\n.\r\nNOOP\r\n");
+  EXPECT_TRUE(f.log.replies.ends_with("552 5.3.4 Error: message too big\r\n250 2.0.0 Ok\r\n"))
+      << f.log.replies;
+  EXPECT_EQ(f.log.aborts, 1);
+  EXPECT_EQ(f.log.count("commit"), 0);
+}
+
+TEST(SessionAsync, DeclaredSizeOverTheLimitAndOverflowAre552) {
+  SessionConfig cfg;
+  cfg.max_message_size = 1000;
+  testing::Harness h(cfg);
+  auto o = h.run(
+      "EHLO c\r\nMAIL FROM:<a@b.example> SIZE=1001\r\nMAIL FROM:<a@b.example> "
+      "SIZE=18446744073709551616\r\nMAIL FROM:<a@b.example> SIZE=1x\r\nMAIL FROM:<a@b.example> "
+      "SIZE=+5\r\nMAIL FROM:<a@b.example> SIZE=1 SIZE=1\r\nMAIL FROM:<a@b.example> SIZE=1000\r\n");
+  EXPECT_EQ(o.codes, (std::vector<int>{220, 250, 552, 552, 501, 501, 501, 250}));
+  EXPECT_NE(o.replies.find("552 5.3.4 "), std::string::npos);
+}
+
 TEST(SessionAsync, HeloArgumentIsADomainOrAddressLiteral) {
   testing::Harness h;
   auto o = h.run(
