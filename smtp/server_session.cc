@@ -61,6 +61,15 @@ std::string rfc5322_date(Clock::time_point t) {
 
 // RFC 5321 §4.1.4: EHLO/HELO take a Domain or an address literal. '_' is tolerated in
 // labels because Windows clients send NetBIOS-style names; octets are checked strictly.
+// The basic code for a store/queue verdict (RFC 3463 class + subject): insufficient
+// storage is 452, a size refusal 552, other transient faults 451, other permanent 554.
+int store_code(const Error& e) {
+  if (e.transient()) {
+    return e.enhanced == "4.3.1" ? 452 : 451;
+  }
+  return e.enhanced == "5.3.4" ? 552 : 554;
+}
+
 bool valid_helo_name(std::string_view arg) {
   if (arg.front() == '[') {
     return is_valid_address_literal(arg);
@@ -969,7 +978,7 @@ Actions ServerSession::on_begin_result(Result<std::string> queue_id) {
   }
   if (!queue_id.ok()) {
     const Error& e = queue_id.error();
-    int code = e.transient() ? (e.enhanced == "4.3.1" ? 452 : 451) : 554;
+    int code = store_code(e);
     if (s.mode == Impl::Mode::kBdat) {
       // The chunk octets still have to be drained before the refusal, and the
       // transaction ends: a later chunk must not be committed without a spool.
@@ -1009,6 +1018,9 @@ Actions ServerSession::on_commit_result(Result<std::string> queue_id) {
   s.awaiting = Awaiting::kNothing;
   s.spooling = false;
   if (s.closed) {
+    if (queue_id.ok()) {
+      ++s.counters.messages;  // durable even though the client is gone
+    }
     return s.take();
   }
   if (queue_id.ok()) {
@@ -1017,7 +1029,7 @@ Actions ServerSession::on_commit_result(Result<std::string> queue_id) {
     s.reply(250, "2.0.0", "Ok: queued as " + queue_id.value());
   } else {
     const Error& e = queue_id.error();
-    s.reply(e.transient() ? (e.enhanced == "4.3.1" ? 452 : 451) : 554, e.enhanced, e.message);
+    s.reply(store_code(e), e.enhanced, e.message);
   }
   s.reset_transaction();
   s.arm_for_state();

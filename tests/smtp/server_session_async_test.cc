@@ -394,6 +394,34 @@ TEST(SessionAsync, DeclaredSizeOverTheLimitAndOverflowAre552) {
   EXPECT_NE(o.replies.find("552 5.3.4 "), std::string::npos);
 }
 
+TEST(SessionAsync, CommitVerdictsMapToTheirCodesAndNeverTo250) {
+  struct Case {
+    Error e;
+    const char* want;
+  };
+  for (const auto& c : {Case{transient_error("4.3.0", "Queue write failed"), "451 4.3.0 Queue write failed\r\n"},
+                        Case{transient_error("4.3.1", "Insufficient system storage"), "452 4.3.1 "},
+                        Case{permanent_error("5.3.4", "Message too big for the store"), "552 5.3.4 "},
+                        Case{permanent_error("5.6.0", "Bad content"), "554 5.6.0 "}}) {
+    Fixture f;
+    f.in("EHLO c\r\nMAIL FROM:<s@example.net>\r\n");
+    f.log.take(f.s.on_mail_result(Result<void>()));
+    f.in("RCPT TO:<alice@example.org>\r\n");
+    f.log.take(f.s.on_recipient_result(local("alice")));
+    f.in("DATA\r\n");
+    f.log.take(f.s.on_begin_result(std::string("Q1")));
+    f.in("x\r\n.\r\n");
+    ASSERT_EQ(f.s.awaiting(), Awaiting::kCommit);
+    f.log.take(f.s.on_commit_result(Result<std::string>(c.e)));
+    EXPECT_NE(f.log.replies.find(c.want), std::string::npos) << f.log.replies;
+    EXPECT_EQ(f.log.replies.find("250 2.0.0 Ok: queued"), std::string::npos);
+    EXPECT_EQ(f.s.counters().messages, 0u);
+    // The transaction is over; the session goes on.
+    f.in("RCPT TO:<alice@example.org>\r\n");
+    EXPECT_TRUE(f.log.replies.ends_with("503 5.5.1 Error: need MAIL command\r\n"));
+  }
+}
+
 TEST(SessionAsync, HeloArgumentIsADomainOrAddressLiteral) {
   testing::Harness h;
   auto o = h.run(
