@@ -115,6 +115,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bh::node::Config& cfg = loaded.value();
+  // LogLevel in proto/config.proto counts from 1 (debug); bh::log::Level from 0.
+  bh::log::threshold() = static_cast<int>(loaded.value().node().log_level()) - 1;
   if (check_only) {
     std::printf("%s: ok\n", config_path.c_str());
     return 0;
@@ -154,7 +156,7 @@ int main(int argc, char** argv) {
   manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
     bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);
   });
-  bh::directory::FileDirectory directory(cfg.mailboxes);
+  bh::directory::FileDirectory directory(cfg.mailboxes, cfg.local_domains);
 
   // ---- io threads ----
   unsigned workers = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
@@ -172,10 +174,7 @@ int main(int argc, char** argv) {
   svc.store = &store;
   svc.directory = &directory;
   svc.clock = &clock;
-  std::vector<std::string> local_domains = cfg.local_domains;
-  svc.is_local_domain = [local_domains](std::string_view d) {
-    return std::find(local_domains.begin(), local_domains.end(), d) != local_domains.end();
-  };
+  svc.is_local_domain = [&directory](std::string_view d) { return directory.is_local_domain(d); };
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   auto& s = svc.session;
   const auto& c = cfg.smtp;
@@ -213,7 +212,7 @@ int main(int argc, char** argv) {
     asio::ip::tcp::endpoint tep(asio::ip::make_address(ep.address), ep.port);
     auto l = std::make_unique<bh::smtp::Listener>(ctx_ptrs, tep, svc);
     if (auto ec = l->open()) {
-      return fatal(cfg.source + ": listen.smtp " + ep.str() + ": " + ec.message());
+      return fatal(config_path + ": listen.smtp " + ep.str() + ": " + ec.message());
     }
     listeners.push_back(std::move(l));
   }
@@ -273,7 +272,7 @@ int main(int argc, char** argv) {
     asio::ip::tcp::endpoint aep(asio::ip::make_address(cfg.admin_listen.address), cfg.admin_listen.port);
     admin = std::make_unique<bh::admin::AdminServer>(*ctx_ptrs[0], aep, *token, std::move(h));
     if (auto ec = admin->open()) {
-      return fatal(cfg.source + ": listen.admin " + cfg.admin_listen.str() + ": " + ec.message());
+      return fatal(config_path + ": listen.admin " + cfg.admin_listen.str() + ": " + ec.message());
     }
     admin->start();
   }
