@@ -28,11 +28,16 @@ directory:
 YAML
 
 "$BIN" --check-config --config "$CONF"
+if (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null; then
+  echo "demo: something already listens on 127.0.0.1:2525 (an earlier demo still running?); stop it first" >&2
+  exit 1
+fi
 "$BIN" --config "$CONF" 2> "$DATA/node1.log" &
 NODE=$!
 trap 'kill $NODE 2>/dev/null || true; wait $NODE 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null && break
+  kill -0 $NODE 2>/dev/null || { echo "demo: the node did not start:" >&2; cat "$DATA/node1.log" >&2; exit 1; }
   sleep 0.1
 done
 
