@@ -97,6 +97,12 @@ class FsSpoolWriter final : public SpoolWriter {
       error_ = io_error(err, "trailer");
       return *error_;
     }
+    // A reused spare file may be longer than this message: cut it at the trailer.
+    off_t end = ::lseek(fd_, 0, SEEK_CUR);
+    if (end < 0 || ::ftruncate(fd_, end) != 0) {
+      error_ = io_error(errno, "truncate");
+      return *error_;
+    }
     return Ok{};
   }
 
@@ -437,14 +443,11 @@ std::string FsMessageStore::path_of(const std::string& id) const { return opt_.r
 
 Result<void> FsMessageStore::remove(const std::string& id) {
   {
-    // Keep the inode for a later message (see spare_ in the header); emptied first so no
-    // delivered mail lingers on disk.
+    // Keep the inode and its blocks for a later message (see spare_ in the header). The
+    // old content stays until the file is overwritten; it is the same mail that sits in
+    // the recipient's Maildir under the same data_dir and owner.
     std::lock_guard lock(spare_mu_);
     if (spare_.size() < kMaxSpare && ::renameat(queue_fd_, id.c_str(), spare_fd_, id.c_str()) == 0) {
-      int fd = ::openat(spare_fd_, id.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
-      if (fd >= 0) {
-        ::close(fd);
-      }
       spare_.push_back(id);
       return Ok{};
     }
@@ -468,7 +471,10 @@ int FsMessageStore::reuse_spare(const std::string& id, const std::string& path) 
   if (::renameat(spare_fd_, name.c_str(), tmp_fd_, id.c_str()) != 0) {
     return -1;
   }
-  return ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  // No O_TRUNC: overwriting allocated blocks in place frees and allocates nothing (and on
+  // a file system mounted with discard, freeing blocks costs a discard per journal
+  // commit); finish() cuts the file to its new length.
+  return ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
 }
 
 Result<void> FsMessageStore::quarantine(const std::string& id) {

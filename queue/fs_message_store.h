@@ -100,9 +100,9 @@ class FsMessageStore final : public MessageStore {
   std::mutex id_mu_;
   std::uint32_t seq_ = 0;
   int root_fd_ = -1, tmp_fd_ = -1, queue_fd_ = -1, spare_fd_ = -1;
-  // Delivered queue files are kept (emptied) in spare/ and renamed back into tmp/ for new
-  // messages: ext4 slows down badly when every message allocates and frees an inode
-  // (its search for a free inode skips recently deleted ones), and this avoids both.
+  // Delivered queue files are kept in spare/ and renamed back into tmp/ for new messages,
+  // then overwritten in place: ext4 slows down badly when every message allocates and
+  // frees an inode (its search for a free inode skips recently deleted ones) and blocks.
   std::mutex spare_mu_;
   std::vector<std::string> spare_;
   static constexpr std::size_t kMaxSpare = 4096;

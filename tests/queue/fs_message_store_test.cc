@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cstring>
@@ -353,6 +354,41 @@ TEST(FsMessageStore, RecoveryRemovesTempKeepsCompleteQuarantinesGarbage) {
   ASSERT_TRUE(s2.store.quarantine(good_id).ok());
   EXPECT_TRUE(fs::exists(t.path() + "/quarantine/" + good_id));
   EXPECT_EQ(count(t.path() + "/queue"), 0u);
+}
+
+}  // namespace
+}  // namespace bh::queue
+
+namespace bh::queue {
+namespace {
+
+TEST(FsMessageStore, RemovedFilesAreReusedInPlaceAndCutToTheNewLength) {
+  testing::TempDir t;
+  ino_t big_inode = 0;
+  {
+    testing::Store s(t.path());
+    auto big = s.put(std::string(100000, 'B'));
+    ASSERT_TRUE(big.ok());
+    struct stat st{};
+    ASSERT_EQ(::stat(s.store.path_of(*big).c_str(), &st), 0);
+    big_inode = st.st_ino;
+    ASSERT_TRUE(s.store.remove(*big).ok());
+    EXPECT_FALSE(std::filesystem::exists(s.store.path_of(*big)));
+    EXPECT_EQ(testing::count(t.path() + "/spare"), 1u);
+  }
+  // After a restart the spare file is still known and is taken for the next message.
+  testing::Store s(t.path());
+  auto small = s.put("short\r\n");
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(testing::count(t.path() + "/spare"), 0u);
+  struct stat st{};
+  ASSERT_EQ(::stat(s.store.path_of(*small).c_str(), &st), 0);
+  EXPECT_EQ(st.st_ino, big_inode);
+  auto m = read_queue_file(s.store.path_of(*small));
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(m->body_length, 7u);
+  EXPECT_LT(static_cast<std::size_t>(st.st_size), 1000u);
+  EXPECT_EQ(testing::slurp(s.store.path_of(*small)).substr(m->body_offset, m->body_length), "short\r\n");
 }
 
 }  // namespace
