@@ -434,6 +434,30 @@ struct ServerSession::Impl {
 
   bool pipelining() const { return esmtp && cfg.pipelining; }
 
+  // "FROM:<path> params" / "TO:<path> params": checks the prefix, splits the path from
+  // the parameters (which only an EHLO session may send) and answers any error itself.
+  std::optional<PathAndParams> path_and_params(std::string_view arg, std::string_view prefix,
+                                               std::string_view syntax) {
+    if (!starts_with_ci(arg, prefix)) {
+      error_reply(501, "5.5.4", syntax);
+      return std::nullopt;
+    }
+    arg.remove_prefix(prefix.size());
+    while (!arg.empty() && arg.front() == ' ') {
+      arg.remove_prefix(1);
+    }
+    auto split = split_path_params(arg);
+    if (!split.ok()) {
+      error_reply(501, split.error().enhanced, split.error().message);
+      return std::nullopt;
+    }
+    if (!esmtp && !split->params.empty()) {
+      error_reply(555, "5.5.4", "Parameters require EHLO");
+      return std::nullopt;
+    }
+    return std::move(split.value());
+  }
+
   void do_mail(std::string_view arg) {
     if (!greeted) {
       error_reply(503, "5.5.1", "Error: send HELO/EHLO first");
@@ -443,21 +467,8 @@ struct ServerSession::Impl {
       error_reply(503, "5.5.1", "Error: nested MAIL command");
       return;
     }
-    if (!starts_with_ci(arg, "FROM:")) {
-      error_reply(501, "5.5.4", "Syntax: MAIL FROM:<address>");
-      return;
-    }
-    arg.remove_prefix(5);
-    while (!arg.empty() && arg.front() == ' ') {
-      arg.remove_prefix(1);
-    }
-    auto split = split_path_params(arg);
-    if (!split.ok()) {
-      error_reply(501, split.error().enhanced, split.error().message);
-      return;
-    }
-    if (!esmtp && !split->params.empty()) {
-      error_reply(555, "5.5.4", "Parameters require EHLO");
+    auto split = path_and_params(arg, "FROM:", "Syntax: MAIL FROM:<address>");
+    if (!split) {
       return;
     }
     queue::Envelope e;
@@ -541,21 +552,8 @@ struct ServerSession::Impl {
       error_reply(503, "5.5.1", "Error: need MAIL command");
       return;
     }
-    if (!starts_with_ci(arg, "TO:")) {
-      error_reply(501, "5.5.4", "Syntax: RCPT TO:<address>");
-      return;
-    }
-    arg.remove_prefix(3);
-    while (!arg.empty() && arg.front() == ' ') {
-      arg.remove_prefix(1);
-    }
-    auto split = split_path_params(arg);
-    if (!split.ok()) {
-      error_reply(501, split.error().enhanced, split.error().message);
-      return;
-    }
-    if (!esmtp && !split->params.empty()) {
-      error_reply(555, "5.5.4", "Parameters require EHLO");
+    auto split = path_and_params(arg, "TO:", "Syntax: RCPT TO:<address>");
+    if (!split) {
       return;
     }
     queue::Recipient r;

@@ -149,12 +149,7 @@ class Hostile(unittest.TestCase):
         s = self.session(b"c")
         self.transaction(s)
         s.send(b"BDAT 0\r\n" * 10000)
-        codes = []
-        try:
-            while True:
-                codes.append(s.reply()[0])
-        except (EOFError, ConnectionResetError):
-            pass
+        codes = s.replies_until_close()
         self.assertEqual(codes[-1], 421)
         self.assertLess(len(codes), 200)
 
@@ -198,12 +193,7 @@ class Hostile(unittest.TestCase):
         self.assertEqual(s.cmd(b"NOOP " + b"x" * 600)[0], 500)
         self.assertEqual(s.cmd(b"EHLO " + b"A" * 16384)[0], 500)
         s.send(b"y" * (1 << 20) + b"y" * 4096)
-        codes = []
-        try:
-            while True:
-                codes.append(s.reply()[0])
-        except (EOFError, ConnectionResetError):
-            pass
+        codes = s.replies_until_close()
         self.assertEqual(codes, [500, 421])
 
     def test_37_38_long_line_and_huge_header(self):
@@ -230,12 +220,7 @@ class Hostile(unittest.TestCase):
         s = self.session(b"c")
         self.assertEqual(s.cmd(b"MAIL FROM:<s@example.net>")[0], 250)
         s.send(b"RCPT TO:<nobody@example.org>\r\n" * 100000)
-        codes = []
-        try:
-            while True:
-                codes.append(s.reply()[0])
-        except (EOFError, ConnectionResetError):
-            pass
+        codes = s.replies_until_close()
         self.assertEqual(codes[-1], 421)
         self.assertLessEqual(len(codes), 30)
 
@@ -313,12 +298,7 @@ class Hostile(unittest.TestCase):
     def test_64_junk_commands(self):
         s = self.session(b"c")
         s.send(b"NOOP\r\n" * 200)
-        codes = []
-        try:
-            while True:
-                codes.append(s.reply()[0])
-        except (EOFError, ConnectionResetError):
-            pass
+        codes = s.replies_until_close()
         self.assertEqual(codes[-1], 421)
         self.assertLess(len(codes), 200)
 

@@ -175,6 +175,16 @@ class Smtp:
             if len(line) < 4 or line[3:4] != b"-":
                 return int(line[:3]), "\n".join(lines)
 
+    def replies_until_close(self):
+        """The codes of every reply until the server closes the connection."""
+        codes = []
+        try:
+            while True:
+                codes.append(self.reply()[0])
+        except (EOFError, ConnectionResetError):
+            pass
+        return codes
+
     def cmd(self, line):
         self.send(line + b"\r\n")
         return self.reply()
