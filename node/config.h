@@ -47,44 +47,4 @@ Result<bh::proto::Config> load_config_string(const std::string& text, const std:
 // admin.token_file, or <data_dir>/admin.token when it is not set.
 std::string admin_token_path(const bh::proto::Config& config);
 
-// ---------------------------------------------------------------------------------------
-// Transitional: the flat typed view node/main.cc and bhctl were written against before the
-// schema moved to proto/. Built implicitly from a loaded bh::proto::Config, so
-// `const Config& cfg = load_config_file(p).value();` keeps working. New code reads the
-// proto; this goes away once node/main.cc does.
-struct SmtpConfig {
-  std::uint64_t max_message_size = 0;
-  std::uint32_t max_recipients = 0, max_command_line = 0, max_header_bytes = 0, max_errors = 0,
-                max_junk_commands = 0;
-  bool vrfy = false;
-  std::uint32_t pregreet_wait_ms = 0, max_sessions = 0, max_sessions_per_ip = 0;
-  std::uint32_t greeting_timeout_s = 0, mail_timeout_s = 0, rcpt_timeout_s = 0,
-                data_init_timeout_s = 0, data_block_timeout_s = 0, data_term_timeout_s = 0,
-                write_timeout_s = 0;
-  bool pipelining = true, size = true, eightbitmime = true, binarymime = true, chunking = true,
-       dsn = true, enhancedstatuscodes = true, smtputf8 = true;
-};
-
-struct QueueConfig {
-  std::uint64_t free_space_floor_mb = 0;
-  std::uint32_t retry_initial_s = 0, retry_max_s = 0;
-};
-
-struct Config {
-  Config() = default;
-  Config(const bh::proto::Config& c);  // NOLINT(google-explicit-constructor): see above
-
-  std::string source;  // not known to the proto; empty
-  std::string name, hostname, data_dir;
-  std::uint32_t workers = 0;
-  std::vector<Endpoint> smtp_listen;
-  Endpoint admin_listen;
-  bool has_admin = false;
-  std::string admin_token_file;  // already defaulted to <data_dir>/admin.token
-  std::vector<std::string> local_domains;
-  std::vector<std::string> mailboxes;
-  SmtpConfig smtp;
-  QueueConfig queue;
-};
-
 }  // namespace bh::node

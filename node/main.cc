@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -114,9 +115,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bridgehead: %s\n", loaded.error().message.c_str());
     return 2;
   }
-  const bh::node::Config& cfg = loaded.value();
+  const bh::proto::Config& cfg = loaded.value();  // every default already filled in
   // LogLevel in proto/config.proto counts from 1 (debug); bh::log::Level from 0.
-  bh::log::threshold() = static_cast<int>(loaded.value().node().log_level()) - 1;
+  bh::log::threshold() = static_cast<int>(cfg.node().log_level()) - 1;
+  const std::string& name = cfg.node().name();
+  const std::string& hostname = cfg.node().hostname();
+  const std::string& data_dir = cfg.node().data_dir();
+  const std::vector<std::string> mailbox_list(cfg.directory().file().mailboxes().begin(),
+                                              cfg.directory().file().mailboxes().end());
+  const std::vector<std::string> local_domains(cfg.local_domains().begin(), cfg.local_domains().end());
   if (check_only) {
     std::printf("%s: ok\n", config_path.c_str());
     return 0;
@@ -128,8 +135,8 @@ int main(int argc, char** argv) {
   };
 
   // ---- state on disk ----
-  const std::string mailboxes = cfg.data_dir + "/mailboxes";
-  for (const auto& d : {cfg.data_dir, mailboxes}) {
+  const std::string mailboxes = data_dir + "/mailboxes";
+  for (const auto& d : {data_dir, mailboxes}) {
     if (!make_dir(d)) {
       return fatal("cannot create " + d + ": " + std::strerror(errno));
     }
@@ -137,8 +144,8 @@ int main(int argc, char** argv) {
   bh::SystemClock clock;
   bh::SystemRandom random;
   bh::queue::FsStoreOptions store_opt;
-  store_opt.root = cfg.data_dir + "/queue";
-  store_opt.free_space_floor = cfg.queue.free_space_floor_mb << 20;
+  store_opt.root = data_dir + "/queue";
+  store_opt.free_space_floor = cfg.queue().free_space_floor_mb() << 20;
   bh::queue::FsMessageStore store(store_opt, clock, random);
   if (auto r = store.open(); !r.ok()) {
     return fatal(r.error().message);
@@ -148,18 +155,18 @@ int main(int argc, char** argv) {
                              std::to_string(recovered.removed_temp) + " incomplete removed, " +
                              std::to_string(recovered.quarantined) + " quarantined");
 
-  bh::queue::MaildirDeliverer maildir(mailboxes, cfg.hostname);
+  bh::queue::MaildirDeliverer maildir(mailboxes, hostname);
   bh::queue::QueueManagerOptions qopt;
-  qopt.retry_initial = std::chrono::seconds(cfg.queue.retry_initial_s);
-  qopt.retry_max = std::chrono::seconds(cfg.queue.retry_max_s);
+  qopt.retry_initial = std::chrono::seconds(cfg.queue().retry_initial_s());
+  qopt.retry_max = std::chrono::seconds(cfg.queue().retry_max_s());
   bh::queue::QueueManager manager(store, maildir, clock, qopt);
   manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
     bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);
   });
-  bh::directory::FileDirectory directory(cfg.mailboxes, cfg.local_domains);
+  bh::directory::FileDirectory directory(mailbox_list, local_domains);
 
   // ---- io threads ----
-  unsigned workers = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+  unsigned workers = cfg.node().workers() != 0 ? cfg.node().workers() : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::vector<asio::io_context*> ctx_ptrs;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
@@ -177,38 +184,41 @@ int main(int argc, char** argv) {
   svc.is_local_domain = [&directory](std::string_view d) { return directory.is_local_domain(d); };
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   auto& s = svc.session;
-  const auto& c = cfg.smtp;
-  s.hostname = cfg.hostname;
-  s.max_message_size = c.max_message_size;
-  s.max_recipients = c.max_recipients;
-  s.max_command_line = c.max_command_line;
-  s.max_header_bytes = c.max_header_bytes;
-  s.max_errors = c.max_errors;
-  s.max_junk_commands = c.max_junk_commands;
-  s.vrfy = c.vrfy;
-  s.pipelining = c.pipelining;
-  s.size = c.size;
-  s.eightbitmime = c.eightbitmime;
-  s.binarymime = c.binarymime;
-  s.chunking = c.chunking;
-  s.dsn = c.dsn;
-  s.enhancedstatuscodes = c.enhancedstatuscodes;
-  s.smtputf8 = c.smtputf8;
+  const auto& c = cfg.smtp();
+  const auto& t = c.timeouts();
+  const auto& x = c.extensions();
+  s.hostname = hostname;
+  s.max_message_size = c.max_message_size();
+  s.max_recipients = c.max_recipients();
+  s.max_command_line = c.max_command_line();
+  s.max_header_bytes = c.max_header_bytes();
+  s.max_errors = c.max_errors();
+  s.max_junk_commands = c.max_junk_commands();
+  s.vrfy = c.vrfy();
+  s.pipelining = x.pipelining();
+  s.size = x.size();
+  s.eightbitmime = x.eightbitmime();
+  s.binarymime = x.binarymime();
+  s.chunking = x.chunking();
+  s.dsn = x.dsn();
+  s.enhancedstatuscodes = x.enhancedstatuscodes();
+  s.smtputf8 = x.smtputf8();
   using std::chrono::seconds;
-  s.greeting_timeout = seconds(c.greeting_timeout_s);
-  s.mail_timeout = seconds(c.mail_timeout_s);
-  s.rcpt_timeout = seconds(c.rcpt_timeout_s);
-  s.data_init_timeout = seconds(c.data_init_timeout_s);
-  s.data_block_timeout = seconds(c.data_block_timeout_s);
-  s.data_term_timeout = seconds(c.data_term_timeout_s);
-  svc.write_timeout = seconds(c.write_timeout_s);
-  svc.pregreet_wait = std::chrono::milliseconds(c.pregreet_wait_ms);
-  svc.max_sessions = c.max_sessions;
-  svc.max_sessions_per_ip = c.max_sessions_per_ip;
+  s.greeting_timeout = seconds(t.greeting_s());
+  s.mail_timeout = seconds(t.mail_s());
+  s.rcpt_timeout = seconds(t.rcpt_s());
+  s.data_init_timeout = seconds(t.data_init_s());
+  s.data_block_timeout = seconds(t.data_block_s());
+  s.data_term_timeout = seconds(t.data_term_s());
+  svc.write_timeout = seconds(t.write_s());
+  svc.pregreet_wait = std::chrono::milliseconds(c.pregreet_wait_ms());
+  svc.max_sessions = c.max_sessions();
+  svc.max_sessions_per_ip = c.max_sessions_per_ip();
   svc.counters = &counters;
 
   std::vector<std::unique_ptr<bh::smtp::Listener>> listeners;
-  for (const auto& ep : cfg.smtp_listen) {
+  for (const auto& text : cfg.listen().smtp()) {
+    const auto ep = bh::node::parse_endpoint(text).value();  // validated by the loader
     asio::ip::tcp::endpoint tep(asio::ip::make_address(ep.address), ep.port);
     auto l = std::make_unique<bh::smtp::Listener>(ctx_ptrs, tep, svc);
     if (auto ec = l->open()) {
@@ -218,9 +228,12 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<bh::admin::AdminServer> admin;
-  if (cfg.has_admin) {
-    std::string token_path =
-        cfg.admin_token_file.empty() ? cfg.data_dir + "/admin.token" : cfg.admin_token_file;
+  std::optional<bh::node::Endpoint> admin_ep;
+  if (!cfg.listen().admin().empty()) {
+    admin_ep = bh::node::parse_endpoint(cfg.listen().admin()).value();
+  }
+  if (admin_ep) {
+    std::string token_path = bh::node::admin_token_path(cfg);
     auto token = bh::admin::load_or_create_token(token_path);
     if (!token.ok()) {
       return fatal(token.error().message);
@@ -236,8 +249,8 @@ int main(int argc, char** argv) {
         listen.push_back(e.address().to_string() + ":" + std::to_string(e.port()));
       }
       return json{
-          {"node", {{"name", cfg.name}, {"hostname", cfg.hostname}, {"version", "0.1.0"},
-                    {"data_dir", cfg.data_dir},
+          {"node", {{"name", name}, {"hostname", hostname}, {"version", "0.1.0"},
+                    {"data_dir", data_dir},
                     {"uptime_s", std::chrono::duration_cast<seconds>(clock.now() - start_time).count()},
                     {"smtp_listen", listen}}},
           {"sessions", {{"active", counters.active.load()}, {"accepted", counters.accepted.load()},
@@ -269,10 +282,10 @@ int main(int argc, char** argv) {
       }
       return detail_json(*d);
     };
-    asio::ip::tcp::endpoint aep(asio::ip::make_address(cfg.admin_listen.address), cfg.admin_listen.port);
+    asio::ip::tcp::endpoint aep(asio::ip::make_address(admin_ep->address), admin_ep->port);
     admin = std::make_unique<bh::admin::AdminServer>(*ctx_ptrs[0], aep, *token, std::move(h));
     if (auto ec = admin->open()) {
-      return fatal(config_path + ": listen.admin " + cfg.admin_listen.str() + ": " + ec.message());
+      return fatal(config_path + ": listen.admin " + admin_ep->str() + ": " + ec.message());
     }
     admin->start();
   }
@@ -281,13 +294,13 @@ int main(int argc, char** argv) {
   for (auto& l : listeners) {
     l->start();
     auto e = l->local_endpoint();
-    bh::log::info("node", cfg.name + ": SMTP listening on " + e.address().to_string() + ":" +
+    bh::log::info("node", name + ": SMTP listening on " + e.address().to_string() + ":" +
                               std::to_string(e.port()));
   }
   if (admin) {
-    bh::log::info("node", cfg.name + ": admin listening on " + cfg.admin_listen.str());
+    bh::log::info("node", name + ": admin listening on " + admin_ep->str());
   }
-  for (const auto& m : cfg.mailboxes) {
+  for (const auto& m : mailbox_list) {
     directory.resolve(m, [&](bh::Result<bh::directory::Resolution> r) {
       if (r.ok()) {
         bh::log::info("node", "mail for " + m + " lands in " + mailboxes + "/" + r->mailbox + "/new/");
@@ -327,8 +340,8 @@ int main(int argc, char** argv) {
   for (auto& ctx : contexts) {
     ctx->stop();
   }
-  for (auto& t : threads) {
-    t.join();
+  for (auto& th : threads) {
+    th.join();
   }
   // Order matters: the committer may still post answers into the (stopped) contexts,
   // so it ends first; then the sockets and handlers go with their contexts, while the

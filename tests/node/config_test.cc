@@ -275,24 +275,23 @@ TEST(Config, FileErrorsNameThePath) {
   EXPECT_EQ(c.error().message.rfind(std::string(tmpl) + ":5: listen.smtp[0]: ", 0), 0u) << c.error().message;
 }
 
-// The transitional flat view node/main.cc reads.
-TEST(Config, FlatViewCarriesTheProto) {
+// What node/main.cc and bhctl read: every effective value is in the loaded proto.
+TEST(Config, LoadedProtoHoldsEveryEffectiveValue) {
   auto c = load_config_string(kMinimal, "node1.yaml");
   ASSERT_TRUE(c.ok());
-  const Config& flat = c.value();
-  EXPECT_EQ(flat.name, "node1");
-  EXPECT_EQ(flat.hostname, "node1");
-  ASSERT_EQ(flat.smtp_listen.size(), 1u);
-  EXPECT_EQ(flat.smtp_listen[0].port, 2525);
-  EXPECT_TRUE(flat.has_admin);
-  EXPECT_EQ(flat.admin_listen.port, 8691);
-  EXPECT_EQ(flat.admin_token_file, "/tmp/bh-node1/admin.token");
-  EXPECT_EQ(flat.mailboxes, (std::vector<std::string>{"alice@example.org", "bob@example.org"}));
-  EXPECT_EQ(flat.smtp.max_recipients, 100u);
-  EXPECT_EQ(flat.smtp.max_sessions_per_ip, 50u);
-  EXPECT_EQ(flat.smtp.data_term_timeout_s, 600u);
-  EXPECT_TRUE(flat.smtp.chunking);
-  EXPECT_EQ(flat.queue.retry_max_s, 300u);
+  EXPECT_EQ(c->node().name(), "node1");
+  EXPECT_EQ(c->node().hostname(), "node1");
+  ASSERT_EQ(c->listen().smtp_size(), 1);
+  EXPECT_EQ(parse_endpoint(c->listen().smtp(0))->port, 2525);
+  EXPECT_EQ(parse_endpoint(c->listen().admin())->port, 8691);
+  EXPECT_EQ(admin_token_path(*c), "/tmp/bh-node1/admin.token");
+  ASSERT_EQ(c->directory().file().mailboxes_size(), 2);
+  EXPECT_EQ(c->directory().file().mailboxes(1), "bob@example.org");
+  EXPECT_EQ(c->smtp().max_recipients(), 100u);
+  EXPECT_EQ(c->smtp().max_sessions_per_ip(), 50u);
+  EXPECT_EQ(c->smtp().timeouts().data_term_s(), 600u);
+  EXPECT_TRUE(c->smtp().extensions().chunking());
+  EXPECT_EQ(c->queue().retry_max_s(), 300u);
 }
 
 }  // namespace
