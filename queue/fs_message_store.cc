@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>  // renameat2
 #include <cstring>
 #include <optional>
@@ -204,6 +205,9 @@ Result<void> FsMessageStore::open() {
     std::lock_guard lock(spare_mu_);
     spare_ = list_dir(opt_.root + "/spare");
   }
+  for (const std::string& name : list_dir(opt_.root + "/queue")) {
+    newest_on_disk_ms_ = std::max(newest_on_disk_ms_, id_millis(name));
+  }
   {
     std::lock_guard lock(mu_);
     BH_CHECK(!running_ && !stop_);  // open() once per store
@@ -279,6 +283,16 @@ Result<void> FsMessageStore::check_space() const {
   return Ok{};
 }
 
+// The millisecond timestamp an id starts with (next_id); 0 for other names.
+std::uint64_t FsMessageStore::id_millis(std::string_view id) {
+  std::uint64_t ms = 0;
+  if (id.size() < 11) {
+    return 0;
+  }
+  auto [end, ec] = std::from_chars(id.data(), id.data() + 11, ms, 16);
+  return ec == std::errc() && end == id.data() + 11 ? ms : 0;
+}
+
 std::string FsMessageStore::next_id() {
   std::lock_guard lock(id_mu_);
   auto ms =
@@ -294,9 +308,12 @@ std::string FsMessageStore::next_id() {
 Result<std::unique_ptr<SpoolWriter>> FsMessageStore::begin() {
   // A collision (same millisecond, sequence and random part, e.g. after a restart with a
   // clock step back) is detected, never resolved by overwriting: retry with a new id.
+  // Only an id no newer than the newest one found in queue/ at open() can collide with a
+  // file of an earlier run (ids of this run differ in the sequence), so only those are
+  // looked up; the commit's RENAME_NOREPLACE is the last guard.
   for (int attempt = 0; attempt < 8; ++attempt) {
     std::string id = next_id();
-    if (::faccessat(queue_fd_, id.c_str(), F_OK, 0) == 0) {
+    if (id_millis(id) <= newest_on_disk_ms_ && ::faccessat(queue_fd_, id.c_str(), F_OK, 0) == 0) {
       continue;
     }
     std::string path = opt_.root + "/tmp/" + id;

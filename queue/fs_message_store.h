@@ -23,6 +23,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -93,6 +94,7 @@ class FsMessageStore final : public MessageStore {
   std::string next_id();
   int fault(std::string_view step, std::string_view id) const;
   int reuse_spare(const std::string& id, const std::string& path);  // -1: none to reuse
+  static std::uint64_t id_millis(std::string_view id);
 
   FsStoreOptions opt_;
   const Clock& clock_;
@@ -105,6 +107,7 @@ class FsMessageStore final : public MessageStore {
   // frees an inode (its search for a free inode skips recently deleted ones) and blocks.
   std::mutex spare_mu_;
   std::vector<std::string> spare_;
+  std::uint64_t newest_on_disk_ms_ = 0;  // set by open(), read-only afterwards
   static constexpr std::size_t kMaxSpare = 4096;
 
   mutable std::mutex mu_;

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
 #include "queue/queue_file.h"
 
@@ -117,9 +118,34 @@ Result<void> MaildirDeliverer::ensure_root() {
   return Ok{};
 }
 
-Result<StagedCopy> MaildirDeliverer::stage(const std::string& source, std::uint64_t offset,
-                                           std::uint64_t length, const std::string& queue_id,
-                                           const std::string& mailbox, bool may_exist) {
+Result<int> MaildirDeliverer::create_tmp(StagedCopy& c) {
+  const std::string name = c.new_path.substr(c.new_path.rfind('/') + 1);
+  c.tmp_path = c.mailbox_dir + "/tmp/" + name;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!ready_.contains(c.mailbox_dir)) {
+      for (const std::string& d : {c.mailbox_dir, c.mailbox_dir + "/tmp", c.mailbox_dir + "/new",
+                                   c.mailbox_dir + "/cur"}) {
+        if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
+          return err(errno, "mkdir " + d);
+        }
+      }
+      ready_.insert(c.mailbox_dir);
+    }
+    // O_TRUNC: a leftover of an earlier, unfinished attempt has the same name.
+    int out = ::open(c.tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out >= 0) {
+      return out;
+    }
+    if (errno != ENOENT) {
+      break;
+    }
+    ready_.erase(c.mailbox_dir);  // the folders went away (an operator removed them)
+  }
+  return err(errno, "create " + c.tmp_path);
+}
+
+Result<StagedCopy> MaildirDeliverer::stage_with(const std::string& queue_id, const std::string& mailbox,
+                                                bool may_exist, const BodyWriter& write_body) {
   if (!safe_mailbox(mailbox)) {
     return permanent_error("5.1.1", "invalid mailbox name");
   }
@@ -131,33 +157,18 @@ Result<StagedCopy> MaildirDeliverer::stage(const std::string& source, std::uint6
   c.mailbox_dir = root_ + "/" + mailbox;
   std::string name = name_for(queue_id, mailbox);
   c.new_path = c.mailbox_dir + "/new/" + name;
-  if (exists(c.new_path) || (may_exist && exists_in_cur(c.mailbox_dir + "/cur", name))) {
+  // A copy never attempted before cannot exist; publish() would still refuse to replace
+  // one (EEXIST counts as delivered).
+  if (may_exist && (exists(c.new_path) || exists_in_cur(c.mailbox_dir + "/cur", name))) {
     c.already_delivered = true;
     return c;
   }
-  for (const std::string& d : {c.mailbox_dir, c.mailbox_dir + "/tmp", c.mailbox_dir + "/new",
-                               c.mailbox_dir + "/cur"}) {
-    if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
-      return err(errno, "mkdir " + d);
-    }
+  auto out = create_tmp(c);
+  if (!out.ok()) {
+    return out.error();
   }
-  c.tmp_path = c.mailbox_dir + "/tmp/" + name;
-  // O_TRUNC: a leftover of an earlier, unfinished attempt has the same name.
-  int out = ::open(c.tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (out < 0) {
-    return err(errno, "create " + c.tmp_path);
-  }
-  int failure = 0;
-  StoredMessage m;
-  m.body_offset = offset;
-  m.body_length = length;
-  auto copied = read_queue_body(source, m, [&](std::string_view chunk) -> Result<void> {
-    if (!write_all(out, chunk, failure)) {
-      return err(failure, "write " + c.tmp_path);
-    }
-    return Ok{};
-  });
-  if (::close(out) != 0 && copied.ok()) {
+  auto copied = write_body(*out, c.tmp_path);
+  if (::close(*out) != 0 && copied.ok()) {
     copied = err(errno, "close " + c.tmp_path);
   }
   if (!copied.ok()) {
@@ -167,11 +178,51 @@ Result<StagedCopy> MaildirDeliverer::stage(const std::string& source, std::uint6
   return c;
 }
 
+Result<StagedCopy> MaildirDeliverer::stage(const std::string& source, std::uint64_t offset,
+                                           std::uint64_t length, const std::string& queue_id,
+                                           const std::string& mailbox, bool may_exist) {
+  return stage_with(queue_id, mailbox, may_exist, [&](int fd, const std::string& path) {
+    int failure = 0;
+    StoredMessage m;
+    m.body_offset = offset;
+    m.body_length = length;
+    return read_queue_body(source, m, [&](std::string_view chunk) -> Result<void> {
+      if (!write_all(fd, chunk, failure)) {
+        return err(failure, "write " + path);
+      }
+      return Ok{};
+    });
+  });
+}
+
+Result<StagedCopy> MaildirDeliverer::stage_bytes(std::string_view body, const std::string& queue_id,
+                                                 const std::string& mailbox, bool may_exist) {
+  return stage_with(queue_id, mailbox, may_exist, [&](int fd, const std::string& path) -> Result<void> {
+    int failure = 0;
+    if (!write_all(fd, body, failure)) {
+      return err(failure, "write " + path);
+    }
+    return Ok{};
+  });
+}
+
 Result<void> MaildirDeliverer::publish(const StagedCopy& c) {
   if (c.already_delivered) {
     return Ok{};
   }
-  // link(2), not rename(2): an existing copy is never replaced (EEXIST = delivered).
+  // Never replace an existing name: EEXIST means an earlier attempt delivered this copy.
+  if (::renameat2(AT_FDCWD, c.tmp_path.c_str(), AT_FDCWD, c.new_path.c_str(), RENAME_NOREPLACE) == 0) {
+    return Ok{};
+  }
+  if (errno != EINVAL && errno != ENOSYS) {
+    int e = errno;
+    if (e == EEXIST) {
+      ::unlink(c.tmp_path.c_str());
+      return Ok{};
+    }
+    return err(e, "rename " + c.new_path);
+  }
+  // A file system without RENAME_NOREPLACE: link(2) never replaces either.
   if (::link(c.tmp_path.c_str(), c.new_path.c_str()) != 0 && errno != EEXIST) {
     return err(errno, "link " + c.new_path);
   }

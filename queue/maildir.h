@@ -2,14 +2,15 @@
 // MaildirDeliverer: local delivery into <root>/<mailbox>/{tmp,new,cur} (Maildir).
 //
 // Exactly once across crashes: the file name of a copy is derived from the queue id and
-// the mailbox (name_for), and it is published with link(2), which never replaces an
-// existing name. A copy already present in new/, or in cur/ with any ":2,<flags>" info
+// the mailbox (name_for), and it is published with a no-replace rename (or link(2)),
+// which never replaces an existing name. A copy already present in new/, or in cur/ with any ":2,<flags>" info
 // suffix, counts as delivered, so delivering again after a crash (between publishing
 // and removing the queue file) writes nothing twice.
 // Delivery is in two steps so the caller can batch the syncs of many copies:
 //   stage()   writes tmp/<name> (not yet durable);
 //   sync()    makes every staged byte durable (one syncfs(2) on the mailbox file system);
-//   publish() links tmp/<name> into new/ and removes tmp/<name>;
+//   publish() moves tmp/<name> into new/ with renameat2(RENAME_NOREPLACE) (link(2) and
+//             unlink(2) where the file system lacks it);
 //   sync()    again, for the new/ directory entries.
 // deliver() does the four steps for one copy.
 // The body is copied byte-exact in 64 KiB chunks (binary-safe, never whole in memory).
@@ -22,7 +23,10 @@
 // system and the syncfs descriptor.
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
+#include <unordered_set>
 
 #include "common/result.h"
 
@@ -43,12 +47,17 @@ class MaildirDeliverer {
   MaildirDeliverer& operator=(const MaildirDeliverer&) = delete;
 
   // Copies [offset, offset+length) of the queue file at `source` into tmp/ of the
-  // mailbox. `may_exist`: also search cur/ for an earlier copy (a readdir of cur/); the
-  // caller may pass false only when this copy was never attempted before (not recovered
-  // after a restart, first attempt) - new/ is always checked.
+  // mailbox. `may_exist`: look for an earlier copy in new/ and cur/ (a readdir of cur/)
+  // first; the caller may pass false only when this copy was never attempted before (not
+  // recovered after a restart, first attempt). publish() refuses to replace a name in
+  // new/ either way.
   Result<StagedCopy> stage(const std::string& source, std::uint64_t offset, std::uint64_t length,
                            const std::string& queue_id, const std::string& mailbox,
                            bool may_exist = true);
+  // The same with the body already in memory (a small message read whole by
+  // read_queue_file), so the queue file is not opened a second time.
+  Result<StagedCopy> stage_bytes(std::string_view body, const std::string& queue_id,
+                                 const std::string& mailbox, bool may_exist = true);
   Result<void> publish(const StagedCopy& copy);
   // Makes every staged file and every published name durable: one syncfs.
   Result<void> sync();
@@ -62,9 +71,16 @@ class MaildirDeliverer {
 
  private:
   Result<void> ensure_root();
+  using BodyWriter = std::function<Result<void>(int fd, const std::string& path)>;
+  Result<StagedCopy> stage_with(const std::string& queue_id, const std::string& mailbox,
+                                bool may_exist, const BodyWriter& write_body);
+  Result<int> create_tmp(StagedCopy& c);
 
   std::string root_, hostname_;
   int root_fd_ = -1;
+  // Mailboxes whose tmp/new/cur are known to exist, so steady-state delivery makes no
+  // mkdir calls; forgotten when creating a file in tmp/ finds the folder gone.
+  std::unordered_set<std::string> ready_;
 };
 
 }  // namespace bh::queue

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace bh::queue {
@@ -225,7 +226,7 @@ Result<Envelope> decode_envelope(std::string_view records) {
   return e;
 }
 
-Result<StoredMessage> read_queue_file(const std::string& path) {
+Result<StoredMessage> read_queue_file(const std::string& path, std::uint64_t keep_body_max) {
   auto bad = [&](const std::string& why) {
     return Result<StoredMessage>(permanent_error("5.3.0", path + ": " + why));
   };
@@ -244,49 +245,95 @@ Result<StoredMessage> read_queue_file(const std::string& path) {
   if (size < static_cast<off_t>(kQueueFileHeader.size() + kQueueFileTrailer)) {
     return bad("too short");
   }
-  std::string trailer(kQueueFileTrailer, '\0');
-  if (::pread(fd, trailer.data(), trailer.size(), size - static_cast<off_t>(kQueueFileTrailer)) !=
-          static_cast<ssize_t>(kQueueFileTrailer) ||
-      trailer.compare(20, 4, "BHQE") != 0) {
+  auto total = static_cast<std::uint64_t>(size);
+  // A small file is read whole, once; a large one is streamed through a 64 KiB buffer
+  // and its trailer and records are read separately. No buffer is zero-filled first.
+  const bool whole = total <= kQueueReadChunk;
+  const std::size_t buf_size = whole ? static_cast<std::size_t>(total) : kQueueReadChunk;
+  auto buf = std::make_unique_for_overwrite<char[]>(buf_size);
+  auto read_at = [&](char* into, std::size_t n, off_t off) -> ssize_t {
+    for (;;) {
+      ssize_t got = ::pread(fd, into, n, off);
+      if (got >= 0 || errno != EINTR) {
+        return got;
+      }
+    }
+  };
+  std::string_view file;  // the whole file, when `whole`
+  if (whole) {
+    ssize_t got = read_at(buf.get(), buf_size, 0);
+    if (got < 0) {
+      return io("read error");
+    }
+    if (got != static_cast<ssize_t>(buf_size)) {
+      return bad("file changed while reading");
+    }
+    file = std::string_view(buf.get(), buf_size);
+  }
+  std::string trailer_copy;
+  std::string_view trailer;
+  if (whole) {
+    trailer = file.substr(buf_size - kQueueFileTrailer);
+  } else {
+    trailer_copy.assign(kQueueFileTrailer, '\0');
+    if (read_at(trailer_copy.data(), kQueueFileTrailer, size - static_cast<off_t>(kQueueFileTrailer)) !=
+        static_cast<ssize_t>(kQueueFileTrailer)) {
+      return bad("no trailer");
+    }
+    trailer = trailer_copy;
+  }
+  if (trailer.compare(20, 4, "BHQE") != 0) {
     return bad("no trailer");
   }
   std::uint64_t body_len = get_be(trailer, 8);
-  std::uint64_t rec_len = get_be(std::string_view(trailer).substr(8), 8);
-  auto crc_want = static_cast<std::uint32_t>(get_be(std::string_view(trailer).substr(16), 4));
-  auto total = static_cast<std::uint64_t>(size);
+  std::uint64_t rec_len = get_be(trailer.substr(8), 8);
+  auto crc_want = static_cast<std::uint32_t>(get_be(trailer.substr(16), 4));
   if (rec_len > kMaxRecordsLength || body_len > total ||
       kQueueFileHeader.size() + body_len + rec_len + kQueueFileTrailer != total) {
     return bad("inconsistent lengths");
   }
-  // CRC over header, body and records, streamed in fixed chunks.
+  // CRC over header, body and records.
   uLong crc = crc32(0L, Z_NULL, 0);
-  std::vector<char> buf(64u << 10);
-  std::uint64_t left = total - kQueueFileTrailer;
-  off_t off = 0;
-  while (left > 0) {
-    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
-    ssize_t got = ::pread(fd, buf.data(), n, off);
-    if (got < 0) {
-      return io("read error");
-    }
-    if (got != static_cast<ssize_t>(n)) {
-      return bad("file changed while reading");
-    }
-    if (off == 0 && std::string_view(buf.data(), kQueueFileHeader.size()) != kQueueFileHeader) {
+  if (whole) {
+    if (file.substr(0, kQueueFileHeader.size()) != kQueueFileHeader) {
       return bad("bad magic");
     }
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(n));
-    off += got;
-    left -= n;
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(file.data()),
+                static_cast<uInt>(total - kQueueFileTrailer));
+  } else {
+    std::uint64_t left = total - kQueueFileTrailer;
+    off_t off = 0;
+    while (left > 0) {
+      std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf_size));
+      ssize_t got = read_at(buf.get(), n, off);
+      if (got < 0) {
+        return io("read error");
+      }
+      if (got != static_cast<ssize_t>(n)) {
+        return bad("file changed while reading");
+      }
+      if (off == 0 && std::string_view(buf.get(), kQueueFileHeader.size()) != kQueueFileHeader) {
+        return bad("bad magic");
+      }
+      crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.get()), static_cast<uInt>(n));
+      off += got;
+      left -= n;
+    }
   }
   if (static_cast<std::uint32_t>(crc) != crc_want) {
     return bad("checksum mismatch");
   }
-  std::string recs(rec_len, '\0');
-  if (::pread(fd, recs.data(), rec_len,
-              static_cast<off_t>(kQueueFileHeader.size() + body_len)) !=
-      static_cast<ssize_t>(rec_len)) {
-    return io("read error");
+  std::string recs_copy;
+  std::string_view recs;
+  if (whole) {
+    recs = file.substr(kQueueFileHeader.size() + body_len, rec_len);
+  } else {
+    recs_copy.assign(rec_len, '\0');
+    if (read_at(recs_copy.data(), rec_len, static_cast<off_t>(kQueueFileHeader.size() + body_len)) !=
+        static_cast<ssize_t>(rec_len)) {
+      return io("read error");
+    }
+    recs = recs_copy;
   }
   auto env = decode_envelope(recs);
   if (!env.ok()) {
@@ -299,6 +346,9 @@ Result<StoredMessage> read_queue_file(const std::string& path) {
   m.envelope = std::move(env.value());
   m.body_offset = kQueueFileHeader.size();
   m.body_length = body_len;
+  if (whole && body_len <= keep_body_max) {
+    m.body.emplace(file.substr(kQueueFileHeader.size(), body_len));
+  }
   return m;
 }
 
@@ -312,12 +362,14 @@ Result<void> read_queue_body(const std::string& path, const StoredMessage& messa
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  std::vector<char> buf(64u << 10);
+  const auto buf_size =
+      static_cast<std::size_t>(std::min<std::uint64_t>(message.body_length, kQueueReadChunk));
+  auto buf = std::make_unique_for_overwrite<char[]>(std::max<std::size_t>(buf_size, 1));
   auto off = static_cast<off_t>(message.body_offset);
   std::uint64_t left = message.body_length;
   while (left > 0) {
-    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
-    ssize_t got = ::pread(fd, buf.data(), n, off);
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf_size));
+    ssize_t got = ::pread(fd, buf.get(), n, off);
     if (got < 0 && errno == EINTR) {
       continue;
     }
@@ -327,7 +379,7 @@ Result<void> read_queue_body(const std::string& path, const StoredMessage& messa
     if (got == 0) {
       return transient_error("4.3.0", path + ": file shorter than its body length");
     }
-    if (auto r = sink(std::string_view(buf.data(), static_cast<std::size_t>(got))); !r.ok()) {
+    if (auto r = sink(std::string_view(buf.get(), static_cast<std::size_t>(got))); !r.ok()) {
       return r;
     }
     off += got;

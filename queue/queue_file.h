@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -41,14 +42,19 @@ struct StoredMessage {
   Envelope envelope;
   std::uint64_t body_offset = 0;
   std::uint64_t body_length = 0;
+  // The body itself, only when read_queue_file was asked to keep small bodies.
+  std::optional<std::string> body;
 };
 // Reads and fully validates a queue file (magic, lengths, CRC over the whole file, every
 // record, END present, body length in the envelope = body length in the trailer).
 // Memory is bounded by kMaxRecordsLength plus one 64 KiB buffer; the body is only
-// checksummed, never held.
+// checksummed, never held - except that a whole file of at most 64 KiB is read with one
+// pread, and its body is kept in `body` when it is at most `keep_body_max` octets (so
+// local delivery of a small message reads the file once).
 // Errors: permanent 5.3.0 when the file is corrupt (quarantine it: retrying cannot
 // help); transient 4.3.0 when it could not be opened or read (EIO, EMFILE, ...).
-Result<StoredMessage> read_queue_file(const std::string& path);
+inline constexpr std::size_t kQueueReadChunk = 64u << 10;
+Result<StoredMessage> read_queue_file(const std::string& path, std::uint64_t keep_body_max = 0);
 
 // Streams the body of a validated queue file to `sink` in chunks of at most 64 KiB,
 // byte-exact. A sink error stops the copy and is returned as is; a short file is

@@ -66,6 +66,62 @@ TEST(Maildir, CopyIsByteExactAndNamedDeterministically) {
             fs::perms::owner_read | fs::perms::owner_write);
 }
 
+TEST(Maildir, SmallBodyIsKeptByTheReaderAndStagedFromMemory) {
+  TempDir t;
+  testing::Store s(t.path() + "/q");
+  std::string body = "Subject: small\r\n\r\n\x01\xff binary\r\n.\r\n";
+  auto sp = spool(s, body);
+  EXPECT_FALSE(sp.m.body.has_value());  // not asked for
+  auto kept = read_queue_file(sp.path, kQueueReadChunk);
+  ASSERT_TRUE(kept.ok());
+  ASSERT_TRUE(kept->body.has_value());
+  EXPECT_EQ(*kept->body, body);
+  EXPECT_FALSE(read_queue_file(sp.path, body.size() - 1)->body.has_value());  // over the cap
+  auto big = spool(s, hostile_body());  // over 64 KiB: streamed, never kept
+  auto big_kept = read_queue_file(big.path, 1u << 30);
+  ASSERT_TRUE(big_kept.ok());
+  EXPECT_FALSE(big_kept->body.has_value());
+  EXPECT_EQ(big_kept->body_length, hostile_body().size());
+
+  MaildirDeliverer md(t.path() + "/mb", "h");
+  auto c = md.stage_bytes(*kept->body, sp.id, "alice", /*may_exist=*/false);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_TRUE(md.sync().ok());
+  ASSERT_TRUE(md.publish(*c).ok());
+  EXPECT_EQ(slurp(c->new_path), body);
+  EXPECT_EQ(count(t.path() + "/mb/alice/tmp"), 0u);
+}
+
+TEST(Maildir, FoldersRemovedBetweenDeliveriesAreMadeAgain) {
+  TempDir t;
+  testing::Store s(t.path() + "/q");
+  auto a = spool(s, "one\r\n");
+  auto b = spool(s, "two\r\n");
+  MaildirDeliverer md(t.path() + "/mb", "h");
+  ASSERT_TRUE(md.deliver(a.path, a.m.body_offset, a.m.body_length, a.id, "alice").ok());
+  fs::remove_all(t.path() + "/mb/alice");  // an operator wipes the mailbox
+  auto c = md.deliver(b.path, b.m.body_offset, b.m.body_length, b.id, "alice");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(slurp(c->new_path), "two\r\n");
+  EXPECT_TRUE(fs::is_directory(t.path() + "/mb/alice/cur"));
+}
+
+TEST(Maildir, PublishNeverReplacesAnExistingCopy) {
+  TempDir t;
+  testing::Store s(t.path() + "/q");
+  auto sp = spool(s, "fresh\r\n");
+  MaildirDeliverer md(t.path() + "/mb", "h");
+  // Staged as a first attempt (no look in new/), but a copy of that name is already
+  // there: publishing keeps it, counts the copy as delivered and leaves no temp file.
+  auto c = md.stage(sp.path, sp.m.body_offset, sp.m.body_length, sp.id, "alice", false);
+  ASSERT_TRUE(c.ok());
+  testing::spit(c->new_path, "the earlier copy");
+  ASSERT_TRUE(md.publish(*c).ok());
+  EXPECT_EQ(slurp(c->new_path), "the earlier copy");
+  EXPECT_EQ(count(t.path() + "/mb/alice/tmp"), 0u);
+  EXPECT_EQ(count(t.path() + "/mb/alice/new"), 1u);
+}
+
 TEST(Maildir, EmptyBodyIsDelivered) {
   TempDir t;
   testing::Store s(t.path() + "/q");
