@@ -159,6 +159,7 @@ int main(int argc, char** argv) {
   bh::queue::QueueManagerOptions qopt;
   qopt.retry_initial = std::chrono::seconds(cfg.queue().retry_initial_s());
   qopt.retry_max = std::chrono::seconds(cfg.queue().retry_max_s());
+  qopt.batch_window = std::chrono::milliseconds(cfg.queue().delivery_batch_window_ms());
   bh::queue::QueueManager manager(store, maildir, clock, qopt);
   manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
     bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);
@@ -260,7 +261,7 @@ int main(int argc, char** argv) {
           {"queue", {{"in_queue", qc.in_queue}, {"received", counters.messages.load()},
                      {"commit_failures", counters.commit_failures.load()},
                      {"delivered_messages", qc.delivered_messages},
-                     {"delivered_copies", qc.delivered_copies}, {"deferred", qc.deferred},
+                     {"delivered_copies", qc.delivered_copies}, {"batches", qc.batches}, {"deferred", qc.deferred},
                      {"failed_recipients", qc.failed_recipients}}},
           {"store", {{"commits", sc.commits}, {"batches", sc.batches}, {"syncs", sc.syncs},
                      {"failures", sc.failures},

@@ -106,6 +106,7 @@ std::chrono::milliseconds QueueManager::backoff(std::uint32_t attempts) const {
 void QueueManager::run() {
   for (;;) {
     std::vector<std::string> batch;
+    bool gathered = false;
     {
       std::unique_lock lock(mu_);
       for (;;) {
@@ -130,6 +131,13 @@ void QueueManager::run() {
             batch.push_back(std::move(id));
           }
         }
+        if (!batch.empty() && batch.size() < opt_.batch && !gathered && opt_.batch_window.count() > 0) {
+          // Let more mail gather, once per batch: syncs are shared by the whole batch.
+          gathered = true;
+          const std::size_t want = opt_.batch - batch.size();
+          cv_.wait_for(lock, opt_.batch_window, [&] { return stop_ || ready_.size() >= want; });
+          continue;
+        }
         if (!batch.empty()) {
           break;
         }
@@ -151,7 +159,7 @@ void QueueManager::run() {
 // stages one copy per distinct mailbox.
 void QueueManager::prepare(Work& w) {
   w.path = store_.path_of(w.id);
-  auto m = read_queue_file(w.path);
+  auto m = read_queue_file(w.path, kQueueReadChunk);
   if (!m.ok()) {
     if (!m.error().transient()) {
       // Corrupt: retrying cannot help. Keep it for the operator.
@@ -204,7 +212,9 @@ void QueueManager::prepare(Work& w) {
     }
   }
   for (auto& c : w.copies) {
-    auto s = maildir_.stage(w.path, w.msg.body_offset, w.msg.body_length, w.id, c.mailbox, w.may_exist);
+    auto s = w.msg.body ? maildir_.stage_bytes(*w.msg.body, w.id, c.mailbox, w.may_exist)
+                        : maildir_.stage(w.path, w.msg.body_offset, w.msg.body_length, w.id,
+                                         c.mailbox, w.may_exist);
     if (s.ok()) {
       c.staged = std::move(s.value());
     } else {
@@ -214,6 +224,10 @@ void QueueManager::prepare(Work& w) {
 }
 
 void QueueManager::deliver_batch(const std::vector<std::string>& ids) {
+  {
+    std::lock_guard lock(mu_);
+    ++counters_.batches;
+  }
   std::vector<Work> work(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) {
     work[i].id = ids[i];

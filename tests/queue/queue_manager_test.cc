@@ -255,6 +255,49 @@ TEST(QueueManager, ManyMessagesAreDeliveredInBatches) {
   EXPECT_EQ(count(t.path() + "/q/queue"), 0u);
 }
 
+TEST(QueueManager, MailArrivingWithinTheBatchWindowSharesOneBatch) {
+  TempDir t;
+  QueueManagerOptions o;
+  o.batch = 4;
+  o.batch_window = std::chrono::seconds(30);  // only a full batch can end the wait early
+  Node n(t.path(), o);
+  n.qm.start({});
+  for (int i = 0; i < 4; ++i) {
+    n.qm.enqueue(n.s.put("m" + std::to_string(i) + "\r\n", to({rcpt("a@example.org", "alice")})).value());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (i < 3) {
+      EXPECT_EQ(n.qm.counters().delivered_messages, 0u) << "started before the batch filled";
+    }
+  }
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 4; }));
+  EXPECT_EQ(n.qm.counters().batches, 1u);
+  n.qm.stop();
+  EXPECT_EQ(count(n.mb + "/alice/new"), 4u);
+}
+
+TEST(QueueManager, APartialBatchStartsWhenTheWindowEnds) {
+  TempDir t;
+  QueueManagerOptions o;
+  o.batch_window = std::chrono::milliseconds(50);
+  Node n(t.path(), o);
+  n.qm.start({});
+  n.qm.enqueue(n.s.put("lonely\r\n", to({rcpt("a@example.org", "alice")})).value());
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 1; }));
+  EXPECT_EQ(n.qm.counters().batches, 1u);
+  // Without a window every message that arrives alone is its own batch.
+  o.batch_window = std::chrono::milliseconds(0);
+  TempDir t2;
+  Node m(t2.path(), o);
+  m.qm.start({});
+  for (int i = 0; i < 3; ++i) {
+    m.qm.enqueue(m.s.put("m\r\n", to({rcpt("a@example.org", "alice")})).value());
+    ASSERT_TRUE(wait_until([&] { return m.qm.counters().delivered_messages == static_cast<std::uint64_t>(i + 1); }));
+  }
+  EXPECT_EQ(m.qm.counters().batches, 3u);
+  m.qm.stop();
+  n.qm.stop();
+}
+
 TEST(QueueManager, StopLeavesQueuedMailForTheNextStart) {
   TempDir t;
   std::string id;
