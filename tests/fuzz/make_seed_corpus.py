@@ -78,6 +78,17 @@ def main():
     for i, data in enumerate([env, env[:-5], env + env, record(3, b"\xff" * 9) + record(0xFF, b""),
                               record(2, b"a\r\nb") + record(0xFF, b"")]):
         write("queue_file", i, data)
+    hops = [
+        b"Received: from a by b; Tue, 14 Nov 2023 22:13:20 +0000\r\nSubject: x\r\n\r\nbody\r\n",
+        b"Received: from a\r\n by b\r\n\tReceived: folded\r\nRECEIVED  : c\r\n\r\nReceived: body\r\n",
+        b"Received: a\nReceived: b\n\nReceived: body\n",
+        b"Received-SPF: pass\r\nX-Received: y\r\nReceive: z\r\n\rReceived: junk\r\n\r\n",
+        b"".join(b"Received: hop %d\r\n" % i for i in range(40)) + b"\r\n",
+        b"Subject: " + b"a" * 5000 + b"\r\nReceived: late\r\n\r\n",
+        b"",
+    ]
+    for i, data in enumerate(hops):
+        write("queue_hop_count", i, data)
 
 
 if __name__ == "__main__":
