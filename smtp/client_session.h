@@ -1,0 +1,201 @@
+#pragma once
+// ClientSession: the outbound SMTP / LMTP state machine for one connection delivering one
+// message to one server, sans I/O (RFC 5321, 1869, 1870, 2033, 2920, 3030, 3207, 3461,
+// 4954, 6152, 6531).
+//
+// Events go in (start, bytes read, TLS up, body chunks, deadline expired, connection
+// lost); ClientActions come out, and the adapter performs them in order:
+//   SendBytes    write these octets (commands, or body data already dot-stuffed / BDAT
+//                framed); never more than one body chunk plus a command line at a time
+//   ArmDeadline  (re)arm the single deadline; on expiry call on_timeout()
+//   StartTls     run the TLS handshake on the connection, then on_tls_established() or
+//                on_tls_failed(); bytes read before the handshake are never fed
+//   NeedBody     read the next piece of the message (at most max_bytes octets) from the
+//                queue file, after the preceding SendBytes has been written, and answer
+//                with on_body_chunk(data, last) exactly once
+//   Finished     the outcome for every recipient (emitted exactly once)
+//   Disconnect   close the connection (emitted exactly once, after Finished)
+// The body is streamed: the session holds one chunk at a time, never the message.
+//
+// Owns: the reply parser, the server's capabilities, the commands awaiting replies (in
+// order, for PIPELINING) and the outcome per recipient. Trust: every server octet is
+// hostile; replies are capped by ReplyLimits (CVE-2020-8794 class). Threading: one
+// thread at a time (the connection's).
+//
+// Error classes (docs/smtp-client.md has the full table): a server reply keeps its own
+// class and enhanced code (a generic X.0.0 when it sent none); a malformed reply is
+// transient 4.5.0; timeout and lost connection transient 4.4.2; TLS required but not
+// offered transient 4.7.4, handshake failure 4.7.5; authentication failure transient
+// 4.7.8; message larger than the server's SIZE permanent 5.3.4; 8-bit or binary body the
+// server cannot take permanent 5.6.3; SMTPUTF8 needed but not offered permanent 5.6.7.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/result.h"
+#include "queue/envelope.h"
+#include "smtp/reply_parser.h"
+
+namespace bh::smtp {
+
+enum class TlsPolicy {
+  kNever,          // never send STARTTLS
+  kOpportunistic,  // STARTTLS when offered; plaintext when not (or when it is refused)
+  kRequired,       // no TLS, no mail: transient 4.7.4
+};
+
+// Deadline kinds; RFC 5321 §4.5.3.2 gives the defaults.
+enum class ClientTimer {
+  kGreeting,      // 220 banner (§4.5.3.2.1: 5 min)
+  kCommand,       // EHLO/LHLO/HELO, STARTTLS, AUTH, RSET, QUIT (no RFC value; 5 min)
+  kMail,          // MAIL reply (§4.5.3.2.2: 5 min)
+  kRcpt,          // RCPT reply (§4.5.3.2.3: 5 min)
+  kDataInit,      // 354 reply to DATA (§4.5.3.2.4: 2 min)
+  kDataBlock,     // writing one body chunk, or a non-final BDAT reply (§4.5.3.2.5: 3 min)
+  kDataTerm,      // reply(s) after the final dot or BDAT LAST (§4.5.3.2.6: 10 min)
+  kTlsHandshake,  // the StartTls handshake (not in RFC 5321; 1 min)
+};
+
+struct ClientTimeouts {
+  std::chrono::milliseconds greeting{std::chrono::minutes(5)};
+  std::chrono::milliseconds command{std::chrono::minutes(5)};
+  std::chrono::milliseconds mail{std::chrono::minutes(5)};
+  std::chrono::milliseconds rcpt{std::chrono::minutes(5)};
+  std::chrono::milliseconds data_init{std::chrono::minutes(2)};
+  std::chrono::milliseconds data_block{std::chrono::minutes(3)};
+  std::chrono::milliseconds data_term{std::chrono::minutes(10)};
+  std::chrono::milliseconds tls_handshake{std::chrono::minutes(1)};
+
+  std::chrono::milliseconds of(ClientTimer kind) const;
+};
+
+struct ClientCredentials {
+  std::string user;
+  std::string password;
+};
+
+struct ClientConfig {
+  std::string helo_name = "localhost";  // our name in EHLO/LHLO/HELO
+  bool lmtp = false;                    // RFC 2033: LHLO, one reply per recipient after data
+  TlsPolicy tls = TlsPolicy::kOpportunistic;
+  std::optional<ClientCredentials> auth;  // AUTH PLAIN / LOGIN to a smart host
+  bool auth_without_tls = false;          // allow AUTH over plaintext (test setups only)
+  bool use_chunking = true;               // BDAT when the server offers CHUNKING
+  std::size_t body_chunk = 1u << 20;      // NeedBody::max_bytes (and so the BDAT size)
+  ReplyLimits reply_limits;
+  ClientTimeouts timeouts;
+};
+
+struct OutboundRecipient {
+  std::string address;  // without <>
+  std::uint8_t notify = queue::kNotifyUnspecified;
+  std::string orcpt;  // decoded "addr-type;address", or empty
+};
+
+// The envelope of this hop; the body comes through NeedBody / on_body_chunk.
+struct OutboundMessage {
+  std::string sender;  // reverse-path without <>; empty for the null sender
+  std::vector<OutboundRecipient> recipients;
+  queue::BodyType body = queue::BodyType::k7Bit;
+  queue::DsnRet ret = queue::DsnRet::kUnspecified;
+  std::string envid;  // decoded
+  bool smtputf8 = false;
+  std::uint64_t size = 0;  // body octets as stored, for SIZE= and the SIZE check
+};
+
+// What EHLO (or LHLO) told us. After HELO everything is off.
+struct ServerCapabilities {
+  bool esmtp = false;
+  bool pipelining = false, eightbitmime = false, binarymime = false, chunking = false, dsn = false,
+       smtputf8 = false, starttls = false, enhancedstatuscodes = false;
+  bool size = false;
+  std::uint64_t size_limit = 0;   // SIZE n; 0 = no limit announced
+  std::vector<std::string> auth;  // mechanisms, upper-cased
+};
+// Keywords from the lines after the first of a 250 EHLO reply (RFC 5321 §4.1.1.1),
+// case-insensitive; "AUTH=..." (pre-RFC 4954 form) counts as AUTH.
+ServerCapabilities parse_ehlo(const Reply& reply);
+
+enum class DeliveryStatus { kDelivered, kTransient, kPermanent };
+
+struct RecipientOutcome {
+  std::string address;
+  DeliveryStatus status = DeliveryStatus::kTransient;
+  int code = 0;          // the server's reply code, 0 when decided here (timeout, SIZE...)
+  std::string enhanced;  // always set: the server's, a generic X.0.0, or ours
+  std::string text;      // the server's text or our diagnostic; no CR/LF
+};
+
+struct ClientResult {
+  std::vector<RecipientOutcome> recipients;  // in OutboundMessage order
+  // Set when the session failed as a whole (greeting, EHLO, TLS, AUTH, SIZE, MAIL,
+  // malformed reply, timeout, lost connection); every recipient without its own reply
+  // then carries this class and code.
+  std::optional<Error> hop_error;
+  int hop_code = 0;  // the server reply behind hop_error, 0 if none
+  bool tls = false;  // TLS was established
+  bool authenticated = false;
+  bool dsn_passed = false;  // the server took DSN parameters (else DSN "relayed" is due)
+};
+
+// ---- Actions ----
+struct SendBytes {
+  std::string bytes;
+};
+struct ArmDeadline {
+  ClientTimer kind;
+  std::chrono::milliseconds after;
+};
+struct StartTls {};
+struct NeedBody {
+  std::size_t max_bytes;
+};
+struct Finished {
+  ClientResult result;
+};
+struct Disconnect {};
+
+using ClientAction = std::variant<SendBytes, ArmDeadline, StartTls, NeedBody, Finished, Disconnect>;
+using ClientActions = std::vector<ClientAction>;
+
+class ClientSession {
+ public:
+  ClientSession(ClientConfig config, OutboundMessage message);
+  ~ClientSession();
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  // The connection is up: wait for the greeting.
+  ClientActions start();
+  // Bytes from the server, exactly as read.
+  ClientActions on_bytes(std::string_view bytes);
+  // The StartTls handshake finished: EHLO again, all earlier capabilities forgotten.
+  ClientActions on_tls_established();
+  // The handshake failed: transient 4.7.5 (the connection is unusable).
+  ClientActions on_tls_failed();
+  // The next piece of the body for the last NeedBody; `last` on the final piece (which
+  // may be empty).
+  ClientActions on_body_chunk(std::string_view data, bool last);
+  // The deadline from the last ArmDeadline expired.
+  ClientActions on_timeout();
+  // The server closed the connection, or reading/writing failed.
+  ClientActions on_eof();
+
+  bool finished() const;    // Finished has been emitted
+  bool closed() const;      // Disconnect has been emitted
+  bool wants_body() const;  // a NeedBody is outstanding
+  const ClientResult& result() const;
+  const ServerCapabilities& capabilities() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bh::smtp
