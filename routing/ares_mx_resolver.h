@@ -11,9 +11,10 @@
 // own executor, e.g. resolve(d, [ex](auto r) { post(ex, [r = std::move(r)] { ... }); }).
 // Callbacks must not block and must not destroy the resolver.
 //
-// Deadlines: each query is bounded by timeout × tries per server (c-ares), and a
-// lookup asks at most two rounds (MX, then A/AAAA of the hosts in parallel), so a lookup
-// ends within about 2 × timeout × tries × servers.
+// Deadlines: c-ares gives each server `timeout` on the first round and doubles it on each
+// further round, `tries` rounds in all, so one query ends within
+// timeout × (2^tries − 1) × servers; a lookup asks at most two queries one after the other
+// (MX, then A/AAAA of all hosts in parallel), so it ends within twice that.
 //
 // Ownership: the destructor ends every pending lookup with a transient 4.4.3 error
 // (their callbacks run on the destroying thread after the resolver thread has stopped),
@@ -34,7 +35,7 @@ namespace bh::routing {
 
 struct AresMxResolverOptions {
   std::vector<std::string> servers;  // "127.0.0.1:53", "[::1]:5353"; at least one
-  std::chrono::milliseconds timeout{5000};  // per try, per server
+  std::chrono::milliseconds timeout{5000};  // first round, per server; doubled each round
   int tries = 2;
 };
 

@@ -413,8 +413,8 @@ INSTANTIATE_TEST_SUITE_P(
 )", "13: routing.dns.timeout_s: ", "0 is out of range (1-60)"},
         Bad{"DnsTriesTooMany", "", R"(routing:
   dns:
-    tries: 11
-)", "13: routing.dns.tries: ", "11 is out of range (1-10)"}),
+    tries: 6
+)", "13: routing.dns.tries: ", "6 is out of range (1-5)"}),
     [](const ::testing::TestParamInfo<Bad>& i) { return i.param.name; });
 
 const char* kRouting = R"(routing:
