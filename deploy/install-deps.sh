@@ -15,6 +15,9 @@ PKGS=(
   # real peers used by tests, benchmarks and the demo
   postfix swaks libnet-ssleay-perl libauthen-sasl-perl libio-socket-inet6-perl
   python3 slapd ldap-utils krb5-kdc krb5-admin-server krb5-user
+  # DNS for the MX tests (tests/routing): the dnsmasq binary only; the "dnsmasq" package
+  # would add a system service that answers on port 53 of every interface
+  dnsmasq-base
   iproute2 procps
 )
 

@@ -18,6 +18,8 @@
 #include <variant>
 
 #include "common/address.h"
+#include "routing/address_space.h"
+#include "routing/connector.h"
 
 namespace bh::node {
 
@@ -245,7 +247,14 @@ class Loader {
     for (std::size_t i = 0; i < v.size(); ++i) {
       const std::string ep = index(path, i);
       lines_[ep] = line(v[i]);
-      bool ok = is_message ? message(v[i], r->AddMessage(m, f), ep) : scalar(v[i], m, f, ep, true);
+      bool ok;
+      if (is_message) {
+        pb::Message* item = r->AddMessage(m, f);
+        apply_defaults(item);  // each list item starts from its documented defaults too
+        ok = message(v[i], item, ep);
+      } else {
+        ok = scalar(v[i], m, f, ep, true);
+      }
       if (!ok) {
         return false;
       }
@@ -520,6 +529,90 @@ class Loader {
       return fail_key("queue.retry_initial_s", "must not exceed queue.retry_max_s (" +
                                                    std::to_string(c.queue().retry_max_s()) + ")");
     }
+    return validate_routing(*c.mutable_routing());
+  }
+
+  // routing.smtp_connectors and routing.dns. The pattern and smart host syntax is
+  // routing/'s own (AddressSpace::parse, parse_smart_host), so the config accepts exactly
+  // what RouteTable::build accepts; both are stored in their canonical form.
+  bool validate_routing(bh::proto::Routing& routing) {
+    std::map<std::string, std::string> names;  // lower-cased name -> key that defined it
+    std::string first_mx;                      // key of the first connector using DNS MX
+    for (int i = 0; i < routing.smtp_connectors_size(); ++i) {
+      auto& sc = *routing.mutable_smtp_connectors(i);
+      const std::string key = index("routing.smtp_connectors", i);
+      if (sc.name().empty()) {
+        return fail_key(key + ".name", "missing or empty (every connector needs a name)");
+      }
+      if (!bh::routing::is_valid_connector_name(sc.name())) {
+        return fail_key(key + ".name", quoted(sc.name()) + ": use 1-64 letters, digits, '-', '_' or '.'");
+      }
+      if (auto [it, fresh] = names.emplace(lower(sc.name()), key + ".name"); !fresh) {
+        return fail_key(key + ".name", quoted(sc.name()) + " is already the name of " + it->second);
+      }
+      if (sc.use_dns_mx() && sc.smart_hosts_size() > 0) {
+        return fail_key(key + ".use_dns_mx", "a connector has either smart_hosts or use_dns_mx: true, not both");
+      }
+      if (!sc.use_dns_mx() && sc.smart_hosts_size() == 0) {
+        return fail_key(key, "needs smart_hosts or use_dns_mx: true");
+      }
+      if (sc.use_dns_mx() && first_mx.empty()) {
+        first_mx = key;
+      }
+      for (int j = 0; j < sc.smart_hosts_size(); ++j) {
+        auto h = bh::routing::parse_smart_host(sc.smart_hosts(j));
+        if (!h.ok()) {
+          return fail_key(index(key + ".smart_hosts", j), h.error().message);
+        }
+        sc.set_smart_hosts(j, h->str());
+      }
+      if (sc.address_spaces_size() == 0) {
+        return fail_key(key + ".address_spaces", "at least one address space is required (\"*\" for every domain)");
+      }
+      std::set<std::string> patterns;
+      for (int j = 0; j < sc.address_spaces_size(); ++j) {
+        auto& as = *sc.mutable_address_spaces(j);
+        const std::string pkey = index(key + ".address_spaces", j) + ".pattern";
+        if (!lines_.count(pkey)) {
+          return fail_key(pkey, "missing (e.g. pattern: \"*.example.com\")");
+        }
+        auto space = bh::routing::AddressSpace::parse(as.pattern());
+        if (!space.ok()) {
+          return fail_key(pkey, space.error().message);
+        }
+        if (!patterns.insert(space->str()).second) {
+          return fail_key(pkey, quoted(space->str()) + " is listed twice in this connector");
+        }
+        as.set_pattern(space->str());
+      }
+      if (sc.tls() == bh::proto::TLS_MODE_NONE && sc.tls_verify()) {
+        return fail_key(key + ".tls_verify", "true needs tls: opportunistic or required");
+      }
+      const auto& auth = sc.auth();
+      const bool has_user = lines_.count(key + ".auth.username") > 0;
+      const bool has_file = lines_.count(key + ".auth.password_file") > 0;
+      if (has_user || has_file) {
+        if (!has_user || auth.username().empty()) {
+          return fail_key(key + ".auth.username", "missing or empty (auth needs username and password_file)");
+        }
+        if (!has_file || auth.password_file().empty() || auth.password_file().front() != '/') {
+          return fail_key(key + ".auth.password_file", "must be an absolute path");
+        }
+        if (sc.tls() != bh::proto::TLS_MODE_REQUIRED) {
+          return fail_key(key + ".auth", "needs tls: required (credentials never travel in clear text)");
+        }
+      }
+    }
+    const auto& dns = routing.dns();
+    for (int i = 0; i < dns.servers_size(); ++i) {
+      if (auto ep = parse_endpoint(dns.servers(i)); !ep.ok()) {
+        return fail_key(index("routing.dns.servers", i), ep.error().message);
+      }
+    }
+    if (!first_mx.empty() && dns.servers_size() == 0) {
+      return fail_key("routing.dns.servers", "required: " + first_mx +
+                                                 " uses DNS MX, and /etc/resolv.conf is never read");
+    }
     return true;
   }
 
@@ -587,6 +680,43 @@ Result<bh::proto::Config> load_config_file(const std::string& path) {
     return permanent_error("", path + ": config file larger than 1 MiB");
   }
   return load_config_string(ss.str(), path);
+}
+
+std::vector<bh::routing::Connector> smtp_connectors(const bh::proto::Config& config) {
+  std::vector<bh::routing::Connector> out;
+  for (const auto& sc : config.routing().smtp_connectors()) {
+    bh::routing::Connector c;
+    c.name = sc.name();
+    c.kind = sc.use_dns_mx() ? bh::routing::ConnectorKind::kDnsMx : bh::routing::ConnectorKind::kSmartHost;
+    for (const auto& text : sc.smart_hosts()) {
+      auto h = bh::routing::parse_smart_host(text);
+      BH_CHECK(h.ok());  // validated by the loader
+      c.smart_hosts.push_back(*h);
+    }
+    for (const auto& as : sc.address_spaces()) {
+      auto space = bh::routing::AddressSpace::parse(as.pattern());
+      BH_CHECK(space.ok());
+      c.address_spaces.push_back(bh::routing::CostedAddressSpace{*space, static_cast<int>(as.cost())});
+    }
+    switch (sc.tls()) {
+      case bh::proto::TLS_MODE_REQUIRED:
+        c.settings.tls = bh::routing::TlsMode::kRequired;
+        break;
+      case bh::proto::TLS_MODE_NONE:
+        c.settings.tls = bh::routing::TlsMode::kNone;
+        break;
+      default:
+        c.settings.tls = bh::routing::TlsMode::kOpportunistic;
+        break;
+    }
+    c.settings.tls_verify = sc.tls_verify();
+    c.settings.auth_username = sc.auth().username();
+    c.settings.auth_password_file = sc.auth().password_file();
+    c.settings.port = static_cast<std::uint16_t>(sc.port());
+    c.settings.max_connections = sc.max_connections();
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 std::string admin_token_path(const bh::proto::Config& config) {

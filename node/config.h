@@ -26,6 +26,7 @@
 
 #include "common/result.h"
 #include "proto/config.pb.h"
+#include "routing/connector.h"
 
 namespace bh::node {
 
@@ -43,6 +44,10 @@ Result<Endpoint> parse_endpoint(const std::string& text);
 Result<bh::proto::Config> load_config_file(const std::string& path);
 // `filename` only names the source in error messages.
 Result<bh::proto::Config> load_config_string(const std::string& text, const std::string& filename);
+
+// routing.smtp_connectors of a loaded (validated) config, ready for
+// routing::RouteTable::build.
+std::vector<bh::routing::Connector> smtp_connectors(const bh::proto::Config& config);
 
 // admin.token_file, or <data_dir>/admin.token when it is not set.
 std::string admin_token_path(const bh::proto::Config& config);

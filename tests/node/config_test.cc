@@ -7,6 +7,8 @@
 #include <fstream>
 #include <thread>
 
+#include "routing/route_table.h"
+
 namespace bh::node {
 namespace {
 
@@ -223,8 +225,311 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"MailboxWithSlash", "alice@example.org", "a/b@example.org", "10: directory.file.mailboxes[0]: ", "no '/'"},
         Bad{"MailboxAddressLiteral", "alice@example.org", "\"alice@[127.0.0.1]\"", "10: directory.file.mailboxes[0]: ", "not a mailbox address"},
         Bad{"DuplicateMailbox", "bob@example.org", "ALICE@example.org", "10: directory.file.mailboxes[1]: ", "listed twice"},
-        Bad{"RetryOrder", "", "queue:\n  retry_initial_s: 600\n  retry_max_s: 300\n", "12: queue.retry_initial_s: ", "must not exceed queue.retry_max_s"}),
+        Bad{"RetryOrder", "", "queue:\n  retry_initial_s: 600\n  retry_max_s: 300\n", "12: queue.retry_initial_s: ", "must not exceed queue.retry_max_s"},
+        // routing (the appended text starts on line 11)
+        Bad{"ConnectorWithoutName", "", R"(routing:
+  smtp_connectors:
+    - use_dns_mx: true
+      address_spaces: [{pattern: "*"}]
+)", "13: routing.smtp_connectors[0].name: ", "missing or empty"},
+        Bad{"ConnectorBadName", "", R"(routing:
+  smtp_connectors:
+    - name: "to internet"
+      use_dns_mx: true
+      address_spaces: [{pattern: "*"}]
+)", "13: routing.smtp_connectors[0].name: ", "\"to internet\": use 1-64 letters"},
+        Bad{"DuplicateConnectorName", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+    - name: OUT
+      smart_hosts: [192.0.2.2]
+      address_spaces: [{pattern: "*.example.com"}]
+)", "16: routing.smtp_connectors[1].name: ", "\"OUT\" is already the name of routing.smtp_connectors[0].name"},
+        Bad{"BadPattern", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces:
+        - pattern: "*"
+        - pattern: "a.*.example"
+)", "17: routing.smtp_connectors[0].address_spaces[1].pattern: ", "address space \"a.*.example\": '*' is allowed only"},
+        Bad{"EmptyPattern", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: ""}]
+)", "15: routing.smtp_connectors[0].address_spaces[0].pattern: ", "empty pattern"},
+        Bad{"MissingPattern", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces:
+        - cost: 5
+)", "16: routing.smtp_connectors[0].address_spaces[0].pattern: ", "missing"},
+        Bad{"DuplicatePattern", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*.Example.com"}, {pattern: "*.example.com.", cost: 2}]
+)", "15: routing.smtp_connectors[0].address_spaces[1].pattern: ", "\"*.example.com\" is listed twice"},
+        Bad{"CostZero", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces:
+        - pattern: "*"
+          cost: 0
+)", "17: routing.smtp_connectors[0].address_spaces[0].cost: ", "0 is out of range (1-100)"},
+        Bad{"CostAbove100", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces:
+        - pattern: "*"
+          cost: 101
+)", "17: routing.smtp_connectors[0].address_spaces[0].cost: ", "101 is out of range (1-100)"},
+        Bad{"NoAddressSpaces", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+)", "13: routing.smtp_connectors[0].address_spaces: ", "at least one address space"},
+        Bad{"SmartHostNotParseable", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts:
+        - 192.0.2.1:25
+        - "relay..example:25"
+      address_spaces: [{pattern: "*"}]
+)", "16: routing.smtp_connectors[0].smart_hosts[1]: ", "smart host \"relay..example:25\": not an IP address or host name"},
+        Bad{"SmartHostBadPort", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: ["192.0.2.1:70000"]
+      address_spaces: [{pattern: "*"}]
+)", "14: routing.smtp_connectors[0].smart_hosts[0]: ", "port out of range (1-65535)"},
+        Bad{"SmartHostBareIPv6", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: ["2001:db8::1"]
+      address_spaces: [{pattern: "*"}]
+)", "14: routing.smtp_connectors[0].smart_hosts[0]: ", "write IPv6 addresses in brackets"},
+        Bad{"SmartHostsAndMx", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      use_dns_mx: true
+      address_spaces: [{pattern: "*"}]
+)", "15: routing.smtp_connectors[0].use_dns_mx: ", "not both"},
+        Bad{"NeitherSmartHostsNorMx", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      address_spaces: [{pattern: "*"}]
+)", "13: routing.smtp_connectors[0]: ", "needs smart_hosts or use_dns_mx: true"},
+        Bad{"BadTlsMode", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+      tls: maybe
+)", "16: routing.smtp_connectors[0].tls: ", "\"maybe\" is not one of: opportunistic, required, none"},
+        Bad{"VerifyWithoutTls", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+      tls: none
+      tls_verify: true
+)", "17: routing.smtp_connectors[0].tls_verify: ", "needs tls: opportunistic or required"},
+        Bad{"ConnectorPortZero", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+      port: 0
+)", "16: routing.smtp_connectors[0].port: ", "0 is out of range (1-65535)"},
+        Bad{"TooManyConnections", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+      max_connections: 1001
+)", "16: routing.smtp_connectors[0].max_connections: ", "out of range (1-1000)"},
+        Bad{"AuthWithoutPasswordFile", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+      tls: required
+      auth:
+        username: relayuser
+)", "17: routing.smtp_connectors[0].auth.password_file: ", "must be an absolute path"},
+        Bad{"AuthRelativePasswordFile", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+      tls: required
+      auth: {username: relayuser, password_file: relay.pw}
+)", "17: routing.smtp_connectors[0].auth.password_file: ", "must be an absolute path"},
+        Bad{"AuthWithoutUsername", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+      tls: required
+      auth: {password_file: /etc/bh/relay.pw}
+)", "17: routing.smtp_connectors[0].auth.username: ", "missing or empty"},
+        Bad{"AuthWithoutRequiredTls", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+      auth: {username: relayuser, password_file: /etc/bh/relay.pw}
+)", "16: routing.smtp_connectors[0].auth: ", "needs tls: required"},
+        Bad{"UnknownConnectorKey", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      smarthosts: [192.0.2.1]
+)", "14: routing.smtp_connectors[0].smarthosts: ", "unknown key"},
+        Bad{"MxWithoutDnsServers", "", R"(routing:
+  smtp_connectors:
+    - name: out
+      use_dns_mx: true
+      address_spaces: [{pattern: "*"}]
+)", "11: routing.dns.servers: ", "required: routing.smtp_connectors[0] uses DNS MX"},
+        Bad{"DnsServerNotIp", "", R"(routing:
+  dns:
+    servers: ["127.0.0.1:5353", "ns.example:53"]
+)", "13: routing.dns.servers[1]: ", "address must be an IP literal"},
+        Bad{"DnsServerWithoutPort", "", R"(routing:
+  dns:
+    servers: ["127.0.0.1"]
+)", "13: routing.dns.servers[0]: ", "expected IP:port"},
+        Bad{"DnsTimeoutZero", "", R"(routing:
+  dns:
+    timeout_s: 0
+)", "13: routing.dns.timeout_s: ", "0 is out of range (1-60)"},
+        Bad{"DnsTriesTooMany", "", R"(routing:
+  dns:
+    tries: 6
+)", "13: routing.dns.tries: ", "6 is out of range (1-5)"}),
     [](const ::testing::TestParamInfo<Bad>& i) { return i.param.name; });
+
+const char* kRouting = R"(routing:
+  smtp_connectors:
+    - name: internet
+      use_dns_mx: true
+      address_spaces:
+        - pattern: "*"
+          cost: 20
+      tls: opportunistic
+    - name: Partner-Relay
+      smart_hosts: ["Relay.Partner.Example.", "192.0.2.7:2525", "[2001:db8::7]"]
+      address_spaces:
+        - pattern: "*.Partner.Example."
+        - {pattern: partner.example, cost: 5}
+      tls: required
+      tls_verify: true
+      port: 587
+      max_connections: 3
+      auth:
+        username: bridgehead
+        password_file: /etc/bh/partner.pw
+  dns:
+    servers: ["127.0.0.1:5353", "[::1]:53"]
+    timeout_s: 3
+    tries: 4
+)";
+
+TEST(Config, RoutingSectionIsAcceptedAndNormalized) {
+  auto c = load_config_string(std::string(kMinimal) + kRouting, "routing.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& r = c->routing();
+  ASSERT_EQ(r.smtp_connectors_size(), 2);
+  const auto& mx = r.smtp_connectors(0);
+  EXPECT_EQ(mx.name(), "internet");
+  EXPECT_TRUE(mx.use_dns_mx());
+  ASSERT_EQ(mx.address_spaces_size(), 1);
+  EXPECT_EQ(mx.address_spaces(0).pattern(), "*");
+  EXPECT_EQ(mx.address_spaces(0).cost(), 20u);
+  EXPECT_EQ(mx.tls(), proto::TLS_MODE_OPPORTUNISTIC);
+  const auto& sh = r.smtp_connectors(1);
+  ASSERT_EQ(sh.smart_hosts_size(), 3);
+  EXPECT_EQ(sh.smart_hosts(0), "relay.partner.example");
+  EXPECT_EQ(sh.smart_hosts(1), "192.0.2.7:2525");
+  EXPECT_EQ(sh.smart_hosts(2), "[2001:db8::7]");
+  EXPECT_EQ(sh.address_spaces(0).pattern(), "*.partner.example");
+  EXPECT_EQ(sh.address_spaces(0).cost(), 1u);  // the default, also inside list items
+  EXPECT_EQ(sh.address_spaces(1).cost(), 5u);
+  EXPECT_EQ(sh.tls(), proto::TLS_MODE_REQUIRED);
+  EXPECT_TRUE(sh.tls_verify());
+  EXPECT_EQ(sh.port(), 587u);
+  EXPECT_EQ(sh.max_connections(), 3u);
+  EXPECT_EQ(sh.auth().username(), "bridgehead");
+  EXPECT_EQ(sh.auth().password_file(), "/etc/bh/partner.pw");
+  ASSERT_EQ(r.dns().servers_size(), 2);
+  EXPECT_EQ(r.dns().timeout_s(), 3u);
+  EXPECT_EQ(r.dns().tries(), 4u);
+}
+
+TEST(Config, RoutingDefaults) {
+  auto c = load_config_string(std::string(kMinimal) + R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: "*"}]
+)", "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& sc = c->routing().smtp_connectors(0);
+  EXPECT_FALSE(sc.use_dns_mx());
+  EXPECT_EQ(sc.address_spaces(0).cost(), 1u);
+  EXPECT_EQ(sc.tls(), proto::TLS_MODE_OPPORTUNISTIC);
+  EXPECT_FALSE(sc.tls_verify());
+  EXPECT_EQ(sc.port(), 25u);
+  EXPECT_EQ(sc.max_connections(), 10u);
+  EXPECT_TRUE(sc.auth().username().empty());
+  EXPECT_EQ(c->routing().dns().servers_size(), 0);  // no DNS MX connector: not needed
+  EXPECT_EQ(c->routing().dns().timeout_s(), 5u);
+  EXPECT_EQ(c->routing().dns().tries(), 2u);
+
+  auto minimal = load_config_string(kMinimal, "n.yaml");
+  ASSERT_TRUE(minimal.ok());
+  EXPECT_EQ(minimal->routing().smtp_connectors_size(), 0);
+  EXPECT_TRUE(smtp_connectors(*minimal).empty());
+}
+
+TEST(Config, ConnectorsConvertToARouteTable) {
+  auto c = load_config_string(std::string(kMinimal) + kRouting, "routing.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  auto connectors = smtp_connectors(*c);
+  ASSERT_EQ(connectors.size(), 2u);
+  EXPECT_EQ(connectors[0].kind, routing::ConnectorKind::kDnsMx);
+  EXPECT_EQ(connectors[1].kind, routing::ConnectorKind::kSmartHost);
+  ASSERT_EQ(connectors[1].smart_hosts.size(), 3u);
+  EXPECT_EQ(connectors[1].smart_hosts[1].port, 2525);
+  EXPECT_EQ(connectors[1].settings.tls, routing::TlsMode::kRequired);
+  EXPECT_EQ(connectors[1].settings.port, 587);
+  EXPECT_EQ(connectors[1].settings.auth_password_file, "/etc/bh/partner.pw");
+  auto table = routing::RouteTable::build(connectors);
+  ASSERT_TRUE(table.ok()) << table.error().message;
+  EXPECT_EQ((*table)->candidates("x.partner.example")[0].connector->name, "Partner-Relay");
+  EXPECT_EQ((*table)->candidates("partner.example")[0].cost, 5);
+  EXPECT_EQ((*table)->candidates("example.net")[0].next_hop, "mx:internet:example.net");
+}
+
+TEST(Config, UnquotedWildcardPatternIsAYamlError) {
+  // "*" starts a YAML alias; the error says so instead of loading something else.
+  auto c = load_config_string(std::string(kMinimal) + R"(routing:
+  smtp_connectors:
+    - name: out
+      smart_hosts: [192.0.2.1]
+      address_spaces: [{pattern: *.example.com}]
+)", "n.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message.rfind("n.yaml:", 0), 0u) << c.error().message;
+}
 
 TEST(Config, TopLevelMustBeAMapping) {
   auto c = load_config_string("- a\n- b\n", "list.yaml");
