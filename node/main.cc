@@ -49,6 +49,7 @@ const char* state_name(bh::queue::MessageState s) {
     case bh::queue::MessageState::kQueued: return "queued";
     case bh::queue::MessageState::kDelivering: return "delivering";
     case bh::queue::MessageState::kRetry: return "retry";
+    case bh::queue::MessageState::kFrozen: return "frozen";
   }
   return "?";
 }

@@ -188,7 +188,7 @@ int FsMessageStore::fault(std::string_view step, std::string_view id) const {
 }
 
 Result<void> FsMessageStore::open() {
-  for (const char* sub : {"", "/tmp", "/queue", "/quarantine", "/spare"}) {
+  for (const char* sub : {"", "/tmp", "/queue", "/quarantine", "/spare", "/state"}) {
     std::string p = opt_.root + sub;
     if (!make_dir(p)) {
       return transient_error("4.3.0", "cannot create " + p + ": " + std::strerror(errno));
@@ -198,7 +198,8 @@ Result<void> FsMessageStore::open() {
   tmp_fd_ = open_dir(opt_.root + "/tmp");
   queue_fd_ = open_dir(opt_.root + "/queue");
   spare_fd_ = open_dir(opt_.root + "/spare");
-  if (root_fd_ < 0 || tmp_fd_ < 0 || queue_fd_ < 0 || spare_fd_ < 0) {
+  state_fd_ = open_dir(opt_.root + "/state");
+  if (root_fd_ < 0 || tmp_fd_ < 0 || queue_fd_ < 0 || spare_fd_ < 0 || state_fd_ < 0) {
     return transient_error("4.3.0", "cannot open " + opt_.root + ": " + std::strerror(errno));
   }
   {
@@ -227,7 +228,7 @@ void FsMessageStore::close() {
   if (committer_.joinable()) {
     committer_.join();
   }
-  for (int* fd : {&root_fd_, &tmp_fd_, &queue_fd_, &spare_fd_}) {
+  for (int* fd : {&root_fd_, &tmp_fd_, &queue_fd_, &spare_fd_, &state_fd_}) {
     if (*fd >= 0) {
       ::close(*fd);
       *fd = -1;
@@ -261,6 +262,16 @@ RecoveryReport FsMessageStore::recover() {
       log::error("queue", "cannot quarantine " + n + " (" + why + "): " + std::strerror(e));
     }
   }
+  // state/: a state file whose message is gone (removed between the two unlinks, or a
+  // temp file of an interrupted save) describes nothing.
+  for (const auto& n : list_dir(opt_.root + "/state")) {
+    if (n.front() == '.' || ::faccessat(queue_fd_, n.c_str(), F_OK, 0) != 0) {
+      if (::unlinkat(state_fd_, n.c_str(), 0) == 0) {
+        ++rep.orphan_states;
+      }
+    }
+  }
+  ::fsync(state_fd_);
   ::fsync(tmp_fd_);
   ::fsync(queue_fd_);
   if (qfd >= 0) {
@@ -458,7 +469,98 @@ void FsMessageStore::committer_loop() {
 
 std::string FsMessageStore::path_of(const std::string& id) const { return opt_.root + "/queue/" + id; }
 
+Result<void> FsMessageStore::save_state(const std::string& id, const DeliveryState& state) {
+  const std::string text = encode_delivery_state(state);
+  const std::string tmp = "." + id;
+  int fd = ::openat(state_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return io_error(errno, "state " + id);
+  }
+  std::string_view left = text;
+  int e = 0;
+  while (!left.empty() && e == 0) {
+    ssize_t w = ::write(fd, left.data(), left.size());
+    if (w < 0 && errno != EINTR) {
+      e = errno;
+    } else if (w > 0) {
+      left.remove_prefix(static_cast<std::size_t>(w));
+    }
+  }
+  if (e == 0 && ::fdatasync(fd) != 0) {
+    e = errno;
+  }
+  if (::close(fd) != 0 && e == 0 && errno != EINTR) {
+    e = errno;
+  }
+  if (e == 0 && ::renameat(state_fd_, tmp.c_str(), state_fd_, id.c_str()) != 0) {
+    e = errno;
+  }
+  if (e == 0 && ::fsync(state_fd_) != 0) {
+    e = errno;
+  }
+  if (e != 0) {
+    ::unlinkat(state_fd_, tmp.c_str(), 0);
+    return io_error(e, "state " + id);
+  }
+  std::lock_guard lock(state_mu_);
+  with_state_.insert(id);
+  return Ok{};
+}
+
+Result<std::optional<DeliveryState>> FsMessageStore::load_state(const std::string& id) const {
+  int fd = ::openat(state_fd_, id.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return std::optional<DeliveryState>();
+    }
+    return io_error(errno, "state " + id);
+  }
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0 || text.size() + static_cast<std::size_t>(n) > kMaxDeliveryStateBytes) {
+      if (n > 0) {
+        text.assign(kMaxDeliveryStateBytes + 1, ' ');  // decoded as "too large"
+      }
+      break;
+    }
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  {
+    std::lock_guard lock(state_mu_);
+    with_state_.insert(id);
+  }
+  auto s = decode_delivery_state(text);
+  if (!s.ok()) {
+    return s.error();
+  }
+  return std::optional<DeliveryState>(std::move(s.value()));
+}
+
+void FsMessageStore::remove_state(const std::string& id) {
+  {
+    std::lock_guard lock(state_mu_);
+    if (with_state_.erase(id) == 0) {
+      return;  // never had one: spare the system call on the common path
+    }
+  }
+  ::unlinkat(state_fd_, id.c_str(), 0);
+}
+
 Result<void> FsMessageStore::remove(const std::string& id) {
+  auto r = remove_queue_file(id);
+  if (r.ok()) {
+    remove_state(id);  // after the queue file: an orphan state is harmless, a lost one is not
+  }
+  return r;
+}
+
+Result<void> FsMessageStore::remove_queue_file(const std::string& id) {
   {
     // Keep the inode and its blocks for a later message (see spare_ in the header). The
     // old content stays until the file is overwritten; it is the same mail that sits in

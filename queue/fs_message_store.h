@@ -24,10 +24,12 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <thread>
 #include <vector>
 
 #include "common/clock.h"
+#include "queue/delivery_state.h"
 #include "queue/message_store.h"
 
 namespace bh::queue {
@@ -55,6 +57,7 @@ struct RecoveryReport {
   std::vector<std::string> ready;      // complete queue files, to deliver
   std::size_t removed_temp = 0;        // never-acknowledged temp files removed
   std::size_t quarantined = 0;         // unreadable files moved to quarantine/
+  std::size_t orphan_states = 0;       // state/ files without a queue file, removed
 };
 
 struct StoreCounters {
@@ -85,6 +88,15 @@ class FsMessageStore final : public MessageStore {
   // directories.
   Result<void> quarantine(const std::string& id);
   Result<void> sync_queue_dir();
+
+  // The delivery state beside a queue file (queue/delivery_state.h), state/<id>.
+  // save_state replaces it atomically and durably (write, fdatasync, rename, fsync of
+  // state/); load_state gives nullopt when there is none, and a permanent error when it
+  // is unreadable; remove_state forgets it (remove() of the message does too).
+  Result<void> save_state(const std::string& id, const DeliveryState& state);
+  Result<std::optional<DeliveryState>> load_state(const std::string& id) const;
+  void remove_state(const std::string& id);
+
   StoreCounters counters() const;
   const std::string& root() const { return opt_.root; }
 
@@ -95,19 +107,22 @@ class FsMessageStore final : public MessageStore {
   int fault(std::string_view step, std::string_view id) const;
   int reuse_spare(const std::string& id, const std::string& path);  // -1: none to reuse
   static std::uint64_t id_millis(std::string_view id);
+  Result<void> remove_queue_file(const std::string& id);
 
   FsStoreOptions opt_;
   const Clock& clock_;
   Random& random_;
   std::mutex id_mu_;
   std::uint32_t seq_ = 0;
-  int root_fd_ = -1, tmp_fd_ = -1, queue_fd_ = -1, spare_fd_ = -1;
+  int root_fd_ = -1, tmp_fd_ = -1, queue_fd_ = -1, spare_fd_ = -1, state_fd_ = -1;
   // Delivered queue files are kept in spare/ and renamed back into tmp/ for new messages,
   // then overwritten in place: ext4 slows down badly when every message allocates and
   // frees an inode (its search for a free inode skips recently deleted ones) and blocks.
   std::mutex spare_mu_;
   std::vector<std::string> spare_;
   std::uint64_t newest_on_disk_ms_ = 0;  // set by open(), read-only afterwards
+  mutable std::mutex state_mu_;
+  mutable std::unordered_set<std::string> with_state_;  // ids known to have state/<id>
   static constexpr std::size_t kMaxSpare = 4096;
 
   mutable std::mutex mu_;

@@ -18,6 +18,53 @@ std::int64_t unix_seconds(Clock::time_point t) {
 
 std::string describe(const Error& e) { return e.enhanced + " " + e.message; }
 
+Clock::time_point from_unix(std::int64_t t) { return Clock::time_point(std::chrono::seconds(t)); }
+
+bool any_pending(const Envelope& env) {
+  return std::any_of(env.recipients.begin(), env.recipients.end(),
+                     [](const Recipient& r) { return r.state == RecipientState::kPending; });
+}
+
+std::string_view domain_of(const std::string& address) {
+  auto at = address.rfind('@');
+  return at == std::string::npos ? std::string_view{} : std::string_view(address).substr(at + 1);
+}
+
+// A status for a DSN action: the reply's own enhanced code when it has the right class.
+std::string status_for(const std::string& enhanced, char cls, const char* fallback) {
+  if (enhanced.size() >= 5 && enhanced[0] == cls && enhanced[1] == '.') {
+    return enhanced;
+  }
+  return fallback;
+}
+
+// The leading enhanced code of a "<code> <text>" last_result.
+std::string code_of(const std::string& result) { return result.substr(0, result.find(' ')); }
+
+// The body of a queue file, for the report's returned content.
+class QueueFileOriginal final : public OriginalMessage {
+ public:
+  QueueFileOriginal(std::string path, std::uint64_t body_length) : path_(std::move(path)) {
+    m_.body_offset = kQueueFileHeader.size();
+    m_.body_length = body_length;
+  }
+  Result<void> read(const ChunkSink& sink) const override {
+    bool stopped = false;
+    auto r = read_queue_body(path_, m_, [&](std::string_view c) -> Result<void> {
+      if (!stopped && !sink(c)) {
+        stopped = true;
+        return transient_error("4.0.0", "stop");
+      }
+      return Ok{};
+    });
+    return stopped ? Result<void>(Ok{}) : r;
+  }
+
+ private:
+  std::string path_;
+  StoredMessage m_;
+};
+
 }  // namespace
 
 // One message of a delivery batch, worked on outside the lock.
@@ -34,6 +81,8 @@ struct QueueManager::Work {
   bool drop = false;               // file gone or quarantined: forget the entry
   std::optional<Error> error;      // message-level transient failure: retry
   std::vector<Copy> copies;        // one per distinct mailbox of a pending recipient
+  std::map<std::string, RemoteJob> jobs;  // next hop -> recipients bound for it
+  std::vector<DsnOutcome> report;  // outcomes of this attempt to report
   std::uint64_t newly_failed = 0;
   std::uint64_t fresh_copies = 0;
   bool done = false;               // every recipient delivered or failed; file removed
@@ -51,6 +100,27 @@ void QueueManager::set_delivered_hook(DeliveredHook hook) {
   std::lock_guard lock(mu_);
   BH_CHECK(!started_);  // the delivery thread reads it without the lock
   hook_ = std::move(hook);
+}
+
+void QueueManager::set_remote(RemoteDeliverer* remote, Router router) {
+  std::lock_guard lock(mu_);
+  BH_CHECK(!started_);
+  remote_ = remote;
+  router_ = std::move(router);
+}
+
+void QueueManager::set_dsn(DsnSetup dsn) {
+  std::lock_guard lock(mu_);
+  BH_CHECK(!started_ && dsn.random != nullptr);
+  dsn_ = std::move(dsn);
+}
+
+Clock::time_point QueueManager::next_retry_time(std::uint32_t attempts) const {
+  auto now = clock_.now();
+  if (attempts <= opt_.glitch_retries) {
+    return now + opt_.glitch_interval;
+  }
+  return now + backoff(attempts - opt_.glitch_retries);
 }
 
 void QueueManager::start(const std::vector<std::string>& recovered_ids) {
@@ -88,6 +158,29 @@ void QueueManager::add(const std::string& id, bool recovered) {
     it->second.summary.id = id;
     it->second.next_attempt = clock_.now();
     it->second.recovered = recovered;
+    if (recovered) {
+      // A schedule from the previous run is kept: attempts, next retry, notices sent.
+      auto st = store_.load_state(id);
+      if (!st.ok()) {
+        log::warn("queue", id + ": unreadable delivery state, every pending recipient is tried again: " +
+                               st.error().message);
+      } else if (*st) {
+        auto& e = it->second;
+        e.state = **st;
+        e.summary.attempts = e.state.attempts;
+        if (e.state.next_attempt_unix > unix_seconds(clock_.now())) {
+          e.next_attempt = from_unix(e.state.next_attempt_unix);
+          e.summary.next_attempt_unix = e.state.next_attempt_unix;
+          e.summary.state = e.state.frozen ? MessageState::kFrozen : MessageState::kRetry;
+          if (!e.state.frozen) {
+            retry_.emplace(e.next_attempt, id);
+          }
+          ++counters_.enqueued;
+          counters_.in_queue = entries_.size();
+          return;
+        }
+      }
+    }
     ready_.push_back(id);
     ++counters_.enqueued;
     counters_.in_queue = entries_.size();
@@ -106,12 +199,17 @@ std::chrono::milliseconds QueueManager::backoff(std::uint32_t attempts) const {
 void QueueManager::run() {
   for (;;) {
     std::vector<std::string> batch;
+    std::vector<RemoteDone> answers;
     bool gathered = false;
     {
       std::unique_lock lock(mu_);
       for (;;) {
         if (stop_) {
           return;
+        }
+        if (!remote_done_.empty() && batch.empty()) {
+          answers.swap(remote_done_);
+          break;
         }
         auto now = clock_.now();
         while (!retry_.empty() && retry_.begin()->first <= now) {
@@ -151,6 +249,10 @@ void QueueManager::run() {
         cv_.wait_for(lock, std::max(wait, std::chrono::milliseconds(1)));
       }
     }
+    if (!answers.empty()) {
+      apply_remote(std::move(answers));
+      continue;
+    }
     deliver_batch(batch);
   }
 }
@@ -186,6 +288,13 @@ void QueueManager::prepare(Work& w) {
     if (!e.envelope) {
       e.envelope = w.msg.envelope;
     }
+    if (!e.state.recipients.empty() && !e.state_applied) {
+      // Recovered with a delivery state: recipients already done stay done.
+      if (auto r = apply_delivery_state(e.state, *e.envelope); !r.ok()) {
+        log::warn("queue", w.id + ": " + r.error().message);
+      }
+    }
+    e.state_applied = true;
     w.env = *e.envelope;
     auto& s = e.summary;
     s.sender = w.env.sender;
@@ -200,10 +309,42 @@ void QueueManager::prepare(Work& w) {
       continue;
     }
     if (r.mailbox.empty()) {
-      r.state = RecipientState::kFailed;
-      r.last_result = "5.4.4 no route to a non-local recipient (relay not configured)";
-      log::warn("queue", w.id + ": " + r.address + ": failed: " + r.last_result);
-      ++w.newly_failed;
+      const auto index = static_cast<std::size_t>(&r - w.env.recipients.data());
+      Result<RouteChoice> route = permanent_error("5.4.4", "no route to a non-local recipient (relay not configured)");
+      if (remote_ != nullptr && router_) {
+        route = router_(domain_of(r.address));
+      }
+      if (!route.ok()) {
+        if (route.error().transient()) {
+          r.last_result = describe(route.error());
+          w.error = route.error();
+          continue;
+        }
+        r.state = RecipientState::kFailed;
+        r.last_result = describe(route.error());
+        log::warn("queue", w.id + ": " + r.address + ": failed: " + r.last_result);
+        ++w.newly_failed;
+        w.report.push_back({index, DsnAction::kFailed, status_for(route.error().enhanced, '5', "5.4.4"),
+                            "", "x-bridgehead; " + r.last_result, clock_.now(), std::nullopt});
+        continue;
+      }
+      auto [it, fresh] = w.jobs.try_emplace(route->next_hop);
+      RemoteJob& job = it->second;
+      if (fresh) {
+        job.queue_id = w.id;
+        job.next_hop = route->next_hop;
+        job.connector = route->connector;
+        job.domain = route->domain;
+        job.sender = w.env.sender;
+        job.body = w.env.body;
+        job.ret = w.env.ret;
+        job.envid = w.env.envid;
+        job.smtputf8 = w.env.smtputf8;
+        job.path = w.path;
+        job.body_offset = w.msg.body_offset;
+        job.body_length = w.msg.body_length;
+      }
+      job.recipients.push_back({index, r.address, r.notify, r.orcpt});
       continue;
     }
     auto same = [&](const Work::Copy& c) { return c.mailbox == r.mailbox; };
@@ -286,11 +427,18 @@ void QueueManager::deliver_batch(const std::vector<std::string>& ids) {
         if (!c.error) {
           r.state = RecipientState::kDelivered;
           r.last_result = "2.0.0 delivered to maildir " + c.mailbox;
+          if ((r.notify & kNotifySuccess) != 0) {
+            w.report.push_back({static_cast<std::size_t>(&r - w.env.recipients.data()),
+                                DsnAction::kDelivered, "2.0.0", "", "", clock_.now(), std::nullopt});
+          }
         } else if (!c.error->transient()) {
           r.state = RecipientState::kFailed;
           r.last_result = describe(*c.error);
           ++w.newly_failed;
           log::warn("queue", w.id + ": " + r.address + ": failed: " + r.last_result);
+          w.report.push_back({static_cast<std::size_t>(&r - w.env.recipients.data()), DsnAction::kFailed,
+                              status_for(c.error->enhanced, '5', "5.0.0"), "",
+                              "x-bridgehead; " + r.last_result, clock_.now(), std::nullopt});
         } else {
           r.last_result = describe(*c.error);
           w.error = c.error;  // the message is retried for this recipient
@@ -303,9 +451,12 @@ void QueueManager::deliver_batch(const std::vector<std::string>& ids) {
         }
       }
     }
-    bool pending = std::any_of(w.env.recipients.begin(), w.env.recipients.end(),
-                               [](const Recipient& r) { return r.state == RecipientState::kPending; });
+    if (!w.jobs.empty()) {
+      continue;  // settles when the remote answers are in (dispatch below)
+    }
+    bool pending = any_pending(w.env);
     if (!pending) {
+      send_report(w.env, w.report, w.path);
       if (auto r = store_.remove(w.id); r.ok()) {
         w.done = true;
         removed_any = true;
@@ -322,12 +473,16 @@ void QueueManager::deliver_batch(const std::vector<std::string>& ids) {
     }
   }
   for (auto& w : work) {
-    finish(w, w.done);
+    if (!w.drop && !w.error && !w.jobs.empty()) {
+      dispatch(w);
+    } else {
+      finish(w, w.done);
+    }
   }
 }
 
 void QueueManager::finish(Work& w, bool queue_file_removed) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto it = entries_.find(w.id);
   if (it == entries_.end()) {
     return;
@@ -344,6 +499,14 @@ void QueueManager::finish(Work& w, bool queue_file_removed) {
     return;
   }
   auto& e = it->second;
+  if (!w.env.id.empty() && !w.error) {
+    // Recipients still pending after a complete attempt: reports, expiry, the durable
+    // retry schedule.
+    e.envelope = w.env;
+    lock.unlock();
+    settle(w.id, std::move(w.env), std::move(w.report), w.path);
+    return;
+  }
   if (!w.env.id.empty()) {
     e.envelope = std::move(w.env);
   }
@@ -356,6 +519,315 @@ void QueueManager::finish(Work& w, bool queue_file_removed) {
   retry_.emplace(e.next_attempt, w.id);
   ++counters_.deferred;
   log::warn("queue", w.id + ": deferred (attempt " + std::to_string(s.attempts) + "): " + s.last_error);
+}
+
+// Hands each hop's job of a message to the remote deliverer, within the concurrency
+// limits; a job over a limit waits in its hop's queue and the message is picked up
+// again when a connection of that hop frees up. Runs on the delivery thread.
+void QueueManager::dispatch(Work& w) {
+  std::vector<RemoteJob> go;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(w.id);
+    if (it == entries_.end()) {
+      return;
+    }
+    auto& e = it->second;
+    counters_.failed_recipients += w.newly_failed;
+    counters_.delivered_copies += w.fresh_copies;
+    e.envelope = w.env;
+    e.report.insert(e.report.end(), w.report.begin(), w.report.end());
+    e.hops.clear();
+    bool held = false;
+    for (auto& [key, job] : w.jobs) {
+      e.hops.insert(key);
+      Hop& hop = hops_[key];
+      if (hop.in_flight >= opt_.max_per_hop || remote_in_flight_ >= opt_.max_remote) {
+        if (std::find(hop.waiting.begin(), hop.waiting.end(), w.id) == hop.waiting.end()) {
+          hop.waiting.push_back(w.id);
+        }
+        held = true;
+        continue;
+      }
+      ++hop.in_flight;
+      ++remote_in_flight_;
+      ++e.in_flight;
+      ++counters_.remote_jobs;
+      go.push_back(std::move(job));
+    }
+    if (e.in_flight == 0 && held) {
+      e.summary.state = MessageState::kQueued;  // waits for a connection of its hop
+    }
+  }
+  for (auto& job : go) {
+    log::info("queue", w.id + ": to " + job.next_hop + ", " + std::to_string(job.recipients.size()) +
+                           " recipient(s)");
+    std::string id = w.id;
+    RemoteJob copy = job;
+    remote_->deliver(std::move(job), [this, id, copy = std::move(copy)](RemoteResult r) mutable {
+      {
+        std::lock_guard lock(mu_);
+        remote_done_.push_back({std::move(id), std::move(copy), std::move(r)});
+      }
+      cv_.notify_one();
+    });
+  }
+}
+
+// Applies remote answers to the envelopes (the delivery thread is their only writer).
+void QueueManager::apply_remote(std::vector<RemoteDone> done) {
+  struct ToSettle {
+    std::string id, path;
+    Envelope env;
+    std::vector<DsnOutcome> report;
+  };
+  std::vector<ToSettle> settled;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& d : done) {
+      Hop& hop = hops_[d.job.next_hop];
+      --hop.in_flight;
+      --remote_in_flight_;
+      if (d.result.hop_error) {
+        ++hop.failures;
+        hop.last_error = describe(*d.result.hop_error);
+        hop.next_retry = next_retry_time(static_cast<std::uint32_t>(hop.failures));
+      } else {
+        hop.failures = 0;
+        hop.last_error.clear();
+      }
+      // Freed connections go to messages waiting for this hop.
+      while (!hop.waiting.empty() && hop.in_flight < opt_.max_per_hop) {
+        auto w = entries_.find(hop.waiting.front());
+        hop.waiting.pop_front();
+        if (w != entries_.end() && w->second.summary.state == MessageState::kQueued &&
+            w->second.in_flight == 0) {
+          ready_.push_back(w->first);
+        }
+      }
+      auto it = entries_.find(d.id);
+      if (it == entries_.end() || !it->second.envelope) {
+        continue;
+      }
+      auto& e = it->second;
+      Envelope& env = *e.envelope;
+      const auto now = clock_.now();
+      for (const auto& r : d.result.recipients) {
+        if (r.index >= env.recipients.size()) {
+          continue;
+        }
+        Recipient& rcpt = env.recipients[r.index];
+        // Remote-MTA is a DNS name: "mx.example.com [192.0.2.1]" reports as the name.
+        const std::string mta = d.result.remote_mta.substr(0, d.result.remote_mta.find(' '));
+        switch (r.status) {
+          case RemoteStatus::kDelivered:
+            rcpt.state = RecipientState::kDelivered;
+            rcpt.last_result = status_for(r.enhanced, '2', "2.0.0") + " relayed to " + mta + ": " + r.reply;
+            ++counters_.relayed_recipients;
+            if ((rcpt.notify & kNotifySuccess) != 0 && !d.result.dsn_passed) {
+              e.report.push_back({r.index, DsnAction::kRelayed, "2.0.0", mta, "smtp; " + r.reply, now,
+                                  std::nullopt});
+            }
+            break;
+          case RemoteStatus::kPermanent:
+            rcpt.state = RecipientState::kFailed;
+            rcpt.last_result = status_for(r.enhanced, '5', "5.0.0") + " " + r.reply;
+            ++counters_.failed_recipients;
+            log::warn("queue", d.id + ": " + rcpt.address + ": failed: " + r.reply);
+            e.report.push_back({r.index, DsnAction::kFailed, status_for(r.enhanced, '5', "5.0.0"), mta,
+                                "smtp; " + r.reply, now, std::nullopt});
+            break;
+          case RemoteStatus::kTransient:
+            rcpt.last_result = status_for(r.enhanced, '4', "4.0.0") + " " + r.reply;
+            break;
+        }
+      }
+      if (--e.in_flight == 0) {
+        settled.push_back({d.id, store_.path_of(d.id), env, std::move(e.report)});
+        e.report.clear();
+      }
+    }
+  }
+  for (auto& t : settled) {
+    settle(t.id, std::move(t.env), std::move(t.report), t.path);
+  }
+}
+
+void QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
+                          const std::string& path) {
+  const auto now = clock_.now();
+  DeliveryState st;
+  std::uint32_t attempts = 1;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) {
+      return;
+    }
+    st = it->second.state;
+    attempts = std::max<std::uint32_t>(it->second.summary.attempts, 1);
+  }
+  if (st.first_attempt_unix == 0) {
+    st.first_attempt_unix = unix_seconds(now);
+  }
+  const auto received = from_unix(env.received_unix);
+  bool pending = any_pending(env);
+  bool expired = false;
+  if (pending && now - received >= opt_.expire_after) {
+    // RFC 5321 4.5.4.1: give up, and tell the sender about every recipient left.
+    expired = true;
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+      auto& r = env.recipients[i];
+      if (r.state != RecipientState::kPending) {
+        continue;
+      }
+      r.state = RecipientState::kFailed;
+      std::string last = r.last_result.empty() ? "no attempt succeeded" : r.last_result;
+      r.last_result = "5.4.7 delivery time expired; last error: " + last;
+      report.push_back({i, DsnAction::kFailed, "5.4.7", "", "x-bridgehead; " + r.last_result, now,
+                        std::nullopt});
+    }
+    pending = false;
+    log::warn("queue", id + ": expired after " +
+                           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - received).count()) +
+                           " s in the queue");
+  }
+  if (pending && !st.delay_notice_sent && opt_.delay_notice_after.count() > 0 &&
+      now - received >= opt_.delay_notice_after) {
+    std::vector<DsnOutcome> delays;
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+      const auto& r = env.recipients[i];
+      if (r.state == RecipientState::kPending) {
+        delays.push_back({i, DsnAction::kDelayed, status_for(code_of(r.last_result), '4', "4.4.7"), "",
+                          r.last_result.empty() ? "" : "x-bridgehead; " + r.last_result, now,
+                          received + opt_.expire_after});
+      }
+    }
+    send_report(env, delays, path);
+    st.delay_notice_sent = true;
+  }
+  send_report(env, report, path);
+  if (!pending) {
+    auto r = store_.remove(id);
+    if (r.ok()) {
+      if (auto d = store_.sync_queue_dir(); !d.ok()) {
+        log::warn("queue", "fsync of queue directory after removal failed: " + d.error().message);
+      }
+      std::lock_guard lock(mu_);
+      entries_.erase(id);
+      ++counters_.delivered_messages;
+      counters_.expired += expired ? 1 : 0;
+      counters_.in_queue = entries_.size();
+      log::info("queue", id + (expired ? ": expired, removed" : ": done"));
+      return;
+    }
+    log::error("queue", id + ": cannot remove finished message: " + r.error().message);
+  }
+  // Still pending: a durable schedule, so a restart keeps it.
+  const auto next = next_retry_time(attempts);
+  st.attempts = attempts;
+  st.next_attempt_unix = unix_seconds(next);
+  st.recipients = recipient_states(env);
+  if (auto r = store_.save_state(id, st); !r.ok()) {
+    log::warn("queue", id + ": cannot save delivery state: " + r.error().message);
+  }
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) {
+    return;
+  }
+  auto& e = it->second;
+  e.envelope = std::move(env);
+  e.state = st;
+  e.state_applied = true;
+  e.next_attempt = next;
+  auto& s = e.summary;
+  s.last_error.clear();
+  for (const auto& r : e.envelope->recipients) {
+    if (r.state == RecipientState::kPending && !r.last_result.empty()) {
+      s.last_error = r.last_result;
+      break;
+    }
+  }
+  s.next_attempt_unix = st.next_attempt_unix;
+  s.state = MessageState::kRetry;
+  retry_.emplace(next, id);
+  ++counters_.deferred;
+  log::warn("queue", id + ": deferred (attempt " + std::to_string(attempts) + "): " + s.last_error);
+}
+
+// Spools one report from the null sender (never for a message that itself came from the
+// null sender: write_dsn returns nothing then) and queues it like any other message.
+void QueueManager::send_report(const Envelope& env, const std::vector<DsnOutcome>& outcomes,
+                               const std::string& path) {
+  if (!dsn_ || outcomes.empty() || env.sender.empty()) {
+    return;
+  }
+  auto writer = store_.begin();
+  if (!writer.ok()) {
+    log::error("queue", env.id + ": cannot spool a delivery report: " + writer.error().message);
+    return;
+  }
+  DsnOptions o;
+  o.reporting_mta = dsn_->reporting_mta;
+  QueueFileOriginal original(path, env.body_size);
+  auto info = write_dsn(env, outcomes, original, o, clock_, *dsn_->random,
+                        [&](std::string_view b) { return (*writer)->write(b); });
+  if (!info.ok()) {
+    log::error("queue", env.id + ": cannot write a delivery report: " + info.error().message);
+    return;
+  }
+  if (!*info) {
+    return;  // nothing the sender asked for (NOTIFY)
+  }
+  Envelope denv = (*info)->envelope;
+  for (auto& r : denv.recipients) {
+    r.mailbox = dsn_->local_mailbox ? dsn_->local_mailbox(r.address) : std::string();
+  }
+  denv.received_unix = unix_seconds(clock_.now());
+  denv.protocol = "local";
+  const std::string of = env.id;
+  store_.commit(std::move(writer.value()), std::move(denv), [this, of](Result<std::string> id) {
+    if (!id.ok()) {
+      log::error("queue", of + ": delivery report not queued: " + id.error().message);
+      return;
+    }
+    log::info("queue", of + ": delivery report queued as " + *id);
+    {
+      std::lock_guard lock(mu_);
+      ++counters_.dsns;
+    }
+    enqueue(*id);
+  });
+}
+
+std::vector<HopSummary> QueueManager::hops() const {
+  std::lock_guard lock(mu_);
+  std::map<std::string, HopSummary> out;
+  for (const auto& [key, hop] : hops_) {
+    auto& h = out[key];
+    h.next_hop = key;
+    h.in_flight = hop.in_flight;
+    h.last_error = hop.last_error;
+    h.failures = hop.failures;
+    h.next_retry_unix = hop.failures > 0 ? unix_seconds(hop.next_retry) : 0;
+  }
+  for (const auto& [id, e] : entries_) {
+    for (const auto& k : e.hops) {  // the hops of its last attempt
+      auto& h = out[k];
+      h.next_hop = k;
+      ++h.messages;
+      if (h.oldest_unix == 0 || e.summary.received_unix < h.oldest_unix) {
+        h.oldest_unix = e.summary.received_unix;
+      }
+    }
+  }
+  std::vector<HopSummary> v;
+  for (auto& [k, h] : out) {
+    h.state = h.in_flight > 0 ? "active" : h.failures > 0 ? "retry" : "ready";
+    v.push_back(std::move(h));
+  }
+  return v;
 }
 
 std::vector<MessageSummary> QueueManager::list() const {

@@ -33,12 +33,16 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <set>
 #include <vector>
 
 #include "common/clock.h"
+#include "queue/delivery_state.h"
+#include "queue/dsn.h"
 #include "queue/envelope.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
+#include "queue/remote_deliverer.h"
 
 namespace bh::queue {
 
@@ -49,9 +53,39 @@ struct QueueManagerOptions {
   // A batch that is not full waits up to this long (real time, not the injected clock:
   // it trades latency for fewer syncs) for more mail before it starts.
   std::chrono::milliseconds batch_window{10};
+
+  // Remote delivery (RFC 5321 4.5.4.1): after a failed attempt, `glitch_retries` quick
+  // retries `glitch_interval` apart, then the doubling backoff from retry_initial up to
+  // retry_max. A message still undelivered after `expire_after` fails for its pending
+  // recipients (5.4.7, with a DSN); after `delay_notice_after` (0: never) the sender gets
+  // one delay notice.
+  std::uint32_t glitch_retries = 3;
+  std::chrono::milliseconds glitch_interval{std::chrono::seconds(60)};
+  std::chrono::milliseconds expire_after{std::chrono::hours(48)};
+  std::chrono::milliseconds delay_notice_after{std::chrono::hours(12)};
+  std::size_t max_per_hop = 10;   // jobs in flight per next hop
+  std::size_t max_remote = 100;   // jobs in flight in total
 };
 
-enum class MessageState { kQueued, kDelivering, kRetry };
+// Where mail for a domain goes (routing::RouteTable through node/): the scheduler's
+// queue key and what the RemoteDeliverer needs to reach it.
+struct RouteChoice {
+  std::string next_hop;   // e.g. "smarthost:relay", "mx:internet:example.com"
+  std::string connector;
+  std::string domain;
+};
+// Permanent errors bounce the recipient (5.4.4 no route); transient ones retry.
+using Router = std::function<Result<RouteChoice>(std::string_view domain)>;
+
+struct DsnSetup {
+  std::string reporting_mta;  // this node's host name
+  Random* random = nullptr;   // Message-ID and MIME boundary of the reports
+  // The local mailbox of an address, "" when it is not local (so a report to a local
+  // sender is delivered here and one to a remote sender is relayed).
+  std::function<std::string(const std::string& address)> local_mailbox;
+};
+
+enum class MessageState { kQueued, kDelivering, kRetry, kFrozen };
 
 struct MessageSummary {
   std::string id;
@@ -79,7 +113,25 @@ struct QueueCounters {
   std::uint64_t deferred = 0;           // attempts that ended in a retry
   std::uint64_t failed_recipients = 0;  // recipients failed permanently
   std::uint64_t quarantined = 0;        // corrupt queue files met at run time
+  std::uint64_t relayed_recipients = 0; // accepted by a remote server
+  std::uint64_t remote_jobs = 0;        // remote delivery attempts started
+  std::uint64_t expired = 0;            // messages expired (pending recipients bounced)
+  std::uint64_t dsns = 0;               // delivery status notifications queued
   std::uint64_t in_queue = 0;
+};
+
+// One next hop as the operator sees it (Get-Queue): state "active" (a job in flight),
+// "retry" (the last attempt failed and mail waits for its next retry), "ready" (mail
+// waits for a free connection).
+struct HopSummary {
+  std::string next_hop;
+  std::string state;
+  std::size_t messages = 0;        // messages with recipients pending for this hop
+  std::size_t in_flight = 0;
+  std::int64_t oldest_unix = 0;    // arrival of the oldest of them
+  std::string last_error;
+  std::int64_t next_retry_unix = 0;
+  std::uint64_t failures = 0;      // consecutive failed attempts
 };
 
 class QueueManager {
@@ -102,10 +154,15 @@ class QueueManager {
   // A committed queue id (after MessageStore::commit reported success). Idempotent.
   void enqueue(const std::string& id);
   void set_delivered_hook(DeliveredHook hook);
+  // Before start(): without them recipients with no local mailbox fail (5.4.4) and no
+  // reports are sent. `remote` must outlive the manager.
+  void set_remote(RemoteDeliverer* remote, Router router);
+  void set_dsn(DsnSetup dsn);
 
   std::vector<MessageSummary> list() const;  // sorted by id (= by arrival)
   std::optional<MessageDetail> show(const std::string& id) const;
   QueueCounters counters() const;
+  std::vector<HopSummary> hops() const;
 
  private:
   struct Entry {
@@ -113,11 +170,37 @@ class QueueManager {
     std::optional<Envelope> envelope;  // after the first attempt: authoritative state
     Clock::time_point next_attempt{};
     bool recovered = false;            // from a previous run: copies may already exist
+    DeliveryState state;               // persisted in state/<id> when it matters
+    bool state_applied = false;        // state.recipients copied into the envelope
+    std::size_t in_flight = 0;         // remote jobs not yet answered
+    std::set<std::string> hops;        // next hops with recipients pending
+    std::vector<DsnOutcome> report;    // outcomes to report when the message settles
     // A copy of this message may be in a Maildir already (so cur/ must be searched).
     bool recipients_may_exist() const { return recovered || summary.attempts > 1; }
   };
   struct Work;
+  struct RemoteDone {
+    std::string id;
+    RemoteJob job;
+    RemoteResult result;
+  };
+  struct Hop {
+    std::size_t in_flight = 0;
+    std::deque<std::string> waiting;  // ids held back by the concurrency limit
+    std::string last_error;
+    Clock::time_point next_retry{};
+    std::uint64_t failures = 0;
+  };
   void run();
+  void apply_remote(std::vector<RemoteDone> done);
+  void dispatch(Work& w);
+  // Final bookkeeping of one message on the delivery thread: reports, then removal or
+  // a durable retry schedule.
+  void settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
+              const std::string& path);
+  void send_report(const Envelope& env, const std::vector<DsnOutcome>& outcomes,
+                   const std::string& path);
+  Clock::time_point next_retry_time(std::uint32_t attempts) const;
   void deliver_batch(const std::vector<std::string>& ids);
   void prepare(Work& w);
   void finish(Work& w, bool queue_file_removed);
@@ -129,12 +212,18 @@ class QueueManager {
   const Clock& clock_;
   QueueManagerOptions opt_;
   DeliveredHook hook_;
+  RemoteDeliverer* remote_ = nullptr;
+  Router router_;
+  std::optional<DsnSetup> dsn_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Entry> entries_;
   std::deque<std::string> ready_;
   std::multimap<Clock::time_point, std::string> retry_;  // next attempt -> id
+  std::vector<RemoteDone> remote_done_;                   // answers for the delivery thread
+  std::map<std::string, Hop> hops_;
+  std::size_t remote_in_flight_ = 0;
   bool stop_ = false;
   bool started_ = false;
   QueueCounters counters_;

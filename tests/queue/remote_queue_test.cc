@@ -1,0 +1,369 @@
+// The queue manager's remote half with an in-memory RemoteDeliverer: one job per next
+// hop, per-recipient results, reports (DSNs) from the null sender, glitch retry then
+// backoff, the durable schedule across a restart, expiry, delay notices, per-hop limits.
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "queue/queue_file.h"
+#include "queue/queue_manager.h"
+#include "tests/queue/queue_test_util.h"
+
+namespace bh::queue {
+namespace {
+
+using testing::count;
+using testing::slurp;
+using testing::TempDir;
+namespace fs = std::filesystem;
+using std::chrono::seconds;
+
+template <class Pred>
+bool wait_until(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// Holds every job until the test answers it.
+class FakeRemote final : public RemoteDeliverer {
+ public:
+  void deliver(RemoteJob job, Done done) override {
+    std::lock_guard lock(mu_);
+    jobs_.push_back({std::move(job), std::move(done)});
+  }
+  std::size_t size() {
+    std::lock_guard lock(mu_);
+    return jobs_.size();
+  }
+  RemoteJob job(std::size_t i) {
+    std::lock_guard lock(mu_);
+    return jobs_.at(i).first;
+  }
+  // Answers job i: one status per recipient, in job order ("250", "450", "550", ...).
+  void answer(std::size_t i, const std::vector<std::string>& codes, std::optional<Error> hop = {}) {
+    Done done;
+    RemoteResult r;
+    {
+      std::lock_guard lock(mu_);
+      auto& [job, d] = jobs_.at(i);
+      done = std::move(d);
+      r.remote_mta = "mx.example.com [192.0.2.25]";
+      r.hop_error = hop;
+      for (std::size_t k = 0; k < job.recipients.size(); ++k) {
+        RemoteRecipientResult rr;
+        rr.index = job.recipients[k].index;
+        const std::string& c = codes.at(k);
+        rr.status = c[0] == '2' ? RemoteStatus::kDelivered
+                                : c[0] == '4' ? RemoteStatus::kTransient : RemoteStatus::kPermanent;
+        rr.enhanced = std::string(1, c[0]) + ".1.1";
+        rr.reply = c + " " + rr.enhanced + " answer for " + job.recipients[k].address;
+        r.recipients.push_back(rr);
+      }
+    }
+    done(std::move(r));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<RemoteJob, Done>> jobs_;
+};
+
+Recipient rcpt(const std::string& address, const std::string& mailbox = "",
+               std::uint8_t notify = kNotifyUnspecified) {
+  Recipient r;
+  r.address = address;
+  r.mailbox = mailbox;
+  r.notify = notify;
+  return r;
+}
+
+Envelope from(const std::string& sender, std::initializer_list<Recipient> rs) {
+  Envelope e = testing::sample(0);
+  e.sender = sender;
+  e.recipients = rs;
+  e.ret = DsnRet::kFull;
+  return e;
+}
+
+Router domain_router() {
+  return [](std::string_view domain) -> Result<RouteChoice> {
+    if (domain == "nowhere.test") {
+      return permanent_error("5.4.4", "no route to nowhere.test");
+    }
+    RouteChoice c;
+    c.connector = "internet";
+    c.domain = std::string(domain);
+    c.next_hop = "mx:internet:" + c.domain;
+    return c;
+  };
+}
+
+struct Node {
+  Node(const std::string& dir, QueueManagerOptions o)
+      : s(dir + "/q"), md(dir + "/mb", "h"), qm(s.store, md, s.clock, o), mb(dir + "/mb") {
+    qm.set_remote(&remote, domain_router());
+    DsnSetup d;
+    d.reporting_mta = "bh.example.org";
+    d.random = &s.random;
+    d.local_mailbox = [](const std::string& a) {
+      return a.ends_with("@example.org") ? a.substr(0, a.find('@')) : std::string();
+    };
+    qm.set_dsn(d);
+  }
+  // Reports land in the sender's Maildir (the senders of these tests are local).
+  std::vector<std::string> reports(const std::string& mailbox) {
+    std::vector<std::string> out;
+    std::string dir = mb + "/" + mailbox + "/new";
+    if (fs::exists(dir)) {
+      for (const auto& e : fs::directory_iterator(dir)) {
+        out.push_back(slurp(e.path()));
+      }
+    }
+    return out;
+  }
+  testing::Store s;
+  MaildirDeliverer md;
+  FakeRemote remote;
+  QueueManager qm;
+  std::string mb;
+};
+
+QueueManagerOptions fast() {
+  QueueManagerOptions o;
+  o.batch_window = std::chrono::milliseconds(0);
+  o.glitch_retries = 2;
+  o.glitch_interval = seconds(60);
+  o.retry_initial = seconds(600);
+  o.retry_max = seconds(3600);
+  o.delay_notice_after = std::chrono::hours(4);
+  o.expire_after = std::chrono::hours(8);
+  return o;
+}
+
+TEST(RemoteQueue, OneJobPerNextHopCarriesAllItsRecipientsAndLocalCopiesStillGo) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto id = n.s.put("Subject: hi\r\n\r\nbody\r\n",
+                    from("alice@example.org", {rcpt("a@one.test"), rcpt("bob@example.org", "bob"),
+                                               rcpt("b@one.test"), rcpt("c@two.test")}))
+                .value();
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 2; }));
+  auto j0 = n.remote.job(0), j1 = n.remote.job(1);
+  if (j0.next_hop != "mx:internet:one.test") {
+    std::swap(j0, j1);
+  }
+  EXPECT_EQ(j0.next_hop, "mx:internet:one.test");
+  ASSERT_EQ(j0.recipients.size(), 2u);
+  EXPECT_EQ(j0.recipients[0].address, "a@one.test");
+  EXPECT_EQ(j0.recipients[1].address, "b@one.test");
+  EXPECT_EQ(j0.recipients[1].index, 2u);
+  EXPECT_EQ(j1.recipients.size(), 1u);
+  EXPECT_EQ(j0.sender, "alice@example.org");
+  EXPECT_EQ(j0.path, n.s.store.path_of(id));
+  EXPECT_EQ(j0.body_length, 21u);
+  // The local copy does not wait for the remote hops.
+  ASSERT_TRUE(wait_until([&] { return count(n.mb + "/bob/new") == 1; }));
+  EXPECT_TRUE(fs::exists(n.s.store.path_of(id)));
+  n.remote.answer(0, std::vector<std::string>(n.remote.job(0).recipients.size(), "250"));
+  n.remote.answer(1, std::vector<std::string>(n.remote.job(1).recipients.size(), "250"));
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 1; }));
+  EXPECT_EQ(n.qm.counters().relayed_recipients, 3u);
+  EXPECT_FALSE(fs::exists(n.s.store.path_of(id)));
+  EXPECT_TRUE(n.reports("alice").empty());  // no NOTIFY=SUCCESS: nothing to report
+  n.qm.stop();
+}
+
+TEST(RemoteQueue, MixedResultsAreHonouredOneByOne) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto id = n.s.put("Subject: mixed\r\n\r\nbody\r\n",
+                    from("alice@example.org", {rcpt("ok@one.test"), rcpt("later@one.test"),
+                                               rcpt("gone@one.test")}))
+                .value();
+  auto t0 = n.s.clock.now();
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  n.remote.answer(0, {"250", "450", "550"});
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 1; }));
+  // The 550 is reported at once, from the null sender, with the remote reply in it.
+  ASSERT_TRUE(wait_until([&] { return n.reports("alice").size() == 1; }));
+  std::string dsn = n.reports("alice")[0];
+  EXPECT_NE(dsn.find("Content-Type: multipart/report; report-type=delivery-status"), std::string::npos);
+  EXPECT_NE(dsn.find("Final-Recipient: rfc822; gone@one.test"), std::string::npos);
+  EXPECT_NE(dsn.find("Action: failed"), std::string::npos);
+  EXPECT_NE(dsn.find("550 5.1.1 answer for gone@one.test"), std::string::npos);
+  EXPECT_EQ(dsn.find("later@one.test"), std::string::npos);
+  EXPECT_EQ(dsn.find("ok@one.test"), std::string::npos);
+  auto d = n.qm.show(id);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->envelope.recipients[0].state, RecipientState::kDelivered);
+  EXPECT_EQ(d->envelope.recipients[1].state, RecipientState::kPending);
+  EXPECT_EQ(d->envelope.recipients[2].state, RecipientState::kFailed);
+  EXPECT_EQ(d->summary.state, MessageState::kRetry);
+  auto secs = [](Clock::time_point tp) {
+    return std::chrono::duration_cast<std::chrono::seconds>(tp.time_since_epoch()).count();
+  };
+  EXPECT_EQ(d->summary.next_attempt_unix, secs(t0) + 60);  // a glitch retry
+  // The retry carries only the recipient still pending.
+  n.s.clock.advance(seconds(60));
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 2; }));
+  ASSERT_EQ(n.remote.job(1).recipients.size(), 1u);
+  EXPECT_EQ(n.remote.job(1).recipients[0].address, "later@one.test");
+  n.remote.answer(1, {"250"});
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 1; }));
+  EXPECT_EQ(n.reports("alice").size(), 1u);
+  n.qm.stop();
+}
+
+TEST(RemoteQueue, AHopThatIsDownGetsGlitchRetriesThenBackoffAndShowsInTheHopList) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto id = n.s.put("x\r\n", from("alice@example.org", {rcpt("a@down.test")})).value();
+  auto t0 = n.s.clock.now();
+  auto secs = [](Clock::time_point tp) {
+    return std::chrono::duration_cast<std::chrono::seconds>(tp.time_since_epoch()).count();
+  };
+  n.qm.start({id});
+  // Attempts 1 and 2 are glitch retries (60 s); attempt 3 starts the backoff (600 s).
+  std::int64_t expect = secs(t0);
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() == static_cast<std::size_t>(attempt); }));
+    n.remote.answer(attempt - 1, {"421"}, transient_error("4.4.1", "connection refused by 192.0.2.25"));
+    ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == static_cast<std::uint64_t>(attempt); }));
+    expect += attempt <= 2 ? 60 : 600;
+    EXPECT_EQ(n.qm.list()[0].next_attempt_unix, expect) << "attempt " << attempt;
+    auto hops = n.qm.hops();
+    ASSERT_EQ(hops.size(), 1u);
+    EXPECT_EQ(hops[0].next_hop, "mx:internet:down.test");
+    EXPECT_EQ(hops[0].state, "retry");
+    EXPECT_EQ(hops[0].messages, 1u);
+    EXPECT_EQ(hops[0].failures, static_cast<std::uint64_t>(attempt));
+    EXPECT_NE(hops[0].last_error.find("connection refused"), std::string::npos);
+    n.s.clock.advance(seconds(attempt <= 2 ? 60 : 600));
+  }
+  n.qm.stop();
+  EXPECT_TRUE(fs::exists(n.s.store.path_of(id)));
+}
+
+TEST(RemoteQueue, ARestartInTheMiddleOfTheScheduleKeepsStateAndNextRetry) {
+  TempDir t;
+  std::string id;
+  std::int64_t next = 0;
+  {
+    Node n(t.path(), fast());
+    id = n.s.put("x\r\n", from("alice@example.org", {rcpt("done@one.test"), rcpt("later@one.test")}))
+             .value();
+    n.qm.start({id});
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+    n.remote.answer(0, {"250", "451"});
+    ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 1; }));
+    next = n.qm.list()[0].next_attempt_unix;
+    n.qm.stop();
+  }
+  Node n(t.path(), fast());
+  auto rep = n.s.store.recover();
+  ASSERT_EQ(rep.ready, std::vector<std::string>{id});
+  n.qm.start(rep.ready);
+  // Not due yet: nothing is sent at start.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(n.remote.size(), 0u);
+  auto l = n.qm.list();
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].state, MessageState::kRetry);
+  EXPECT_EQ(l[0].next_attempt_unix, next);
+  EXPECT_EQ(l[0].attempts, 1u);
+  n.s.clock.advance(seconds(60));
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  ASSERT_EQ(n.remote.job(0).recipients.size(), 1u);  // the accepted one is not sent again
+  EXPECT_EQ(n.remote.job(0).recipients[0].address, "later@one.test");
+  n.remote.answer(0, {"250"});
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 1; }));
+  n.qm.stop();
+  EXPECT_EQ(count(t.path() + "/q/state"), 0u);
+}
+
+TEST(RemoteQueue, DelayNoticeOnceThenExpiryBouncesWhatIsLeft) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto id = n.s.put("x\r\n", from("alice@example.org", {rcpt("slow@one.test")})).value();
+  n.qm.start({id});
+  std::size_t answered = 0;
+  auto queued = [&] { return fs::exists(n.s.store.path_of(id)); };
+  // Keep failing softly; the clock moves 1 h per attempt. Expiry comes at 8 h.
+  for (int hour = 0; hour < 12 && queued(); ++hour) {
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() > answered || !queued(); }));
+    if (n.remote.size() > answered) {
+      n.remote.answer(answered++, {"451"});
+    }
+    ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == answered || !queued(); }));
+    n.s.clock.advance(std::chrono::hours(1));
+  }
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().expired == 1; }));
+  EXPECT_EQ(answered, 9u);  // attempts at 0 h .. 8 h; the one at 8 h finds it expired
+  ASSERT_TRUE(wait_until([&] { return n.reports("alice").size() == 2; }));
+  auto reports = n.reports("alice");
+  int delays = 0, failures = 0;
+  for (const auto& r : reports) {
+    delays += r.find("Action: delayed") != std::string::npos ? 1 : 0;
+    failures += r.find("Action: failed") != std::string::npos &&
+                r.find("Status: 5.4.7") != std::string::npos ? 1 : 0;
+  }
+  EXPECT_EQ(delays, 1);
+  EXPECT_EQ(failures, 1);
+  EXPECT_FALSE(fs::exists(n.s.store.path_of(id)));
+  n.qm.stop();
+}
+
+TEST(RemoteQueue, NoRouteBouncesAndTheNullSenderNeverGetsAReport) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto a = n.s.put("x\r\n", from("alice@example.org", {rcpt("x@nowhere.test")})).value();
+  auto b = n.s.put("x\r\n", from("", {rcpt("y@nowhere.test"), rcpt("z@one.test")})).value();
+  n.qm.start({a, b});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  n.remote.answer(0, {"550"});
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(a)) && !fs::exists(n.s.store.path_of(b)); }));
+  ASSERT_TRUE(wait_until([&] { return n.reports("alice").size() == 1; }));
+  EXPECT_NE(n.reports("alice")[0].find("Status: 5.4.4"), std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(n.qm.counters().dsns, 1u);  // none for the message from <>
+  n.qm.stop();
+}
+
+TEST(RemoteQueue, PerHopConcurrencyHoldsTheRestUntilAConnectionFrees) {
+  TempDir t;
+  auto o = fast();
+  o.max_per_hop = 1;
+  Node n(t.path(), o);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(n.s.put("x\r\n", from("alice@example.org", {rcpt("a@one.test")})).value());
+  }
+  ids.push_back(n.s.put("x\r\n", from("alice@example.org", {rcpt("a@two.test")})).value());
+  n.qm.start(ids);
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 2; }));  // one per hop
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(n.remote.size(), 2u);
+  auto hops = n.qm.hops();
+  ASSERT_EQ(hops.size(), 2u);
+  EXPECT_EQ(hops[0].state, "active");
+  EXPECT_EQ(hops[0].in_flight, 1u);
+  for (std::size_t done = 0; done < 4; ++done) {
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() > done; }));
+    n.remote.answer(done, {"250"});
+  }
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 4; }));
+  EXPECT_EQ(n.remote.size(), 4u);
+  n.qm.stop();
+}
+
+}  // namespace
+}  // namespace bh::queue
