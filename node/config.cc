@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <charconv>
 #include <map>
 #include <optional>
 #include <set>
@@ -502,6 +503,24 @@ class Loader {
       c.set_local_domains(i, d);
     }
 
+    for (int i = 0; i < c.smtp().relay_networks_size(); ++i) {
+      auto n = parse_network(c.smtp().relay_networks(i));
+      if (!n.ok()) {
+        return fail_key(index("smtp.relay_networks", i), n.error().message);
+      }
+      c.mutable_smtp()->set_relay_networks(i, n->str());
+    }
+    for (int i = 0; i < c.smtp().relay_domains_size(); ++i) {
+      std::string d = normalize_domain(c.smtp().relay_domains(i));
+      if (!is_valid_domain(d)) {
+        return fail_key(index("smtp.relay_domains", i), quoted(c.smtp().relay_domains(i)) + " is not a domain name");
+      }
+      if (domains.count(d) > 0) {
+        return fail_key(index("smtp.relay_domains", i), quoted(d) + " is also a local domain");
+      }
+      c.mutable_smtp()->set_relay_domains(i, d);
+    }
+
     auto* boxes = c.mutable_directory()->mutable_file()->mutable_mailboxes();
     std::set<std::string> seen;
     for (int i = 0; i < boxes->size(); ++i) {
@@ -663,6 +682,65 @@ Result<Endpoint> parse_endpoint(const std::string& text) {
     return bad("port out of range (1-65535)");
   }
   return Endpoint{host, static_cast<std::uint16_t>(p->magnitude)};
+}
+
+Result<Network> parse_network(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return Result<Network>(permanent_error("5.3.5", "\"" + text + "\": " + why));
+  };
+  Network n;
+  std::string addr = text;
+  int prefix = -1;
+  if (auto slash = text.find('/'); slash != std::string::npos) {
+    addr = text.substr(0, slash);
+    std::string_view p = std::string_view(text).substr(slash + 1);
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), prefix);
+    if (ec != std::errc() || end != p.data() + p.size() || p.empty()) {
+      return bad("the prefix length is not a number");
+    }
+  }
+  if (::inet_pton(AF_INET, addr.c_str(), n.addr.data()) == 1) {
+    n.family = AF_INET;
+  } else if (::inet_pton(AF_INET6, addr.c_str(), n.addr.data()) == 1) {
+    n.family = AF_INET6;
+  } else {
+    return bad("not a network in CIDR notation (IP literal, optional /prefix)");
+  }
+  const int bits = n.family == AF_INET ? 32 : 128;
+  if (prefix > bits) {
+    return bad("prefix longer than " + std::to_string(bits));
+  }
+  n.prefix = prefix < 0 ? bits : prefix;
+  // Host bits cleared: 10.1.2.3/8 is the network 10.0.0.0/8.
+  for (int b = n.prefix; b < bits; ++b) {
+    n.addr[static_cast<std::size_t>(b / 8)] &= static_cast<unsigned char>(~(0x80u >> (b % 8)));
+  }
+  return n;
+}
+
+bool Network::contains(std::string_view ip) const {
+  std::array<unsigned char, 16> a{};
+  std::string s(ip);
+  if (::inet_pton(family, s.c_str(), a.data()) != 1) {
+    // An IPv4 client seen through an IPv6 socket (::ffff:192.0.2.1) against a v4 network.
+    if (family != AF_INET || !s.starts_with("::ffff:") ||
+        ::inet_pton(AF_INET, s.c_str() + 7, a.data()) != 1) {
+      return false;
+    }
+  }
+  for (int b = 0; b < prefix; ++b) {
+    const auto mask = static_cast<unsigned char>(0x80u >> (b % 8));
+    if ((a[static_cast<std::size_t>(b / 8)] & mask) != (addr[static_cast<std::size_t>(b / 8)] & mask)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Network::str() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  ::inet_ntop(family, addr.data(), buf, sizeof buf);
+  return std::string(buf) + "/" + std::to_string(prefix);
 }
 
 Result<bh::proto::Config> load_config_string(const std::string& text, const std::string& filename) {

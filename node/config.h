@@ -21,7 +21,9 @@
 // Threading: pure functions, no shared state. Error class: always permanent.
 
 #include <cstdint>
+#include <array>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -40,6 +42,17 @@ struct Endpoint {
 
 // "127.0.0.1:25" or "[::1]:25"; port 1-65535; IP literals only.
 Result<Endpoint> parse_endpoint(const std::string& text);
+
+// An IP network in CIDR notation ("127.0.0.0/8", "::1/128"; a bare address is a /32 or
+// /128) for the relay policy.
+struct Network {
+  int family = 0;                    // AF_INET or AF_INET6
+  std::array<unsigned char, 16> addr{};
+  int prefix = 0;
+  bool contains(std::string_view ip) const;  // false for anything not an IP literal
+  std::string str() const;
+};
+Result<Network> parse_network(const std::string& text);
 
 Result<bh::proto::Config> load_config_file(const std::string& path);
 // `filename` only names the source in error messages.

@@ -9,17 +9,20 @@
 #include <sys/stat.h>
 
 #include <boost/asio.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "admin/admin_server.h"
+#include "common/address.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "directory/file_directory.h"
@@ -27,6 +30,7 @@
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
 #include "queue/queue_manager.h"
+#include "routing/route_table.h"
 #include "smtp/connection.h"
 
 namespace {
@@ -161,11 +165,53 @@ int main(int argc, char** argv) {
   qopt.retry_initial = std::chrono::seconds(cfg.queue().retry_initial_s());
   qopt.retry_max = std::chrono::seconds(cfg.queue().retry_max_s());
   qopt.batch_window = std::chrono::milliseconds(cfg.queue().delivery_batch_window_ms());
+  const auto& queue_cfg = cfg.queue();
+  qopt.glitch_retries = queue_cfg.glitch_retries();
+  qopt.glitch_interval = std::chrono::seconds(queue_cfg.glitch_interval_s());
+  qopt.expire_after = std::chrono::seconds(queue_cfg.expire_after_s());
+  qopt.delay_notice_after = std::chrono::seconds(queue_cfg.delay_notice_after_s());
+  qopt.max_per_hop = queue_cfg.max_per_hop();
+  qopt.max_remote = queue_cfg.max_remote();
   bh::queue::QueueManager manager(store, maildir, clock, qopt);
+  bh::directory::FileDirectory directory(mailbox_list, local_domains);
+
+  // Reports and routing run on the delivery thread: their own randomness.
+  bh::SystemRandom delivery_random;
+  bh::queue::DsnSetup dsn;
+  dsn.reporting_mta = hostname;
+  dsn.random = &delivery_random;
+  dsn.local_mailbox = [&directory](const std::string& address) {
+    std::string mailbox;
+    directory.resolve(address, [&](bh::Result<bh::directory::Resolution> r) {  // synchronous
+      if (r.ok() && r->kind == bh::directory::RecipientKind::kLocalMailbox) {
+        mailbox = r->mailbox;
+      }
+    });
+    return mailbox;
+  };
+  manager.set_dsn(dsn);
+
+  std::shared_ptr<const bh::routing::RouteTable> routes;
+  if (auto t = bh::routing::RouteTable::build(bh::node::smtp_connectors(cfg)); t.ok()) {
+    routes = t.value();
+  } else {
+    return fatal(config_path + ": routing: " + t.error().message);
+  }
+  auto router = [&routes, &delivery_random](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
+    auto r = routes->select(domain, delivery_random);
+    if (!r.ok()) {
+      return r.error();
+    }
+    bh::queue::RouteChoice c;
+    c.next_hop = r->next_hop;
+    c.connector = r->connector->name;
+    c.domain = std::string(domain);
+    return c;
+  };
+  (void)router;  // handed to the relay client once it is wired
   manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
     bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);
   });
-  bh::directory::FileDirectory directory(mailbox_list, local_domains);
 
   // ---- io threads ----
   unsigned workers = cfg.node().workers() != 0 ? cfg.node().workers() : std::max(1u, std::thread::hardware_concurrency());
@@ -184,6 +230,22 @@ int main(int argc, char** argv) {
   svc.directory = &directory;
   svc.clock = &clock;
   svc.is_local_domain = [&directory](std::string_view d) { return directory.is_local_domain(d); };
+  std::vector<bh::node::Network> relay_networks;
+  for (const auto& n : cfg.smtp().relay_networks()) {
+    relay_networks.push_back(bh::node::parse_network(n).value());  // validated by the loader
+  }
+  std::set<std::string, std::less<>> relay_domains(cfg.smtp().relay_domains().begin(),
+                                                   cfg.smtp().relay_domains().end());
+  if (!relay_networks.empty() || !relay_domains.empty()) {
+    svc.may_relay = [relay_networks, relay_domains](std::string_view ip, std::string_view domain) {
+      std::string d = bh::normalize_domain(domain);
+      if (relay_domains.count(d) > 0) {
+        return true;
+      }
+      return std::any_of(relay_networks.begin(), relay_networks.end(),
+                         [&](const bh::node::Network& n) { return n.contains(ip); });
+    };
+  }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   auto& s = svc.session;
   const auto& c = cfg.smtp();

@@ -130,8 +130,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto at = a.address.rfind('@');
     std::string_view domain =
         at == std::string::npos ? std::string_view{} : std::string_view(a.address).substr(at + 1);
+    if (!a.for_vrfy && !domain.empty() && !services_->is_local_domain(domain) &&
+        services_->may_relay && services_->may_relay(peer_ip_, domain)) {
+      RecipientVerdict v;
+      v.kind = RecipientVerdict::Kind::kLocal;  // accepted; no mailbox: relayed
+      feed_now(session_.on_recipient_result(std::move(v)));
+      return;
+    }
     if (!a.for_vrfy && (domain.empty() || !services_->is_local_domain(domain))) {
-      // No relay in a standalone node: RFC 5321 3.6.2, hostile-inputs #47-54.
+      // Not ours and not relayed for this client: RFC 5321 3.6.2, hostile-inputs #47-54.
       RecipientVerdict v;
       v.kind = RecipientVerdict::Kind::kError;
       v.error = permanent_error("5.7.1", "Relay access denied");

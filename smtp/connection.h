@@ -38,8 +38,12 @@ struct ConnectionServices {
   queue::MessageStore* store = nullptr;
   directory::RecipientDirectory* directory = nullptr;
   const Clock* clock = nullptr;
-  // Domains this node accepts mail for; RCPT to any other domain is refused (no relay yet).
+  // Domains this node accepts mail for (the directory decides about each mailbox).
   std::function<bool(std::string_view domain)> is_local_domain;
+  // Whether a client at `client_ip` may send to the non-local `domain` (relay policy:
+  // trusted networks, relay domains). Unset or false: 550 5.7.1 Relay access denied.
+  // An accepted recipient is queued with no mailbox and routed by the queue manager.
+  std::function<bool(std::string_view client_ip, std::string_view domain)> may_relay;
   // Called (on the connection's thread) once a message is durable and acknowledged.
   std::function<void(const std::string& queue_id)> on_queued;
   SessionConfig session;

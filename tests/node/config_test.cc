@@ -531,6 +531,52 @@ TEST(Config, UnquotedWildcardPatternIsAYamlError) {
   EXPECT_EQ(c.error().message.rfind("n.yaml:", 0), 0u) << c.error().message;
 }
 
+TEST(Config, RelayNetworksAndDomainsAreValidatedAndNormalized) {
+  auto c = load_config_string(std::string(kMinimal) + R"(smtp:
+  relay_networks: ["10.1.2.3/8", "192.0.2.7", "2001:db8::1/32"]
+  relay_domains: [Partner.Test.]
+queue:
+  glitch_retries: 0
+  expire_after_s: 3600
+)", "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->smtp().relay_networks_size(), 3);
+  EXPECT_EQ(c->smtp().relay_networks(0), "10.0.0.0/8");
+  EXPECT_EQ(c->smtp().relay_networks(1), "192.0.2.7/32");
+  EXPECT_EQ(c->smtp().relay_networks(2), "2001:db8::/32");
+  EXPECT_EQ(c->smtp().relay_domains(0), "partner.test");
+  EXPECT_EQ(c->queue().glitch_retries(), 0u);
+  EXPECT_EQ(c->queue().glitch_interval_s(), 60u);
+  EXPECT_EQ(c->queue().delay_notice_after_s(), 43200u);
+  for (auto [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"smtp:\n  relay_networks: [\"10.0.0.0/33\"]\n", "smtp.relay_networks[0]"},
+           {"smtp:\n  relay_networks: [\"127.0.0.1\", \"example.org\"]\n", "smtp.relay_networks[1]"},
+           {"smtp:\n  relay_networks: [\"10.0.0.0/x\"]\n", "smtp.relay_networks[0]"},
+           {"smtp:\n  relay_domains: [example.org]\n", "smtp.relay_domains[0]"},
+           {"smtp:\n  relay_domains: [\"bad domain\"]\n", "smtp.relay_domains[0]"}}) {
+    auto bad = load_config_string(std::string(kMinimal) + yaml, "n.yaml");
+    ASSERT_FALSE(bad.ok()) << yaml;
+    EXPECT_NE(bad.error().message.find(key), std::string::npos) << bad.error().message;
+  }
+}
+
+TEST(Config, NetworksContainTheirAddressesOnly) {
+  auto v4 = parse_network("127.0.0.0/8").value();
+  EXPECT_TRUE(v4.contains("127.0.0.1"));
+  EXPECT_TRUE(v4.contains("127.255.1.2"));
+  EXPECT_TRUE(v4.contains("::ffff:127.0.0.9"));
+  EXPECT_FALSE(v4.contains("128.0.0.1"));
+  EXPECT_FALSE(v4.contains("::1"));
+  EXPECT_FALSE(v4.contains("localhost"));
+  auto host = parse_network("192.0.2.7").value();
+  EXPECT_TRUE(host.contains("192.0.2.7"));
+  EXPECT_FALSE(host.contains("192.0.2.6"));
+  auto v6 = parse_network("2001:db8::/33").value();
+  EXPECT_TRUE(v6.contains("2001:db8:7fff::1"));
+  EXPECT_FALSE(v6.contains("2001:db8:8000::1"));
+  EXPECT_TRUE(parse_network("0.0.0.0/0").value().contains("203.0.113.1"));
+}
+
 TEST(Config, TopLevelMustBeAMapping) {
   auto c = load_config_string("- a\n- b\n", "list.yaml");
   ASSERT_FALSE(c.ok());
