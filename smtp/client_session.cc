@@ -573,6 +573,7 @@ struct ClientSession::Impl {
     body_mode = caps.chunking && (cfg.use_chunking || msg.body == queue::BodyType::kBinaryMime)
                     ? BodyMode::kBdat
                     : BodyMode::kData;
+    result.mail_sent = true;
     command(mail_command(), {Stage::kMail});
     if (caps.pipelining) {
       // RFC 2920 §3.1: MAIL, every RCPT and DATA in one group; BDAT waits for the RCPT

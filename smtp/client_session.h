@@ -142,6 +142,9 @@ struct ClientResult {
   bool tls = false;  // TLS was established
   bool authenticated = false;
   bool dsn_passed = false;  // the server took DSN parameters (else DSN "relayed" is due)
+  // MAIL was sent: the server may have seen a transaction. A relay moves on to the next
+  // MX only for failures before this point (RFC 5321 §5.1; docs/smtp-client.md).
+  bool mail_sent = false;
 };
 
 // ---- Actions ----

@@ -308,6 +308,7 @@ TEST(ClientSession, PipelinedDeliveryWritesOneGroupAndMatchesRepliesInOrder) {
     EXPECT_EQ(s.body, "Hello\r\nWorld\r\n");
     ASSERT_TRUE(d->result);
     EXPECT_FALSE(d->result->hop_error);
+    EXPECT_TRUE(d->result->mail_sent);
     for (std::size_t i = 0; i < 2; ++i) {
       EXPECT_EQ(outcome(*d, i).status, DeliveryStatus::kDelivered);
       EXPECT_EQ(outcome(*d, i).code, 250);
@@ -379,6 +380,7 @@ TEST(ClientSession, EightBitBodyToAHeloServerFailsTheHopWithoutMail) {
             (std::vector<std::string>{"EHLO relay.example.org", "HELO relay.example.org", "QUIT"}));
   ASSERT_TRUE(d->result->hop_error);
   EXPECT_EQ(d->result->hop_error->enhanced, "5.6.3");
+  EXPECT_FALSE(d->result->mail_sent);
   EXPECT_EQ(outcome(*d, 0).status, DeliveryStatus::kPermanent);
   EXPECT_EQ(outcome(*d, 0).enhanced, "5.6.3");
 }

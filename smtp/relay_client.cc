@@ -1,0 +1,821 @@
+#include "smtp/relay_client.h"
+
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <type_traits>
+
+#include "common/log.h"
+
+namespace bh::smtp {
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+// ---- Pure pieces ----
+
+std::string RelayTarget::remote_mta() const { return host + " [" + ip + "]"; }
+
+std::string RelayTarget::str() const {
+  return host + "[" + ip + "]:" + std::to_string(port);
+}
+
+Result<std::vector<RelayTarget>> smart_host_targets(const routing::Connector& connector) {
+  std::vector<RelayTarget> out;
+  for (const auto& h : connector.smart_hosts) {
+    if (!h.is_ip) {
+      // A name would need an A/AAAA lookup through the configured DNS servers, which the
+      // MxResolver does not offer on its own (resolve() follows MX records).
+      return transient_error("4.3.5", "connector " + connector.name + ": smart host " + h.str() +
+                                          " is a host name; only IP literals are supported");
+    }
+    RelayTarget t;
+    t.host = h.host;
+    t.ip = h.host;
+    t.host_is_ip = true;
+    t.port = h.port != 0 ? h.port : connector.settings.port;
+    out.push_back(std::move(t));
+  }
+  if (out.empty()) {
+    return transient_error("4.3.5", "connector " + connector.name + " has no smart hosts");
+  }
+  return out;
+}
+
+std::vector<RelayTarget> mx_targets(const std::vector<routing::MxHost>& hosts, std::uint16_t port) {
+  std::vector<RelayTarget> out;
+  for (const auto& h : hosts) {
+    for (const auto& a : h.addresses) {
+      RelayTarget t;
+      t.host = h.host;
+      t.ip = a;
+      t.port = port;
+      out.push_back(std::move(t));
+    }
+  }
+  return out;
+}
+
+Result<void> check_connector(const routing::Connector& connector) {
+  if (connector.kind == routing::ConnectorKind::kSmartHost) {
+    auto t = smart_host_targets(connector);
+    if (!t.ok()) {
+      return t.error();
+    }
+  }
+  return Ok{};
+}
+
+bool try_next_target(const ClientResult& result) {
+  if (!result.hop_error || result.mail_sent) {
+    return false;
+  }
+  if (result.hop_error->transient()) {
+    return true;
+  }
+  // Permanent before MAIL: a 5xx greeting / EHLO / HELO reply moves on; a verdict of our
+  // own from the server's capabilities (hop_code 0) is about the message and final.
+  return result.hop_code >= 500;
+}
+
+namespace {
+
+queue::RemoteStatus status_of(DeliveryStatus s) {
+  switch (s) {
+    case DeliveryStatus::kDelivered:
+      return queue::RemoteStatus::kDelivered;
+    case DeliveryStatus::kPermanent:
+      return queue::RemoteStatus::kPermanent;
+    case DeliveryStatus::kTransient:
+      break;
+  }
+  return queue::RemoteStatus::kTransient;
+}
+
+std::string reply_text(int code, const std::string& enhanced, const std::string& text) {
+  std::string s;
+  if (code != 0) {
+    s = std::to_string(code) + " ";
+  }
+  s += enhanced;
+  if (!text.empty()) {
+    s += " " + text;
+  }
+  return s;
+}
+
+}  // namespace
+
+queue::RemoteResult to_remote_result(const ClientResult& result,
+                                     const std::vector<queue::RemoteJob::Rcpt>& recipients,
+                                     std::string remote_mta) {
+  BH_CHECK(result.recipients.size() == recipients.size());
+  queue::RemoteResult r;
+  r.remote_mta = std::move(remote_mta);
+  r.dsn_passed = result.dsn_passed;
+  r.hop_error = result.hop_error;
+  for (std::size_t i = 0; i < recipients.size(); ++i) {
+    const auto& o = result.recipients[i];
+    queue::RemoteRecipientResult rr;
+    rr.index = recipients[i].index;
+    rr.status = status_of(o.status);
+    rr.enhanced = o.enhanced;
+    rr.reply = reply_text(o.code, o.enhanced, o.text);
+    r.recipients.push_back(std::move(rr));
+  }
+  return r;
+}
+
+queue::RemoteResult hop_failure(const std::vector<queue::RemoteJob::Rcpt>& recipients, const Error& error,
+                                std::string remote_mta) {
+  queue::RemoteResult r;
+  r.remote_mta = std::move(remote_mta);
+  r.hop_error = error;
+  for (const auto& rc : recipients) {
+    queue::RemoteRecipientResult rr;
+    rr.index = rc.index;
+    rr.status = error.transient() ? queue::RemoteStatus::kTransient : queue::RemoteStatus::kPermanent;
+    rr.enhanced = error.enhanced;
+    rr.reply = reply_text(0, error.enhanced, error.message);
+    r.recipients.push_back(std::move(rr));
+  }
+  return r;
+}
+
+OutboundMessage outbound_message(const queue::RemoteJob& job) {
+  OutboundMessage m;
+  m.sender = job.sender;
+  m.body = job.body == queue::BodyType::kUnspecified ? queue::BodyType::k7Bit : job.body;
+  m.ret = job.ret;
+  m.envid = job.envid;
+  m.smtputf8 = job.smtputf8;
+  m.size = job.body_length;
+  for (const auto& r : job.recipients) {
+    m.recipients.push_back(OutboundRecipient{r.address, r.notify, r.orcpt});
+  }
+  return m;
+}
+
+Result<std::string> read_password_file(const std::string& path) {
+  constexpr std::size_t kMax = 4096;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return transient_error("4.7.0", "cannot open the AUTH password file " + path + ": " +
+                                        std::strerror(errno));
+  }
+  std::string data(kMax + 1, '\0');
+  std::size_t have = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, data.data() + have, data.size() - have);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return transient_error("4.7.0", "cannot read the AUTH password file " + path + ": " +
+                                          std::strerror(e));
+    }
+    if (n == 0 || have + static_cast<std::size_t>(n) == data.size()) {
+      have += static_cast<std::size_t>(n);
+      break;
+    }
+    have += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (have > kMax) {
+    return transient_error("4.7.0", "the AUTH password file " + path + " is larger than 4 KiB");
+  }
+  data.resize(have);
+  data = data.substr(0, data.find_first_of("\r\n"));
+  if (data.empty()) {
+    return transient_error("4.7.0", "the AUTH password file " + path + " is empty");
+  }
+  return data;
+}
+
+// ---- Shared state ----
+
+struct SmtpRelay::Shared {
+  Shared(asio::io_context& io_, TableSource t, routing::MxResolver* r, RelayOptions o)
+      : io(io_), strand(asio::make_strand(io_)), tables(std::move(t)), resolver(r),
+        options(std::move(o)), tls(ssl::context::tls_client) {}
+
+  asio::io_context& io;
+  asio::strand<asio::io_context::executor_type> strand;  // active / waiting
+  TableSource tables;
+  routing::MxResolver* resolver;
+  RelayOptions options;
+  ssl::context tls;
+  RelayCounters counters;
+
+  std::size_t active = 0;
+  std::deque<std::function<void()>> waiting;  // job starters, FIFO
+
+  // Both on `strand`.
+  void admit(std::function<void()> start) {
+    if (active < std::max<std::size_t>(1, options.max_concurrent_jobs)) {
+      ++active;
+      start();
+    } else {
+      counters.waiting++;
+      waiting.push_back(std::move(start));
+    }
+  }
+  void release() {
+    BH_CHECK(active > 0);
+    --active;
+    if (!waiting.empty()) {
+      auto next = std::move(waiting.front());
+      waiting.pop_front();
+      counters.waiting--;
+      ++active;
+      next();
+    }
+  }
+};
+
+namespace {
+
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+constexpr std::size_t kBodyChunk = 64u << 10;  // one pread, one DATA write or BDAT chunk
+
+std::string ssl_error_text() {
+  std::string s;
+  while (unsigned long e = ERR_get_error()) {
+    std::array<char, 256> buf{};
+    ERR_error_string_n(e, buf.data(), buf.size());
+    if (!s.empty()) {
+      s += "; ";
+    }
+    s += buf.data();
+  }
+  return s;
+}
+
+// What one connection needs to know beyond the session's config.
+struct AttemptSetup {
+  RelayTarget target;
+  bool tls_verify = false;
+  int body_fd = -1;  // owned by the job
+  std::uint64_t body_offset = 0, body_length = 0;
+  std::chrono::milliseconds connect_timeout{30000};
+};
+
+// The outcome of one attempt: a connect failure, or the session's result.
+struct AttemptOutcome {
+  RelayTarget target;
+  bool connected = false;
+  std::optional<Error> connect_error;
+  ClientResult result;
+};
+
+// One connection driving one ClientSession. Every member is touched only on the job's
+// strand. Kept alive by its pending operations; reports once through `report`.
+class Attempt : public std::enable_shared_from_this<Attempt> {
+ public:
+  using Report = std::function<void(AttemptOutcome)>;
+
+  Attempt(Strand strand, ssl::context& tls, AttemptSetup setup, ClientConfig config,
+          OutboundMessage message, Report report)
+      : strand_(strand),
+        stream_(strand, tls),
+        timer_(strand),
+        setup_(std::move(setup)),
+        session_(std::move(config), std::move(message)),
+        report_(std::move(report)) {}
+
+  void start() {
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(setup_.target.ip, ec);
+    if (ec) {
+      fail_connect(transient_error("4.4.1", "bad address " + setup_.target.str()));
+      return;
+    }
+    tcp::endpoint ep(addr, setup_.target.port);
+    timer_.expires_after(setup_.connect_timeout);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code e) {
+      if (!e && !self->connected_ && !self->dead_) {
+        self->timed_out_ = true;
+        boost::system::error_code ignored;
+        self->socket().close(ignored);
+      }
+    });
+    socket().async_connect(ep, [self = shared_from_this()](boost::system::error_code e) {
+      self->on_connect(e);
+    });
+  }
+
+ private:
+  tcp::socket& socket() { return stream_.next_layer(); }
+
+  void fail_connect(Error e) {
+    dead_ = true;
+    timer_.cancel();
+    AttemptOutcome o;
+    o.target = setup_.target;
+    o.connect_error = std::move(e);
+    deliver_report(std::move(o));
+  }
+
+  void on_connect(boost::system::error_code ec) {
+    if (dead_) {
+      return;
+    }
+    if (ec || timed_out_) {
+      std::string why = timed_out_ ? "timed out" : ec.message();
+      fail_connect(transient_error("4.4.1", "connect to " + setup_.target.str() + ": " + why));
+      return;
+    }
+    connected_ = true;
+    timer_.cancel();
+    boost::system::error_code ignored;
+    socket().set_option(tcp::no_delay(true), ignored);
+    prepare_tls();
+    run(session_.start());
+  }
+
+  // SNI and peer verification, set before the session can ask for the handshake.
+  void prepare_tls() {
+    SSL* ssl = stream_.native_handle();
+    const auto& t = setup_.target;
+    if (!t.host_is_ip) {
+      SSL_set_tlsext_host_name(ssl, t.host.c_str());  // RFC 6066 §3: names only
+    }
+    if (setup_.tls_verify) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+      if (t.host_is_ip) {
+        X509_VERIFY_PARAM_set1_ip_asc(param, t.ip.c_str());
+      } else {
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        X509_VERIFY_PARAM_set1_host(param, t.host.c_str(), 0);
+      }
+      SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
+    } else {
+      SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
+    }
+  }
+
+  // Performs actions in order; an action that must follow the previous write (NeedBody,
+  // StartTls) waits for it, and the pump resumes when the write completes.
+  void run(ClientActions actions) {
+    for (auto& a : actions) {
+      pending_.push_back(std::move(a));
+    }
+    pump();
+  }
+
+  void pump() {
+    if (pumping_) {
+      return;
+    }
+    pumping_ = true;
+    while (!pending_.empty() && !dead_) {
+      ClientAction& front = pending_.front();
+      bool after_write = std::holds_alternative<NeedBody>(front) || std::holds_alternative<StartTls>(front);
+      if (after_write && (writing_ || !out_.empty())) {
+        break;
+      }
+      ClientAction a = std::move(front);
+      pending_.pop_front();
+      std::visit([this](auto& act) { perform(act); }, a);
+    }
+    pumping_ = false;
+    read_more();
+  }
+
+  void perform(SendBytes& a) {
+    out_.append(a.bytes);
+    flush();
+  }
+  void perform(ArmDeadline& a) {
+    timer_.expires_after(a.after);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec && !self->dead_ && !self->session_.closed()) {
+        self->run(self->session_.on_timeout());
+      }
+    });
+  }
+  void perform(StartTls&) {
+    handshaking_ = true;
+    stream_.async_handshake(ssl::stream_base::client,
+                            [self = shared_from_this()](boost::system::error_code ec) {
+                              self->handshaking_ = false;
+                              if (self->dead_ || self->session_.closed()) {
+                                return;
+                              }
+                              if (ec) {
+                                std::string detail = ssl_error_text();
+                                self->tls_error_ = detail.empty() ? ec.message() : detail;
+                                if (SSL_get_verify_result(self->stream_.native_handle()) != X509_V_OK) {
+                                  self->tls_error_ += std::string(" (certificate: ") +
+                                                      X509_verify_cert_error_string(SSL_get_verify_result(
+                                                          self->stream_.native_handle())) +
+                                                      ")";
+                                }
+                                self->run(self->session_.on_tls_failed());
+                                return;
+                              }
+                              self->tls_ = true;
+                              self->run(self->session_.on_tls_established());
+                            });
+  }
+  void perform(NeedBody& a) {
+    std::uint64_t left = setup_.body_length - body_pos_;
+    std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, a.max_bytes));
+    chunk_.resize(want);
+    std::size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::pread(setup_.body_fd, chunk_.data() + got, want - got,
+                          static_cast<off_t>(setup_.body_offset + body_pos_ + got));
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        local_error_ = transient_error(
+            "4.3.0", std::string("cannot read the queue file: ") + (n < 0 ? std::strerror(errno) : "short file"));
+        run(session_.on_eof());
+        shutdown();
+        return;
+      }
+      got += static_cast<std::size_t>(n);
+    }
+    body_pos_ += got;
+    ClientActions more = session_.on_body_chunk(chunk_, body_pos_ == setup_.body_length);
+    // Its actions go before anything still pending, so the session's order is kept.
+    pending_.insert(pending_.begin(), std::make_move_iterator(more.begin()),
+                    std::make_move_iterator(more.end()));
+  }
+  void perform(Finished& a) {
+    AttemptOutcome o;
+    o.target = setup_.target;
+    o.connected = true;
+    o.result = std::move(a.result);
+    if (local_error_) {
+      for (auto& r : o.result.recipients) {
+        if (r.status == DeliveryStatus::kTransient) {
+          r.code = 0;
+          r.enhanced = local_error_->enhanced;
+          r.text = local_error_->message;
+        }
+      }
+      o.result.hop_error = local_error_;
+      o.result.hop_code = 0;
+    } else if (!tls_error_.empty() && o.result.hop_error && o.result.hop_error->enhanced == "4.7.5") {
+      o.result.hop_error->message += ": " + tls_error_;
+      for (auto& r : o.result.recipients) {
+        if (r.enhanced == "4.7.5" && r.code == 0) {
+          r.text += ": " + tls_error_;
+        }
+      }
+    }
+    deliver_report(std::move(o));
+  }
+  void perform(Disconnect&) { shutdown(); }
+
+  void deliver_report(AttemptOutcome o) {
+    if (!report_) {
+      return;
+    }
+    // Posted, so the job never runs inside this attempt's pump.
+    asio::post(strand_, [report = std::move(report_), o = std::move(o)]() mutable { report(std::move(o)); });
+    report_ = nullptr;
+  }
+
+  bool tls_pending() const {
+    return std::any_of(pending_.begin(), pending_.end(),
+                       [](const ClientAction& a) { return std::holds_alternative<StartTls>(a); });
+  }
+
+  void read_more() {
+    // No read during the handshake, nor while a StartTls waits for its write: octets
+    // read then would be plaintext that must never be fed (RFC 3207 §4.2).
+    if (reading_ || dead_ || handshaking_ || session_.closed() || tls_pending()) {
+      return;
+    }
+    reading_ = true;
+    auto handler = [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+      self->reading_ = false;
+      if (self->dead_ || self->session_.closed()) {
+        return;
+      }
+      if (ec) {
+        self->run(self->session_.on_eof());
+        self->shutdown();
+        return;
+      }
+      self->run(self->session_.on_bytes(std::string_view(self->in_.data(), n)));
+    };
+    if (tls_) {
+      stream_.async_read_some(asio::buffer(in_), std::move(handler));
+    } else {
+      socket().async_read_some(asio::buffer(in_), std::move(handler));
+    }
+  }
+
+  void flush() {
+    if (writing_ || dead_ || out_.empty() || handshaking_) {
+      return;
+    }
+    writing_ = true;
+    sending_.swap(out_);
+    out_.clear();
+    auto handler = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+      self->writing_ = false;
+      if (self->dead_) {
+        return;
+      }
+      if (ec) {
+        if (!self->session_.closed()) {
+          self->run(self->session_.on_eof());
+        }
+        self->shutdown();
+        return;
+      }
+      self->sending_.clear();
+      self->flush();
+      self->pump();
+    };
+    if (tls_) {
+      asio::async_write(stream_, asio::buffer(sending_), std::move(handler));
+    } else {
+      asio::async_write(socket(), asio::buffer(sending_), std::move(handler));
+    }
+  }
+
+  void shutdown() {
+    if (dead_) {
+      return;
+    }
+    dead_ = true;
+    pending_.clear();
+    timer_.cancel();
+    boost::system::error_code ignored;
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
+  }
+
+  Strand strand_;
+  ssl::stream<tcp::socket> stream_;
+  asio::steady_timer timer_;
+  AttemptSetup setup_;
+  ClientSession session_;
+  Report report_;
+  std::array<char, 16384> in_{};
+  std::string out_, sending_, chunk_;
+  std::deque<ClientAction> pending_;
+  std::uint64_t body_pos_ = 0;
+  std::optional<Error> local_error_;
+  std::string tls_error_;
+  bool connected_ = false, timed_out_ = false, dead_ = false, pumping_ = false;
+  bool reading_ = false, writing_ = false, handshaking_ = false, tls_ = false;
+};
+
+routing::TlsMode tls_mode_of(const routing::Connector& c) { return c.settings.tls; }
+
+TlsPolicy tls_policy(routing::TlsMode m) {
+  switch (m) {
+    case routing::TlsMode::kRequired:
+      return TlsPolicy::kRequired;
+    case routing::TlsMode::kNone:
+      return TlsPolicy::kNever;
+    case routing::TlsMode::kOpportunistic:
+      break;
+  }
+  return TlsPolicy::kOpportunistic;
+}
+
+// One job: targets, attempts, the answer. Lives on its own strand.
+class Job : public std::enable_shared_from_this<Job> {
+ public:
+  Job(std::shared_ptr<SmtpRelay::Shared> shared, queue::RemoteJob job, queue::RemoteDeliverer::Done done)
+      : shared_(std::move(shared)), strand_(asio::make_strand(shared_->io)), job_(std::move(job)),
+        done_(std::move(done)) {}
+
+  ~Job() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+
+  // Called on the relay strand once the job holds a slot.
+  void start() {
+    asio::post(strand_, [self = shared_from_this()] { self->begin(); });
+  }
+
+ private:
+  void begin() {
+    shared_->counters.jobs++;
+    auto table = shared_->tables ? shared_->tables() : nullptr;
+    connector_ = table ? table->find(job_.connector) : nullptr;
+    if (!connector_) {
+      finish(hop_failure(job_.recipients,
+                         transient_error("4.4.0", "connector " + job_.connector +
+                                                      " is not in the current route table"),
+                         ""));
+      return;
+    }
+    if (!connector_->settings.auth_username.empty()) {
+      auto pw = read_password_file(connector_->settings.auth_password_file);
+      if (!pw.ok()) {
+        finish(hop_failure(job_.recipients, pw.error(), ""));
+        return;
+      }
+      credentials_ = ClientCredentials{connector_->settings.auth_username, std::move(pw.value())};
+    }
+    fd_ = ::open(job_.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) {
+      finish(hop_failure(job_.recipients,
+                         transient_error("4.3.0", "cannot open the queue file " + job_.path + ": " +
+                                                      std::strerror(errno)),
+                         ""));
+      return;
+    }
+    if (connector_->kind == routing::ConnectorKind::kSmartHost) {
+      auto t = smart_host_targets(*connector_);
+      if (!t.ok()) {
+        finish(hop_failure(job_.recipients, t.error(), ""));
+        return;
+      }
+      targets_ = std::move(t.value());
+      next_attempt();
+      return;
+    }
+    if (shared_->resolver == nullptr) {
+      finish(hop_failure(job_.recipients,
+                         transient_error("4.3.5", "connector " + connector_->name +
+                                                      " delivers by DNS MX, but no resolver is configured"),
+                         ""));
+      return;
+    }
+    shared_->resolver->resolve(job_.domain, [self = shared_from_this()](Result<std::vector<routing::MxHost>> r) {
+      asio::post(self->strand_, [self, r = std::move(r)]() mutable { self->on_resolved(std::move(r)); });
+    });
+  }
+
+  void on_resolved(Result<std::vector<routing::MxHost>> r) {
+    if (!r.ok()) {
+      finish(hop_failure(job_.recipients, r.error(), ""));
+      return;
+    }
+    targets_ = mx_targets(r.value(), connector_->settings.port);
+    if (targets_.empty()) {
+      finish(hop_failure(job_.recipients, transient_error("4.4.3", "no address for " + job_.domain), ""));
+      return;
+    }
+    next_attempt();
+  }
+
+  void next_attempt() {
+    std::size_t cap = std::max<std::size_t>(1, shared_->options.max_attempts);
+    if (next_ >= targets_.size() || attempts_ >= cap) {
+      BH_CHECK(last_.has_value());
+      finish(std::move(last_transient_ ? *last_transient_ : *last_));
+      return;
+    }
+    const RelayTarget& target = targets_[next_++];
+    ++attempts_;
+    shared_->counters.attempts++;
+    const auto& opt = shared_->options;
+    ClientConfig cfg;
+    cfg.helo_name = opt.helo_name;
+    cfg.tls = tls_policy(tls_mode_of(*connector_));
+    cfg.auth = credentials_;
+    cfg.auth_without_tls = opt.auth_without_tls;
+    cfg.use_chunking = opt.use_chunking;
+    cfg.body_chunk = kBodyChunk;
+    cfg.reply_limits = opt.reply_limits;
+    cfg.timeouts = opt.timeouts;
+    AttemptSetup setup;
+    setup.target = target;
+    setup.tls_verify = connector_->settings.tls_verify;
+    setup.body_fd = fd_;
+    setup.body_offset = job_.body_offset;
+    setup.body_length = job_.body_length;
+    setup.connect_timeout = opt.connect_timeout;
+    auto attempt = std::make_shared<Attempt>(
+        strand_, shared_->tls, std::move(setup), std::move(cfg), outbound_message(job_),
+        [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); });
+    attempt->start();
+  }
+
+  void on_attempt(AttemptOutcome o) {
+    auto& c = shared_->counters;
+    RelayAttempt info;
+    info.queue_id = job_.queue_id;
+    info.target = o.target.str();
+    info.connected = o.connected;
+    if (!o.connected) {
+      c.connect_failures++;
+      info.error = o.connect_error;
+    } else {
+      info.tls = o.result.tls;
+      info.authenticated = o.result.authenticated;
+      info.mail_sent = o.result.mail_sent;
+      info.error = o.result.hop_error;
+      if (o.result.tls) {
+        c.tls_sessions++;
+      }
+    }
+    log::info("relay", job_.queue_id + ": " + info.target + (info.tls ? " (TLS)" : "") + ": " +
+                           (info.error ? info.error->enhanced + " " + info.error->message : "session done"));
+    if (shared_->options.on_attempt) {
+      shared_->options.on_attempt(info);
+    }
+    queue::RemoteResult r;
+    bool next;
+    if (!o.connected) {
+      r = hop_failure(job_.recipients, *o.connect_error, o.target.remote_mta());
+      next = true;
+    } else {
+      r = to_remote_result(o.result, job_.recipients, o.target.remote_mta());
+      next = try_next_target(o.result);
+    }
+    if (!next) {
+      finish(std::move(r));
+      return;
+    }
+    if (r.hop_error && r.hop_error->transient()) {
+      last_transient_ = r;
+    }
+    last_ = std::move(r);
+    next_attempt();
+  }
+
+  void finish(queue::RemoteResult r) {
+    BH_CHECK(done_ != nullptr);
+    auto& c = shared_->counters;
+    for (const auto& rr : r.recipients) {
+      (rr.status == queue::RemoteStatus::kDelivered   ? c.delivered
+       : rr.status == queue::RemoteStatus::kTransient ? c.transient
+                                                      : c.permanent)++;
+    }
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    // Never inline: done runs as its own handler, then the slot goes back.
+    asio::post(strand_, [done = std::move(done_), r = std::move(r)]() mutable { done(std::move(r)); });
+    done_ = nullptr;
+    asio::post(shared_->strand, [shared = shared_] { shared->release(); });
+  }
+
+  std::shared_ptr<SmtpRelay::Shared> shared_;
+  Strand strand_;
+  queue::RemoteJob job_;
+  queue::RemoteDeliverer::Done done_;
+  std::shared_ptr<const routing::Connector> connector_;
+  std::optional<ClientCredentials> credentials_;
+  int fd_ = -1;
+  std::vector<RelayTarget> targets_;
+  std::size_t next_ = 0, attempts_ = 0;
+  std::optional<queue::RemoteResult> last_, last_transient_;
+};
+
+}  // namespace
+
+// ---- SmtpRelay ----
+
+Result<std::unique_ptr<SmtpRelay>> SmtpRelay::create(asio::io_context& io, TableSource tables,
+                                                     routing::MxResolver* resolver, RelayOptions options) {
+  auto shared = std::make_shared<Shared>(io, std::move(tables), resolver, std::move(options));
+  SSL_CTX* ctx = shared->tls.native_handle();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  const std::string& ca = shared->options.tls_ca_file;
+  if (!ca.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
+      return permanent_error("", "relay: cannot load the TLS CA file " + ca + ": " + ssl_error_text());
+    }
+  } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    return permanent_error("", "relay: cannot load the system TLS CA paths: " + ssl_error_text());
+  }
+  return std::unique_ptr<SmtpRelay>(new SmtpRelay(std::move(shared)));
+}
+
+SmtpRelay::SmtpRelay(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+
+// The io_context has stopped (header contract): waiting jobs hold the shared state, so
+// drop them here to break the cycle.
+SmtpRelay::~SmtpRelay() { shared_->waiting.clear(); }
+
+const RelayCounters& SmtpRelay::counters() const { return shared_->counters; }
+
+void SmtpRelay::deliver(queue::RemoteJob job, Done done) {
+  auto j = std::make_shared<Job>(shared_, std::move(job), std::move(done));
+  asio::post(shared_->strand, [shared = shared_, j] { shared->admit([j] { j->start(); }); });
+}
+
+}  // namespace bh::smtp

@@ -1,0 +1,170 @@
+#pragma once
+// SmtpRelay: the queue::RemoteDeliverer over SMTP (queue/remote_deliverer.h). A thin
+// Asio adapter around ClientSession (smtp/client_session.h), in the style of
+// smtp/connection.cc: it connects, reads, writes, runs the TLS handshake, streams the
+// body from the queue file and arms the one deadline the session asks for; every
+// protocol decision is the session's.
+//
+// One job = one message to one next hop:
+//   1. The connector is looked up by name in the current RouteTable (the table source is
+//      asked once per job, so a swapped table applies to the next job).
+//   2. Targets: a smart host connector's hosts in the order written (IP literals; host
+//      names are refused as a configuration error, transient 4.3.5, until a plain A/AAAA
+//      resolver exists), or for a DNS MX connector MxResolver::resolve(domain): MX hosts
+//      by preference, each host's addresses in order (IPv4 first).
+//   3. Each target is tried in turn, at most RelayOptions::max_attempts addresses per job.
+//      The next target is tried when the attempt failed before MAIL was sent: connect
+//      refused or timed out (4.4.1), greeting or EHLO 4xx or 5xx, TLS required but not
+//      offered (4.7.4), handshake failure (4.7.5), AUTH failure (4.7.8), a timeout or a
+//      lost connection before MAIL (4.4.2). RFC 5321 §5.1 asks for the next MX on a
+//      failure to connect or a 4xx; a 5xx greeting also moves on (as Postfix does): one
+//      broken MX must not bounce mail another MX would take. Once MAIL was sent the
+//      attempt's outcome is final for the job (the queue retries transient recipients):
+//      a server that saw the transaction may have accepted part of it. A permanent error
+//      decided before MAIL from the server's capabilities (SIZE 5.3.4, 8BITMIME 5.6.3,
+//      SMTPUTF8 5.6.7) is final as well: it is a fact of the message.
+//   4. When every target failed, the job gets the last transient failure if there was
+//      one (an unreachable host might have taken the mail), else the last failure.
+//
+// Per-recipient results: delivered / transient / permanent with the server's code,
+// enhanced code and text ("550 5.1.1 <x>: unknown"), or our diagnostic ("4.4.1 connect
+// to ..."). remote_mta is "host [ip]" of the server that gave the final answer.
+//
+// TLS (connector.settings.tls): opportunistic, required or never, through the session's
+// TlsPolicy. The handshake (client, TLS 1.2 or newer, SNI with the host name, never an IP
+// literal) runs on an asio::ssl::stream over the connected socket. With tls_verify the
+// chain must verify against RelayOptions::tls_ca_file (system default paths when empty)
+// and the certificate must name the MX / smart host name, or the IP for an IP literal
+// smart host; a failure is the session's transient 4.7.5, with OpenSSL's reason appended.
+//
+// AUTH: connector.settings.auth_username and the first line of auth_password_file
+// (read per job, so a rotated secret applies to the next job; no CR/LF kept). A missing
+// or unreadable file is transient 4.7.0 for the whole job, and nothing is sent.
+//
+// Queue file: opened once per job (transient 4.3.0 when it cannot be), before any
+// connection; the body octets [body_offset, body_offset + body_length) are read with
+// pread in chunks of at most 64 KiB when the session asks for them. A short or failing
+// read ends the attempt: transient 4.3.0 for every recipient not yet delivered.
+//
+// Concurrency: at most max_concurrent_jobs jobs hold a slot (DNS, connect, session) at
+// a time; further jobs wait in FIFO order. The slot is given back when done() is called;
+// the QUIT exchange that may follow is bounded by the command timeout.
+//
+// Threading: deliver() may be called from any thread; it only posts. Each job runs on a
+// strand of the io_context; resolver answers (another thread) are posted back to it.
+// done() is always posted, never called inside deliver(), exactly once per job while the
+// io_context runs. Destroy the relay after the io_context stopped running; jobs still
+// waiting then are dropped without done().
+//
+// Errors from create(): permanent, empty enhanced code, naming the CA file (config error).
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "queue/remote_deliverer.h"
+#include "routing/connector.h"
+#include "routing/mx_resolver.h"
+#include "routing/route_table.h"
+#include "smtp/client_session.h"
+
+namespace bh::smtp {
+
+// One attempt, reported to RelayOptions::on_attempt (logging, tests).
+struct RelayAttempt {
+  std::string queue_id;
+  std::string target;  // "host[ip]:port"
+  bool connected = false;
+  bool tls = false;
+  bool authenticated = false;
+  bool mail_sent = false;
+  std::optional<Error> error;  // the hop error, or the connect failure
+};
+
+struct RelayOptions {
+  std::string helo_name = "localhost";
+  ClientTimeouts timeouts;
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(30)};
+  std::string tls_ca_file;  // PEM CA bundle for tls_verify connectors; "" = system paths
+  ReplyLimits reply_limits;
+  std::size_t max_concurrent_jobs = 100;
+  std::size_t max_attempts = 10;  // addresses tried per job
+  bool use_chunking = true;       // BDAT when the server offers CHUNKING
+  bool auth_without_tls = false;  // test setups only: AUTH over plaintext
+  // Called on the job's strand after each attempt; must not block.
+  std::function<void(const RelayAttempt&)> on_attempt;
+};
+
+struct RelayCounters {
+  std::atomic<std::uint64_t> jobs{0}, waiting{0}, attempts{0}, connect_failures{0},
+      tls_sessions{0}, delivered{0}, transient{0}, permanent{0};
+};
+
+// ---- Pure pieces (unit-tested in tests/smtp/relay_client_test.cc) ----
+
+// One address to try.
+struct RelayTarget {
+  std::string host;  // the MX or smart host name, or the IP literal itself
+  std::string ip;    // textual address to connect to
+  std::uint16_t port = 25;
+  bool host_is_ip = false;  // no SNI; verification against the IP
+  std::string remote_mta() const;  // "host [ip]"
+  std::string str() const;         // "host[ip]:port"
+};
+
+// Smart host targets in the order written. A host name (not an IP literal) is a
+// configuration error: transient 4.3.5 naming the connector and the host.
+Result<std::vector<RelayTarget>> smart_host_targets(const routing::Connector& connector);
+// MX hosts in the resolver's order, each address in order, on `port`.
+std::vector<RelayTarget> mx_targets(const std::vector<routing::MxHost>& hosts, std::uint16_t port);
+// What node/ can check at config load: what smart_host_targets() would refuse.
+Result<void> check_connector(const routing::Connector& connector);
+
+// Whether a finished attempt ends the job or the next target is tried (rules above).
+bool try_next_target(const ClientResult& result);
+
+// The job's recipients with the session's outcomes (in job order).
+queue::RemoteResult to_remote_result(const ClientResult& result,
+                                     const std::vector<queue::RemoteJob::Rcpt>& recipients,
+                                     std::string remote_mta);
+// Every recipient fails with `error`, which is also the hop error.
+queue::RemoteResult hop_failure(const std::vector<queue::RemoteJob::Rcpt>& recipients, const Error& error,
+                                std::string remote_mta);
+// The session's envelope for a job.
+OutboundMessage outbound_message(const queue::RemoteJob& job);
+// The first line of a password file, without CR/LF; transient 4.7.0 when the file is
+// missing, unreadable, empty or over 4 KiB.
+Result<std::string> read_password_file(const std::string& path);
+
+class SmtpRelay final : public queue::RemoteDeliverer {
+ public:
+  using TableSource = std::function<std::shared_ptr<const routing::RouteTable>()>;
+
+  // `io` and `resolver` (may be null: DNS MX jobs then fail with transient 4.3.5) must
+  // outlive the relay. Loads the CA file when one is given.
+  static Result<std::unique_ptr<SmtpRelay>> create(boost::asio::io_context& io, TableSource tables,
+                                                   routing::MxResolver* resolver,
+                                                   RelayOptions options);
+  ~SmtpRelay() override;
+  SmtpRelay(const SmtpRelay&) = delete;
+  SmtpRelay& operator=(const SmtpRelay&) = delete;
+
+  void deliver(queue::RemoteJob job, Done done) override;
+
+  const RelayCounters& counters() const;
+
+  struct Shared;  // relay_client.cc
+
+ private:
+  explicit SmtpRelay(std::shared_ptr<Shared> shared);
+  std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace bh::smtp
