@@ -30,8 +30,10 @@
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
 #include "queue/queue_manager.h"
+#include "routing/ares_mx_resolver.h"
 #include "routing/route_table.h"
 #include "smtp/connection.h"
+#include "smtp/relay_client.h"
 
 namespace {
 
@@ -208,7 +210,34 @@ int main(int argc, char** argv) {
     c.domain = std::string(domain);
     return c;
   };
-  (void)router;  // handed to the relay client once it is wired
+  // The relay client: its own io_context and thread, and c-ares when a connector uses MX.
+  asio::io_context relay_io(1);
+  auto relay_guard = asio::make_work_guard(relay_io);
+  bh::SystemRandom dns_random;
+  std::unique_ptr<bh::routing::AresMxResolver> resolver;
+  std::unique_ptr<bh::smtp::SmtpRelay> relay;
+  if (cfg.routing().smtp_connectors_size() > 0) {
+    if (cfg.routing().dns().servers_size() > 0) {
+      bh::routing::AresMxResolverOptions ro;
+      ro.servers.assign(cfg.routing().dns().servers().begin(), cfg.routing().dns().servers().end());
+      ro.timeout = std::chrono::seconds(cfg.routing().dns().timeout_s());
+      ro.tries = static_cast<int>(cfg.routing().dns().tries());
+      auto r = bh::routing::AresMxResolver::create(ro, dns_random);
+      if (!r.ok()) {
+        return fatal(config_path + ": routing.dns: " + r.error().message);
+      }
+      resolver = std::move(r.value());
+    }
+    bh::smtp::RelayOptions rel;
+    rel.helo_name = hostname;
+    auto r = bh::smtp::SmtpRelay::create(relay_io, [&routes] { return routes; }, resolver.get(), rel);
+    if (!r.ok()) {
+      return fatal(config_path + ": routing: " + r.error().message);
+    }
+    relay = std::move(r.value());
+    manager.set_remote(relay.get(), router);
+  }
+  std::thread relay_thread([&relay_io] { relay_io.run(); });
   manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
     bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);
   });
@@ -412,6 +441,11 @@ int main(int argc, char** argv) {
   // counters and the store they point at are still alive.
   store.close();
   manager.stop();
+  relay_guard.reset();
+  relay_io.stop();
+  relay_thread.join();
+  relay.reset();
+  resolver.reset();
   admin.reset();
   listeners.clear();
   guards.clear();
