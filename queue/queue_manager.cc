@@ -53,6 +53,12 @@ void QueueManager::set_delivered_hook(DeliveredHook hook) {
   hook_ = std::move(hook);
 }
 
+void QueueManager::set_events(QueueEvents* events) {
+  std::lock_guard lock(mu_);
+  BH_CHECK(!started_);
+  events_ = events;
+}
+
 void QueueManager::start(const std::vector<std::string>& recovered_ids) {
   {
     std::lock_guard lock(mu_);
@@ -180,10 +186,13 @@ void QueueManager::prepare(Work& w) {
     return;
   }
   w.msg = std::move(m.value());
+  bool first_read = false, recovered = false;
   {
     std::lock_guard lock(mu_);
     auto& e = entries_[w.id];
+    recovered = e.recovered;
     if (!e.envelope) {
+      first_read = true;
       e.envelope = w.msg.envelope;
     }
     w.env = *e.envelope;
@@ -195,6 +204,14 @@ void QueueManager::prepare(Work& w) {
     ++s.attempts;
     w.may_exist = e.recipients_may_exist();
   }
+  if (events_ && first_read) {
+    QueueEvent ev;
+    ev.queue_id = w.id;
+    ev.message = &w.msg;
+    ev.queue_path = w.path;
+    ev.recovered = recovered;
+    events_->on_event(ev);
+  }
   for (auto& r : w.env.recipients) {
     if (r.state != RecipientState::kPending) {
       continue;
@@ -204,6 +221,7 @@ void QueueManager::prepare(Work& w) {
       r.last_result = "5.4.4 no route to a non-local recipient (relay not configured)";
       log::warn("queue", w.id + ": " + r.address + ": failed: " + r.last_result);
       ++w.newly_failed;
+      track(w, QueueEvent::Kind::kFailed, r);
       continue;
     }
     auto same = [&](const Work::Copy& c) { return c.mailbox == r.mailbox; };
@@ -220,6 +238,22 @@ void QueueManager::prepare(Work& w) {
     } else {
       c.error = s.error();
     }
+  }
+}
+
+void QueueManager::track(const Work& w, QueueEvent::Kind kind, const Recipient& r,
+                         std::string_view mailbox, std::string_view new_path) const {
+  if (events_) {
+    QueueEvent ev;
+    ev.kind = kind;
+    ev.queue_id = w.id;
+    ev.message = &w.msg;
+    ev.queue_path = w.path;
+    ev.recipient = &r;
+    ev.mailbox = mailbox;
+    ev.delivered_path = new_path;
+    ev.reply = r.last_result;
+    events_->on_event(ev);
   }
 }
 
@@ -286,14 +320,18 @@ void QueueManager::deliver_batch(const std::vector<std::string>& ids) {
         if (!c.error) {
           r.state = RecipientState::kDelivered;
           r.last_result = "2.0.0 delivered to maildir " + c.mailbox;
+          track(w, QueueEvent::Kind::kDelivered, r, c.mailbox,
+                c.staged.already_delivered ? std::string_view{} : c.staged.new_path);
         } else if (!c.error->transient()) {
           r.state = RecipientState::kFailed;
           r.last_result = describe(*c.error);
           ++w.newly_failed;
           log::warn("queue", w.id + ": " + r.address + ": failed: " + r.last_result);
+          track(w, QueueEvent::Kind::kFailed, r, c.mailbox);
         } else {
           r.last_result = describe(*c.error);
           w.error = c.error;  // the message is retried for this recipient
+          track(w, QueueEvent::Kind::kDeferred, r, c.mailbox);
         }
       }
       if (!c.error && !c.staged.already_delivered) {
