@@ -6,9 +6,11 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <vector>
 
 namespace bh::admin {
 
@@ -100,7 +102,8 @@ class Session : public std::enable_shared_from_this<Session> {
     res->keep_alive(false);
     auto reply = [&](http::status s, const nlohmann::json& j) {
       res->result(s);
-      res->body() = j.dump(2) + "\n";
+      // replace: text echoed from a request or a log is not always UTF-8; never throw on it.
+      res->body() = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     };
     std::string auth(req[http::field::authorization]);
     std::string target(req.target());
@@ -124,6 +127,15 @@ class Session : public std::enable_shared_from_this<Session> {
       reply(http::status::unauthorized, {{"error", "missing or wrong admin token"}});
     } else if (req.method() != http::verb::get) {
       reply(http::status::method_not_allowed, {{"error", "only GET is supported"}});
+    } else if (target == "/v1/track" || target.rfind("/v1/track?", 0) == 0) {
+      auto params = parse_track_query(target.size() > 9 ? std::string_view(target).substr(10) : "");
+      if (!params.ok()) {
+        reply(http::status::bad_request, {{"error", params.error().message}});
+      } else if (!st_->handlers.track) {
+        reply(http::status::not_found, {{"error", "message tracking is not enabled on this node"}});
+      } else {
+        reply(http::status::ok, st_->handlers.track(*params));
+      }
     } else if (target == "/v1/status") {
       reply(http::status::ok, st_->handlers.status());
     } else if (target == "/v1/queue") {
@@ -174,7 +186,103 @@ void accept_loop(std::shared_ptr<AdminServer::State> st) {
   });
 }
 
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) {
+      return std::nullopt;
+    }
+    int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0) {
+      return std::nullopt;
+    }
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+std::optional<std::int64_t> decimal(const std::string& v, std::int64_t max) {
+  if (v.empty() || v.size() > 18) {
+    return std::nullopt;
+  }
+  std::int64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    n = n * 10 + (c - '0');
+  }
+  if (n > max) {
+    return std::nullopt;
+  }
+  return n;
+}
+
 }  // namespace
+
+Result<TrackParams> parse_track_query(std::string_view query) {
+  TrackParams p;
+  std::vector<std::string> seen;
+  while (!query.empty()) {
+    std::size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) {
+      continue;
+    }
+    std::size_t eq = pair.find('=');
+    auto key = percent_decode(pair.substr(0, eq));
+    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+    if (!key || !value) {
+      return permanent_error("", "malformed percent-encoding in the query");
+    }
+    if (value->size() > 1024) {
+      return permanent_error("", *key + ": value longer than 1024 octets");
+    }
+    if (std::find(seen.begin(), seen.end(), *key) != seen.end()) {
+      return permanent_error("", *key + ": given twice");
+    }
+    seen.push_back(*key);
+    if (*key == "message_id") {
+      p.message_id = *value;
+    } else if (*key == "sender") {
+      p.sender = *value;
+    } else if (*key == "recipient") {
+      p.recipient = *value;
+    } else if (*key == "queue_id") {
+      p.queue_id = *value;
+    } else if (*key == "since" || *key == "until") {
+      auto n = decimal(*value, std::int64_t{1} << 40);
+      if (!n) {
+        return permanent_error("", *key + ": Unix seconds expected");
+      }
+      (*key == "since" ? p.since_unix : p.until_unix) = *n;
+    } else if (*key == "limit") {
+      auto n = decimal(*value, kTrackLimitMax);
+      if (!n || *n < 1) {
+        return permanent_error("", "limit: 1-" + std::to_string(kTrackLimitMax) + " expected");
+      }
+      p.limit = static_cast<std::size_t>(*n);
+    } else {
+      return permanent_error("", "unknown parameter \"" + *key +
+                                     "\" (known: message_id, sender, recipient, queue_id, since, until, limit)");
+    }
+  }
+  return p;
+}
 
 AdminServer::AdminServer(asio::io_context& io, tcp::endpoint ep, std::string token,
                          AdminHandlers handlers)

@@ -3,7 +3,9 @@
 // default) address from the config, JSON bodies, every request authenticated with the
 // node's admin token ("Authorization: Bearer <token>", else 401). docs/admin-api.md.
 // Routes: GET /v1/status, GET /v1/queue, GET /v1/queue/<id> (id: 1-64 letters/digits,
-// checked before the handler is called; 400 if malformed, 404 if the handler has none).
+// checked before the handler is called; 400 if malformed, 404 if the handler has none),
+// GET /v1/track?<query> (parse_track_query; 400 if malformed, 404 if the node has no
+// tracking handler).
 // Limits: 8 KiB of request header (431 beyond), no body, 10 s to send a request, one
 // request per connection, 64 concurrent admin connections.
 // Threading: everything, handlers included, runs on the io_context given to the
@@ -18,15 +20,32 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 
 namespace bh::admin {
 
+// The parameters of GET /v1/track, decoded and checked.
+struct TrackParams {
+  std::string message_id, sender, recipient, queue_id;
+  std::optional<std::int64_t> since_unix, until_unix;  // inclusive, Unix seconds
+  std::size_t limit = 100;                             // 1-10000
+};
+inline constexpr std::size_t kTrackLimitMax = 10000;
+
+// "message_id=..&sender=..&recipient=..&queue_id=..&since=..&until=..&limit=N": values
+// percent-decoded (RFC 3986 §2.1; '+' is a literal plus, as in addresses), at most 1024
+// octets each; each key at most once; unknown keys, bad escapes and limits outside
+// 1-10000 are errors (permanent, with the text for the 400 reply).
+Result<TrackParams> parse_track_query(std::string_view query);
+
 struct AdminHandlers {
   std::function<nlohmann::json()> status;
   std::function<nlohmann::json()> queue_list;
   std::function<std::optional<nlohmann::json>(const std::string& id)> queue_show;
+  // Unset: the node keeps no tracking log (404).
+  std::function<nlohmann::json(const TrackParams&)> track;
 };
 
 class AdminServer {

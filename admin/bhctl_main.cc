@@ -1,10 +1,13 @@
 // bhctl: the operator's client for a node's admin endpoint (DESIGN.md §5).
 //
 //   bhctl [--config FILE | --admin IP:PORT [--token-file F]] [--json] NOUN VERB...
-//   nouns: status | queue list | queue show ID
+//   nouns: status | queue list | queue show ID |
+//          track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N]
 // Exit codes: 0 ok, 1 the node said no or could not be reached, 2 usage.
 
+#include <algorithm>
 #include <boost/asio.hpp>
+#include <cctype>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdio>
@@ -30,7 +33,9 @@ int usage() {
                "commands:\n"
                "  status            node, listeners, queue and session counters\n"
                "  queue list        messages in the queue\n"
-               "  queue show ID     one message: envelope and per-recipient state\n");
+               "  queue show ID     one message: envelope and per-recipient state\n"
+               "  track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N]\n"
+               "                    search the message tracking log (newest N events, default 100)\n");
   return 2;
 }
 
@@ -115,6 +120,33 @@ void print_table(const std::vector<std::string>& head, const std::vector<std::ve
   }
 }
 
+// RFC 3986 §2.1: everything but the unreserved characters is percent-encoded (so a
+// '+' in an address survives).
+std::string percent_encode(const std::string& v) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// Peer-supplied text on an operator's terminal: control characters shown as '?'.
+std::string printable(std::string s) {
+  for (char& c : s) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      c = '?';
+    }
+  }
+  return s;
+}
+
 std::string str(const json& j) {
   return j.is_string() ? j.get<std::string>() : j.is_null() ? "-" : j.dump();
 }
@@ -125,6 +157,7 @@ int main(int argc, char** argv) {
   std::string config, admin, token_file;
   bool as_json = false;
   std::vector<std::string> words;
+  std::vector<std::pair<std::string, std::string>> track_params;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--config" && i + 1 < argc) {
@@ -135,6 +168,12 @@ int main(int argc, char** argv) {
       token_file = argv[++i];
     } else if (a == "--json") {
       as_json = true;
+    } else if ((a == "--message-id" || a == "--sender" || a == "--recipient" || a == "--queue-id" ||
+                a == "--limit") &&
+               i + 1 < argc) {
+      std::string key = a.substr(2);
+      std::replace(key.begin(), key.end(), '-', '_');
+      track_params.emplace_back(key, argv[++i]);
     } else if (a.rfind("--", 0) == 0) {
       return usage();
     } else {
@@ -188,7 +227,17 @@ int main(int argc, char** argv) {
     target = "/v1/queue";
   } else if (words.size() == 3 && words[0] == "queue" && words[1] == "show") {
     target = "/v1/queue/" + words[2];
+  } else if (words == std::vector<std::string>{"track"}) {
+    target = "/v1/track";
+    char sep = '?';
+    for (const auto& [k, v] : track_params) {
+      target += sep + k + "=" + percent_encode(v);
+      sep = '&';
+    }
   } else {
+    return usage();
+  }
+  if (!track_params.empty() && words != std::vector<std::string>{"track"}) {
     return usage();
   }
   Reply r;
@@ -220,6 +269,24 @@ int main(int argc, char** argv) {
       }
     }
     print_table({"SECTION", "KEY", "VALUE"}, rows);
+  } else if (words[0] == "track") {
+    std::vector<std::vector<std::string>> rows;
+    const json& list = at(b, "events");
+    if (list.is_array()) {
+      for (const auto& e : list) {
+        const json& sender = at(e, "sender");
+        rows.push_back({str(at(e, "time")), str(at(e, "event")), str(at(e, "queue_id")),
+                        sender.is_string() && sender.get<std::string>().empty() ? "<>" : printable(str(sender)),
+                        printable(str(at(e, "recipient"))), printable(str(at(e, "next_hop"))),
+                        printable(str(at(e, "reply")))});
+      }
+    }
+    print_table({"TIME", "EVENT", "QUEUE ID", "SENDER", "RECIPIENT", "NEXT HOP", "REPLY"}, rows);
+    std::cout << rows.size() << " event(s)";
+    if (at(b, "truncated").is_boolean() && at(b, "truncated").get<bool>()) {
+      std::cout << " (the newest; more matched: raise --limit)";
+    }
+    std::cout << "\n";
   } else if (target == "/v1/queue") {
     std::vector<std::vector<std::string>> rows;
     const json& list = at(b, "messages");

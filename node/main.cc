@@ -32,6 +32,7 @@
 #include "queue/queue_manager.h"
 #include "routing/ares_mx_resolver.h"
 #include "routing/route_table.h"
+#include "queue/tracking_log.h"
 #include "smtp/connection.h"
 #include "smtp/relay_client.h"
 
@@ -65,6 +66,14 @@ json summary_json(const bh::queue::MessageSummary& s) {
           {"recipients", s.recipients}, {"size", s.size}, {"received", s.received_unix},
           {"attempts", s.attempts}, {"last_error", s.last_error},
           {"next_attempt", s.next_attempt_unix}};
+}
+
+json tracking_json(const bh::queue::TrackingEvent& e) {
+  return {{"time", bh::queue::iso8601_ms(e.time)}, {"node", e.node},
+          {"event", std::string(bh::queue::event_name(e.event))}, {"queue_id", e.queue_id},
+          {"message_id", e.message_id}, {"sender", e.sender}, {"recipient", e.recipient},
+          {"next_hop", e.next_hop}, {"reply", e.reply}, {"size", e.size},
+          {"client_address", e.client_address}};
 }
 
 json detail_json(const bh::queue::MessageDetail& d) {
@@ -162,6 +171,24 @@ int main(int argc, char** argv) {
                              std::to_string(recovered.removed_temp) + " incomplete removed, " +
                              std::to_string(recovered.quarantined) + " quarantined");
 
+  // Message tracking: the queue manager reports, QueueTracker writes (received,
+  // delivered, deferred, bounced). Built before the manager, which uses them until it
+  // stops. A log that cannot be opened costs events, never mail.
+  const std::string tracking_dir = data_dir + "/log";
+  std::unique_ptr<bh::queue::TrackingLog> tracking;
+  std::unique_ptr<bh::queue::QueueTracker> tracker;
+  if (cfg.tracking().enabled()) {
+    bh::queue::TrackingLogOptions topt;
+    topt.dir = tracking_dir;
+    topt.node = name;
+    topt.max_bytes = std::uint64_t{cfg.tracking().max_mb()} << 20;
+    topt.keep = cfg.tracking().keep();
+    tracking = std::make_unique<bh::queue::TrackingLog>(topt, clock);
+    if (auto r = tracking->open(); !r.ok()) {
+      bh::log::warn("tracking", r.error().message + "; events are lost until it can be opened");
+    }
+    tracker = std::make_unique<bh::queue::QueueTracker>(*tracking);
+  }
   bh::queue::MaildirDeliverer maildir(mailboxes, hostname);
   bh::queue::QueueManagerOptions qopt;
   qopt.retry_initial = std::chrono::seconds(cfg.queue().retry_initial_s());
@@ -238,6 +265,9 @@ int main(int argc, char** argv) {
     manager.set_remote(relay.get(), router);
   }
   std::thread relay_thread([&relay_io] { relay_io.run(); });
+  if (tracker) {
+    manager.set_events(tracker.get());
+  }
   manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
     bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);
   });
@@ -355,6 +385,10 @@ int main(int argc, char** argv) {
                      {"delivered_messages", qc.delivered_messages},
                      {"delivered_copies", qc.delivered_copies}, {"batches", qc.batches}, {"deferred", qc.deferred},
                      {"failed_recipients", qc.failed_recipients}}},
+          {"tracking", tracking ? json{{"enabled", true}, {"written", tracking->counters().written},
+                                       {"failures", tracking->counters().failures},
+                                       {"rotations", tracking->counters().rotations}}
+                                 : json{{"enabled", false}}},
           {"store", {{"commits", sc.commits}, {"batches", sc.batches}, {"syncs", sc.syncs},
                      {"failures", sc.failures},
                      {"recovered", recovered.ready.size()},
@@ -375,6 +409,30 @@ int main(int argc, char** argv) {
       }
       return detail_json(*d);
     };
+    if (tracking) {
+      h.track = [&tracking_dir](const bh::admin::TrackParams& p) {
+        bh::queue::TrackingQuery q;
+        q.message_id = p.message_id;
+        q.sender = p.sender;
+        q.recipient = p.recipient;
+        q.queue_id = p.queue_id;
+        if (p.since_unix) {
+          q.since = bh::Clock::time_point{std::chrono::seconds(*p.since_unix)};
+        }
+        if (p.until_unix) {
+          // Inclusive to the end of that second.
+          q.until = bh::Clock::time_point{std::chrono::seconds(*p.until_unix) + std::chrono::milliseconds(999)};
+        }
+        q.limit = p.limit;
+        auto r = bh::queue::search_tracking(tracking_dir, q);
+        json events = json::array();
+        for (const auto& e : r.events) {
+          events.push_back(tracking_json(e));
+        }
+        return json{{"events", events}, {"truncated", r.truncated}, {"skipped_lines", r.skipped_lines},
+                    {"files", r.files}};
+      };
+    }
     asio::ip::tcp::endpoint aep(asio::ip::make_address(admin_ep->address), admin_ep->port);
     admin = std::make_unique<bh::admin::AdminServer>(*ctx_ptrs[0], aep, *token, std::move(h));
     if (auto ec = admin->open()) {

@@ -123,6 +123,12 @@ Clock::time_point QueueManager::next_retry_time(std::uint32_t attempts) const {
   return now + backoff(attempts - opt_.glitch_retries);
 }
 
+void QueueManager::set_events(QueueEvents* events) {
+  std::lock_guard lock(mu_);
+  BH_CHECK(!started_);
+  events_ = events;
+}
+
 void QueueManager::start(const std::vector<std::string>& recovered_ids) {
   {
     std::lock_guard lock(mu_);
@@ -282,10 +288,13 @@ void QueueManager::prepare(Work& w) {
     return;
   }
   w.msg = std::move(m.value());
+  bool first_read = false, recovered = false;
   {
     std::lock_guard lock(mu_);
     auto& e = entries_[w.id];
+    recovered = e.recovered;
     if (!e.envelope) {
+      first_read = true;
       e.envelope = w.msg.envelope;
     }
     if (!e.state.recipients.empty() && !e.state_applied) {
@@ -303,6 +312,14 @@ void QueueManager::prepare(Work& w) {
     s.received_unix = w.env.received_unix;
     ++s.attempts;
     w.may_exist = e.recipients_may_exist();
+  }
+  if (events_ && first_read) {
+    QueueEvent ev;
+    ev.queue_id = w.id;
+    ev.message = &w.msg;
+    ev.queue_path = w.path;
+    ev.recovered = recovered;
+    events_->on_event(ev);
   }
   for (auto& r : w.env.recipients) {
     if (r.state != RecipientState::kPending) {
@@ -324,6 +341,7 @@ void QueueManager::prepare(Work& w) {
         r.last_result = describe(route.error());
         log::warn("queue", w.id + ": " + r.address + ": failed: " + r.last_result);
         ++w.newly_failed;
+        track(w, QueueEvent::Kind::kFailed, r);
         w.report.push_back({index, DsnAction::kFailed, status_for(route.error().enhanced, '5', "5.4.4"),
                             "", "x-bridgehead; " + r.last_result, clock_.now(), std::nullopt});
         continue;
@@ -361,6 +379,22 @@ void QueueManager::prepare(Work& w) {
     } else {
       c.error = s.error();
     }
+  }
+}
+
+void QueueManager::track(const Work& w, QueueEvent::Kind kind, const Recipient& r,
+                         std::string_view mailbox, std::string_view new_path) const {
+  if (events_) {
+    QueueEvent ev;
+    ev.kind = kind;
+    ev.queue_id = w.id;
+    ev.message = &w.msg;
+    ev.queue_path = w.path;
+    ev.recipient = &r;
+    ev.mailbox = mailbox;
+    ev.delivered_path = new_path;
+    ev.reply = r.last_result;
+    events_->on_event(ev);
   }
 }
 
@@ -431,6 +465,8 @@ void QueueManager::deliver_batch(const std::vector<std::string>& ids) {
             w.report.push_back({static_cast<std::size_t>(&r - w.env.recipients.data()),
                                 DsnAction::kDelivered, "2.0.0", "", "", clock_.now(), std::nullopt});
           }
+          track(w, QueueEvent::Kind::kDelivered, r, c.mailbox,
+                c.staged.already_delivered ? std::string_view{} : c.staged.new_path);
         } else if (!c.error->transient()) {
           r.state = RecipientState::kFailed;
           r.last_result = describe(*c.error);
@@ -439,9 +475,11 @@ void QueueManager::deliver_batch(const std::vector<std::string>& ids) {
           w.report.push_back({static_cast<std::size_t>(&r - w.env.recipients.data()), DsnAction::kFailed,
                               status_for(c.error->enhanced, '5', "5.0.0"), "",
                               "x-bridgehead; " + r.last_result, clock_.now(), std::nullopt});
+          track(w, QueueEvent::Kind::kFailed, r, c.mailbox);
         } else {
           r.last_result = describe(*c.error);
           w.error = c.error;  // the message is retried for this recipient
+          track(w, QueueEvent::Kind::kDeferred, r, c.mailbox);
         }
       }
       if (!c.error && !c.staged.already_delivered) {

@@ -21,7 +21,7 @@
 // not built yet): they are marked failed permanently (5.4.4) and logged; no DSN is
 // sent yet. A corrupt queue file met at run time is moved to quarantine/.
 // Threading: enqueue(), list(), show(), counters() from any thread; the delivered hook
-// runs on the delivery thread and must be set before start().
+// and the QueueEvents observer run on the delivery thread and must be set before start().
 
 #include <chrono>
 #include <condition_variable>
@@ -43,6 +43,7 @@
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
 #include "queue/remote_deliverer.h"
+#include "queue/queue_events.h"
 
 namespace bh::queue {
 
@@ -158,6 +159,9 @@ class QueueManager {
   // reports are sent. `remote` must outlive the manager.
   void set_remote(RemoteDeliverer* remote, Router router);
   void set_dsn(DsnSetup dsn);
+  // Observer of received/delivered/deferred/failed (queue/queue_events.h); must outlive
+  // the manager; set before start().
+  void set_events(QueueEvents* events);
 
   std::vector<MessageSummary> list() const;  // sorted by id (= by arrival)
   std::optional<MessageDetail> show(const std::string& id) const;
@@ -204,6 +208,8 @@ class QueueManager {
   void deliver_batch(const std::vector<std::string>& ids);
   void prepare(Work& w);
   void finish(Work& w, bool queue_file_removed);
+  void track(const Work& w, QueueEvent::Kind kind, const Recipient& r, std::string_view mailbox = {},
+             std::string_view new_path = {}) const;
   std::chrono::milliseconds backoff(std::uint32_t attempts) const;
   void add(const std::string& id, bool recovered);
 
@@ -215,6 +221,7 @@ class QueueManager {
   RemoteDeliverer* remote_ = nullptr;
   Router router_;
   std::optional<DsnSetup> dsn_;
+  QueueEvents* events_ = nullptr;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -100,6 +100,15 @@ class AdminServerTest : public ::testing::Test {
       }
       return std::nullopt;
     };
+    h.track = [this](const TrackParams& p) {
+      tracked_.push_back(p);
+      return json{{"events", json::array({{{"time", "2023-11-14T22:13:20.123Z"}, {"node", "node1"},
+                                            {"event", "delivered"}, {"queue_id", "ABC123"},
+                                            {"message_id", "<m@x>"}, {"sender", ""},
+                                            {"recipient", "bob@example.org"}, {"next_hop", "maildir:bob"},
+                                            {"reply", "2.0.0 ok\x01"}, {"size", 12}, {"client_address", ""}}})},
+                  {"truncated", true}, {"skipped_lines", 0}};
+    };
     server_ = std::make_unique<AdminServer>(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0),
                                             kToken, std::move(h));
     ASSERT_FALSE(server_->start());
@@ -160,6 +169,7 @@ class AdminServerTest : public ::testing::Test {
   std::uint16_t port_ = 0;
   std::atomic<bool> on_io_thread_{false};
   std::vector<std::string> shown_;  // written on the io thread, read after a reply
+  std::vector<TrackParams> tracked_;  // likewise
 };
 
 TEST_F(AdminServerTest, NoTokenIs401) {
@@ -234,6 +244,48 @@ TEST_F(AdminServerTest, ManySequentialRequests) {
   }
 }
 
+TEST(TrackQuery, DecodesAndChecksParameters) {
+  auto p = parse_track_query("recipient=a%2Bb%40example.org&sender=x+y%20z&message_id=%3Cm%40x%3E&limit=7");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->recipient, "a+b@example.org");
+  EXPECT_EQ(p->sender, "x+y z");  // '+' is a plus, not a space
+  EXPECT_EQ(p->message_id, "<m@x>");
+  EXPECT_EQ(p->limit, 7u);
+  auto d = parse_track_query("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->limit, 100u);
+  EXPECT_FALSE(d->since_unix);
+  auto t = parse_track_query("since=1700000000&until=1700000100&queue_id=Q1&&");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(*t->since_unix, 1700000000);
+  EXPECT_EQ(*t->until_unix, 1700000100);
+  EXPECT_EQ(t->queue_id, "Q1");
+  EXPECT_TRUE(parse_track_query("limit=10000").ok());
+  for (const char* bad : {"limit=0", "limit=10001", "limit=-1", "limit=1x", "limit=", "since=yesterday",
+                          "colour=red", "sender=%4", "sender=%zz", "sender=a&sender=b"}) {
+    EXPECT_FALSE(parse_track_query(bad).ok()) << bad;
+  }
+  EXPECT_FALSE(parse_track_query("sender=" + std::string(1025, 'a')).ok());
+}
+
+TEST_F(AdminServerTest, TrackPassesDecodedParametersToTheHandler) {
+  auto r = get("/v1/track?recipient=bob%40example.org&limit=5");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.j()["events"][0]["queue_id"], "ABC123");
+  ASSERT_EQ(tracked_.size(), 1u);
+  EXPECT_EQ(tracked_[0].recipient, "bob@example.org");
+  EXPECT_EQ(tracked_[0].limit, 5u);
+  EXPECT_EQ(get("/v1/track").status, 200);
+  EXPECT_EQ(tracked_.back().limit, 100u);
+  auto bad = get("/v1/track?limit=20000");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.j()["error"].get<std::string>().find("limit"), std::string::npos);
+  EXPECT_EQ(get("/v1/track?sender=%ff%fe&colour=1").status, 400);  // non-UTF-8 echoed safely
+  EXPECT_EQ(get("/v1/trackx").status, 404);
+  EXPECT_EQ(get("/v1/track?recipient=x", "").status, 401);
+  EXPECT_EQ(tracked_.size(), 2u);
+}
+
 // ---- bhctl, the real binary ----
 
 TEST_F(AdminServerTest, BhctlStatusTable) {
@@ -306,6 +358,27 @@ TEST_F(AdminServerTest, BhctlDefaultTokenPathIsInDataDir) {
                      << "local_domains: [example.org]\n";
   auto [rc, out] = bhctl("--config " + cfg + " status");
   EXPECT_EQ(rc, 0) << out;
+}
+
+TEST_F(AdminServerTest, BhctlTrackTableAndJson) {
+  auto [rc, out] = bhctl(admin_args() + " track --recipient 'b+o b@example.org' --message-id '<m@x>' --limit 3");
+  EXPECT_EQ(rc, 0) << out;
+  ASSERT_EQ(tracked_.size(), 1u);
+  EXPECT_EQ(tracked_[0].recipient, "b+o b@example.org");
+  EXPECT_EQ(tracked_[0].message_id, "<m@x>");
+  EXPECT_EQ(tracked_[0].limit, 3u);
+  EXPECT_NE(out.find("TIME"), std::string::npos) << out;
+  EXPECT_NE(out.find("NEXT HOP"), std::string::npos) << out;
+  EXPECT_NE(out.find("delivered  ABC123"), std::string::npos) << out;
+  EXPECT_NE(out.find("maildir:bob"), std::string::npos) << out;
+  EXPECT_NE(out.find("2.0.0 ok?"), std::string::npos) << out;  // control characters masked
+  EXPECT_NE(out.find("1 event(s) (the newest"), std::string::npos) << out;
+  auto [rc2, out2] = bhctl(admin_args() + " --json track --queue-id ABC123");
+  EXPECT_EQ(rc2, 0);
+  EXPECT_EQ(json::parse(out2, nullptr, false)["events"][0]["event"], "delivered");
+  EXPECT_EQ(tracked_.back().queue_id, "ABC123");
+  EXPECT_EQ(bhctl(admin_args() + " track --limit 0").first, 1);
+  EXPECT_EQ(bhctl(admin_args() + " status --sender x").first, 2);
 }
 
 TEST(Bhctl, CannotConnectIsExit1) {

@@ -71,6 +71,9 @@ TEST(Config, DefaultsAreStoredExplicitly) {
   EXPECT_EQ(c->queue().free_space_floor_mb(), 100u);
   EXPECT_EQ(c->queue().retry_initial_s(), 1u);
   EXPECT_EQ(c->queue().retry_max_s(), 300u);
+  EXPECT_TRUE(c->tracking().enabled());
+  EXPECT_EQ(c->tracking().max_mb(), 100u);
+  EXPECT_EQ(c->tracking().keep(), 5u);
 }
 
 TEST(Config, EveryOptionalKeyIsAccepted) {
@@ -101,6 +104,10 @@ queue:
   free_space_floor_mb: 0
   retry_initial_s: 5
   retry_max_s: 60
+tracking:
+  enabled: false
+  max_mb: 1
+  keep: 1000
 )";
   text.replace(text.find("  data_dir:"), 0, "  hostname: MX.Example.org\n  workers: 3\n  log_level: DEBUG\n");
   auto c = load_config_string(text, "full.yaml");
@@ -116,6 +123,9 @@ queue:
   EXPECT_FALSE(c->smtp().extensions().smtputf8());
   EXPECT_EQ(c->queue().free_space_floor_mb(), 0u);
   EXPECT_EQ(c->queue().retry_max_s(), 60u);
+  EXPECT_FALSE(c->tracking().enabled());
+  EXPECT_EQ(c->tracking().max_mb(), 1u);
+  EXPECT_EQ(c->tracking().keep(), 1000u);
 }
 
 TEST(Config, ValuesAreNormalized) {
@@ -198,6 +208,8 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"Overflow", "", "smtp:\n  max_message_size: 99999999999999999999999\n", "12: smtp.max_message_size: ", "is not a non-negative whole number"},
         Bad{"Uint32Overflow", "", "smtp:\n  max_errors: 4294967296\n", "12: smtp.max_errors: ", "4294967296 is out of range (1-100000)"},
         Bad{"BadBool", "", "smtp:\n  vrfy: maybe\n", "12: smtp.vrfy: ", "\"maybe\" is not true or false"},
+        Bad{"TrackingMaxMbZero", "", "tracking:\n  max_mb: 0\n", "12: tracking.max_mb: ", "0 is out of range (1-1048576)"},
+        Bad{"TrackingKeepZero", "", "tracking:\n  keep: 0\n", "12: tracking.keep: ", "0 is out of range (1-1000)"},
         Bad{"BadExtensionBool", "", "smtp:\n  extensions:\n    dsn: 1\n", "13: smtp.extensions.dsn: ", "\"1\" is not true or false"},
         Bad{"BadEnum", "  name: node1", "  name: node1\n  log_level: verbose", "3: node.log_level: ", "\"verbose\" is not one of: debug, info, warn, error"},
         Bad{"UnspecifiedEnum", "  name: node1", "  name: node1\n  log_level: unspecified", "3: node.log_level: ", "is not one of"},
