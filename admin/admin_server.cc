@@ -7,6 +7,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -125,8 +126,10 @@ class Session : public std::enable_shared_from_this<Session> {
              const std::string& target, Reply& reply) {
     if (auth.rfind("Bearer ", 0) != 0 || !same(auth.substr(7), st_->token)) {
       reply(http::status::unauthorized, {{"error", "missing or wrong admin token"}});
+    } else if (req.method() == http::verb::post || req.method() == http::verb::delete_) {
+      act(req, target, reply);
     } else if (req.method() != http::verb::get) {
-      reply(http::status::method_not_allowed, {{"error", "only GET is supported"}});
+      reply(http::status::method_not_allowed, {{"error", "only GET, POST and DELETE are supported"}});
     } else if (target == "/v1/track" || target.rfind("/v1/track?", 0) == 0) {
       auto params = parse_track_query(target.size() > 9 ? std::string_view(target).substr(10) : "");
       if (!params.ok()) {
@@ -138,8 +141,15 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     } else if (target == "/v1/status") {
       reply(http::status::ok, st_->handlers.status());
-    } else if (target == "/v1/queue") {
-      reply(http::status::ok, st_->handlers.queue_list());
+    } else if (target == "/v1/queues" && st_->handlers.queues) {
+      reply(http::status::ok, st_->handlers.queues());
+    } else if (target == "/v1/queue" || target.rfind("/v1/queue?", 0) == 0) {
+      auto f = parse_queue_filter(target.size() > 9 ? std::string_view(target).substr(10) : "");
+      if (!f.ok()) {
+        reply(http::status::bad_request, {{"error", f.error().message}});
+      } else {
+        reply(http::status::ok, st_->handlers.queue_list(*f));
+      }
     } else if (target.rfind("/v1/queue/", 0) == 0) {
       std::string id = target.substr(10);
       if (!valid_id(id)) {
@@ -152,6 +162,66 @@ class Session : public std::enable_shared_from_this<Session> {
     } else {
       reply(http::status::not_found, {{"error", "no such resource"}});
     }
+  }
+
+  // POST /v1/queue/<id>/<verb>, DELETE /v1/queue/<id>[?ndr=1], POST /v1/queues/retry?hop=
+  template <class Reply>
+  void act(const http::request<http::string_body>& req, const std::string& target, Reply& reply) {
+    auto q = target.find('?');
+    std::string path = target.substr(0, q);
+    std::string_view query = q == std::string::npos ? std::string_view{} : std::string_view(target).substr(q + 1);
+    auto answer = [&](const Result<nlohmann::json>& r) {
+      if (r.ok()) {
+        reply(http::status::ok, *r);
+      } else {
+        reply(r.error().transient() ? http::status::conflict : http::status::not_found,
+              {{"error", r.error().message}});
+      }
+    };
+    if (req.method() == http::verb::post && path == "/v1/queues/retry" && st_->handlers.hop_retry) {
+      auto p = parse_query(query, {"hop"});
+      if (!p.ok() || p->count("hop") == 0 || p->at("hop").empty()) {
+        reply(http::status::bad_request, {{"error", p.ok() ? "hop= is required" : p.error().message}});
+        return;
+      }
+      reply(http::status::ok, st_->handlers.hop_retry(p->at("hop")));
+      return;
+    }
+    if (path == "/v1/status" || path == "/v1/queue" || path == "/v1/queues" || path == "/v1/track") {
+      reply(http::status::method_not_allowed, {{"error", path + " only answers GET"}});
+      return;
+    }
+    if (path.rfind("/v1/queue/", 0) != 0 || !st_->handlers.queue_action) {
+      reply(http::status::not_found, {{"error", "no such resource"}});
+      return;
+    }
+    std::string rest = path.substr(10);
+    std::string verb;
+    if (req.method() == http::verb::delete_) {
+      auto p = parse_query(query, {"ndr"});
+      if (!p.ok() || (p->count("ndr") > 0 && p->at("ndr") != "0" && p->at("ndr") != "1")) {
+        reply(http::status::bad_request, {{"error", p.ok() ? "ndr must be 0 or 1" : p.error().message}});
+        return;
+      }
+      verb = p->count("ndr") > 0 && p->at("ndr") == "1" ? "delete-ndr" : "delete";
+    } else {
+      auto slash = rest.find('/');
+      if (slash == std::string::npos) {
+        reply(http::status::not_found, {{"error", "no such resource"}});
+        return;
+      }
+      verb = rest.substr(slash + 1);
+      rest = rest.substr(0, slash);
+      if (verb != "retry" && verb != "freeze" && verb != "thaw") {
+        reply(http::status::not_found, {{"error", "no such action: " + verb}});
+        return;
+      }
+    }
+    if (!valid_id(rest)) {
+      reply(http::status::bad_request, {{"error", "malformed queue id"}});
+      return;
+    }
+    answer(st_->handlers.queue_action(rest, verb));
   }
 
   beast::tcp_stream stream_;
@@ -232,6 +302,58 @@ std::optional<std::int64_t> decimal(const std::string& v, std::int64_t max) {
 }
 
 }  // namespace
+
+Result<std::map<std::string, std::string>> parse_query(std::string_view query,
+                                                       const std::vector<std::string>& allowed) {
+  std::map<std::string, std::string> out;
+  while (!query.empty()) {
+    std::size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) {
+      continue;
+    }
+    std::size_t eq = pair.find('=');
+    auto key = percent_decode(pair.substr(0, eq));
+    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+    if (!key || !value) {
+      return permanent_error("", "malformed percent-encoding in the query");
+    }
+    if (value->size() > 1024) {
+      return permanent_error("", *key + ": value longer than 1024 octets");
+    }
+    if (std::find(allowed.begin(), allowed.end(), *key) == allowed.end()) {
+      return permanent_error("", "unknown query key: " + *key);
+    }
+    if (!out.emplace(*key, *value).second) {
+      return permanent_error("", *key + ": given twice");
+    }
+  }
+  return out;
+}
+
+Result<QueueFilter> parse_queue_filter(std::string_view query) {
+  auto p = parse_query(query, {"sender", "recipient", "hop", "older_than"});
+  if (!p.ok()) {
+    return p.error();
+  }
+  QueueFilter f;
+  for (const auto& [k, v] : *p) {
+    if (k == "sender") {
+      f.sender = v;
+    } else if (k == "recipient") {
+      f.recipient = v;
+    } else if (k == "hop") {
+      f.hop = v;
+    } else {
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), f.older_than_s);
+      if (ec != std::errc() || end != v.data() + v.size() || f.older_than_s < 0) {
+        return permanent_error("", "older_than: seconds, a number >= 0");
+      }
+    }
+  }
+  return f;
+}
 
 Result<TrackParams> parse_track_query(std::string_view query) {
   TrackParams p;

@@ -2,8 +2,10 @@
 // AdminServer: the node's admin endpoint (DESIGN.md §5): HTTP/1.1 on a (loopback by
 // default) address from the config, JSON bodies, every request authenticated with the
 // node's admin token ("Authorization: Bearer <token>", else 401). docs/admin-api.md.
-// Routes: GET /v1/status, GET /v1/queue, GET /v1/queue/<id> (id: 1-64 letters/digits,
-// checked before the handler is called; 400 if malformed, 404 if the handler has none),
+// Routes: GET /v1/status, GET /v1/queue[?filters], GET /v1/queue/<id> (id: 1-64
+// letters/digits, checked before the handler is called; 400 if malformed, 404 if the
+// handler has none), POST /v1/queue/<id>/{retry,freeze,thaw}, DELETE /v1/queue/<id>
+// [?ndr=1], GET /v1/queues, POST /v1/queues/retry?hop=<next hop>,
 // GET /v1/track?<query> (parse_track_query; 400 if malformed, 404 if the node has no
 // tracking handler).
 // Limits: 8 KiB of request header (431 beyond), no body, 10 s to send a request, one
@@ -18,9 +20,11 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 
@@ -40,9 +44,29 @@ inline constexpr std::size_t kTrackLimitMax = 10000;
 // 1-10000 are errors (permanent, with the text for the 400 reply).
 Result<TrackParams> parse_track_query(std::string_view query);
 
+// The filters of GET /v1/queue (Get-Message style): each empty when not given.
+struct QueueFilter {
+  std::string sender, recipient, hop;  // addresses case-insensitive; hop exact
+  std::int64_t older_than_s = 0;       // only messages received at least this long ago
+};
+// "key=value&..." with only the keys in `allowed`, each at most once, values
+// percent-decoded and at most 1024 octets. Errors are permanent with the text for a 400.
+Result<std::map<std::string, std::string>> parse_query(std::string_view query,
+                                                       const std::vector<std::string>& allowed);
+Result<QueueFilter> parse_queue_filter(std::string_view query);
+
+// Operator actions: the message id and "retry", "freeze", "thaw", "delete" or
+// "delete-ndr". A permanent error answers 404, a transient one 409.
+using QueueAction = std::function<Result<nlohmann::json>(const std::string& id, const std::string& verb)>;
+
 struct AdminHandlers {
   std::function<nlohmann::json()> status;
-  std::function<nlohmann::json()> queue_list;
+  std::function<nlohmann::json(const QueueFilter&)> queue_list;
+  // GET /v1/queues: next hops (state, messages, oldest, last error, next retry).
+  std::function<nlohmann::json()> queues;
+  QueueAction queue_action;
+  // POST /v1/queues/retry?hop=HOP
+  std::function<nlohmann::json(const std::string& hop)> hop_retry;
   std::function<std::optional<nlohmann::json>(const std::string& id)> queue_show;
   // Unset: the node keeps no tracking log (404).
   std::function<nlohmann::json(const TrackParams&)> track;

@@ -1,7 +1,8 @@
 // bhctl: the operator's client for a node's admin endpoint (DESIGN.md §5).
 //
 //   bhctl [--config FILE | --admin IP:PORT [--token-file F]] [--json] NOUN VERB...
-//   nouns: status | queue list | queue show ID |
+//   nouns: status | queue list [filters] | queue show ID | queue hops |
+//          queue retry ID | queue retry --hop H | queue freeze|thaw ID | queue delete ID [--ndr] |
 //          track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N]
 // Exit codes: 0 ok, 1 the node said no or could not be reached, 2 usage.
 
@@ -32,8 +33,13 @@ int usage() {
                "usage: bhctl [--config FILE | --admin IP:PORT [--token-file FILE]] [--json] COMMAND\n"
                "commands:\n"
                "  status            node, listeners, queue and session counters\n"
-               "  queue list        messages in the queue\n"
+               "  queue list [--sender A] [--recipient A] [--hop H] [--older-than SECONDS]\n"
+               "                    messages in the queue\n"
                "  queue show ID     one message: envelope and per-recipient state\n"
+               "  queue hops        next hops: state, messages, oldest, next retry, last error\n"
+               "  queue retry ID | queue retry --hop H   try now\n"
+               "  queue freeze ID | queue thaw ID        hold / release (kept across restarts)\n"
+               "  queue delete ID [--ndr]                remove; --ndr tells the sender\n"
                "  track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N]\n"
                "                    search the message tracking log (newest N events, default 100)\n");
   return 2;
@@ -44,14 +50,14 @@ struct Reply {
   json body;
 };
 
-bool get(const bh::node::Endpoint& ep, const std::string& token, const std::string& target,
-         Reply& out, std::string& err) {
+bool call(const bh::node::Endpoint& ep, const std::string& token, http::verb verb,
+          const std::string& target, Reply& out, std::string& err) {
   try {
     asio::io_context io;
     beast::tcp_stream stream(io);
     stream.expires_after(std::chrono::seconds(10));
     stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address(ep.address), ep.port));
-    http::request<http::empty_body> req{http::verb::get, target, 11};
+    http::request<http::empty_body> req{verb, target, 11};
     req.set(http::field::host, ep.str());
     req.set(http::field::authorization, "Bearer " + token);
     http::write(stream, req);
@@ -158,6 +164,7 @@ int main(int argc, char** argv) {
   bool as_json = false;
   std::vector<std::string> words;
   std::vector<std::pair<std::string, std::string>> track_params;
+  bool ndr = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--config" && i + 1 < argc) {
@@ -168,8 +175,10 @@ int main(int argc, char** argv) {
       token_file = argv[++i];
     } else if (a == "--json") {
       as_json = true;
+    } else if (a == "--ndr") {
+      ndr = true;
     } else if ((a == "--message-id" || a == "--sender" || a == "--recipient" || a == "--queue-id" ||
-                a == "--limit") &&
+                a == "--limit" || a == "--hop" || a == "--older-than") &&
                i + 1 < argc) {
       std::string key = a.substr(2);
       std::replace(key.begin(), key.end(), '-', '_');
@@ -221,28 +230,64 @@ int main(int argc, char** argv) {
   }
 
   std::string target;
-  if (words == std::vector<std::string>{"status"}) {
-    target = "/v1/status";
-  } else if (words == std::vector<std::string>{"queue", "list"}) {
-    target = "/v1/queue";
-  } else if (words.size() == 3 && words[0] == "queue" && words[1] == "show") {
-    target = "/v1/queue/" + words[2];
-  } else if (words == std::vector<std::string>{"track"}) {
-    target = "/v1/track";
+  http::verb verb = http::verb::get;
+  auto query = [&](const std::vector<std::string>& allowed) {
+    std::string q;
     char sep = '?';
     for (const auto& [k, v] : track_params) {
-      target += sep + k + "=" + percent_encode(v);
+      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+        return false;
+      }
+      q += sep + k + "=" + percent_encode(v);
       sep = '&';
     }
+    target += q;
+    return true;
+  };
+  bool options_ok = true;
+  const bool is_queue = words.size() >= 2 && words[0] == "queue";
+  const std::string id = words.size() == 3 ? words[2] : "";
+  if (ndr && !(is_queue && words[1] == "delete")) {
+    return usage();
+  }
+  if (words == std::vector<std::string>{"status"}) {
+    target = "/v1/status";
+    options_ok = track_params.empty();
+  } else if (words == std::vector<std::string>{"queue", "list"}) {
+    target = "/v1/queue";
+    options_ok = query({"sender", "recipient", "hop", "older_than"});
+  } else if (words == std::vector<std::string>{"queue", "hops"}) {
+    target = "/v1/queues";
+    options_ok = track_params.empty();
+  } else if (is_queue && words.size() == 3 && words[1] == "show") {
+    target = "/v1/queue/" + id;
+    options_ok = track_params.empty();
+  } else if (is_queue && words.size() == 3 &&
+             (words[1] == "retry" || words[1] == "freeze" || words[1] == "thaw")) {
+    verb = http::verb::post;
+    target = "/v1/queue/" + id + "/" + words[1];
+    options_ok = track_params.empty();
+  } else if (words == std::vector<std::string>{"queue", "retry"} && track_params.size() == 1 &&
+             track_params[0].first == "hop") {
+    verb = http::verb::post;
+    target = "/v1/queues/retry";
+    options_ok = query({"hop"});
+  } else if (is_queue && words.size() == 3 && words[1] == "delete") {
+    verb = http::verb::delete_;
+    target = "/v1/queue/" + id + (ndr ? "?ndr=1" : "");
+    options_ok = track_params.empty();
+  } else if (words == std::vector<std::string>{"track"}) {
+    target = "/v1/track";
+    options_ok = query({"message_id", "sender", "recipient", "queue_id", "limit"});
   } else {
     return usage();
   }
-  if (!track_params.empty() && words != std::vector<std::string>{"track"}) {
+  if (!options_ok) {
     return usage();
   }
   Reply r;
   std::string err;
-  if (!get(ep, token, target, r, err)) {
+  if (!call(ep, token, verb, target, r, err)) {
     std::fprintf(stderr, "bhctl: %s\n", err.c_str());
     return 1;
   }
@@ -287,7 +332,24 @@ int main(int argc, char** argv) {
       std::cout << " (the newest; more matched: raise --limit)";
     }
     std::cout << "\n";
-  } else if (target == "/v1/queue") {
+  } else if (verb != http::verb::get) {
+    std::cout << (at(b, "retried").is_number()
+                      ? str(at(b, "retried")) + " message(s) of " + str(at(b, "next_hop")) + " due now"
+                      : str(at(b, "id")) + ": " + str(at(b, "done")) + " done")
+              << "\n";
+  } else if (target == "/v1/queues") {
+    std::vector<std::vector<std::string>> rows;
+    const json& list = at(b, "queues");
+    if (list.is_array()) {
+      for (const auto& q : list) {
+        rows.push_back({printable(str(at(q, "next_hop"))), str(at(q, "state")), str(at(q, "messages")),
+                        str(at(q, "in_flight")), when(at(q, "oldest")), when(at(q, "next_retry")),
+                        str(at(q, "failures")), printable(str(at(q, "last_error")))});
+      }
+    }
+    print_table({"NEXT HOP", "STATE", "MSGS", "ACTIVE", "OLDEST", "NEXT RETRY", "FAILS", "LAST ERROR"}, rows);
+    std::cout << rows.size() << " queue(s)\n";
+  } else if (target.rfind("/v1/queue", 0) == 0 && words[1] == "list") {
     std::vector<std::vector<std::string>> rows;
     const json& list = at(b, "messages");
     if (list.is_array()) {

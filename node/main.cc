@@ -65,7 +65,7 @@ json summary_json(const bh::queue::MessageSummary& s) {
   return {{"id", s.id}, {"state", state_name(s.state)}, {"sender", s.sender},
           {"recipients", s.recipients}, {"size", s.size}, {"received", s.received_unix},
           {"attempts", s.attempts}, {"last_error", s.last_error},
-          {"next_attempt", s.next_attempt_unix}};
+          {"next_attempt", s.next_attempt_unix}, {"next_hops", s.hops}};
 }
 
 json tracking_json(const bh::queue::TrackingEvent& e) {
@@ -395,12 +395,56 @@ int main(int argc, char** argv) {
                      {"quarantined", recovered.quarantined}}},
       };
     };
-    h.queue_list = [&manager] {
+    h.queue_list = [&manager, &clock](const bh::admin::QueueFilter& f) {
+      auto lower = [](std::string v) {
+        std::transform(v.begin(), v.end(), v.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+        return v;
+      };
+      const auto now = std::chrono::duration_cast<std::chrono::seconds>(clock.now().time_since_epoch()).count();
       json arr = json::array();
       for (const auto& m : manager.list()) {
+        if (!f.sender.empty() && lower(m.sender) != lower(f.sender == "<>" ? "" : f.sender)) {
+          continue;
+        }
+        if (!f.hop.empty() && std::find(m.hops.begin(), m.hops.end(), f.hop) == m.hops.end()) {
+          continue;
+        }
+        if (f.older_than_s > 0 && now - m.received_unix < f.older_than_s) {
+          continue;
+        }
+        if (!f.recipient.empty()) {
+          auto d = manager.show(m.id);
+          bool hit = d && std::any_of(d->envelope.recipients.begin(), d->envelope.recipients.end(),
+                                      [&](const bh::queue::Recipient& r) { return lower(r.address) == lower(f.recipient); });
+          if (!hit) {
+            continue;
+          }
+        }
         arr.push_back(summary_json(m));
       }
       return json{{"messages", arr}};
+    };
+    h.queues = [&manager] {
+      json arr = json::array();
+      for (const auto& q : manager.hops()) {
+        arr.push_back({{"next_hop", q.next_hop}, {"state", q.state}, {"messages", q.messages},
+                       {"in_flight", q.in_flight}, {"oldest", q.oldest_unix}, {"last_error", q.last_error},
+                       {"next_retry", q.next_retry_unix}, {"failures", q.failures}});
+      }
+      return json{{"queues", arr}};
+    };
+    h.queue_action = [&manager](const std::string& id, const std::string& verb) -> bh::Result<json> {
+      using A = bh::queue::QueueManager::Action;
+      A a = verb == "retry" ? A::kRetry : verb == "freeze" ? A::kFreeze : verb == "thaw" ? A::kThaw
+            : verb == "delete-ndr" ? A::kDeleteWithReport : A::kDelete;
+      auto r = manager.act(id, a);
+      if (!r.ok()) {
+        return r.error();
+      }
+      return json{{"id", id}, {"done", verb}};
+    };
+    h.hop_retry = [&manager](const std::string& hop) {
+      return json{{"next_hop", hop}, {"retried", manager.retry_hop(hop)}};
     };
     h.queue_show = [&manager](const std::string& id) -> std::optional<json> {
       auto d = manager.show(id);

@@ -150,9 +150,159 @@ void QueueManager::stop() {
   if (thread_.joinable()) {
     thread_.join();
   }
+  std::lock_guard lock(mu_);
+  for (auto& c : commands_) {
+    c.done->set_value(transient_error("4.3.0", "the queue is stopping"));
+  }
+  commands_.clear();
 }
 
 void QueueManager::enqueue(const std::string& id) { add(id, false); }
+
+Result<void> QueueManager::act(const std::string& id, Action action, std::chrono::milliseconds wait) {
+  auto done = std::make_shared<std::promise<Result<void>>>();
+  auto result = done->get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (stop_ || !started_) {
+      return transient_error("4.3.0", "the queue is not running");
+    }
+    commands_.push_back({id, action, done});
+  }
+  cv_.notify_one();
+  if (result.wait_for(wait) != std::future_status::ready) {
+    return transient_error("4.3.0", "the delivery thread did not answer in time; the action may still happen");
+  }
+  return result.get();
+}
+
+std::size_t QueueManager::retry_hop(const std::string& hop) {
+  std::size_t n = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, e] : entries_) {
+      if (e.summary.state == MessageState::kRetry && e.hops.count(hop) > 0) {
+        e.summary.state = MessageState::kQueued;  // its retry_ entry is skipped when it comes up
+        ready_.push_back(id);
+        ++n;
+      }
+    }
+    if (auto it = hops_.find(hop); it != hops_.end()) {
+      it->second.failures = 0;
+    }
+  }
+  cv_.notify_one();
+  return n;
+}
+
+// On the delivery thread.
+Result<void> QueueManager::perform(const std::string& id, Action action) {
+  std::optional<Envelope> env;
+  DeliveryState st;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) {
+      return permanent_error("5.1.0", "no message " + id);
+    }
+    auto& e = it->second;
+    const MessageState s = e.summary.state;
+    if (s == MessageState::kDelivering || e.in_flight > 0) {
+      return transient_error("4.0.0", id + " is being delivered right now; try again");
+    }
+    switch (action) {
+      case Action::kRetry:
+        if (s == MessageState::kFrozen) {
+          return transient_error("4.0.0", id + " is frozen; thaw it first");
+        }
+        if (s == MessageState::kRetry) {
+          e.summary.state = MessageState::kQueued;
+          ready_.push_back(id);
+        }
+        return Ok{};
+      case Action::kFreeze:
+        if (s == MessageState::kFrozen) {
+          return Ok{};
+        }
+        e.summary.state = MessageState::kFrozen;  // ready_/retry_ entries are skipped now
+        e.state.frozen = true;
+        break;
+      case Action::kThaw:
+        if (s != MessageState::kFrozen) {
+          return transient_error("4.0.0", id + " is not frozen");
+        }
+        e.state.frozen = false;
+        break;
+      case Action::kDelete:
+      case Action::kDeleteWithReport:
+        e.summary.state = MessageState::kFrozen;  // out of reach of the scheduler
+        break;
+    }
+    st = e.state;
+    env = e.envelope;
+    if (env) {
+      st.recipients = recipient_states(*env);
+    }
+  }
+  const std::string path = store_.path_of(id);
+  if (action == Action::kFreeze || action == Action::kThaw) {
+    if (auto r = store_.save_state(id, st); !r.ok()) {
+      std::lock_guard lock(mu_);
+      auto& e = entries_[id];
+      e.state.frozen = action == Action::kThaw;
+      e.summary.state = action == Action::kThaw ? MessageState::kFrozen : MessageState::kQueued;
+      if (action == Action::kFreeze) {
+        ready_.push_back(id);
+      }
+      return r;
+    }
+    std::lock_guard lock(mu_);
+    if (action == Action::kThaw) {
+      auto& e = entries_[id];
+      e.summary.state = MessageState::kQueued;
+      ready_.push_back(id);
+      log::info("queue", id + ": thawed by the operator");
+    } else {
+      log::info("queue", id + ": frozen by the operator");
+    }
+    return Ok{};
+  }
+  // Delete, with a report to the sender for every recipient not yet done if asked.
+  if (action == Action::kDeleteWithReport) {
+    if (!env) {
+      if (auto m = read_queue_file(path); m.ok()) {
+        env = std::move(m->envelope);
+        (void)apply_delivery_state(st, *env);
+      }
+    }
+    if (env) {
+      std::vector<DsnOutcome> report;
+      const auto now = clock_.now();
+      for (std::size_t i = 0; i < env->recipients.size(); ++i) {
+        if (env->recipients[i].state == RecipientState::kPending) {
+          report.push_back({i, DsnAction::kFailed, "5.3.0", "",
+                            "x-bridgehead; 5.3.0 deleted from the queue by the administrator", now,
+                            std::nullopt});
+        }
+      }
+      send_report(*env, report, path);
+    }
+  }
+  if (auto r = store_.remove(id); !r.ok()) {
+    std::lock_guard lock(mu_);
+    entries_[id].summary.state = MessageState::kQueued;
+    ready_.push_back(id);
+    return r;
+  }
+  (void)store_.sync_queue_dir();
+  std::lock_guard lock(mu_);
+  entries_.erase(id);
+  ++counters_.deleted;
+  counters_.in_queue = entries_.size();
+  log::info("queue", id + ": deleted by the operator" +
+                         std::string(action == Action::kDeleteWithReport ? ", sender notified" : ""));
+  return Ok{};
+}
 
 void QueueManager::add(const std::string& id, bool recovered) {
   {
@@ -174,7 +324,7 @@ void QueueManager::add(const std::string& id, bool recovered) {
         auto& e = it->second;
         e.state = **st;
         e.summary.attempts = e.state.attempts;
-        if (e.state.next_attempt_unix > unix_seconds(clock_.now())) {
+        if (e.state.frozen || e.state.next_attempt_unix > unix_seconds(clock_.now())) {
           e.next_attempt = from_unix(e.state.next_attempt_unix);
           e.summary.next_attempt_unix = e.state.next_attempt_unix;
           e.summary.state = e.state.frozen ? MessageState::kFrozen : MessageState::kRetry;
@@ -206,12 +356,17 @@ void QueueManager::run() {
   for (;;) {
     std::vector<std::string> batch;
     std::vector<RemoteDone> answers;
+    std::vector<Command> commands;
     bool gathered = false;
     {
       std::unique_lock lock(mu_);
       for (;;) {
         if (stop_) {
           return;
+        }
+        if (!commands_.empty() && batch.empty()) {
+          commands.swap(commands_);
+          break;
         }
         if (!remote_done_.empty() && batch.empty()) {
           answers.swap(remote_done_);
@@ -254,6 +409,12 @@ void QueueManager::run() {
         }
         cv_.wait_for(lock, std::max(wait, std::chrono::milliseconds(1)));
       }
+    }
+    if (!commands.empty()) {
+      for (auto& c : commands) {
+        c.done->set_value(perform(c.id, c.action));
+      }
+      continue;
     }
     if (!answers.empty()) {
       apply_remote(std::move(answers));
@@ -874,6 +1035,7 @@ std::vector<MessageSummary> QueueManager::list() const {
   out.reserve(entries_.size());
   for (const auto& [id, e] : entries_) {
     out.push_back(e.summary);
+    out.back().hops.assign(e.hops.begin(), e.hops.end());
   }
   return out;
 }

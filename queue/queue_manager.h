@@ -28,6 +28,8 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <future>
+#include <memory>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -98,6 +100,7 @@ struct MessageSummary {
   std::uint32_t attempts = 0;
   std::string last_error;             // "<enhanced> <text>" of the last transient failure
   std::int64_t next_attempt_unix = 0; // for kRetry
+  std::vector<std::string> hops;      // next hops of its remote recipients (last attempt)
 };
 
 struct MessageDetail {
@@ -118,6 +121,7 @@ struct QueueCounters {
   std::uint64_t remote_jobs = 0;        // remote delivery attempts started
   std::uint64_t expired = 0;            // messages expired (pending recipients bounced)
   std::uint64_t dsns = 0;               // delivery status notifications queued
+  std::uint64_t deleted = 0;            // removed by the operator
   std::uint64_t in_queue = 0;
 };
 
@@ -168,6 +172,18 @@ class QueueManager {
   QueueCounters counters() const;
   std::vector<HopSummary> hops() const;
 
+  // Operator actions (Exchange's Retry-Queue, Suspend/Resume-Message, Remove-Message).
+  // Carried out by the delivery thread (the owner of the state); the caller waits for
+  // the outcome. Freezing is recorded in state/<id>, so it survives a restart.
+  // Errors: permanent 5.1.0 "no such message"; transient 4.0.0 when the message is in
+  // delivery right now or the action does not fit its state (thaw of a message that is
+  // not frozen); the delivery thread not answering within `wait` is transient too.
+  enum class Action { kRetry, kFreeze, kThaw, kDelete, kDeleteWithReport };
+  Result<void> act(const std::string& id, Action action,
+                   std::chrono::milliseconds wait = std::chrono::seconds(10));
+  // Every message waiting for a retry of next hop `hop` is due now; returns how many.
+  std::size_t retry_hop(const std::string& hop);
+
  private:
   struct Entry {
     MessageSummary summary;
@@ -183,6 +199,12 @@ class QueueManager {
     bool recipients_may_exist() const { return recovered || summary.attempts > 1; }
   };
   struct Work;
+  struct Command {
+    std::string id;
+    Action action;
+    std::shared_ptr<std::promise<Result<void>>> done;
+  };
+  Result<void> perform(const std::string& id, Action action);
   struct RemoteDone {
     std::string id;
     RemoteJob job;
@@ -229,6 +251,7 @@ class QueueManager {
   std::deque<std::string> ready_;
   std::multimap<Clock::time_point, std::string> retry_;  // next attempt -> id
   std::vector<RemoteDone> remote_done_;                   // answers for the delivery thread
+  std::vector<Command> commands_;                         // operator actions, likewise
   std::map<std::string, Hop> hops_;
   std::size_t remote_in_flight_ = 0;
   bool stop_ = false;

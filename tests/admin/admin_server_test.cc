@@ -78,7 +78,8 @@ class AdminServerTest : public ::testing::Test {
       return json{{"node", {{"name", "node1"}, {"uptime_s", 5}}},
                   {"queue", {{"in_queue", 1}}}};
     };
-    h.queue_list = [] {
+    h.queue_list = [this](const QueueFilter& f) {
+      filters_.push_back(f);
       return json{{"messages",
                    json::array({{{"id", "ABC123"}, {"state", "queued"}, {"sender", "a@example.org"},
                                  {"recipients", 2}, {"size", 1234}, {"received", 1700000000},
@@ -99,6 +100,26 @@ class AdminServerTest : public ::testing::Test {
         throw std::runtime_error("boom");
       }
       return std::nullopt;
+    };
+    h.queues = [] {
+      return json{{"queues", json::array({{{"next_hop", "smarthost:out"}, {"state", "retry"},
+                                           {"messages", 3}, {"in_flight", 0}, {"oldest", 1700000000},
+                                           {"last_error", "4.4.1 connection refused"},
+                                           {"next_retry", 1700000060}, {"failures", 2}}})}};
+    };
+    h.queue_action = [this](const std::string& id, const std::string& verb) -> Result<json> {
+      actions_.push_back(id + " " + verb);
+      if (id == "BUSY") {
+        return transient_error("4.0.0", "BUSY is being delivered right now; try again");
+      }
+      if (id != "ABC123") {
+        return permanent_error("5.1.0", "no message " + id);
+      }
+      return json{{"id", id}, {"done", verb}};
+    };
+    h.hop_retry = [this](const std::string& hop) {
+      actions_.push_back("hop " + hop);
+      return json{{"next_hop", hop}, {"retried", 3}};
     };
     h.track = [this](const TrackParams& p) {
       tracked_.push_back(p);
@@ -170,6 +191,8 @@ class AdminServerTest : public ::testing::Test {
   std::atomic<bool> on_io_thread_{false};
   std::vector<std::string> shown_;  // written on the io thread, read after a reply
   std::vector<TrackParams> tracked_;  // likewise
+  std::vector<QueueFilter> filters_;  // likewise
+  std::vector<std::string> actions_;  // likewise
 };
 
 TEST_F(AdminServerTest, NoTokenIs401) {
@@ -221,10 +244,71 @@ TEST_F(AdminServerTest, MalformedIdsNeverReachTheHandler) {
 
 TEST_F(AdminServerTest, OtherMethodsAndPaths) {
   EXPECT_EQ(request(port_, http::verb::post, "/v1/status", "Bearer " + kToken).status, 405);
-  EXPECT_EQ(request(port_, http::verb::delete_, "/v1/queue/ABC123", "Bearer " + kToken).status, 405);
+  EXPECT_EQ(request(port_, http::verb::put, "/v1/queue/ABC123", "Bearer " + kToken).status, 405);
+  EXPECT_EQ(request(port_, http::verb::post, "/v1/queue/ABC123/explode", "Bearer " + kToken).status, 404);
   EXPECT_EQ(get("/v1/nothing").status, 404);
   EXPECT_EQ(get("/v1/status/").status, 404);
   EXPECT_EQ(get("/").status, 404);
+}
+
+TEST_F(AdminServerTest, QueueActionsReachTheHandlerWithTheirVerb) {
+  auto post = [&](const std::string& t) { return request(port_, http::verb::post, t, "Bearer " + kToken); };
+  auto del = [&](const std::string& t) { return request(port_, http::verb::delete_, t, "Bearer " + kToken); };
+  EXPECT_EQ(post("/v1/queue/ABC123/retry").status, 200);
+  EXPECT_EQ(post("/v1/queue/ABC123/freeze").status, 200);
+  EXPECT_EQ(post("/v1/queue/ABC123/thaw").status, 200);
+  EXPECT_EQ(del("/v1/queue/ABC123").status, 200);
+  EXPECT_EQ(del("/v1/queue/ABC123?ndr=1").status, 200);
+  EXPECT_EQ(del("/v1/queue/ABC123?ndr=2").status, 400);
+  EXPECT_EQ(del("/v1/queue/ABC123?other=1").status, 400);
+  EXPECT_EQ(post("/v1/queue/NOPE/retry").status, 404);
+  EXPECT_EQ(post("/v1/queue/BUSY/freeze").status, 409);
+  EXPECT_EQ(post("/v1/queue/../retry").status, 400);
+  EXPECT_EQ(post("/v1/queues/retry?hop=smarthost%3Aout").status, 200);
+  EXPECT_EQ(post("/v1/queues/retry").status, 400);
+  EXPECT_EQ(request(port_, http::verb::post, "/v1/queue/ABC123/retry", "Bearer nope").status, 401);
+  EXPECT_EQ(actions_, (std::vector<std::string>{"ABC123 retry", "ABC123 freeze", "ABC123 thaw",
+                                                "ABC123 delete", "ABC123 delete-ndr", "NOPE retry",
+                                                "BUSY freeze", "hop smarthost:out"}));
+}
+
+TEST_F(AdminServerTest, QueueFiltersAreDecodedAndChecked) {
+  EXPECT_EQ(get("/v1/queue?sender=a%2Bb%40example.org&recipient=x%40y&hop=mx%3Aint%3Ay&older_than=60").status, 200);
+  ASSERT_EQ(filters_.size(), 1u);
+  EXPECT_EQ(filters_[0].sender, "a+b@example.org");
+  EXPECT_EQ(filters_[0].recipient, "x@y");
+  EXPECT_EQ(filters_[0].hop, "mx:int:y");
+  EXPECT_EQ(filters_[0].older_than_s, 60);
+  EXPECT_EQ(get("/v1/queue?older_than=-1").status, 400);
+  EXPECT_EQ(get("/v1/queue?older_than=1x").status, 400);
+  EXPECT_EQ(get("/v1/queue?colour=red").status, 400);
+  EXPECT_EQ(get("/v1/queue?sender=a&sender=b").status, 400);
+  EXPECT_EQ(get("/v1/queues").status, 200);
+}
+
+TEST_F(AdminServerTest, BhctlQueueManagement) {
+  auto [rc, out] = bhctl(admin_args() + " queue hops");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("smarthost:out"), std::string::npos) << out;
+  EXPECT_NE(out.find("retry"), std::string::npos) << out;
+  EXPECT_NE(out.find("connection refused"), std::string::npos) << out;
+  EXPECT_EQ(bhctl(admin_args() + " queue freeze ABC123").first, 0);
+  EXPECT_EQ(bhctl(admin_args() + " queue thaw ABC123").first, 0);
+  EXPECT_EQ(bhctl(admin_args() + " queue retry ABC123").first, 0);
+  EXPECT_EQ(bhctl(admin_args() + " queue retry --hop smarthost:out").first, 0);
+  EXPECT_EQ(bhctl(admin_args() + " queue delete ABC123 --ndr").first, 0);
+  EXPECT_EQ(bhctl(admin_args() + " queue delete ABC123").first, 0);
+  auto [rc2, out2] = bhctl(admin_args() + " queue freeze BUSY");
+  EXPECT_EQ(rc2, 1);
+  EXPECT_NE(out2.find("being delivered"), std::string::npos) << out2;
+  EXPECT_EQ(bhctl(admin_args() + " queue list --sender a+b@example.org --hop smarthost:out --older-than 5").first, 0);
+  EXPECT_EQ(filters_.back().sender, "a+b@example.org");
+  EXPECT_EQ(filters_.back().hop, "smarthost:out");
+  EXPECT_EQ(filters_.back().older_than_s, 5);
+  EXPECT_EQ(actions_, (std::vector<std::string>{"ABC123 freeze", "ABC123 thaw", "ABC123 retry",
+                                                "hop smarthost:out", "ABC123 delete-ndr",
+                                                "ABC123 delete", "BUSY freeze"}));
+  EXPECT_EQ(bhctl(admin_args() + " queue frobnicate ABC123").first, 2);
 }
 
 TEST_F(AdminServerTest, OversizedHeaderIsRefused) {

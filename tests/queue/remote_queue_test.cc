@@ -365,5 +365,61 @@ TEST(RemoteQueue, PerHopConcurrencyHoldsTheRestUntilAConnectionFrees) {
   n.qm.stop();
 }
 
+TEST(RemoteQueue, OperatorRetryFreezeThawAndDeleteSurviveARestart) {
+  TempDir t;
+  std::string a, b, c;
+  {
+    Node n(t.path(), fast());
+    a = n.s.put("a\r\n", from("alice@example.org", {rcpt("a@one.test")})).value();
+    b = n.s.put("b\r\n", from("alice@example.org", {rcpt("b@one.test")})).value();
+    c = n.s.put("c\r\n", from("alice@example.org", {rcpt("c@two.test")})).value();
+    n.qm.start({a, b, c});
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() == 3; }));
+    for (std::size_t i = 0; i < 3; ++i) {
+      n.remote.answer(i, {"451"});
+    }
+    ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 3; }));
+    // Retry now: no clock advance needed.
+    ASSERT_TRUE(n.qm.act(a, QueueManager::Action::kRetry).ok());
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() == 4; }));
+    EXPECT_EQ(n.remote.job(3).queue_id, a);
+    EXPECT_FALSE(n.qm.act(a, QueueManager::Action::kFreeze).ok());  // in delivery right now
+    n.remote.answer(3, {"451"});
+    ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 4; }));
+    // A whole hop: everything waiting for two.test.
+    EXPECT_EQ(n.qm.retry_hop("mx:internet:two.test"), 1u);
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() == 5; }));
+    EXPECT_EQ(n.remote.job(4).queue_id, c);
+    n.remote.answer(4, {"451"});
+    ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 5; }));
+    ASSERT_TRUE(n.qm.act(b, QueueManager::Action::kFreeze).ok());
+    EXPECT_FALSE(n.qm.act(b, QueueManager::Action::kRetry).ok());  // frozen: thaw first
+    EXPECT_FALSE(n.qm.act("NOSUCHID", QueueManager::Action::kFreeze).ok());
+    EXPECT_FALSE(n.qm.act("NOSUCHID", QueueManager::Action::kFreeze).error().transient());
+    ASSERT_TRUE(n.qm.act(c, QueueManager::Action::kDeleteWithReport).ok());
+    EXPECT_FALSE(fs::exists(n.s.store.path_of(c)));
+    ASSERT_TRUE(wait_until([&] { return n.reports("alice").size() == 1; }));
+    EXPECT_NE(n.reports("alice")[0].find("deleted from the queue by the administrator"), std::string::npos);
+    ASSERT_TRUE(n.qm.act(a, QueueManager::Action::kDelete).ok());
+    EXPECT_EQ(n.qm.counters().deleted, 2u);
+    n.qm.stop();
+  }
+  // After a restart b is still frozen: far past its retry time nothing is sent.
+  Node n(t.path(), fast());
+  auto rep = n.s.store.recover();
+  ASSERT_EQ(rep.ready, std::vector<std::string>{b});
+  n.qm.start(rep.ready);
+  n.s.clock.advance(std::chrono::hours(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(n.remote.size(), 0u);
+  ASSERT_EQ(n.qm.list().size(), 1u);
+  EXPECT_EQ(n.qm.list()[0].state, MessageState::kFrozen);
+  ASSERT_TRUE(n.qm.act(b, QueueManager::Action::kThaw).ok());
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  n.remote.answer(0, {"250"});
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(b)); }));
+  n.qm.stop();
+}
+
 }  // namespace
 }  // namespace bh::queue
