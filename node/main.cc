@@ -384,7 +384,9 @@ int main(int argc, char** argv) {
                      {"commit_failures", counters.commit_failures.load()},
                      {"delivered_messages", qc.delivered_messages},
                      {"delivered_copies", qc.delivered_copies}, {"batches", qc.batches}, {"deferred", qc.deferred},
-                     {"failed_recipients", qc.failed_recipients}}},
+                     {"failed_recipients", qc.failed_recipients},
+                     {"relayed_recipients", qc.relayed_recipients}, {"remote_jobs", qc.remote_jobs},
+                     {"expired", qc.expired}, {"dsns", qc.dsns}, {"deleted", qc.deleted}}},
           {"tracking", tracking ? json{{"enabled", true}, {"written", tracking->counters().written},
                                        {"failures", tracking->counters().failures},
                                        {"rotations", tracking->counters().rotations}}
