@@ -315,6 +315,7 @@ int main(int argc, char** argv) {
   s.max_recipients = c.max_recipients();
   s.max_command_line = c.max_command_line();
   s.max_header_bytes = c.max_header_bytes();
+  s.max_hops = c.max_hops();
   s.max_errors = c.max_errors();
   s.max_junk_commands = c.max_junk_commands();
   s.vrfy = c.vrfy();

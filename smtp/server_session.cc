@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/address.h"
+#include "queue/hop_count.h"
 #include "smtp/data_reader.h"
 #include "smtp/esmtp_params.h"
 #include "smtp/line_reader.h"
@@ -106,6 +107,7 @@ struct ServerSession::Impl {
   bool data_used = false, bdat_used = false, spooling = false;
   std::string queue_id;
   std::optional<DataReader> data;
+  std::optional<queue::ReceivedCounter> hops;  // the client's Received fields
   std::uint64_t bdat_remaining = 0, bdat_chunk = 0, body_bytes = 0;
   bool bdat_last = false, bdat_discard = false;
   int bdat_error_code = 0;          // the reply for a drained chunk, sent after draining
@@ -198,6 +200,7 @@ struct ServerSession::Impl {
     data_used = bdat_used = false;
     queue_id.clear();
     data.reset();
+    hops.reset();
     bdat_remaining = bdat_chunk = body_bytes = 0;
     bdat_last = bdat_discard = false;
     bdat_error_code = 0;
@@ -223,6 +226,7 @@ struct ServerSession::Impl {
         in.consume(step.consumed);
         body_bytes = data->body_size();
         if (!body.empty() && spooling) {
+          count_hops(body);
           out.emplace_back(BodyData{std::move(body)});
         }
         if (step.done) {
@@ -245,6 +249,7 @@ struct ServerSession::Impl {
             // Binary, no unstuffing (RFC 3030 §2); the size was checked against the
             // cap before the first octet (do_bdat), so this never overshoots it.
             if (spooling) {
+              count_hops(in.peek().substr(0, n));
               out.emplace_back(BodyData{std::string(in.peek().substr(0, n))});
             }
             body_bytes += n;
@@ -783,6 +788,28 @@ struct ServerSession::Impl {
     std::string h = received_header();
     body_bytes = 0;
     out.emplace_back(BodyData{std::move(h)});
+    queue::HopCountLimits limits;
+    limits.stop_after = cfg.max_hops + 1;  // enough to know it is over
+    hops.emplace(limits);
+  }
+
+  void count_hops(std::string_view bytes) {
+    if (hops && !hops->done()) {
+      hops->feed(bytes);
+    }
+  }
+
+  // After the last octet: a loop is refused before anything is queued.
+  bool refuse_loop() {
+    if (!hops || hops->result().received <= cfg.max_hops) {
+      return false;
+    }
+    const auto n = hops->result().received;
+    reset_transaction();
+    reply(554, "5.4.6", "Too many hops (" + std::to_string(n) + " Received fields; limit " +
+                            std::to_string(cfg.max_hops) + "): mail loop?");
+    arm_for_state();
+    return true;
   }
 
   void finish_data() {
@@ -794,6 +821,9 @@ struct ServerSession::Impl {
       reset_transaction();
       error_reply(552, "5.3.4", "Error: message too big");
       arm_for_state();
+      return;
+    }
+    if (refuse_loop()) {
       return;
     }
     commit();
@@ -816,6 +846,9 @@ struct ServerSession::Impl {
     }
     if (bdat_last) {
       env.body_size = body_bytes;
+      if (refuse_loop()) {
+        return;
+      }
       commit();
       return;
     }

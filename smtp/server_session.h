@@ -33,6 +33,9 @@ struct SessionConfig {
   std::size_t max_command_line = 512;    // RFC 5321 4.5.3.1.4
   std::size_t max_text_line = 1000;      // RFC 5321 4.5.3.1.6 (DATA lines longer are kept intact)
   std::size_t max_header_bytes = 1u << 20;  // all header lines together (hostile #38)
+  // Mail loops (RFC 5321 6.3, DESIGN 4.3): a message arriving with more Received fields
+  // than this is refused after its data with 554 5.4.6; nothing is queued.
+  std::size_t max_hops = 30;
   std::size_t max_errors = 20;           // then 421 4.7.0 and close
   std::size_t max_junk_commands = 100;   // NOOP/RSET/unknown/... without a MAIL (hostile #64)
   std::size_t max_buffered_input = 64u << 10;  // pipelined input held while waiting

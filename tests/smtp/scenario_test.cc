@@ -101,6 +101,7 @@ SessionConfig config_for(const Scenario& s) {
     else if (k == "max_junk_commands") c.max_junk_commands = std::stoul(v);
     else if (k == "max_message_size") c.max_message_size = std::stoull(v);
     else if (k == "max_header_bytes") c.max_header_bytes = std::stoul(v);
+    else if (k == "max_hops") c.max_hops = std::stoul(v);
     else ADD_FAILURE() << "unknown config key " << k;
   }
   return c;
