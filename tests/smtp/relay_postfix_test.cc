@@ -330,6 +330,28 @@ TEST_F(RelayIt, DeadHostAndSoftGreetingMoveOnToTheNextSmartHost) {
   EXPECT_EQ(ok.dumps().size(), 1u);
 }
 
+// RFC 5321 §5.1 asks for the next MX on a 4xx; we also move on after a 5xx greeting
+// (docs/smtp-client.md "Relay adapter"): one broken host must not bounce the mail.
+TEST_F(RelayIt, HardGreetingMovesOnAndAloneIsPermanent) {
+  Sink refuse(dir_, "refuse", {"-f", "CONNECT"});
+  Sink ok(dir_, "after-refuse", {});
+  auto c = smarthost_connector("out", refuse.host(), {{"*", 1}});
+  c.smart_hosts.push_back(*routing::parse_smart_host(ok.host()));
+  auto o = deliver({c}, job("out", make_body(100), {"a@example.net"}));
+  ASSERT_EQ(o.calls, 1);
+  EXPECT_EQ(o.result.recipients[0].status, queue::RemoteStatus::kDelivered);
+  ASSERT_EQ(o.attempts.size(), 2u);
+  ASSERT_TRUE(o.attempts[0].error);
+  EXPECT_EQ(o.attempts[0].error->enhanced.substr(0, 2), "5.");
+
+  auto alone = deliver({smarthost_connector("out", refuse.host(), {{"*", 1}})},
+                       job("out", make_body(100), {"a@example.net"}));
+  ASSERT_TRUE(alone.result.hop_error);
+  EXPECT_FALSE(alone.result.hop_error->transient());
+  EXPECT_EQ(alone.result.recipients[0].status, queue::RemoteStatus::kPermanent);
+  EXPECT_TRUE(refuse.dumps().empty());
+}
+
 TEST_F(RelayIt, TlsRequiredWithoutStartTlsIsTransient474AndNothingSent) {
   Sink sink(dir_, "notls", {});
   auto c = smarthost_connector("out", sink.host(), {{"*", 1}});
