@@ -451,15 +451,19 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
       if (n <= 0) {
         local_error_ = transient_error(
             "4.3.0", std::string("cannot read the queue file: ") + (n < 0 ? std::strerror(errno) : "short file"));
-        run(session_.on_eof());
-        shutdown();
+        // Never end a message we could not read: the session takes it as a lost
+        // connection (Finished, then Disconnect), ahead of anything still pending.
+        feed_now(session_.on_eof());
         return;
       }
       got += static_cast<std::size_t>(n);
     }
     body_pos_ += got;
-    ClientActions more = session_.on_body_chunk(chunk_, body_pos_ == setup_.body_length);
-    // Its actions go before anything still pending, so the session's order is kept.
+    feed_now(session_.on_body_chunk(chunk_, body_pos_ == setup_.body_length));
+  }
+  // Actions answering the one being performed go before anything still pending, so the
+  // session's order is kept and run() is never re-entered.
+  void feed_now(ClientActions more) {
     pending_.insert(pending_.begin(), std::make_move_iterator(more.begin()),
                     std::make_move_iterator(more.end()));
   }

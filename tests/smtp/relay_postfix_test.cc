@@ -352,6 +352,21 @@ TEST_F(RelayIt, HardGreetingMovesOnAndAloneIsPermanent) {
   EXPECT_TRUE(refuse.dumps().empty());
 }
 
+// A queue file shorter than the envelope says: the message is never ended with a dot.
+TEST_F(RelayIt, ShortQueueFileIsTransient430AndNoMessageIsCompleted) {
+  Sink sink(dir_, "short", {});
+  auto j = job("out", make_body(100 * 1024), {"a@example.net"});
+  j.body_length += 200 * 1024;
+  auto o = deliver({smarthost_connector("out", sink.host(), {{"*", 1}})}, j);
+  ASSERT_EQ(o.calls, 1);
+  ASSERT_TRUE(o.result.hop_error);
+  EXPECT_EQ(o.result.hop_error->enhanced, "4.3.0");
+  EXPECT_EQ(o.result.recipients[0].status, queue::RemoteStatus::kTransient);
+  EXPECT_EQ(o.result.recipients[0].enhanced, "4.3.0");
+  std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(sink.dumps().empty());
+}
+
 TEST_F(RelayIt, TlsRequiredWithoutStartTlsIsTransient474AndNothingSent) {
   Sink sink(dir_, "notls", {});
   auto c = smarthost_connector("out", sink.host(), {{"*", 1}});
