@@ -13,7 +13,8 @@ PKGS=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev nlohmann-json3-dev
   libc-ares-dev libkrb5-dev
   # real peers used by tests, benchmarks and the demo
-  postfix swaks libnet-ssleay-perl libauthen-sasl-perl libio-socket-inet6-perl
+  # openssl (the CLI) makes the test CA and certificates of the relay tests (tests/smtp)
+  postfix openssl swaks libnet-ssleay-perl libauthen-sasl-perl libio-socket-inet6-perl
   python3 slapd ldap-utils krb5-kdc krb5-admin-server krb5-user
   # DNS for the MX tests (tests/routing): the dnsmasq binary only; the "dnsmasq" package
   # would add a system service that answers on port 53 of every interface

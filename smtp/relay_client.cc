@@ -305,9 +305,10 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
       return;
     }
     tcp::endpoint ep(addr, setup_.target.port);
+    std::uint64_t gen = ++timer_gen_;
     timer_.expires_after(setup_.connect_timeout);
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code e) {
-      if (!e && !self->connected_ && !self->dead_) {
+    timer_.async_wait([self = shared_from_this(), gen](boost::system::error_code e) {
+      if (!e && gen == self->timer_gen_ && !self->connected_ && !self->dead_) {
         self->timed_out_ = true;
         boost::system::error_code ignored;
         self->socket().close(ignored);
@@ -340,6 +341,7 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
       return;
     }
     connected_ = true;
+    ++timer_gen_;
     timer_.cancel();
     boost::system::error_code ignored;
     socket().set_option(tcp::no_delay(true), ignored);
@@ -401,9 +403,12 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
     flush();
   }
   void perform(ArmDeadline& a) {
+    // A wait that already expired is not cancelled by expires_after(): its handler may
+    // still run with success, so each wait carries its generation.
+    std::uint64_t gen = ++timer_gen_;
     timer_.expires_after(a.after);
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (!ec && !self->dead_ && !self->session_.closed()) {
+    timer_.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
+      if (!ec && gen == self->timer_gen_ && !self->dead_ && !self->session_.closed()) {
         self->run(self->session_.on_timeout());
       }
     });
@@ -446,15 +451,19 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
       if (n <= 0) {
         local_error_ = transient_error(
             "4.3.0", std::string("cannot read the queue file: ") + (n < 0 ? std::strerror(errno) : "short file"));
-        run(session_.on_eof());
-        shutdown();
+        // Never end a message we could not read: the session takes it as a lost
+        // connection (Finished, then Disconnect), ahead of anything still pending.
+        feed_now(session_.on_eof());
         return;
       }
       got += static_cast<std::size_t>(n);
     }
     body_pos_ += got;
-    ClientActions more = session_.on_body_chunk(chunk_, body_pos_ == setup_.body_length);
-    // Its actions go before anything still pending, so the session's order is kept.
+    feed_now(session_.on_body_chunk(chunk_, body_pos_ == setup_.body_length));
+  }
+  // Actions answering the one being performed go before anything still pending, so the
+  // session's order is kept and run() is never re-entered.
+  void feed_now(ClientActions more) {
     pending_.insert(pending_.begin(), std::make_move_iterator(more.begin()),
                     std::make_move_iterator(more.end()));
   }
@@ -577,13 +586,12 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
   std::string out_, sending_, chunk_;
   std::deque<ClientAction> pending_;
   std::uint64_t body_pos_ = 0;
+  std::uint64_t timer_gen_ = 0;
   std::optional<Error> local_error_;
   std::string tls_error_;
   bool connected_ = false, timed_out_ = false, dead_ = false, pumping_ = false;
   bool reading_ = false, writing_ = false, handshaking_ = false, tls_ = false;
 };
-
-routing::TlsMode tls_mode_of(const routing::Connector& c) { return c.settings.tls; }
 
 TlsPolicy tls_policy(routing::TlsMode m) {
   switch (m) {
@@ -660,8 +668,12 @@ class Job : public std::enable_shared_from_this<Job> {
                          ""));
       return;
     }
-    shared_->resolver->resolve(job_.domain, [self = shared_from_this()](Result<std::vector<routing::MxHost>> r) {
+    // The work guard keeps the io_context running while the answer is outstanding on the
+    // resolver's thread.
+    shared_->resolver->resolve(job_.domain, [self = shared_from_this(), work = asio::make_work_guard(strand_)](
+                                                Result<std::vector<routing::MxHost>> r) mutable {
       asio::post(self->strand_, [self, r = std::move(r)]() mutable { self->on_resolved(std::move(r)); });
+      work.reset();
     });
   }
 
@@ -691,7 +703,7 @@ class Job : public std::enable_shared_from_this<Job> {
     const auto& opt = shared_->options;
     ClientConfig cfg;
     cfg.helo_name = opt.helo_name;
-    cfg.tls = tls_policy(tls_mode_of(*connector_));
+    cfg.tls = tls_policy(connector_->settings.tls);
     cfg.auth = credentials_;
     cfg.auth_without_tls = opt.auth_without_tls;
     cfg.use_chunking = opt.use_chunking;

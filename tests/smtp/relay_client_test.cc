@@ -223,7 +223,8 @@ struct RelayFixture {
   std::unique_ptr<SmtpRelay> relay;
   std::vector<RelayAttempt> attempts;
 
-  explicit RelayFixture(std::vector<routing::Connector> connectors, std::size_t max_jobs = 100) {
+  explicit RelayFixture(std::vector<routing::Connector> connectors, std::size_t max_jobs = 100,
+                        routing::MxResolver* resolver = nullptr, std::size_t max_attempts = 10) {
     auto t = routing::RouteTable::build(std::move(connectors));
     BH_CHECK(t.ok());
     table = *t;
@@ -231,8 +232,9 @@ struct RelayFixture {
     o.helo_name = "relay.test";
     o.connect_timeout = std::chrono::seconds(5);
     o.max_concurrent_jobs = max_jobs;
+    o.max_attempts = max_attempts;
     o.on_attempt = [this](const RelayAttempt& a) { attempts.push_back(a); };
-    auto r = SmtpRelay::create(io, [this] { return table; }, nullptr, o);
+    auto r = SmtpRelay::create(io, [this] { return table; }, resolver, o);
     BH_CHECK(r.ok());
     relay = std::move(r.value());
     write_file(dir / "q", "HEADERSHello\r\n");
@@ -311,6 +313,95 @@ TEST(SmtpRelay, JobsBeyondTheCapWaitAndAllFinish) {
   EXPECT_EQ(done, 7);
   EXPECT_EQ(f.relay->counters().jobs.load(), 7u);
   EXPECT_EQ(f.relay->counters().waiting.load(), 0u);
+}
+
+// Answers from its own thread, as AresMxResolver does.
+class ThreadResolver final : public routing::MxResolver {
+ public:
+  explicit ThreadResolver(Result<std::vector<routing::MxHost>> answer) : answer_(std::move(answer)) {}
+  ~ThreadResolver() override {
+    for (auto& t : threads_) {
+      t.join();
+    }
+  }
+  void resolve(std::string_view domain, routing::MxCallback done) override {
+    asked.emplace_back(domain);
+    threads_.emplace_back([this, done = std::move(done)] { done(answer_); });
+  }
+  std::vector<std::string> asked;
+
+ private:
+  Result<std::vector<routing::MxHost>> answer_;
+  std::vector<std::thread> threads_;
+};
+
+TEST(SmtpRelay, MxHostsAreTriedInOrderOnTheConnectorPort) {
+  auto mx = mx_connector("mx", {{"*", 1}});
+  mx.settings.port = dead_port();
+  ThreadResolver resolver(std::vector<routing::MxHost>{
+      {"mx1.example.net", 10, false, {"127.0.0.1", "127.0.0.2"}},
+      {"mx2.example.net", 20, false, {"127.0.0.3"}},
+  });
+  RelayFixture f({mx}, 100, &resolver);
+  queue::RemoteResult got;
+  f.relay->deliver(f.job("mx", "example.net"), [&](queue::RemoteResult r) { got = std::move(r); });
+  f.io.run();
+  EXPECT_EQ(resolver.asked, std::vector<std::string>{"example.net"});
+  ASSERT_EQ(f.attempts.size(), 3u);
+  std::string port = std::to_string(mx.settings.port);
+  EXPECT_EQ(f.attempts[0].target, "mx1.example.net[127.0.0.1]:" + port);
+  EXPECT_EQ(f.attempts[1].target, "mx1.example.net[127.0.0.2]:" + port);
+  EXPECT_EQ(f.attempts[2].target, "mx2.example.net[127.0.0.3]:" + port);
+  ASSERT_TRUE(got.hop_error);
+  EXPECT_EQ(got.hop_error->enhanced, "4.4.1");
+  EXPECT_EQ(got.remote_mta, "mx2.example.net [127.0.0.3]");
+}
+
+TEST(SmtpRelay, AttemptsPerJobAreCapped) {
+  auto mx = mx_connector("mx", {{"*", 1}});
+  mx.settings.port = dead_port();
+  ThreadResolver resolver(std::vector<routing::MxHost>{
+      {"mx1.example.net", 10, false, {"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"}}});
+  RelayFixture f({mx}, 100, &resolver, /*max_attempts=*/2);
+  int calls = 0;
+  f.relay->deliver(f.job("mx", "example.net"), [&](queue::RemoteResult) { ++calls; });
+  f.io.run();
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(f.attempts.size(), 2u);
+}
+
+TEST(SmtpRelay, ResolverErrorsKeepTheirClass) {
+  auto mx = mx_connector("mx", {{"*", 1}});
+  ThreadResolver nx(permanent_error("5.1.2", "example.invalid does not exist"));
+  RelayFixture f({mx}, 100, &nx);
+  queue::RemoteResult got;
+  f.relay->deliver(f.job("mx", "example.invalid"), [&](queue::RemoteResult r) { got = std::move(r); });
+  f.io.run();
+  ASSERT_TRUE(got.hop_error);
+  EXPECT_FALSE(got.hop_error->transient());
+  EXPECT_EQ(got.recipients[0].status, queue::RemoteStatus::kPermanent);
+  EXPECT_EQ(got.recipients[0].enhanced, "5.1.2");
+  EXPECT_TRUE(f.attempts.empty());
+
+  ThreadResolver servfail(transient_error("4.4.3", "SERVFAIL"));
+  RelayFixture g({mx}, 100, &servfail);
+  g.relay->deliver(g.job("mx", "example.net"), [&](queue::RemoteResult r) { got = std::move(r); });
+  g.io.run();
+  EXPECT_EQ(got.recipients[0].status, queue::RemoteStatus::kTransient);
+  EXPECT_EQ(got.recipients[0].enhanced, "4.4.3");
+}
+
+TEST(SmtpRelay, UnreadableQueueFileIsTransient430BeforeAnyConnection) {
+  auto c = smarthost_connector("out", "127.0.0.1:25", {{"*", 1}});
+  RelayFixture f({c});
+  auto j = f.job("out");
+  j.path = (f.dir / "missing").string();
+  queue::RemoteResult got;
+  f.relay->deliver(j, [&](queue::RemoteResult r) { got = std::move(r); });
+  f.io.run();
+  ASSERT_TRUE(got.hop_error);
+  EXPECT_EQ(got.hop_error->enhanced, "4.3.0");
+  EXPECT_TRUE(f.attempts.empty());
 }
 
 }  // namespace
