@@ -12,6 +12,8 @@ namespace bh::queue {
 
 namespace {
 
+constexpr const char* kLmtpHop = "lmtp";
+
 std::int64_t unix_seconds(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
@@ -107,6 +109,28 @@ void QueueManager::set_remote(RemoteDeliverer* remote, Router router) {
   BH_CHECK(!started_);
   remote_ = remote;
   router_ = std::move(router);
+}
+
+void QueueManager::set_local_remote(RemoteDeliverer* lmtp) {
+  std::lock_guard lock(mu_);
+  BH_CHECK(!started_);
+  local_remote_ = lmtp;
+}
+
+void QueueManager::fill_job(RemoteJob& job, const Work& w, const std::string& next_hop,
+                            const std::string& connector, const std::string& domain) {
+  job.queue_id = w.id;
+  job.next_hop = next_hop;
+  job.connector = connector;
+  job.domain = domain;
+  job.sender = w.env.sender;
+  job.body = w.env.body;
+  job.ret = w.env.ret;
+  job.envid = w.env.envid;
+  job.smtputf8 = w.env.smtputf8;
+  job.path = w.path;
+  job.body_offset = w.msg.body_offset;
+  job.body_length = w.msg.body_length;
 }
 
 void QueueManager::set_dsn(DsnSetup dsn) {
@@ -510,20 +534,26 @@ void QueueManager::prepare(Work& w) {
       auto [it, fresh] = w.jobs.try_emplace(route->next_hop);
       RemoteJob& job = it->second;
       if (fresh) {
-        job.queue_id = w.id;
-        job.next_hop = route->next_hop;
-        job.connector = route->connector;
-        job.domain = route->domain;
-        job.sender = w.env.sender;
-        job.body = w.env.body;
-        job.ret = w.env.ret;
-        job.envid = w.env.envid;
-        job.smtputf8 = w.env.smtputf8;
-        job.path = w.path;
-        job.body_offset = w.msg.body_offset;
-        job.body_length = w.msg.body_length;
+        fill_job(job, w, route->next_hop, route->connector, route->domain);
       }
       job.recipients.push_back({index, r.address, r.notify, r.orcpt});
+      continue;
+    }
+    if (local_remote_ != nullptr) {
+      // Local delivery handed over by LMTP: one recipient per mailbox in the job; the
+      // others of that mailbox share its outcome (apply_remote).
+      auto [it, fresh] = w.jobs.try_emplace(kLmtpHop);
+      RemoteJob& job = it->second;
+      if (fresh) {
+        fill_job(job, w, kLmtpHop, "lmtp", "");
+      }
+      const auto index = static_cast<std::size_t>(&r - w.env.recipients.data());
+      bool dup = std::any_of(job.recipients.begin(), job.recipients.end(), [&](const RemoteJob::Rcpt& x) {
+        return w.env.recipients[x.index].mailbox == r.mailbox;
+      });
+      if (!dup) {
+        job.recipients.push_back({index, r.address, r.notify, r.orcpt});
+      }
       continue;
     }
     auto same = [&](const Work::Copy& c) { return c.mailbox == r.mailbox; };
@@ -763,7 +793,8 @@ void QueueManager::dispatch(Work& w) {
                            " recipient(s)");
     std::string id = w.id;
     RemoteJob copy = job;
-    remote_->deliver(std::move(job), [this, id, copy = std::move(copy)](RemoteResult r) mutable {
+    RemoteDeliverer* to = job.next_hop == kLmtpHop ? local_remote_ : remote_;
+    to->deliver(std::move(job), [this, id, copy = std::move(copy)](RemoteResult r) mutable {
       {
         std::lock_guard lock(mu_);
         remote_done_.push_back({std::move(id), std::move(copy), std::move(r)});
@@ -816,16 +847,22 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
           continue;
         }
         Recipient& rcpt = env.recipients[r.index];
+        const bool lmtp = d.job.next_hop == kLmtpHop;
         // Remote-MTA is a DNS name: "mx.example.com [192.0.2.1]" reports as the name.
         const std::string mta = d.result.remote_mta.substr(0, d.result.remote_mta.find(' '));
         switch (r.status) {
           case RemoteStatus::kDelivered:
             rcpt.state = RecipientState::kDelivered;
-            rcpt.last_result = status_for(r.enhanced, '2', "2.0.0") + " relayed to " + mta + ": " + r.reply;
-            ++counters_.relayed_recipients;
-            if ((rcpt.notify & kNotifySuccess) != 0 && !d.result.dsn_passed) {
-              e.report.push_back({r.index, DsnAction::kRelayed, "2.0.0", mta, "smtp; " + r.reply, now,
-                                  std::nullopt});
+            rcpt.last_result = status_for(r.enhanced, '2', "2.0.0") + (lmtp ? " delivered by LMTP to " : " relayed to ") +
+                               mta + ": " + r.reply;
+            if (lmtp) {
+              ++counters_.delivered_copies;
+            } else {
+              ++counters_.relayed_recipients;
+            }
+            if ((rcpt.notify & kNotifySuccess) != 0 && (lmtp || !d.result.dsn_passed)) {
+              e.report.push_back({r.index, lmtp ? DsnAction::kDelivered : DsnAction::kRelayed, "2.0.0", mta,
+                                  (lmtp ? "lmtp; " : "smtp; ") + r.reply, now, std::nullopt});
             }
             break;
           case RemoteStatus::kPermanent:
@@ -839,6 +876,22 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
           case RemoteStatus::kTransient:
             rcpt.last_result = status_for(r.enhanced, '4', "4.0.0") + " " + r.reply;
             break;
+        }
+      }
+      if (d.job.next_hop == kLmtpHop) {
+        // One LMTP recipient stood for every recipient of its mailbox.
+        for (const auto& r : d.result.recipients) {
+          if (r.index >= env.recipients.size()) {
+            continue;
+          }
+          const Recipient& done_one = env.recipients[r.index];
+          for (auto& other : env.recipients) {
+            if (&other != &done_one && other.state == RecipientState::kPending &&
+                !other.mailbox.empty() && other.mailbox == done_one.mailbox) {
+              other.state = done_one.state;
+              other.last_result = done_one.last_result;
+            }
+          }
         }
       }
       if (--e.in_flight == 0) {

@@ -163,6 +163,9 @@ class QueueManager {
   // reports are sent. `remote` must outlive the manager.
   void set_remote(RemoteDeliverer* remote, Router router);
   void set_dsn(DsnSetup dsn);
+  // Local mailboxes handed over by LMTP instead of written as Maildir: recipients with a
+  // mailbox go to `lmtp` as one job of next hop "lmtp" (one recipient per mailbox).
+  void set_local_remote(RemoteDeliverer* lmtp);
   // Observer of received/delivered/deferred/failed (queue/queue_events.h); must outlive
   // the manager; set before start().
   void set_events(QueueEvents* events);
@@ -220,6 +223,8 @@ class QueueManager {
   void run();
   void apply_remote(std::vector<RemoteDone> done);
   void dispatch(Work& w);
+  static void fill_job(RemoteJob& job, const Work& w, const std::string& next_hop,
+                       const std::string& connector, const std::string& domain);
   // Final bookkeeping of one message on the delivery thread: reports, then removal or
   // a durable retry schedule.
   void settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
@@ -241,6 +246,7 @@ class QueueManager {
   QueueManagerOptions opt_;
   DeliveredHook hook_;
   RemoteDeliverer* remote_ = nullptr;
+  RemoteDeliverer* local_remote_ = nullptr;
   Router router_;
   std::optional<DsnSetup> dsn_;
   QueueEvents* events_ = nullptr;

@@ -421,5 +421,41 @@ TEST(RemoteQueue, OperatorRetryFreezeThawAndDeleteSurviveARestart) {
   n.qm.stop();
 }
 
+TEST(RemoteQueue, LocalMailboxesGoByLmtpOneRecipientPerMailbox) {
+  TempDir t;
+  auto o = fast();
+  testing::Store s(t.path() + "/q");
+  MaildirDeliverer md(t.path() + "/mb", "h");
+  FakeRemote lmtp;
+  QueueManager qm(s.store, md, s.clock, o);
+  qm.set_local_remote(&lmtp);
+  auto id = s.put("x\r\n", from("s@example.net", {rcpt("bob@example.org", "bob"),
+                                                    rcpt("Bob.Alias@example.org", "bob"),
+                                                    rcpt("alice@example.org", "alice")}))
+                .value();
+  qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return lmtp.size() == 1; }));
+  auto job = lmtp.job(0);
+  EXPECT_EQ(job.next_hop, "lmtp");
+  ASSERT_EQ(job.recipients.size(), 2u);  // bob once, alice
+  EXPECT_EQ(job.recipients[0].address, "bob@example.org");
+  EXPECT_EQ(job.recipients[1].address, "alice@example.org");
+  lmtp.answer(0, {"250", "452"});
+  ASSERT_TRUE(wait_until([&] { return qm.counters().deferred == 1; }));
+  auto d = qm.show(id);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->envelope.recipients[0].state, RecipientState::kDelivered);
+  EXPECT_EQ(d->envelope.recipients[1].state, RecipientState::kDelivered);  // shares bob's copy
+  EXPECT_EQ(d->envelope.recipients[2].state, RecipientState::kPending);
+  EXPECT_EQ(count(t.path() + "/mb"), 0u);  // nothing written as Maildir
+  s.clock.advance(seconds(60));
+  ASSERT_TRUE(wait_until([&] { return lmtp.size() == 2; }));
+  ASSERT_EQ(lmtp.job(1).recipients.size(), 1u);
+  EXPECT_EQ(lmtp.job(1).recipients[0].address, "alice@example.org");
+  lmtp.answer(1, {"250"});
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(s.store.path_of(id)); }));
+  qm.stop();
+}
+
 }  // namespace
 }  // namespace bh::queue
