@@ -20,6 +20,10 @@ struct QueueEvent {
     kDelivered,  // one recipient delivered (Maildir copy published and synced)
     kDeferred,   // one recipient failed transiently; retried later
     kFailed,     // one recipient failed permanently
+    kRelayed,    // one recipient accepted by a remote server (next_hop, reply)
+    kExpired,    // one recipient given up at expiry
+    kDeleted,    // one recipient removed with its message by the operator
+    kReported,   // a delivery report (DSN) was queued to the sender; reply: its queue id
   };
   Kind kind = Kind::kReceived;
   std::string_view queue_id;
@@ -29,6 +33,7 @@ struct QueueEvent {
   std::string_view mailbox;                // kDelivered: local mailbox name
   std::string_view delivered_path;         // kDelivered: the Maildir file, if new
   std::string_view reply;                  // kDelivered/kDeferred/kFailed: the result text
+  std::string_view next_hop;               // remote kinds: the scheduler's next hop
   bool recovered = false;                  // kReceived: found in the spool at start
 };
 

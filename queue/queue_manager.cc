@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <tuple>
 #include <cerrno>
 
 #include "common/log.h"
@@ -312,6 +313,18 @@ Result<void> QueueManager::perform(const std::string& id, Action action) {
       send_report(*env, report, path);
     }
   }
+  if (env) {
+    std::vector<Note> notes;
+    for (std::size_t i = 0; i < env->recipients.size(); ++i) {
+      if (env->recipients[i].state == RecipientState::kPending) {
+        notes.push_back({QueueEvent::Kind::kDeleted, i,
+                         action == Action::kDeleteWithReport ? "deleted by the administrator, sender notified"
+                                                             : "deleted by the administrator",
+                         ""});
+      }
+    }
+    notify(id, *env, notes);
+  }
   if (auto r = store_.remove(id); !r.ok()) {
     std::lock_guard lock(mu_);
     entries_[id].summary.state = MessageState::kQueued;
@@ -573,6 +586,28 @@ void QueueManager::prepare(Work& w) {
   }
 }
 
+void QueueManager::notify(const std::string& id, const Envelope& env, const std::vector<Note>& notes) const {
+  if (events_ == nullptr || notes.empty()) {
+    return;
+  }
+  StoredMessage m;
+  m.envelope = env;
+  m.body_offset = kQueueFileHeader.size();
+  m.body_length = env.body_size;
+  const std::string path = store_.path_of(id);
+  for (const auto& n : notes) {
+    QueueEvent ev;
+    ev.kind = n.kind;
+    ev.queue_id = id;
+    ev.message = &m;
+    ev.queue_path = path;
+    ev.recipient = n.index < env.recipients.size() ? &env.recipients[n.index] : nullptr;
+    ev.reply = n.reply;
+    ev.next_hop = n.next_hop;
+    events_->on_event(ev);
+  }
+}
+
 void QueueManager::track(const Work& w, QueueEvent::Kind kind, const Recipient& r,
                          std::string_view mailbox, std::string_view new_path) const {
   if (events_) {
@@ -812,6 +847,7 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
     std::vector<DsnOutcome> report;
   };
   std::vector<ToSettle> settled;
+  std::vector<std::tuple<std::string, Envelope, std::vector<Note>>> told;
   {
     std::lock_guard lock(mu_);
     for (auto& d : done) {
@@ -842,11 +878,17 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
       auto& e = it->second;
       Envelope& env = *e.envelope;
       const auto now = clock_.now();
+      std::vector<Note> notes;
       for (const auto& r : d.result.recipients) {
         if (r.index >= env.recipients.size()) {
           continue;
         }
         Recipient& rcpt = env.recipients[r.index];
+        notes.push_back({r.status == RemoteStatus::kDelivered
+                             ? (d.job.next_hop == kLmtpHop ? QueueEvent::Kind::kDelivered : QueueEvent::Kind::kRelayed)
+                             : r.status == RemoteStatus::kPermanent ? QueueEvent::Kind::kFailed
+                                                                    : QueueEvent::Kind::kDeferred,
+                         r.index, r.reply, d.job.next_hop});
         const bool lmtp = d.job.next_hop == kLmtpHop;
         // Remote-MTA is a DNS name: "mx.example.com [192.0.2.1]" reports as the name.
         const std::string mta = d.result.remote_mta.substr(0, d.result.remote_mta.find(' '));
@@ -894,11 +936,15 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
           }
         }
       }
+      told.emplace_back(d.id, env, std::move(notes));
       if (--e.in_flight == 0) {
         settled.push_back({d.id, store_.path_of(d.id), env, std::move(e.report)});
         e.report.clear();
       }
     }
+  }
+  for (const auto& [id, env, notes] : told) {
+    notify(id, env, notes);
   }
   for (auto& t : settled) {
     settle(t.id, std::move(t.env), std::move(t.report), t.path);
@@ -925,6 +971,7 @@ void QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
   const auto received = from_unix(env.received_unix);
   bool pending = any_pending(env);
   bool expired = false;
+  std::vector<Note> expired_notes;
   if (pending && now - received >= opt_.expire_after) {
     // RFC 5321 4.5.4.1: give up, and tell the sender about every recipient left.
     expired = true;
@@ -936,10 +983,12 @@ void QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
       r.state = RecipientState::kFailed;
       std::string last = r.last_result.empty() ? "no attempt succeeded" : r.last_result;
       r.last_result = "5.4.7 delivery time expired; last error: " + last;
+      expired_notes.push_back({QueueEvent::Kind::kExpired, i, r.last_result, ""});
       report.push_back({i, DsnAction::kFailed, "5.4.7", "", "x-bridgehead; " + r.last_result, now,
                         std::nullopt});
     }
     pending = false;
+    notify(id, env, expired_notes);
     log::warn("queue", id + ": expired after " +
                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - received).count()) +
                            " s in the queue");
@@ -1039,12 +1088,13 @@ void QueueManager::send_report(const Envelope& env, const std::vector<DsnOutcome
   denv.received_unix = unix_seconds(clock_.now());
   denv.protocol = "local";
   const std::string of = env.id;
-  store_.commit(std::move(writer.value()), std::move(denv), [this, of](Result<std::string> id) {
+  store_.commit(std::move(writer.value()), std::move(denv), [this, of, original = env](Result<std::string> id) {
     if (!id.ok()) {
       log::error("queue", of + ": delivery report not queued: " + id.error().message);
       return;
     }
     log::info("queue", of + ": delivery report queued as " + *id);
+    notify(of, original, {{QueueEvent::Kind::kReported, original.recipients.size(), "report queued as " + *id, ""}});
     {
       std::lock_guard lock(mu_);
       ++counters_.dsns;

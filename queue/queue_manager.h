@@ -232,6 +232,14 @@ class QueueManager {
   void send_report(const Envelope& env, const std::vector<DsnOutcome>& outcomes,
                    const std::string& path);
   Clock::time_point next_retry_time(std::uint32_t attempts) const;
+  // Tells the observer about recipients of a message known only by its envelope (remote
+  // answers, expiry, deletion); outside the lock.
+  struct Note {
+    QueueEvent::Kind kind;
+    std::size_t index;
+    std::string reply, next_hop;
+  };
+  void notify(const std::string& id, const Envelope& env, const std::vector<Note>& notes) const;
   void deliver_batch(const std::vector<std::string>& ids);
   void prepare(Work& w);
   void finish(Work& w, bool queue_file_removed);

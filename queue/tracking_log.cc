@@ -462,6 +462,7 @@ void QueueTracker::on_event(const QueueEvent& ev) {
   if (ev.message == nullptr) {
     return;
   }
+  std::lock_guard lock(mu_);
   const Envelope& env = ev.message->envelope;
   TrackingEvent t;
   t.queue_id = std::string(ev.queue_id);
@@ -490,11 +491,25 @@ void QueueTracker::on_event(const QueueEvent& ev) {
     case QueueEvent::Kind::kFailed:
       t.event = TrackingEventType::kBounced;
       break;
+    case QueueEvent::Kind::kRelayed:
+      t.event = TrackingEventType::kRelayed;
+      break;
+    case QueueEvent::Kind::kExpired:
+      t.event = TrackingEventType::kExpired;
+      break;
+    case QueueEvent::Kind::kDeleted:
+      t.event = TrackingEventType::kDeleted;
+      break;
+    case QueueEvent::Kind::kReported:
+      t.event = TrackingEventType::kDsnSent;
+      break;
   }
   if (ev.recipient != nullptr) {
     t.recipient = ev.recipient->address;
   }
-  if (!ev.mailbox.empty()) {
+  if (!ev.next_hop.empty()) {
+    t.next_hop = std::string(ev.next_hop);
+  } else if (!ev.mailbox.empty()) {
     t.next_hop = "maildir:" + std::string(ev.mailbox);
   }
   t.reply = std::string(ev.reply);

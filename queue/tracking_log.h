@@ -153,9 +153,11 @@ TrackingSearchResult search_tracking(const std::string& dir, const TrackingQuery
 
 // The QueueEvents observer that records the queue manager's events in a TrackingLog:
 // kReceived -> one "received" per recipient, kDelivered -> "delivered" (next hop
-// "maildir:<mailbox>"), kDeferred -> "deferred", kFailed -> "bounced" (the DSN itself
-// is not sent yet). The Message-ID is read from the start of the spooled message once
-// per queue id and remembered for the message's later events (at most 4096 ids).
+// "maildir:<mailbox>" or the event's next hop), kDeferred -> "deferred", kFailed ->
+// "bounced", kRelayed -> "relayed", kExpired -> "expired", kDeleted -> "deleted",
+// kReported -> "dsn_sent". The Message-ID is read from the start of the spooled message
+// once per queue id and remembered for the message's later events (at most 4096 ids).
+// Thread-safe (a report's event comes from the store's committer thread).
 class QueueTracker final : public QueueEvents {
  public:
   explicit QueueTracker(TrackingLog& log) : log_(log) {}
@@ -164,6 +166,7 @@ class QueueTracker final : public QueueEvents {
  private:
   std::string message_id_of(const QueueEvent& event);
   TrackingLog& log_;
+  std::mutex mu_;
   std::map<std::string, std::string, std::less<>> ids_;  // queue id -> Message-ID
 };
 

@@ -110,6 +110,11 @@ class Relay(unittest.TestCase):
         wait_until(lambda: not self.node.queue_files(), what="queue to empty")
         status = json.loads(self.node.bhctl("--json", "status").stdout)
         self.assertEqual(status["queue"]["relayed_recipients"], 2)
+        events = json.loads(self.node.bhctl("--json", "track", "--recipient", "two@remote.test").stdout)["events"]
+        relayed = [e for e in events if e["event"] == "relayed"]
+        self.assertEqual(len(relayed), 1, events)
+        self.assertEqual(relayed[0]["next_hop"], "smarthost:out")
+        self.assertIn("250", relayed[0]["reply"])
 
     def test_hard_bounce_sends_one_dsn_with_the_remote_reply(self):
         self.sink("-f", "rcpt", "-B", "550 5.1.1 no such user here")
@@ -123,6 +128,10 @@ class Relay(unittest.TestCase):
         wait_until(lambda: not self.node.queue_files(), what="queue to empty")
         time.sleep(0.5)
         self.assertEqual(len(self.node.maildir("alice")), before + 1)
+        events = json.loads(self.node.bhctl("--json", "track", "--sender", "alice@example.org").stdout)["events"]
+        kinds = [e["event"] for e in events]
+        self.assertIn("bounced", kinds)
+        self.assertIn("dsn_sent", kinds)
 
     def test_soft_bounce_is_retried_then_delivered(self):
         soft = self.sink("-r", "rcpt", "-b", "450 4.2.0 try again later")
