@@ -235,6 +235,7 @@ int main(int argc, char** argv) {
     c.next_hop = r->next_hop;
     c.connector = r->connector->name;
     c.domain = std::string(domain);
+    c.max_connections = r->connector->settings.max_connections;
     return c;
   };
   // The relay client: its own io_context and thread, and c-ares when a connector uses MX.

@@ -85,6 +85,7 @@ struct QueueManager::Work {
   std::optional<Error> error;      // message-level transient failure: retry
   std::vector<Copy> copies;        // one per distinct mailbox of a pending recipient
   std::map<std::string, RemoteJob> jobs;  // next hop -> recipients bound for it
+  std::map<std::string, std::size_t> hop_limits;  // next hop -> its connector's limit
   std::vector<DsnOutcome> report;  // outcomes of this attempt to report
   std::uint64_t newly_failed = 0;
   std::uint64_t fresh_copies = 0;
@@ -548,6 +549,9 @@ void QueueManager::prepare(Work& w) {
       RemoteJob& job = it->second;
       if (fresh) {
         fill_job(job, w, route->next_hop, route->connector, route->domain);
+        if (route->max_connections > 0) {
+          w.hop_limits[route->next_hop] = route->max_connections;
+        }
       }
       job.recipients.push_back({index, r.address, r.notify, r.orcpt});
       continue;
@@ -806,7 +810,11 @@ void QueueManager::dispatch(Work& w) {
     for (auto& [key, job] : w.jobs) {
       e.hops.insert(key);
       Hop& hop = hops_[key];
-      if (hop.in_flight >= opt_.max_per_hop || remote_in_flight_ >= opt_.max_remote) {
+      hop.limit = opt_.max_per_hop;
+      if (auto l = w.hop_limits.find(key); l != w.hop_limits.end()) {
+        hop.limit = std::min(hop.limit, l->second);
+      }
+      if (hop.in_flight >= hop.limit || remote_in_flight_ >= opt_.max_remote) {
         if (std::find(hop.waiting.begin(), hop.waiting.end(), w.id) == hop.waiting.end()) {
           hop.waiting.push_back(w.id);
         }
@@ -863,7 +871,7 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
         hop.last_error.clear();
       }
       // Freed connections go to messages waiting for this hop.
-      while (!hop.waiting.empty() && hop.in_flight < opt_.max_per_hop) {
+      while (!hop.waiting.empty() && hop.in_flight < std::max<std::size_t>(hop.limit, 1)) {
         auto w = entries_.find(hop.waiting.front());
         hop.waiting.pop_front();
         if (w != entries_.end() && w->second.summary.state == MessageState::kQueued &&

@@ -76,6 +76,7 @@ struct RouteChoice {
   std::string next_hop;   // e.g. "smarthost:relay", "mx:internet:example.com"
   std::string connector;
   std::string domain;
+  std::size_t max_connections = 0;  // the connector's own limit; 0: only max_per_hop
 };
 // Permanent errors bounce the recipient (5.4.4 no route); transient ones retry.
 using Router = std::function<Result<RouteChoice>(std::string_view domain)>;
@@ -215,6 +216,7 @@ class QueueManager {
   };
   struct Hop {
     std::size_t in_flight = 0;
+    std::size_t limit = 0;            // min(max_per_hop, the connector's max_connections)
     std::deque<std::string> waiting;  // ids held back by the concurrency limit
     std::string last_error;
     Clock::time_point next_retry{};

@@ -421,6 +421,35 @@ TEST(RemoteQueue, OperatorRetryFreezeThawAndDeleteSurviveARestart) {
   n.qm.stop();
 }
 
+TEST(RemoteQueue, TheConnectorsOwnConnectionLimitIsHonoured) {
+  TempDir t;
+  auto o = fast();
+  o.max_per_hop = 10;
+  Node n(t.path(), o);
+  n.qm.set_remote(&n.remote, [](std::string_view domain) -> Result<RouteChoice> {
+    RouteChoice c;
+    c.connector = "narrow";
+    c.domain = std::string(domain);
+    c.next_hop = "smarthost:narrow";
+    c.max_connections = 2;
+    return c;
+  });
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(n.s.put("x\r\n", from("alice@example.org", {rcpt("a@one.test")})).value());
+  }
+  n.qm.start(ids);
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(n.remote.size(), 2u);
+  for (std::size_t done = 0; done < 5; ++done) {
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() > done; }));
+    n.remote.answer(done, {"250"});
+  }
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().relayed_recipients == 5; }));
+  n.qm.stop();
+}
+
 TEST(RemoteQueue, LocalMailboxesGoByLmtpOneRecipientPerMailbox) {
   TempDir t;
   auto o = fast();
