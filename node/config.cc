@@ -503,6 +503,14 @@ class Loader {
       c.set_local_domains(i, d);
     }
 
+    if (!c.tls().cert_file().empty() || !c.tls().key_file().empty()) {
+      if (c.tls().cert_file().empty() || c.tls().cert_file().front() != '/') {
+        return fail_key("tls.cert_file", "an absolute path is required (with tls.key_file)");
+      }
+      if (c.tls().key_file().empty() || c.tls().key_file().front() != '/') {
+        return fail_key("tls.key_file", "an absolute path is required (with tls.cert_file)");
+      }
+    }
     for (int i = 0; i < c.smtp().relay_networks_size(); ++i) {
       auto n = parse_network(c.smtp().relay_networks(i));
       if (!n.ok()) {

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -289,6 +290,33 @@ int main(int argc, char** argv) {
   svc.store = &store;
   svc.directory = &directory;
   svc.clock = &clock;
+  // STARTTLS: TLS 1.2 and 1.3 only, forward-secret AEAD suites (issue: security).
+  std::unique_ptr<asio::ssl::context> tls_ctx;
+  if (!cfg.tls().cert_file().empty()) {
+    tls_ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    tls_ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                         asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    SSL_CTX_set_min_proto_version(tls_ctx->native_handle(), TLS1_2_VERSION);
+    SSL_CTX_set_cipher_list(tls_ctx->native_handle(),
+                            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                            "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256");
+    boost::system::error_code ec;
+    tls_ctx->use_certificate_chain_file(cfg.tls().cert_file(), ec);
+    if (ec) {
+      return fatal(config_path + ": tls.cert_file: " + cfg.tls().cert_file() + ": " + ec.message());
+    }
+    tls_ctx->use_private_key_file(cfg.tls().key_file(), asio::ssl::context::pem, ec);
+    if (ec) {
+      return fatal(config_path + ": tls.key_file: " + cfg.tls().key_file() + ": " + ec.message());
+    }
+    if (SSL_CTX_check_private_key(tls_ctx->native_handle()) != 1) {
+      return fatal(config_path + ": tls.key_file: does not match tls.cert_file");
+    }
+    svc.tls = tls_ctx.get();
+    svc.tls_handshake_timeout = std::chrono::seconds(cfg.tls().handshake_timeout_s());
+  }
   svc.is_local_domain = [&directory](std::string_view d) { return directory.is_local_domain(d); };
   std::vector<bh::node::Network> relay_networks;
   for (const auto& n : cfg.smtp().relay_networks()) {
@@ -317,6 +345,7 @@ int main(int argc, char** argv) {
   s.max_command_line = c.max_command_line();
   s.max_header_bytes = c.max_header_bytes();
   s.max_hops = c.max_hops();
+  s.starttls = svc.tls != nullptr;
   s.max_errors = c.max_errors();
   s.max_junk_commands = c.max_junk_commands();
   s.vrfy = c.vrfy();
@@ -381,7 +410,9 @@ int main(int argc, char** argv) {
           {"sessions", {{"active", counters.active.load()}, {"accepted", counters.accepted.load()},
                         {"rejected_per_ip", counters.rejected_per_ip.load()},
                         {"rejected_total", counters.rejected_total.load()},
-                        {"timeouts", counters.timeouts.load()}}},
+                        {"timeouts", counters.timeouts.load()},
+                        {"tls_sessions", counters.tls_sessions.load()},
+                        {"tls_failures", counters.tls_failures.load()}}},
           {"queue", {{"in_queue", qc.in_queue}, {"received", counters.messages.load()},
                      {"commit_failures", counters.commit_failures.load()},
                      {"delivered_messages", qc.delivered_messages},

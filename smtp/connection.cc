@@ -1,6 +1,7 @@
 #include "smtp/connection.h"
 
 #include <array>
+#include <memory>
 #include <deque>
 #include <optional>
 #include <type_traits>
@@ -216,6 +217,59 @@ class Connection : public std::enable_shared_from_this<Connection> {
     writer_.reset();
     spool_error_.reset();
   }
+  void perform(BeginTls&) {
+    if (services_->tls == nullptr) {
+      run(session_.on_tls_result(false));  // cannot happen: the session offers it only with a context
+      return;
+    }
+    tls_pending_ = true;
+    flush();  // the handshake starts once the 220 is out
+  }
+
+  // RFC 3207: the server handshake on the same socket; no read is outstanding (the
+  // session stopped wanting input at STARTTLS), so the ClientHello is not eaten.
+  void start_tls() {
+    tls_pending_ = false;
+    tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *services_->tls);
+    line_timer_.cancel();
+    write_timer_.expires_after(services_->tls_handshake_timeout);
+    write_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (!ec && self && self->handshaking_) {
+        self->shutdown();  // a peer that never finishes the handshake
+      }
+    });
+    handshaking_ = true;
+    tls_->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](boost::system::error_code ec) {
+      self->handshaking_ = false;
+      self->write_timer_.cancel();
+      if (self->dead_) {
+        return;
+      }
+      if (ec) {
+        if (self->services_->counters != nullptr) {
+          self->services_->counters->tls_failures++;
+        }
+        log::info("smtp", self->peer_ip_ + ": TLS handshake failed: " + ec.message());
+        self->run(self->session_.on_tls_result(false));
+        self->shutdown();
+        return;
+      }
+      if (self->services_->counters != nullptr) {
+        self->services_->counters->tls_sessions++;
+      }
+      self->run(self->session_.on_tls_result(true));
+    });
+  }
+
+  template <class Handler>
+  void read_some(Handler&& h) {
+    if (tls_) {
+      tls_->async_read_some(asio::buffer(in_), std::forward<Handler>(h));
+    } else {
+      socket_.async_read_some(asio::buffer(in_), std::forward<Handler>(h));
+    }
+  }
 
   // A synchronous answer (space check, begin, relay refusal): its actions go before
   // anything still pending, through the same pump, so run() is never re-entered.
@@ -230,8 +284,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     reading_ = true;
-    socket_.async_read_some(
-        asio::buffer(in_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+    read_some([self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
           self->reading_ = false;
           if (self->dead_) {
             return;
@@ -260,6 +313,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (out_.empty()) {
       if (closing_) {
         linger_close();
+      } else if (tls_pending_) {
+        start_tls();
       }
       return;
     }
@@ -274,18 +329,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
         self->shutdown();
       }
     });
-    asio::async_write(socket_, asio::buffer(sending_),
-                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                        self->writing_ = false;
-                        self->write_timer_.cancel();
-                        if (ec) {
-                          self->shutdown();
-                          return;
-                        }
-                        self->sending_.clear();
-                        self->flush();
-                        self->read_more();
-                      });
+    auto done = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+      self->writing_ = false;
+      self->write_timer_.cancel();
+      if (ec) {
+        self->shutdown();
+        return;
+      }
+      self->sending_.clear();
+      self->flush();
+      self->read_more();
+    };
+    if (tls_) {
+      asio::async_write(*tls_, asio::buffer(sending_), std::move(done));
+    } else {
+      asio::async_write(socket_, asio::buffer(sending_), std::move(done));
+    }
   }
 
   // After our last reply: stop sending, then read and discard what the client still
@@ -310,7 +369,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
   void drain() {
-    socket_.async_read_some(asio::buffer(in_), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+    read_some([self = shared_from_this()](boost::system::error_code ec, std::size_t) {
       if (self->dead_) {
         return;
       }
@@ -349,6 +408,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<Error> spool_error_;
   bool pumping_ = false, reading_ = false, writing_ = false, closing_ = false, dead_ = false;
   bool lingering_ = false;
+  bool tls_pending_ = false, handshaking_ = false;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;  // after STARTTLS
 };
 
 std::string ip_string(const tcp::endpoint& ep) {

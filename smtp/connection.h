@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -32,11 +33,15 @@ namespace bh::smtp {
 struct ListenerCounters {
   std::atomic<std::uint64_t> accepted{0}, rejected_total{0}, rejected_per_ip{0}, active{0};
   std::atomic<std::uint64_t> messages{0}, commit_failures{0}, timeouts{0};
+  std::atomic<std::uint64_t> tls_sessions{0}, tls_failures{0};
 };
 
 struct ConnectionServices {
   queue::MessageStore* store = nullptr;
   directory::RecipientDirectory* directory = nullptr;
+  // Server TLS for STARTTLS (RFC 3207); null: not offered. Must outlive the listener.
+  boost::asio::ssl::context* tls = nullptr;
+  std::chrono::milliseconds tls_handshake_timeout{std::chrono::seconds(30)};
   const Clock* clock = nullptr;
   // Domains this node accepts mail for (the directory decides about each mailbox).
   std::function<bool(std::string_view domain)> is_local_domain;

@@ -94,7 +94,7 @@ struct ServerSession::Impl {
 
   // Session state.
   bool started = false, pregreet = false, closed = false;
-  bool greeted = false, esmtp = false;
+  bool greeted = false, esmtp = false, tls_active = false;
   std::string helo;
   Mode mode = Mode::kCommand;
   Awaiting awaiting = Awaiting::kNothing;
@@ -367,6 +367,8 @@ struct ServerSession::Impl {
     } else if (verb == "EXPN") {
       error_reply(502, "5.5.1", "EXPN command disabled");
       junk();
+    } else if (verb == "STARTTLS" && cfg.starttls) {
+      do_starttls(arg);
     } else if (verb == "STARTTLS" || verb == "AUTH" || verb == "TURN" || verb == "ATRN" ||
                verb == "ETRN" || verb == "XEXCH50" || verb == "X-EXPS" ||
                verb == "X-LINK2STATE") {
@@ -431,10 +433,35 @@ struct ServerSession::Impl {
     if (cfg.smtputf8) {
       ext.emplace_back("SMTPUTF8");
     }
+    if (cfg.starttls && !tls_active) {
+      ext.emplace_back("STARTTLS");
+    }
     ext.emplace_back("HELP");
     for (std::size_t i = 0; i < ext.size(); ++i) {
       send("250" + std::string(i + 1 == ext.size() ? " " : "-") + ext[i]);
     }
+  }
+
+  // RFC 3207 4: not inside a transaction, no argument, once per connection.
+  void do_starttls(std::string_view arg) {
+    if (tls_active) {
+      return error_reply(503, "5.5.1", "TLS already active");
+    }
+    if (!arg.empty()) {
+      return error_reply(501, "5.5.4", "Syntax: STARTTLS");
+    }
+    if (in_mail) {
+      return error_reply(503, "5.5.1", "Error: MAIL transaction in progress");
+    }
+    reply(220, "2.0.0", "Ready to start TLS");
+    // Anything the client pipelined behind STARTTLS was sent in clear text and may be an
+    // injection (CVE-2011-0411 class): it is dropped, never executed after the handshake.
+    if (in.buffered() > 0) {
+      ++counters.pipelining_violations;
+      in.consume(in.buffered());
+    }
+    awaiting = Awaiting::kTls;
+    out.emplace_back(BeginTls{});
   }
 
   bool pipelining() const { return esmtp && cfg.pipelining; }
@@ -547,6 +574,9 @@ struct ServerSession::Impl {
     e.client_helo = helo;
     // RFC 3848 / RFC 6531 §3.7.3 "with" protocol types.
     e.protocol = e.smtputf8 ? "UTF8SMTP" : (esmtp ? "ESMTP" : "SMTP");
+    if (tls_active) {
+      e.protocol += "S";  // RFC 3848: ESMTPS, UTF8SMTPS
+    }
     env = std::move(e);
     awaiting = Awaiting::kMail;
     out.emplace_back(CheckMail{env.sender, env.declared_size});
@@ -1074,9 +1104,36 @@ bool ServerSession::wants_input() const {
   if (s.closed) {
     return false;
   }
+  if (s.awaiting == Awaiting::kTls) {
+    return false;  // the next bytes belong to the TLS handshake
+  }
   return s.awaiting == Awaiting::kNothing || s.in.buffered() < s.cfg.max_buffered_input;
 }
 bool ServerSession::closed() const { return impl_->closed; }
+bool ServerSession::tls_active() const { return impl_->tls_active; }
+
+Actions ServerSession::on_tls_result(bool ok) {
+  auto& s = *impl_;
+  BH_CHECK(s.awaiting == Awaiting::kTls);
+  s.awaiting = Awaiting::kNothing;
+  if (s.closed) {
+    return s.take();
+  }
+  if (!ok) {
+    s.close();  // no reply: the TLS layer is in an unknown state
+    return s.take();
+  }
+  // RFC 3207 4.2: the client must start over with EHLO; nothing from before counts.
+  s.reset_transaction();
+  s.tls_active = true;
+  s.greeted = false;
+  s.esmtp = false;
+  s.helo.clear();
+  s.in.consume(s.in.buffered());
+  s.arm_for_state();
+  s.process();
+  return s.take();
+}
 const SessionCounters& ServerSession::counters() const { return impl_->counters; }
 
 }  // namespace bh::smtp

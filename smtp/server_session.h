@@ -36,6 +36,8 @@ struct SessionConfig {
   // Mail loops (RFC 5321 6.3, DESIGN 4.3): a message arriving with more Received fields
   // than this is refused after its data with 554 5.4.6; nothing is queued.
   std::size_t max_hops = 30;
+  // Offer STARTTLS (RFC 3207); the adapter has a server TLS context.
+  bool starttls = false;
   std::size_t max_errors = 20;           // then 421 4.7.0 and close
   std::size_t max_junk_commands = 100;   // NOOP/RSET/unknown/... without a MAIL (hostile #64)
   std::size_t max_buffered_input = 64u << 10;  // pipelined input held while waiting
@@ -66,12 +68,15 @@ struct BeginMessage {};                                 // -> on_begin_result (q
 struct BodyData { std::string bytes; };                 // append to the spool, in order
 struct CommitMessage { queue::Envelope envelope; };     // -> on_commit_result
 struct AbortMessage {};                                 // discard the spool writer, if any
+// After flushing the 220 before it: stop reading, run the TLS server handshake on the
+// connection, then -> on_tls_result. Nothing read before it may be used afterwards.
+struct BeginTls {};
 
 using Action = std::variant<SendReply, CloseConnection, ArmTimer, CheckMail, LookupRecipient,
-                            BeginMessage, BodyData, CommitMessage, AbortMessage>;
+                            BeginMessage, BodyData, CommitMessage, AbortMessage, BeginTls>;
 using Actions = std::vector<Action>;
 
-enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit };
+enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls };
 
 // The directory's answer for one RCPT/VRFY lookup.
 struct RecipientVerdict {
@@ -105,6 +110,11 @@ class ServerSession {
   Actions on_recipient_result(RecipientVerdict verdict);
   Actions on_begin_result(Result<std::string> queue_id);
   Actions on_commit_result(Result<std::string> queue_id);
+  // The TLS handshake after BeginTls: true starts a fresh session over TLS (RFC 3207
+  // 4.2: everything learned before is forgotten; the client must EHLO again); false
+  // closes the connection.
+  Actions on_tls_result(bool ok);
+  bool tls_active() const;
 
   Awaiting awaiting() const;
   // False while an answer is outstanding and the input buffer holds max_buffered_input:

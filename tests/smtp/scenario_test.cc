@@ -21,6 +21,7 @@ struct Scenario {
   std::string pregreet;
   std::vector<int> codes;
   int messages = -1;
+  std::string protocol;  // of message 0, when given
   bool has_body = false;
   std::string body;
   int closed = -1;
@@ -71,6 +72,7 @@ std::vector<Scenario> load_all() {
         int c;
         while (ss >> c) cur.codes.push_back(c);
       } else if (key == "messages") cur.messages = std::stoi(value);
+      else if (key == "protocol") cur.protocol = value;
       else if (key == "body") { cur.has_body = true; cur.body = unescape(value); }
       else if (key == "closed") cur.closed = value == "yes" ? 1 : 0;
       else if (key == "byte_mode") cur.byte_mode = value != "skip";
@@ -102,6 +104,7 @@ SessionConfig config_for(const Scenario& s) {
     else if (k == "max_message_size") c.max_message_size = std::stoull(v);
     else if (k == "max_header_bytes") c.max_header_bytes = std::stoul(v);
     else if (k == "max_hops") c.max_hops = std::stoul(v);
+    else if (k == "starttls") c.starttls = v == "true";
     else ADD_FAILURE() << "unknown config key " << k;
   }
   return c;
@@ -141,6 +144,10 @@ Outcome play(const Scenario& s, std::size_t chunk, bool deferred = false) {
 void check(const Scenario& s, const Outcome& o, const char* mode) {
   SCOPED_TRACE(s.file + ": " + s.name + " [" + mode + "]");
   EXPECT_EQ(o.codes, s.codes) << "replies were:\n" << o.replies.substr(0, 4000);
+  if (!s.protocol.empty()) {
+    ASSERT_FALSE(o.messages.empty());
+    EXPECT_EQ(o.messages[0].protocol, s.protocol);
+  }
   if (s.messages >= 0) {
     EXPECT_EQ(static_cast<int>(o.messages.size()), s.messages);
   }

@@ -106,6 +106,12 @@ void Harness::perform(Actions actions) {
     } else if (std::holds_alternative<AbortMessage>(a)) {
       spooling_ = false;
       spool_.clear();
+    } else if (std::holds_alternative<BeginTls>(a)) {
+      // The handshake "happens" here; the replies after it are marked so a scenario can
+      // tell what was said over TLS.
+      ++out_.tls_handshakes;
+      out_.replies += "[TLS]";
+      more = session_.on_tls_result(!opt_.fail_tls);
     }
     for (auto it = more.rbegin(); it != more.rend(); ++it) {
       q.push_front(std::move(*it));

@@ -19,11 +19,12 @@ struct Outcome {
   std::vector<std::string> bodies;     // committed bodies (without the Received header)
   bool closed = false;
   int timers = 0;
+  int tls_handshakes = 0;
   bool awaiting_left = false;
 };
 
 struct HarnessOptions {
-  bool fail_begin = false, fail_commit = false, no_space = false;
+  bool fail_begin = false, fail_commit = false, no_space = false, fail_tls = false;
   bool start = true;           // call start() before the input
   bool eof = true;             // on_eof() after the input
   // Answers to CheckMail/LookupRecipient/BeginMessage/CommitMessage are held until
