@@ -17,7 +17,7 @@
 #
 # usage: tests/bench/relay_bench.sh [BRIDGEHEAD_BINARY] [MESSAGES]
 # env:   BH_BENCH_SETTLE (s, default 40) pause after a sync before each disk target
-#        BH_BENCH_KEEP=1 keep the work folder (logs, queues) when the run fails
+#        BH_BENCH_KEEP=1 keep the work folder (logs, queues) when the run fails; 2 always
 #        BH_BENCH_TIMEOUT (s, default 120) give up when the sink count stalls this long
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,7 +46,8 @@ cleanup() {
     kill "$(tr -d ' ' < "$WORK/pf/queue/pid/master.pid")" 2>/dev/null || true
   fi
   sleep 0.5
-  if [ "$OK" != 1 ] && [ "${BH_BENCH_KEEP:-0}" = 1 ]; then
+  local keep=${BH_BENCH_KEEP:-0}
+  if { [ "$OK" != 1 ] && [ "$keep" = 1 ]; } || [ "$keep" = 2 ]; then
     echo "kept $WORK (bh.log, bh/, pf/maillog, sink.out, src-*.log)"
   else
     rm -rf "$WORK"
