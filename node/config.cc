@@ -630,6 +630,9 @@ class Loader {
         }
       }
     }
+    if (!routing.tls_ca_file().empty() && routing.tls_ca_file().front() != '/') {
+      return fail_key("routing.tls_ca_file", "must be an absolute path");
+    }
     const auto& dns = routing.dns();
     for (int i = 0; i < dns.servers_size(); ++i) {
       if (auto ep = parse_endpoint(dns.servers(i)); !ep.ok()) {

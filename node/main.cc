@@ -259,6 +259,7 @@ int main(int argc, char** argv) {
     }
     bh::smtp::RelayOptions rel;
     rel.helo_name = hostname;
+    rel.tls_ca_file = cfg.routing().tls_ca_file();
     auto r = bh::smtp::SmtpRelay::create(relay_io, [&routes] { return routes; }, resolver.get(), rel);
     if (!r.ok()) {
       return fatal(config_path + ": routing: " + r.error().message);
