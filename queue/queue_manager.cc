@@ -376,6 +376,7 @@ void QueueManager::add(const std::string& id, bool recovered) {
       }
     }
     ready_.push_back(id);
+    ++arrived_;
     ++counters_.enqueued;
     counters_.in_queue = entries_.size();
   }
@@ -428,7 +429,8 @@ void QueueManager::run() {
             batch.push_back(std::move(id));
           }
         }
-        if (!batch.empty() && batch.size() < opt_.batch && !gathered && opt_.batch_window.count() > 0) {
+        if (!batch.empty() && batch.size() < opt_.batch && !gathered && opt_.batch_window.count() > 0 &&
+            arrived_ > 0) {
           // Let more mail gather, once per batch: syncs are shared by the whole batch.
           gathered = true;
           const std::size_t want = opt_.batch - batch.size();
@@ -436,6 +438,7 @@ void QueueManager::run() {
           continue;
         }
         if (!batch.empty()) {
+          arrived_ = 0;
           break;
         }
         // Wake for new mail, stop, or the next retry; polled at least every 200 ms so an
@@ -772,7 +775,9 @@ void QueueManager::finish(Work& w, bool queue_file_removed) {
     // retry schedule.
     e.envelope = w.env;
     lock.unlock();
-    settle(w.id, std::move(w.env), std::move(w.report), w.path);
+    if (settle(w.id, std::move(w.env), std::move(w.report), w.path)) {
+      sync_removals();  // expired
+    }
     return;
   }
   if (!w.env.id.empty()) {
@@ -829,6 +834,9 @@ void QueueManager::dispatch(Work& w) {
     }
     if (e.in_flight == 0 && held) {
       e.summary.state = MessageState::kQueued;  // waits for a connection of its hop
+      if (e.summary.attempts > 0 && w.copies.empty()) {
+        --e.summary.attempts;  // nothing was tried: not an attempt
+      }
     }
   }
   for (auto& job : go) {
@@ -856,6 +864,7 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
   };
   std::vector<ToSettle> settled;
   std::vector<std::tuple<std::string, Envelope, std::vector<Note>>> told;
+  std::map<std::string, std::size_t> released_now;  // per hop, in this call
   {
     std::lock_guard lock(mu_);
     for (auto& d : done) {
@@ -870,13 +879,16 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
         hop.failures = 0;
         hop.last_error.clear();
       }
-      // Freed connections go to messages waiting for this hop.
-      while (!hop.waiting.empty() && hop.in_flight < std::max<std::size_t>(hop.limit, 1)) {
+      // Freed connections go to as many messages waiting for this hop as there are free
+      // slots (releasing all of them would read every waiting queue file again).
+      std::size_t& released = released_now[d.job.next_hop];
+      while (!hop.waiting.empty() && hop.in_flight + released < std::max<std::size_t>(hop.limit, 1)) {
         auto w = entries_.find(hop.waiting.front());
         hop.waiting.pop_front();
         if (w != entries_.end() && w->second.summary.state == MessageState::kQueued &&
             w->second.in_flight == 0) {
           ready_.push_back(w->first);
+          ++released;
         }
       }
       auto it = entries_.find(d.id);
@@ -954,12 +966,16 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
   for (const auto& [id, env, notes] : told) {
     notify(id, env, notes);
   }
+  bool removed = false;
   for (auto& t : settled) {
-    settle(t.id, std::move(t.env), std::move(t.report), t.path);
+    removed = settle(t.id, std::move(t.env), std::move(t.report), t.path) || removed;
+  }
+  if (removed) {
+    sync_removals();
   }
 }
 
-void QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
+bool QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
                           const std::string& path) {
   const auto now = clock_.now();
   DeliveryState st;
@@ -968,7 +984,7 @@ void QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
     std::lock_guard lock(mu_);
     auto it = entries_.find(id);
     if (it == entries_.end()) {
-      return;
+      return false;
     }
     st = it->second.state;
     attempts = std::max<std::uint32_t>(it->second.summary.attempts, 1);
@@ -1019,16 +1035,15 @@ void QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
   if (!pending) {
     auto r = store_.remove(id);
     if (r.ok()) {
-      if (auto d = store_.sync_queue_dir(); !d.ok()) {
-        log::warn("queue", "fsync of queue directory after removal failed: " + d.error().message);
-      }
+      // The caller fsyncs queue/ once for all it settled: a lost unlink only means the
+      // message is read again after a crash, and every recipient is then done already.
       std::lock_guard lock(mu_);
       entries_.erase(id);
       ++counters_.delivered_messages;
       counters_.expired += expired ? 1 : 0;
       counters_.in_queue = entries_.size();
       log::info("queue", id + (expired ? ": expired, removed" : ": done"));
-      return;
+      return true;
     }
     log::error("queue", id + ": cannot remove finished message: " + r.error().message);
   }
@@ -1043,7 +1058,7 @@ void QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
   std::lock_guard lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) {
-    return;
+    return false;
   }
   auto& e = it->second;
   e.envelope = std::move(env);
@@ -1063,6 +1078,13 @@ void QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
   retry_.emplace(next, id);
   ++counters_.deferred;
   log::warn("queue", id + ": deferred (attempt " + std::to_string(attempts) + "): " + s.last_error);
+  return false;
+}
+
+void QueueManager::sync_removals() {
+  if (auto d = store_.sync_queue_dir(); !d.ok()) {
+    log::warn("queue", "fsync of queue directory after removal failed: " + d.error().message);
+  }
 }
 
 // Spools one report from the null sender (never for a message that itself came from the

@@ -229,8 +229,11 @@ class QueueManager {
                        const std::string& connector, const std::string& domain);
   // Final bookkeeping of one message on the delivery thread: reports, then removal or
   // a durable retry schedule.
-  void settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
+  // True when the message is done and its queue file removed (the caller then calls
+  // sync_removals() once for all of them).
+  bool settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
               const std::string& path);
+  void sync_removals();
   void send_report(const Envelope& env, const std::vector<DsnOutcome>& outcomes,
                    const std::string& path);
   Clock::time_point next_retry_time(std::uint32_t attempts) const;
@@ -270,6 +273,7 @@ class QueueManager {
   std::vector<Command> commands_;                         // operator actions, likewise
   std::map<std::string, Hop> hops_;
   std::size_t remote_in_flight_ = 0;
+  std::size_t arrived_ = 0;  // new mail since the last batch: only it waits for batch_window
   bool stop_ = false;
   bool started_ = false;
   QueueCounters counters_;

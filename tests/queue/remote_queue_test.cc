@@ -365,6 +365,40 @@ TEST(RemoteQueue, PerHopConcurrencyHoldsTheRestUntilAConnectionFrees) {
   n.qm.stop();
 }
 
+// A freed connection releases one waiting message, not the whole waiting list: each
+// release is another read of the queue file and another attempt in the summary (the
+// relay benchmark read every queued message about 20 times).
+TEST(RemoteQueue, AFreedConnectionReleasesOneWaitingMessageNotAll) {
+  TempDir t;
+  auto o = fast();
+  o.max_per_hop = 2;
+  Node n(t.path(), o);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 12; ++i) {
+    ids.push_back(n.s.put("x\r\n", from("alice@example.org", {rcpt("a@one.test")})).value());
+  }
+  n.qm.start(ids);
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 2; }));
+  for (std::size_t done = 0; done < 6; ++done) {
+    n.remote.answer(done, {"250"});
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() == done + 3; }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(n.remote.size(), 8u);  // never more than max_per_hop in flight
+  auto list = n.qm.list();
+  ASSERT_EQ(list.size(), 6u);  // 6 delivered, 2 in flight, 4 waiting
+  for (const auto& m : list) {
+    EXPECT_LE(m.attempts, 2u) << m.id;  // read when first held, then once when released
+  }
+  for (std::size_t done = 6; done < 12; ++done) {
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() > done; }));
+    n.remote.answer(done, {"250"});
+  }
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 12; }));
+  EXPECT_EQ(n.remote.size(), 12u);
+  n.qm.stop();
+}
+
 TEST(RemoteQueue, OperatorRetryFreezeThawAndDeleteSurviveARestart) {
   TempDir t;
   std::string a, b, c;
