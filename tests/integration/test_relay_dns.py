@@ -194,9 +194,10 @@ class RelayDns(unittest.TestCase):
         self.assertEqual(m["recipients"], 1)
         self.assertEqual(m["next_hops"], ["mx:internet:servfail.test"])
         # The glitch retries (2, 1 s apart) also fail transiently; then the backoff.
-        wait_until(lambda: queue_list(self.node)[0]["attempts"] >= 3, timeout=15, what="3 attempts")
-        m = queue_list(self.node)[0]
-        self.assertEqual(m["state"], "retry")
+        # (attempts counts an attempt once it starts: wait for its outcome too.)
+        m = wait_until(lambda: (lambda m: m["attempts"] >= 3 and m["state"] == "retry" and m)(
+            queue_list(self.node)[0]), timeout=15, what="3 attempts, back in retry")
+        self.assertEqual(m["attempts"], 3)
         self.assertIn("4.4.3", m["last_error"])
         self.assertGreaterEqual(m["next_attempt"] - int(time.time()), 20)  # the backoff, not 1 s
         self.assertEqual(len(self.node.queue_files()), 1)
