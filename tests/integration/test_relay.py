@@ -9,52 +9,12 @@ Postfix's smtp-sink is the next hop; its fault modes drive the scheduler:
   - a restart in the middle of the schedule keeps the message, its state and next retry.
 """
 import json
-import os
-import signal
 import smtplib
-import subprocess
 import time
 import unittest
 
 from bhnode import Node, free_port, wait_until
-
-SINK = "/usr/sbin/smtp-sink"
-
-
-class Sink:
-    """smtp-sink on 127.0.0.1:port; `flags` are its fault options."""
-
-    def __init__(self, port, base, flags=()):
-        self.dump = os.path.join(base, "sink-%d" % time.monotonic_ns())
-        os.makedirs(self.dump)
-        os.chmod(self.dump, 0o777)
-        os.chmod(base, 0o755)
-        # -R chroots into the dump folder (as root, before -u drops to nobody).
-        self.proc = subprocess.Popen(
-            [SINK, "-u", "nobody", "-R", self.dump, "-d", "m.", *flags, "127.0.0.1:%d" % port, "50"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: self._up(port), what="smtp-sink up")
-
-    @staticmethod
-    def _up(port):
-        import socket
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    def messages(self):
-        out = []
-        for root, _, files in os.walk(self.dump):
-            for f in files:
-                with open(os.path.join(root, f), "rb") as fh:
-                    out.append(fh.read())
-        return out
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
+from peers import Sink
 
 
 def relay_node(sink_port, **kw):
