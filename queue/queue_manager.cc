@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <tuple>
 #include <cerrno>
 
@@ -39,6 +40,24 @@ std::string status_for(const std::string& enhanced, char cls, const char* fallba
     return enhanced;
   }
   return fallback;
+}
+
+// "<enhanced> <reply>", without saying the code twice when the text (our own diagnostic,
+// no server having answered) already starts with it.
+std::string with_code(const std::string& code, const std::string& reply) {
+  if (reply.rfind(code + " ", 0) == 0) {
+    return reply;
+  }
+  return code + " " + reply;
+}
+
+// RFC 3464 2.3.6: "smtp;" only for an SMTP server's reply ("550 ..."), our own
+// diagnostics otherwise.
+std::string diagnostic(const std::string& reply) {
+  const bool smtp = reply.size() >= 4 && std::isdigit(static_cast<unsigned char>(reply[0])) &&
+                    std::isdigit(static_cast<unsigned char>(reply[1])) &&
+                    std::isdigit(static_cast<unsigned char>(reply[2])) && (reply[3] == ' ' || reply[3] == '-');
+  return (smtp ? "smtp; " : "x-bridgehead; ") + reply;
 }
 
 // The leading enhanced code of a "<code> <text>" last_result.
@@ -929,14 +948,14 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
             break;
           case RemoteStatus::kPermanent:
             rcpt.state = RecipientState::kFailed;
-            rcpt.last_result = status_for(r.enhanced, '5', "5.0.0") + " " + r.reply;
+            rcpt.last_result = with_code(status_for(r.enhanced, '5', "5.0.0"), r.reply);
             ++counters_.failed_recipients;
             log::warn("queue", d.id + ": " + rcpt.address + ": failed: " + r.reply);
             e.report.push_back({r.index, DsnAction::kFailed, status_for(r.enhanced, '5', "5.0.0"), mta,
-                                "smtp; " + r.reply, now, std::nullopt});
+                                diagnostic(r.reply), now, std::nullopt});
             break;
           case RemoteStatus::kTransient:
-            rcpt.last_result = status_for(r.enhanced, '4', "4.0.0") + " " + r.reply;
+            rcpt.last_result = with_code(status_for(r.enhanced, '4', "4.0.0"), r.reply);
             break;
         }
       }

@@ -47,6 +47,14 @@ class FakeRemote final : public RemoteDeliverer {
     return jobs_.at(i).first;
   }
   // Answers job i: one status per recipient, in job order ("250", "450", "550", ...).
+  void answer_with(std::size_t i, RemoteResult r) {
+    Done done;
+    {
+      std::lock_guard lock(mu_);
+      done = std::move(jobs_.at(i).second);
+    }
+    done(std::move(r));
+  }
   void answer(std::size_t i, const std::vector<std::string>& codes, std::optional<Error> hop = {}) {
     Done done;
     RemoteResult r;
@@ -220,6 +228,37 @@ TEST(RemoteQueue, MixedResultsAreHonouredOneByOne) {
   n.remote.answer(1, {"250"});
   ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 1; }));
   EXPECT_EQ(n.reports("alice").size(), 1u);
+  n.qm.stop();
+}
+
+TEST(RemoteQueue, OurOwnDiagnosticsAreNotLabelledSmtpNorCodedTwice) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto id = n.s.put("x\r\n", from("alice@example.org", {rcpt("a@nxdomain.test"), rcpt("b@servfail.test")}))
+                .value();
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 2; }));
+  for (std::size_t i = 0; i < 2; ++i) {
+    auto job = n.remote.job(i);
+    RemoteResult r;
+    RemoteRecipientResult rr;
+    rr.index = job.recipients[0].index;
+    bool nx = job.domain == "nxdomain.test";
+    rr.status = nx ? RemoteStatus::kPermanent : RemoteStatus::kTransient;
+    rr.enhanced = nx ? "5.1.2" : "4.4.3";
+    rr.reply = rr.enhanced + (nx ? " domain nxdomain.test does not exist" : " MX lookup failed");
+    r.recipients.push_back(rr);
+    r.hop_error = nx ? permanent_error("5.1.2", "no such domain") : transient_error("4.4.3", "dns");
+    // Answer through the fake's stored callback by replaying its contract.
+    n.remote.answer_with(i, std::move(r));
+  }
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 1; }));
+  ASSERT_TRUE(wait_until([&] { return n.reports("alice").size() == 1; }));
+  auto dsn = n.reports("alice")[0];
+  EXPECT_NE(dsn.find("Diagnostic-Code: x-bridgehead; 5.1.2 domain nxdomain.test does not exist"), std::string::npos) << dsn;
+  auto d = n.qm.show(id);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->envelope.recipients[1].last_result, "4.4.3 MX lookup failed");
   n.qm.stop();
 }
 
