@@ -669,12 +669,20 @@ class Job : public std::enable_shared_from_this<Job> {
       return;
     }
     // The work guard keeps the io_context running while the answer is outstanding on the
-    // resolver's thread.
-    shared_->resolver->resolve(job_.domain, [self = shared_from_this(), work = asio::make_work_guard(strand_)](
-                                                Result<std::vector<routing::MxHost>> r) mutable {
-      asio::post(self->strand_, [self, r = std::move(r)]() mutable { self->on_resolved(std::move(r)); });
-      work.reset();
-    });
+    // resolver's thread. That thread must not end up holding the job (or a strand) once the
+    // guard is gone, when the io_context may already be destroyed: the job moves into the
+    // posted handler and the strand copy dies before the guard is released.
+    shared_->resolver->resolve(
+        job_.domain, [self = shared_from_this(), work = asio::make_work_guard(shared_->io.get_executor())](
+                         Result<std::vector<routing::MxHost>> r) mutable {
+          {
+            Strand ex = self->strand_;
+            asio::post(ex, [job = std::move(self), r = std::move(r)]() mutable {
+              job->on_resolved(std::move(r));
+            });
+          }
+          work.reset();
+        });
   }
 
   void on_resolved(Result<std::vector<routing::MxHost>> r) {
