@@ -27,9 +27,7 @@ using tcp = asio::ip::tcp;
 
 std::string RelayTarget::remote_mta() const { return host + " [" + ip + "]"; }
 
-std::string RelayTarget::str() const {
-  return host + "[" + ip + "]:" + std::to_string(port);
-}
+std::string RelayTarget::str() const { return host + "[" + ip + "]:" + std::to_string(port); }
 
 Result<std::vector<RelayTarget>> smart_host_targets(const routing::Connector& connector) {
   std::vector<RelayTarget> out;
@@ -137,15 +135,16 @@ queue::RemoteResult to_remote_result(const ClientResult& result,
   return r;
 }
 
-queue::RemoteResult hop_failure(const std::vector<queue::RemoteJob::Rcpt>& recipients, const Error& error,
-                                std::string remote_mta) {
+queue::RemoteResult hop_failure(const std::vector<queue::RemoteJob::Rcpt>& recipients,
+                                const Error& error, std::string remote_mta) {
   queue::RemoteResult r;
   r.remote_mta = std::move(remote_mta);
   r.hop_error = error;
   for (const auto& rc : recipients) {
     queue::RemoteRecipientResult rr;
     rr.index = rc.index;
-    rr.status = error.transient() ? queue::RemoteStatus::kTransient : queue::RemoteStatus::kPermanent;
+    rr.status =
+        error.transient() ? queue::RemoteStatus::kTransient : queue::RemoteStatus::kPermanent;
     rr.enhanced = error.enhanced;
     rr.reply = reply_text(0, error.enhanced, error.message);
     r.recipients.push_back(std::move(rr));
@@ -171,8 +170,8 @@ Result<std::string> read_password_file(const std::string& path) {
   constexpr std::size_t kMax = 4096;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    return transient_error("4.7.0", "cannot open the AUTH password file " + path + ": " +
-                                        std::strerror(errno));
+    return transient_error(
+        "4.7.0", "cannot open the AUTH password file " + path + ": " + std::strerror(errno));
   }
   std::string data(kMax + 1, '\0');
   std::size_t have = 0;
@@ -184,8 +183,8 @@ Result<std::string> read_password_file(const std::string& path) {
     if (n < 0) {
       int e = errno;
       ::close(fd);
-      return transient_error("4.7.0", "cannot read the AUTH password file " + path + ": " +
-                                          std::strerror(e));
+      return transient_error(
+          "4.7.0", "cannot read the AUTH password file " + path + ": " + std::strerror(e));
     }
     if (n == 0 || have + static_cast<std::size_t>(n) == data.size()) {
       have += static_cast<std::size_t>(n);
@@ -209,8 +208,12 @@ Result<std::string> read_password_file(const std::string& path) {
 
 struct SmtpRelay::Shared {
   Shared(asio::io_context& io_, TableSource t, routing::MxResolver* r, RelayOptions o)
-      : io(io_), strand(asio::make_strand(io_)), tables(std::move(t)), resolver(r),
-        options(std::move(o)), tls(ssl::context::tls_client) {}
+      : io(io_),
+        strand(asio::make_strand(io_)),
+        tables(std::move(t)),
+        resolver(r),
+        options(std::move(o)),
+        tls(ssl::context::tls_client) {}
 
   asio::io_context& io;
   asio::strand<asio::io_context::executor_type> strand;  // active / waiting
@@ -314,9 +317,8 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
         self->socket().close(ignored);
       }
     });
-    socket().async_connect(ep, [self = shared_from_this()](boost::system::error_code e) {
-      self->on_connect(e);
-    });
+    socket().async_connect(
+        ep, [self = shared_from_this()](boost::system::error_code e) { self->on_connect(e); });
   }
 
  private:
@@ -386,7 +388,8 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
     pumping_ = true;
     while (!pending_.empty() && !dead_) {
       ClientAction& front = pending_.front();
-      bool after_write = std::holds_alternative<NeedBody>(front) || std::holds_alternative<StartTls>(front);
+      bool after_write =
+          std::holds_alternative<NeedBody>(front) || std::holds_alternative<StartTls>(front);
       if (after_write && (writing_ || !out_.empty())) {
         break;
       }
@@ -415,27 +418,27 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
   }
   void perform(StartTls&) {
     handshaking_ = true;
-    stream_.async_handshake(ssl::stream_base::client,
-                            [self = shared_from_this()](boost::system::error_code ec) {
-                              self->handshaking_ = false;
-                              if (self->dead_ || self->session_.closed()) {
-                                return;
-                              }
-                              if (ec) {
-                                std::string detail = ssl_error_text();
-                                self->tls_error_ = detail.empty() ? ec.message() : detail;
-                                if (SSL_get_verify_result(self->stream_.native_handle()) != X509_V_OK) {
-                                  self->tls_error_ += std::string(" (certificate: ") +
-                                                      X509_verify_cert_error_string(SSL_get_verify_result(
-                                                          self->stream_.native_handle())) +
-                                                      ")";
-                                }
-                                self->run(self->session_.on_tls_failed());
-                                return;
-                              }
-                              self->tls_ = true;
-                              self->run(self->session_.on_tls_established());
-                            });
+    stream_.async_handshake(
+        ssl::stream_base::client, [self = shared_from_this()](boost::system::error_code ec) {
+          self->handshaking_ = false;
+          if (self->dead_ || self->session_.closed()) {
+            return;
+          }
+          if (ec) {
+            std::string detail = ssl_error_text();
+            self->tls_error_ = detail.empty() ? ec.message() : detail;
+            if (SSL_get_verify_result(self->stream_.native_handle()) != X509_V_OK) {
+              self->tls_error_ += std::string(" (certificate: ") +
+                                  X509_verify_cert_error_string(
+                                      SSL_get_verify_result(self->stream_.native_handle())) +
+                                  ")";
+            }
+            self->run(self->session_.on_tls_failed());
+            return;
+          }
+          self->tls_ = true;
+          self->run(self->session_.on_tls_established());
+        });
   }
   void perform(NeedBody& a) {
     std::uint64_t left = setup_.body_length - body_pos_;
@@ -449,8 +452,8 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
         continue;
       }
       if (n <= 0) {
-        local_error_ = transient_error(
-            "4.3.0", std::string("cannot read the queue file: ") + (n < 0 ? std::strerror(errno) : "short file"));
+        local_error_ = transient_error("4.3.0", std::string("cannot read the queue file: ") +
+                                                    (n < 0 ? std::strerror(errno) : "short file"));
         // Never end a message we could not read: the session takes it as a lost
         // connection (Finished, then Disconnect), ahead of anything still pending.
         feed_now(session_.on_eof());
@@ -482,7 +485,8 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
       }
       o.result.hop_error = local_error_;
       o.result.hop_code = 0;
-    } else if (!tls_error_.empty() && o.result.hop_error && o.result.hop_error->enhanced == "4.7.5") {
+    } else if (!tls_error_.empty() && o.result.hop_error &&
+               o.result.hop_error->enhanced == "4.7.5") {
       o.result.hop_error->message += ": " + tls_error_;
       for (auto& r : o.result.recipients) {
         if (r.enhanced == "4.7.5" && r.code == 0) {
@@ -499,7 +503,8 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
       return;
     }
     // Posted, so the job never runs inside this attempt's pump.
-    asio::post(strand_, [report = std::move(report_), o = std::move(o)]() mutable { report(std::move(o)); });
+    asio::post(strand_,
+               [report = std::move(report_), o = std::move(o)]() mutable { report(std::move(o)); });
     report_ = nullptr;
   }
 
@@ -608,8 +613,11 @@ TlsPolicy tls_policy(routing::TlsMode m) {
 // One job: targets, attempts, the answer. Lives on its own strand.
 class Job : public std::enable_shared_from_this<Job> {
  public:
-  Job(std::shared_ptr<SmtpRelay::Shared> shared, queue::RemoteJob job, queue::RemoteDeliverer::Done done)
-      : shared_(std::move(shared)), strand_(asio::make_strand(shared_->io)), job_(std::move(job)),
+  Job(std::shared_ptr<SmtpRelay::Shared> shared, queue::RemoteJob job,
+      queue::RemoteDeliverer::Done done)
+      : shared_(std::move(shared)),
+        strand_(asio::make_strand(shared_->io)),
+        job_(std::move(job)),
         done_(std::move(done)) {}
 
   ~Job() {
@@ -662,19 +670,29 @@ class Job : public std::enable_shared_from_this<Job> {
       return;
     }
     if (shared_->resolver == nullptr) {
-      finish(hop_failure(job_.recipients,
-                         transient_error("4.3.5", "connector " + connector_->name +
-                                                      " delivers by DNS MX, but no resolver is configured"),
-                         ""));
+      finish(hop_failure(
+          job_.recipients,
+          transient_error("4.3.5", "connector " + connector_->name +
+                                       " delivers by DNS MX, but no resolver is configured"),
+          ""));
       return;
     }
     // The work guard keeps the io_context running while the answer is outstanding on the
-    // resolver's thread.
-    shared_->resolver->resolve(job_.domain, [self = shared_from_this(), work = asio::make_work_guard(strand_)](
-                                                Result<std::vector<routing::MxHost>> r) mutable {
-      asio::post(self->strand_, [self, r = std::move(r)]() mutable { self->on_resolved(std::move(r)); });
-      work.reset();
-    });
+    // resolver's thread. That thread must not end up holding the job (or a strand) once the
+    // guard is gone, when the io_context may already be destroyed: the job moves into the
+    // posted handler and the strand copy dies before the guard is released.
+    shared_->resolver->resolve(
+        job_.domain,
+        [self = shared_from_this(), work = asio::make_work_guard(shared_->io.get_executor())](
+            Result<std::vector<routing::MxHost>> r) mutable {
+          {
+            Strand ex = self->strand_;
+            asio::post(ex, [job = std::move(self), r = std::move(r)]() mutable {
+              job->on_resolved(std::move(r));
+            });
+          }
+          work.reset();
+        });
   }
 
   void on_resolved(Result<std::vector<routing::MxHost>> r) {
@@ -684,7 +702,8 @@ class Job : public std::enable_shared_from_this<Job> {
     }
     targets_ = mx_targets(r.value(), connector_->settings.port);
     if (targets_.empty()) {
-      finish(hop_failure(job_.recipients, transient_error("4.4.3", "no address for " + job_.domain), ""));
+      finish(hop_failure(job_.recipients, transient_error("4.4.3", "no address for " + job_.domain),
+                         ""));
       return;
     }
     next_attempt();
@@ -741,8 +760,9 @@ class Job : public std::enable_shared_from_this<Job> {
         c.tls_sessions++;
       }
     }
-    log::info("relay", job_.queue_id + ": " + info.target + (info.tls ? " (TLS)" : "") + ": " +
-                           (info.error ? info.error->enhanced + " " + info.error->message : "session done"));
+    log::info("relay",
+              job_.queue_id + ": " + info.target + (info.tls ? " (TLS)" : "") + ": " +
+                  (info.error ? info.error->enhanced + " " + info.error->message : "session done"));
     if (shared_->options.on_attempt) {
       shared_->options.on_attempt(info);
     }
@@ -779,7 +799,8 @@ class Job : public std::enable_shared_from_this<Job> {
       fd_ = -1;
     }
     // Never inline: done runs as its own handler, then the slot goes back.
-    asio::post(strand_, [done = std::move(done_), r = std::move(r)]() mutable { done(std::move(r)); });
+    asio::post(strand_,
+               [done = std::move(done_), r = std::move(r)]() mutable { done(std::move(r)); });
     done_ = nullptr;
     asio::post(shared_->strand, [shared = shared_] { shared->release(); });
   }
@@ -801,7 +822,8 @@ class Job : public std::enable_shared_from_this<Job> {
 // ---- SmtpRelay ----
 
 Result<std::unique_ptr<SmtpRelay>> SmtpRelay::create(asio::io_context& io, TableSource tables,
-                                                     routing::MxResolver* resolver, RelayOptions options) {
+                                                     routing::MxResolver* resolver,
+                                                     RelayOptions options) {
   auto shared = std::make_shared<Shared>(io, std::move(tables), resolver, std::move(options));
   SSL_CTX* ctx = shared->tls.native_handle();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -809,7 +831,8 @@ Result<std::unique_ptr<SmtpRelay>> SmtpRelay::create(asio::io_context& io, Table
   const std::string& ca = shared->options.tls_ca_file;
   if (!ca.empty()) {
     if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
-      return permanent_error("", "relay: cannot load the TLS CA file " + ca + ": " + ssl_error_text());
+      return permanent_error("",
+                             "relay: cannot load the TLS CA file " + ca + ": " + ssl_error_text());
     }
   } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
     return permanent_error("", "relay: cannot load the system TLS CA paths: " + ssl_error_text());

@@ -103,8 +103,8 @@ struct RelayOptions {
 };
 
 struct RelayCounters {
-  std::atomic<std::uint64_t> jobs{0}, waiting{0}, attempts{0}, connect_failures{0},
-      tls_sessions{0}, delivered{0}, transient{0}, permanent{0};
+  std::atomic<std::uint64_t> jobs{0}, waiting{0}, attempts{0}, connect_failures{0}, tls_sessions{0},
+      delivered{0}, transient{0}, permanent{0};
 };
 
 // ---- Pure pieces (unit-tested in tests/smtp/relay_client_test.cc) ----
@@ -114,7 +114,7 @@ struct RelayTarget {
   std::string host;  // the MX or smart host name, or the IP literal itself
   std::string ip;    // textual address to connect to
   std::uint16_t port = 25;
-  bool host_is_ip = false;  // no SNI; verification against the IP
+  bool host_is_ip = false;         // no SNI; verification against the IP
   std::string remote_mta() const;  // "host [ip]"
   std::string str() const;         // "host[ip]:port"
 };
@@ -135,8 +135,8 @@ queue::RemoteResult to_remote_result(const ClientResult& result,
                                      const std::vector<queue::RemoteJob::Rcpt>& recipients,
                                      std::string remote_mta);
 // Every recipient fails with `error`, which is also the hop error.
-queue::RemoteResult hop_failure(const std::vector<queue::RemoteJob::Rcpt>& recipients, const Error& error,
-                                std::string remote_mta);
+queue::RemoteResult hop_failure(const std::vector<queue::RemoteJob::Rcpt>& recipients,
+                                const Error& error, std::string remote_mta);
 // The session's envelope for a job.
 OutboundMessage outbound_message(const queue::RemoteJob& job);
 // The first line of a password file, without CR/LF; transient 4.7.0 when the file is

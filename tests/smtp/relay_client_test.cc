@@ -6,8 +6,8 @@
 #include <boost/asio.hpp>
 #include <cstdlib>
 #include <filesystem>
-#include <set>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "tests/routing/routing_test_util.h"
@@ -16,8 +16,8 @@ namespace bh::smtp {
 namespace {
 
 namespace fs = std::filesystem;
-using routing::testing::smarthost_connector;
 using routing::testing::mx_connector;
+using routing::testing::smarthost_connector;
 
 routing::Connector two_hosts() {
   auto c = smarthost_connector("out", "192.0.2.1", {{"*", 1}});
@@ -124,9 +124,11 @@ TEST(RelayOutcome, PerRecipientStatusCodesAndReplyText) {
 
 TEST(RelayOutcome, OurOwnDiagnosticHasNoReplyCode) {
   ClientResult c = hop(transient_error("4.4.2", "timeout waiting for the greeting"), 0, false);
-  c.recipients = {{"a@example.net", DeliveryStatus::kTransient, 0, "4.4.2", "timeout waiting for the greeting"},
-                  {"b@example.net", DeliveryStatus::kTransient, 0, "4.4.2", "timeout waiting for the greeting"},
-                  {"c@example.net", DeliveryStatus::kTransient, 0, "4.4.2", "timeout waiting for the greeting"}};
+  c.recipients = {
+      {"a@example.net", DeliveryStatus::kTransient, 0, "4.4.2", "timeout waiting for the greeting"},
+      {"b@example.net", DeliveryStatus::kTransient, 0, "4.4.2", "timeout waiting for the greeting"},
+      {"c@example.net", DeliveryStatus::kTransient, 0, "4.4.2",
+       "timeout waiting for the greeting"}};
   auto r = to_remote_result(c, rcpts(), "h [192.0.2.1]");
   ASSERT_TRUE(r.hop_error);
   EXPECT_EQ(r.hop_error->enhanced, "4.4.2");
@@ -234,7 +236,8 @@ struct RelayFixture {
     o.max_concurrent_jobs = max_jobs;
     o.max_attempts = max_attempts;
     o.on_attempt = [this](const RelayAttempt& a) { attempts.push_back(a); };
-    auto r = SmtpRelay::create(io, [this] { return table; }, resolver, o);
+    auto r = SmtpRelay::create(
+        io, [this] { return table; }, resolver, o);
     BH_CHECK(r.ok());
     relay = std::move(r.value());
     write_file(dir / "q", "HEADERSHello\r\n");
@@ -288,7 +291,8 @@ TEST(SmtpRelay, UnknownConnectorMissingPasswordAndNoResolverFailTheHop) {
   RelayFixture f({sh, mx});
   std::vector<queue::RemoteResult> got;
   for (const char* name : {"gone", "out", "mx"}) {
-    f.relay->deliver(f.job(name, "example.net"), [&](queue::RemoteResult r) { got.push_back(std::move(r)); });
+    f.relay->deliver(f.job(name, "example.net"),
+                     [&](queue::RemoteResult r) { got.push_back(std::move(r)); });
   }
   f.io.run();
   ASSERT_EQ(got.size(), 3u);
@@ -318,7 +322,8 @@ TEST(SmtpRelay, JobsBeyondTheCapWaitAndAllFinish) {
 // Answers from its own thread, as AresMxResolver does.
 class ThreadResolver final : public routing::MxResolver {
  public:
-  explicit ThreadResolver(Result<std::vector<routing::MxHost>> answer) : answer_(std::move(answer)) {}
+  explicit ThreadResolver(Result<std::vector<routing::MxHost>> answer)
+      : answer_(std::move(answer)) {}
   ~ThreadResolver() override {
     for (auto& t : threads_) {
       t.join();
@@ -375,7 +380,8 @@ TEST(SmtpRelay, ResolverErrorsKeepTheirClass) {
   ThreadResolver nx(permanent_error("5.1.2", "example.invalid does not exist"));
   RelayFixture f({mx}, 100, &nx);
   queue::RemoteResult got;
-  f.relay->deliver(f.job("mx", "example.invalid"), [&](queue::RemoteResult r) { got = std::move(r); });
+  f.relay->deliver(f.job("mx", "example.invalid"),
+                   [&](queue::RemoteResult r) { got = std::move(r); });
   f.io.run();
   ASSERT_TRUE(got.hop_error);
   EXPECT_FALSE(got.hop_error->transient());

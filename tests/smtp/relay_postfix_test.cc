@@ -178,7 +178,8 @@ std::string make_body(std::size_t size) {
       "Date: Sun, 29 Nov 2026 06:00:00 +0000\r\nMessage-ID: <relay-test@example.org>\r\n\r\n"
       ".a line that starts with a dot\r\n..two dots\r\n.\r\n";
   for (std::size_t i = 0; b.size() < size; ++i) {
-    b += "line " + std::to_string(i) + " " + std::string(60, static_cast<char>('a' + i % 26)) + "\r\n";
+    b += "line " + std::to_string(i) + " " + std::string(60, static_cast<char>('a' + i % 26)) +
+         "\r\n";
   }
   return b;
 }
@@ -215,7 +216,8 @@ class RelayIt : public ::testing::Test {
     return j;
   }
 
-  Outcome deliver(std::vector<routing::Connector> connectors, queue::RemoteJob j, RelayOptions o = {}) {
+  Outcome deliver(std::vector<routing::Connector> connectors, queue::RemoteJob j,
+                  RelayOptions o = {}) {
     auto t = routing::RouteTable::build(std::move(connectors));
     BH_CHECK(t.ok());
     std::shared_ptr<const routing::RouteTable> table = *t;
@@ -227,7 +229,8 @@ class RelayIt : public ::testing::Test {
     o.timeouts.data_init = o.timeouts.data_block = o.timeouts.data_term = 20s;
     o.timeouts.tls_handshake = 10s;
     o.on_attempt = [&](const RelayAttempt& a) { out.attempts.push_back(a); };
-    auto relay = SmtpRelay::create(io, [table] { return table; }, nullptr, o);
+    auto relay = SmtpRelay::create(
+        io, [table] { return table; }, nullptr, o);
     BH_CHECK(relay.ok());
     (*relay)->deliver(std::move(j), [&](queue::RemoteResult r) {
       ++out.calls;
@@ -392,9 +395,9 @@ class PostfixSmartHost {
   explicit PostfixSmartHost(const TempDir& dir) : base_(dir / "postfix") {
     fs::create_directories(base_);
     port_ = free_port();
-    std::string setup = std::string("bash ") + BH_SUPPORT_DIR + "/postfix_smarthost.sh " + base_.string() + " " +
-                        std::to_string(port_) + " " + kUser + " '" + kPassword + "' > " +
-                        (base_ / "setup.log").string() + " 2>&1";
+    std::string setup = std::string("bash ") + BH_SUPPORT_DIR + "/postfix_smarthost.sh " +
+                        base_.string() + " " + std::to_string(port_) + " " + kUser + " '" +
+                        kPassword + "' > " + (base_ / "setup.log").string() + " 2>&1";
     ok_ = std::system(setup.c_str()) == 0;
     if (ok_) {
       std::string start = "postfix -c " + (base_ / "conf").string() + " start > " +
@@ -472,7 +475,8 @@ TEST_F(RelayPostfix, StartTlsAuthAndTheBodyArrivesByteExact) {
   ASSERT_EQ(o.calls, 1);
   ASSERT_EQ(o.result.recipients.size(), 1u);
   EXPECT_EQ(o.result.recipients[0].status, queue::RemoteStatus::kDelivered)
-      << o.result.recipients[0].reply << "\n" << pf_->log();
+      << o.result.recipients[0].reply << "\n"
+      << pf_->log();
   EXPECT_FALSE(o.result.hop_error);
   ASSERT_EQ(o.attempts.size(), 1u);
   EXPECT_TRUE(o.attempts[0].tls);
@@ -512,12 +516,14 @@ TEST_F(RelayPostfix, WrongPasswordIsTransient478AndNothingDelivered) {
 
 TEST_F(RelayPostfix, CertificateFromAnUnknownCaFailsVerificationTransient475) {
   // The system CA paths do not know the test CA.
-  auto o = deliver({connector(/*verify=*/true)}, job("smarthost", make_body(100), {"rcpt@example.net"}));
+  auto o =
+      deliver({connector(/*verify=*/true)}, job("smarthost", make_body(100), {"rcpt@example.net"}));
   ASSERT_EQ(o.calls, 1);
   ASSERT_TRUE(o.result.hop_error);
   EXPECT_TRUE(o.result.hop_error->transient());
   EXPECT_EQ(o.result.hop_error->enhanced, "4.7.5");
-  EXPECT_NE(o.result.hop_error->message.find("certificate"), std::string::npos) << o.result.hop_error->message;
+  EXPECT_NE(o.result.hop_error->message.find("certificate"), std::string::npos)
+      << o.result.hop_error->message;
   ASSERT_EQ(o.attempts.size(), 1u);
   EXPECT_FALSE(o.attempts[0].tls);
   EXPECT_FALSE(o.attempts[0].mail_sent);
@@ -527,7 +533,8 @@ TEST_F(RelayPostfix, CertificateFromAnUnknownCaFailsVerificationTransient475) {
 TEST_F(RelayPostfix, OpportunisticUnverifiedTlsWithAuthDelivers) {
   auto c = connector(false);
   c.settings.tls = routing::TlsMode::kOpportunistic;
-  auto o = deliver({c}, job("smarthost", make_body(1000), {"rcpt@example.net", "other@example.net"}));
+  auto o =
+      deliver({c}, job("smarthost", make_body(1000), {"rcpt@example.net", "other@example.net"}));
   ASSERT_EQ(o.calls, 1);
   for (const auto& r : o.result.recipients) {
     EXPECT_EQ(r.status, queue::RemoteStatus::kDelivered) << r.reply;
