@@ -184,6 +184,7 @@ int main(int argc, char** argv) {
     topt.node = name;
     topt.max_bytes = std::uint64_t{cfg.tracking().max_mb()} << 20;
     topt.keep = cfg.tracking().keep();
+    topt.buffer_bytes = 64u << 10;  // the queue manager flushes at the end of each batch
     tracking = std::make_unique<bh::queue::TrackingLog>(topt, clock);
     if (auto r = tracking->open(); !r.ok()) {
       bh::log::warn("tracking", r.error().message + "; events are lost until it can be opened");
@@ -490,7 +491,8 @@ int main(int argc, char** argv) {
       return detail_json(*d);
     };
     if (tracking) {
-      h.track = [&tracking_dir](const bh::admin::TrackParams& p) {
+      h.track = [&tracking_dir, &tracking](const bh::admin::TrackParams& p) {
+        tracking->flush();  // what is still buffered is found too
         bh::queue::TrackingQuery q;
         q.message_id = p.message_id;
         q.sender = p.sender;

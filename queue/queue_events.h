@@ -41,6 +41,9 @@ class QueueEvents {
  public:
   virtual ~QueueEvents() = default;
   virtual void on_event(const QueueEvent& event) = 0;
+  // Everything reported so far must be written out now (the queue manager calls it at
+  // the end of a batch, before it removes queue files, and when it stops).
+  virtual void flush() {}
 };
 
 }  // namespace bh::queue

@@ -195,6 +195,7 @@ void QueueManager::stop() {
   if (thread_.joinable()) {
     thread_.join();
   }
+  flush_events();
   std::lock_guard lock(mu_);
   for (auto& c : commands_) {
     c.done->set_value(transient_error("4.3.0", "the queue is stopping"));
@@ -344,6 +345,7 @@ Result<void> QueueManager::perform(const std::string& id, Action action) {
       }
     }
     notify(id, *env, notes);
+    flush_events();
   }
   if (auto r = store_.remove(id); !r.ok()) {
     std::lock_guard lock(mu_);
@@ -612,6 +614,12 @@ void QueueManager::prepare(Work& w) {
   }
 }
 
+void QueueManager::flush_events() const {
+  if (events_ != nullptr) {
+    events_->flush();
+  }
+}
+
 void QueueManager::notify(const std::string& id, const Envelope& env, const std::vector<Note>& notes) const {
   if (events_ == nullptr || notes.empty()) {
     return;
@@ -741,8 +749,12 @@ void QueueManager::deliver_batch(const std::vector<std::string>& ids) {
         }
       }
     }
-    if (!w.jobs.empty()) {
-      continue;  // settles when the remote answers are in (dispatch below)
+  }
+  // The tracking lines of the whole batch go out before any queue file goes away.
+  flush_events();
+  for (auto& w : work) {
+    if (w.drop || w.error || !w.jobs.empty()) {
+      continue;  // remote work settles when its answers are in (dispatch below)
     }
     bool pending = any_pending(w.env);
     if (!pending) {
@@ -985,6 +997,7 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
   for (const auto& [id, env, notes] : told) {
     notify(id, env, notes);
   }
+  flush_events();
   bool removed = false;
   for (auto& t : settled) {
     removed = settle(t.id, std::move(t.env), std::move(t.report), t.path) || removed;
@@ -1032,6 +1045,7 @@ bool QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
     }
     pending = false;
     notify(id, env, expired_notes);
+    flush_events();
     log::warn("queue", id + ": expired after " +
                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - received).count()) +
                            " s in the queue");
@@ -1144,6 +1158,7 @@ void QueueManager::send_report(const Envelope& env, const std::vector<DsnOutcome
     }
     log::info("queue", of + ": delivery report queued as " + *id);
     notify(of, original, {{QueueEvent::Kind::kReported, original.recipients.size(), "report queued as " + *id, ""}});
+    flush_events();
     {
       std::lock_guard lock(mu_);
       ++counters_.dsns;

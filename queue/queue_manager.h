@@ -245,6 +245,7 @@ class QueueManager {
     std::string reply, next_hop;
   };
   void notify(const std::string& id, const Envelope& env, const std::vector<Note>& notes) const;
+  void flush_events() const;
   void deliver_batch(const std::vector<std::string>& ids);
   void prepare(Work& w);
   void finish(Work& w, bool queue_file_removed);

@@ -251,18 +251,45 @@ void TrackingLog::record(TrackingEvent event) {
   event.node = opt_.node;
   std::string line = to_json_line(event);
   std::lock_guard lock(mu_);
+  if (opt_.buffer_bytes > 0) {
+    buf_ += line;
+    ++buf_events_;
+    if (buf_.size() >= opt_.buffer_bytes) {
+      write_locked(buf_, buf_events_);
+      buf_.clear();
+      buf_events_ = 0;
+    }
+    return;
+  }
+  write_locked(line, 1);
+}
+
+void TrackingLog::flush() {
+  std::lock_guard lock(mu_);
+  if (!buf_.empty()) {
+    write_locked(buf_, buf_events_);
+    buf_.clear();
+    buf_events_ = 0;
+  }
+}
+
+void TrackingLog::write_locked(const std::string& lines, std::uint64_t events) {
   if (fd_ < 0) {
     // Retry the open on the first event and then once per 100 (cheap, not a busy loop).
     std::string err;
     if (since_open_attempt_++ % 100 != 0 || !open_locked(&err)) {
-      failed_locked(err.empty() ? path() + ": the tracking log is not open" : err);
+      for (std::uint64_t i = 0; i < events; ++i) {
+        failed_locked(err.empty() ? path() + ": the tracking log is not open" : err);
+      }
       return;
     }
     since_open_attempt_ = 0;
   }
-  ssize_t n = ::write(fd_, line.data(), line.size());
-  if (n != static_cast<ssize_t>(line.size())) {
-    failed_locked(path() + ": write failed: " + (n < 0 ? std::strerror(errno) : "short write"));
+  ssize_t n = ::write(fd_, lines.data(), lines.size());
+  if (n != static_cast<ssize_t>(lines.size())) {
+    for (std::uint64_t i = 0; i < events; ++i) {
+      failed_locked(path() + ": write failed: " + (n < 0 ? std::strerror(errno) : "short write"));
+    }
     if (n > 0) {
       // End the partial line so the next event starts on a line of its own; the reader
       // skips the fragment.
@@ -271,8 +298,8 @@ void TrackingLog::record(TrackingEvent event) {
     }
     return;
   }
-  size_ += line.size();
-  ++counters_.written;
+  size_ += lines.size();
+  counters_.written += events;
   if (size_ >= opt_.max_bytes) {
     rotate_locked();
   }

@@ -210,6 +210,37 @@ TEST(TrackingLog, AnotherProcessRotatingIsFollowed) {
   EXPECT_EQ(r.events.back().queue_id, "B29");
 }
 
+TEST(TrackingLog, ABufferedLogWritesWholeLinesAtFlushOrWhenFull) {
+  TempDir t;
+  ManualClock clock;
+  TrackingLogOptions o{t.path() + "/log", "node1", 1 << 20, 3, 1000};
+  o.buffer_bytes = 4096;
+  TrackingLog log(o, clock);
+  ASSERT_TRUE(log.open().ok());
+  const std::string file = t.path() + "/log/tracking.jsonl";
+  for (int i = 0; i < 3; ++i) {
+    log.record(ev(TrackingEventType::kDelivered, "Q" + std::to_string(i), "a@example.org"));
+  }
+  EXPECT_EQ(slurp(file), "");  // held
+  EXPECT_EQ(log.counters().written, 0u);
+  log.flush();
+  auto text = slurp(file);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3);
+  EXPECT_EQ(log.counters().written, 3u);
+  log.flush();  // nothing held: nothing written
+  EXPECT_EQ(slurp(file), text);
+  // Past buffer_bytes the lines go out without a flush, whole.
+  for (int i = 0; i < 100; ++i) {
+    log.record(ev(TrackingEventType::kDelivered, "R" + std::to_string(i), "b@example.org"));
+  }
+  auto more = slurp(file);
+  EXPECT_GT(more.size(), text.size());
+  EXPECT_EQ(more.back(), '\n');
+  log.flush();
+  more = slurp(file);
+  EXPECT_EQ(std::count(more.begin(), more.end(), '\n'), 103);
+}
+
 TEST(TrackingLog, WriteFailuresAreCountedAndNeverThrow) {
   TempDir t;
   ManualClock clock;
