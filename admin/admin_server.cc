@@ -323,7 +323,11 @@ Result<std::map<std::string, std::string>> parse_query(std::string_view query,
       return permanent_error("", *key + ": value longer than 1024 octets");
     }
     if (std::find(allowed.begin(), allowed.end(), *key) == allowed.end()) {
-      return permanent_error("", "unknown query key: " + *key);
+      std::string known;
+      for (const auto& k : allowed) {
+        known += (known.empty() ? "" : ", ") + k;
+      }
+      return permanent_error("", "unknown parameter \"" + *key + "\" (known: " + known + ")");
     }
     if (!out.emplace(*key, *value).second) {
       return permanent_error("", *key + ": given twice");
@@ -356,51 +360,34 @@ Result<QueueFilter> parse_queue_filter(std::string_view query) {
 }
 
 Result<TrackParams> parse_track_query(std::string_view query) {
+  static const std::vector<std::string> kKeys = {"message_id", "sender", "recipient", "queue_id",
+                                                 "since",      "until",  "limit"};
+  auto kv = parse_query(query, kKeys);
+  if (!kv.ok()) {
+    return kv.error();
+  }
   TrackParams p;
-  std::vector<std::string> seen;
-  while (!query.empty()) {
-    std::size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.empty()) {
-      continue;
-    }
-    std::size_t eq = pair.find('=');
-    auto key = percent_decode(pair.substr(0, eq));
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
-    if (!key || !value) {
-      return permanent_error("", "malformed percent-encoding in the query");
-    }
-    if (value->size() > 1024) {
-      return permanent_error("", *key + ": value longer than 1024 octets");
-    }
-    if (std::find(seen.begin(), seen.end(), *key) != seen.end()) {
-      return permanent_error("", *key + ": given twice");
-    }
-    seen.push_back(*key);
-    if (*key == "message_id") {
-      p.message_id = *value;
-    } else if (*key == "sender") {
-      p.sender = *value;
-    } else if (*key == "recipient") {
-      p.recipient = *value;
-    } else if (*key == "queue_id") {
-      p.queue_id = *value;
-    } else if (*key == "since" || *key == "until") {
-      auto n = decimal(*value, std::int64_t{1} << 40);
+  for (const auto& [key, value] : *kv) {
+    if (key == "message_id") {
+      p.message_id = value;
+    } else if (key == "sender") {
+      p.sender = value;
+    } else if (key == "recipient") {
+      p.recipient = value;
+    } else if (key == "queue_id") {
+      p.queue_id = value;
+    } else if (key == "since" || key == "until") {
+      auto n = decimal(value, std::int64_t{1} << 40);
       if (!n) {
-        return permanent_error("", *key + ": Unix seconds expected");
+        return permanent_error("", key + ": Unix seconds expected");
       }
-      (*key == "since" ? p.since_unix : p.until_unix) = *n;
-    } else if (*key == "limit") {
-      auto n = decimal(*value, kTrackLimitMax);
+      (key == "since" ? p.since_unix : p.until_unix) = *n;
+    } else {
+      auto n = decimal(value, kTrackLimitMax);
       if (!n || *n < 1) {
         return permanent_error("", "limit: 1-" + std::to_string(kTrackLimitMax) + " expected");
       }
       p.limit = static_cast<std::size_t>(*n);
-    } else {
-      return permanent_error("", "unknown parameter \"" + *key +
-                                     "\" (known: message_id, sender, recipient, queue_id, since, until, limit)");
     }
   }
   return p;

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/date.h"
 #include "common/result.h"
 #include "queue/envelope.h"
 
@@ -139,7 +140,7 @@ Result<std::optional<DsnMessage>> make_dsn(const Envelope& original,
 
 // Helpers, public for tests and for other report writers.
 // RFC 5322 §3.3 date-time in UTC: "Tue, 14 Nov 2023 22:13:20 +0000".
-std::string rfc5322_date(Clock::time_point t);
+using bh::rfc5322_date;  // common/date.h
 // RFC 3461 §4 xtext: "+" and "=" and octets outside 33..126 as "+XX".
 std::string xtext_encode(std::string_view in);
 

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/address.h"
+#include "common/date.h"
 #include "queue/hop_count.h"
 #include "smtp/data_reader.h"
 #include "smtp/esmtp_params.h"
@@ -45,20 +46,6 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return true;
 }
 
-// RFC 5322 §3.3 date-time in UTC, independent of the process locale.
-std::string rfc5322_date(Clock::time_point t) {
-  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday % 7],
-                tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                tm.tm_sec);
-  return buf;
-}
 
 // RFC 5321 §4.1.4: EHLO/HELO take a Domain or an address literal. '_' is tolerated in
 // labels because Windows clients send NetBIOS-style names; octets are checked strictly.

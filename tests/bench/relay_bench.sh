@@ -108,30 +108,7 @@ biff = no
 maillog_file_prefixes = $PF
 maillog_file = $PF/maillog
 CONF
-cat > "$PF/conf/master.cf" <<CONF
-127.0.0.1:$PF_PORT inet n - n - - smtpd
-pickup    unix  n - n 60   1 pickup
-cleanup   unix  n - n -    0 cleanup
-qmgr      unix  n - n 300  1 qmgr
-tlsmgr    unix  - - n 1000? 1 tlsmgr
-rewrite   unix  - - n -    - trivial-rewrite
-bounce    unix  - - n -    0 bounce
-defer     unix  - - n -    0 bounce
-trace     unix  - - n -    0 bounce
-verify    unix  - - n -    1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -    - proxymap
-proxywrite unix - - n -    1 proxymap
-smtp      unix  - - n -    - smtp
-relay     unix  - - n -    - smtp
-showq     unix  n - n -    - showq
-error     unix  - - n -    - error
-retry     unix  - - n -    - error
-discard   unix  - - n -    - discard
-anvil     unix  - - n -    1 anvil
-scache    unix  - - n -    1 scache
-postlog   unix-dgram n - n - 1 postlogd
-CONF
+sed "s/@PORT@/$PF_PORT/" tests/support/postfix-master.cf > "$PF/conf/master.cf"
 postfix -c "$PF/conf" check
 script -qec "postfix -c $PF/conf start" /dev/null >/dev/null
 pf_queued() { find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f 2>/dev/null | wc -l; }

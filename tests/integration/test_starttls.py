@@ -18,6 +18,8 @@ import unittest
 
 from bhnode import Node, body_after_received, free_port, wait_until
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 def make_certs(d):
     def run(*a):
@@ -143,30 +145,10 @@ biff = no
 maillog_file_prefixes = {pf}
 maillog_file = {pf}/maillog
 """)
+            with open(os.path.join(HERE, "..", "support", "postfix-master.cf")) as f:
+                master = f.read().replace("@PORT@", str(pf_port))
             with open(f"{pf}/conf/master.cf", "w") as f:
-                f.write(f"""127.0.0.1:{pf_port} inet n - n - - smtpd
-pickup    unix  n - n 60   1 pickup
-cleanup   unix  n - n -    0 cleanup
-qmgr      unix  n - n 300  1 qmgr
-tlsmgr    unix  - - n 1000? 1 tlsmgr
-rewrite   unix  - - n -    - trivial-rewrite
-bounce    unix  - - n -    0 bounce
-defer     unix  - - n -    0 bounce
-trace     unix  - - n -    0 bounce
-verify    unix  - - n -    1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -    - proxymap
-proxywrite unix - - n -    1 proxymap
-smtp      unix  - - n -    - smtp
-relay     unix  - - n -    - smtp
-showq     unix  n - n -    - showq
-error     unix  - - n -    - error
-retry     unix  - - n -    - error
-discard   unix  - - n -    - discard
-anvil     unix  - - n -    1 anvil
-scache    unix  - - n -    1 scache
-postlog   unix-dgram n - n - 1 postlogd
-""")
+                f.write(master)
             subprocess.run(["postfix", "-c", f"{pf}/conf", "check"], check=True)
             subprocess.run(["script", "-qec", f"postfix -c {pf}/conf start", "/dev/null"], check=True,
                            capture_output=True)
