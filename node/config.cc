@@ -511,6 +511,13 @@ class Loader {
         return fail_key("tls.key_file", "an absolute path is required (with tls.cert_file)");
       }
     }
+    if (!c.delivery().lmtp().empty()) {
+      auto ep = parse_endpoint(c.delivery().lmtp());
+      if (!ep.ok()) {
+        return fail_key("delivery.lmtp", ep.error().message + " (the LMTP server, e.g. 127.0.0.1:24)");
+      }
+      c.mutable_delivery()->set_lmtp(ep->str());
+    }
     for (int i = 0; i < c.smtp().relay_networks_size(); ++i) {
       auto n = parse_network(c.smtp().relay_networks(i));
       if (!n.ok()) {
