@@ -384,8 +384,9 @@ class Job : public std::enable_shared_from_this<Job> {
     setup.body_offset = job_.body_offset;
     setup.body_length = job_.body_length;
     setup.connect_timeout = opt.connect_timeout;
-    start_attempt(strand_, shared_->tls, std::move(setup), std::move(cfg), outbound_message(job_),
-                  [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); });
+    start_attempt(
+        strand_, shared_->tls, std::move(setup), std::move(cfg), outbound_message(job_),
+        [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); });
   }
 
   void on_attempt(AttemptOutcome o) {
