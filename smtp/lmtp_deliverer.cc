@@ -57,7 +57,7 @@ ClientConfig lmtp_client_config(const LmtpOptions& options) {
 struct LmtpDeliverer::Shared {
   Shared(asio::io_context& io_, LmtpOptions o)
       : io(io_), options(std::move(o)), tls(asio::ssl::context::tls_client) {
-    target.host = "lmtp";
+    target.host = options.ip;  // DSNs: "Remote-MTA: dns; <ip>" (the queue takes the host)
     target.ip = options.ip;
     target.port = options.port;
     target.host_is_ip = true;
@@ -111,8 +111,9 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
     setup.body_length = job_.body_length;
     setup.connect_timeout = shared_->options.connect_timeout;
     start_attempt(strand_, shared_->tls, std::move(setup), lmtp_client_config(shared_->options),
-                  outbound_message(job_),
-                  [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); });
+                  outbound_message(job_), [self = shared_from_this()](AttemptOutcome o) {
+                    self->on_attempt(std::move(o));
+                  });
   }
 
   void on_attempt(AttemptOutcome o) {
@@ -130,9 +131,9 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
       info.error = o.result.hop_error;
       r = lmtp_result(o.result, job_.recipients, o.target.remote_mta());
     }
-    log::info("lmtp", job_.queue_id + ": " + info.target + ": " +
-                          (info.error ? info.error->enhanced + " " + info.error->message
-                                      : "session done"));
+    log::info("lmtp",
+              job_.queue_id + ": " + info.target + ": " +
+                  (info.error ? info.error->enhanced + " " + info.error->message : "session done"));
     if (shared_->options.on_attempt) {
       shared_->options.on_attempt(info);
     }

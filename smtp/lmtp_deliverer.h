@@ -22,7 +22,7 @@
 //     local delivery agent refusing to talk says it is broken or misconfigured, not that
 //     the mail is undeliverable, so it waits in the queue instead of bouncing. A 5xx to
 //     MAIL stays permanent (a fact of the message, as in SMTP).
-// remote_mta is "lmtp [ip]"; timeouts and reply limits are the session's, as in the relay.
+// remote_mta is "<ip> [<ip>]"; timeouts and reply limits are the session's, as in the relay.
 //
 // Threading: deliver() may be called from any thread; it only posts. Each job runs on
 // its own strand of the io_context; done() is always posted, exactly once per job while
@@ -58,8 +58,7 @@ struct LmtpOptions {
 };
 
 struct LmtpCounters {
-  std::atomic<std::uint64_t> jobs{0}, connect_failures{0}, delivered{0}, transient{0},
-      permanent{0};
+  std::atomic<std::uint64_t> jobs{0}, connect_failures{0}, delivered{0}, transient{0}, permanent{0};
 };
 
 // ---- Pure pieces (unit-tested in tests/smtp/lmtp_deliverer_test.cc) ----

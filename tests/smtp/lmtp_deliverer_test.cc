@@ -29,7 +29,8 @@ TEST(LmtpResult, EachRecipientKeepsItsOwnReply) {
   ClientResult c;
   c.mail_sent = true;
   c.recipients = {
-      {"alice@example.org", DeliveryStatus::kDelivered, 250, "2.0.0", "<alice@example.org> X Saved"},
+      {"alice@example.org", DeliveryStatus::kDelivered, 250, "2.0.0",
+       "<alice@example.org> X Saved"},
       {"nobody@example.org", DeliveryStatus::kPermanent, 550, "5.1.1",
        "<nobody@example.org> User doesn't exist: nobody@example.org"},
       {"bob@example.org", DeliveryStatus::kTransient, 452, "4.2.2", "Mailbox is full"},
@@ -250,7 +251,7 @@ TEST(LmtpDeliverer, OneReplyPerRecipientAfterTheData) {
   auto d = f.make(server.port());
   auto r = f.run(*d, f.job());
   EXPECT_FALSE(r.hop_error);
-  EXPECT_EQ(r.remote_mta, "lmtp [127.0.0.1]");
+  EXPECT_EQ(r.remote_mta, "127.0.0.1 [127.0.0.1]");
   ASSERT_EQ(r.recipients.size(), 3u);
   EXPECT_EQ(r.recipients[0].index, 4u);
   EXPECT_EQ(r.recipients[0].status, queue::RemoteStatus::kDelivered);
