@@ -13,6 +13,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <type_traits>
 #include <variant>
 
 namespace bh::smtp {
@@ -21,9 +22,16 @@ namespace asio = boost::asio;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
-std::string RelayTarget::remote_mta() const { return host + " [" + ip + "]"; }
+std::string RelayTarget::remote_mta() const {
+  return host + " [" + (unix_path.empty() ? ip : "unix:" + unix_path) + "]";
+}
 
-std::string RelayTarget::str() const { return host + "[" + ip + "]:" + std::to_string(port); }
+std::string RelayTarget::str() const {
+  if (!unix_path.empty()) {
+    return host + "[unix:" + unix_path + "]";
+  }
+  return host + "[" + ip + "]:" + std::to_string(port);
+}
 
 std::string tls_error_text() {
   std::string s;
@@ -42,8 +50,11 @@ namespace {
 
 // One connection driving one ClientSession. Every member is touched only on the job's
 // strand. Kept alive by its pending operations; reports once through `report`.
-class Attempt : public std::enable_shared_from_this<Attempt> {
+// `Protocol` is asio::ip::tcp or asio::local::stream_protocol (a unix socket).
+template <class Protocol>
+class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
  public:
+  using Socket = typename Protocol::socket;
   using Report = std::function<void(AttemptOutcome)>;
 
   Attempt(ClientStrand strand, ssl::context& tls, AttemptSetup setup, ClientConfig config,
@@ -56,28 +67,34 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
         report_(std::move(report)) {}
 
   void start() {
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(setup_.target.ip, ec);
-    if (ec) {
-      fail_connect(transient_error("4.4.1", "bad address " + setup_.target.str()));
-      return;
+    typename Protocol::endpoint ep;
+    if constexpr (std::is_same_v<Protocol, tcp>) {
+      boost::system::error_code ec;
+      auto addr = asio::ip::make_address(setup_.target.ip, ec);
+      if (ec) {
+        fail_connect(transient_error("4.4.1", "bad address " + setup_.target.str()));
+        return;
+      }
+      ep = tcp::endpoint(addr, setup_.target.port);
+    } else {
+      ep = typename Protocol::endpoint(setup_.target.unix_path);
     }
-    tcp::endpoint ep(addr, setup_.target.port);
     std::uint64_t gen = ++timer_gen_;
     timer_.expires_after(setup_.connect_timeout);
-    timer_.async_wait([self = shared_from_this(), gen](boost::system::error_code e) {
+    timer_.async_wait([self = this->shared_from_this(), gen](boost::system::error_code e) {
       if (!e && gen == self->timer_gen_ && !self->connected_ && !self->dead_) {
         self->timed_out_ = true;
         boost::system::error_code ignored;
         self->socket().close(ignored);
       }
     });
-    socket().async_connect(
-        ep, [self = shared_from_this()](boost::system::error_code e) { self->on_connect(e); });
+    socket().async_connect(ep, [self = this->shared_from_this()](boost::system::error_code e) {
+      self->on_connect(e);
+    });
   }
 
  private:
-  tcp::socket& socket() { return stream_.next_layer(); }
+  Socket& socket() { return stream_.next_layer(); }
 
   void fail_connect(Error e) {
     dead_ = true;
@@ -100,8 +117,10 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
     connected_ = true;
     ++timer_gen_;
     timer_.cancel();
-    boost::system::error_code ignored;
-    socket().set_option(tcp::no_delay(true), ignored);
+    if constexpr (std::is_same_v<Protocol, tcp>) {
+      boost::system::error_code ignored;
+      socket().set_option(tcp::no_delay(true), ignored);
+    }
     prepare_tls();
     run(session_.start());
   }
@@ -165,7 +184,7 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
     // still run with success, so each wait carries its generation.
     std::uint64_t gen = ++timer_gen_;
     timer_.expires_after(a.after);
-    timer_.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
+    timer_.async_wait([self = this->shared_from_this(), gen](boost::system::error_code ec) {
       if (!ec && gen == self->timer_gen_ && !self->dead_ && !self->session_.closed()) {
         self->run(self->session_.on_timeout());
       }
@@ -174,7 +193,7 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
   void perform(StartTls&) {
     handshaking_ = true;
     stream_.async_handshake(
-        ssl::stream_base::client, [self = shared_from_this()](boost::system::error_code ec) {
+        ssl::stream_base::client, [self = this->shared_from_this()](boost::system::error_code ec) {
           self->handshaking_ = false;
           if (self->dead_ || self->session_.closed()) {
             return;
@@ -275,7 +294,7 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
       return;
     }
     reading_ = true;
-    auto handler = [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+    auto handler = [self = this->shared_from_this()](boost::system::error_code ec, std::size_t n) {
       self->reading_ = false;
       if (self->dead_ || self->session_.closed()) {
         return;
@@ -301,7 +320,7 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
     writing_ = true;
     sending_.swap(out_);
     out_.clear();
-    auto handler = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+    auto handler = [self = this->shared_from_this()](boost::system::error_code ec, std::size_t) {
       self->writing_ = false;
       if (self->dead_) {
         return;
@@ -332,12 +351,12 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
     pending_.clear();
     timer_.cancel();
     boost::system::error_code ignored;
-    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().shutdown(Socket::shutdown_both, ignored);
     socket().close(ignored);
   }
 
   ClientStrand strand_;
-  ssl::stream<tcp::socket> stream_;
+  ssl::stream<Socket> stream_;
   asio::steady_timer timer_;
   AttemptSetup setup_;
   ClientSession session_;
@@ -357,9 +376,15 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
 
 void start_attempt(ClientStrand strand, ssl::context& tls, AttemptSetup setup, ClientConfig config,
                    OutboundMessage message, std::function<void(AttemptOutcome)> report) {
-  std::make_shared<Attempt>(strand, tls, std::move(setup), std::move(config), std::move(message),
-                            std::move(report))
-      ->start();
+  if (setup.target.unix_path.empty()) {
+    std::make_shared<Attempt<tcp>>(strand, tls, std::move(setup), std::move(config),
+                                   std::move(message), std::move(report))
+        ->start();
+  } else {
+    std::make_shared<Attempt<asio::local::stream_protocol>>(
+        strand, tls, std::move(setup), std::move(config), std::move(message), std::move(report))
+        ->start();
+  }
 }
 
 }  // namespace bh::smtp

@@ -6,6 +6,7 @@
 // reads, writes, runs the TLS handshake the session asks for, streams the body from the
 // queue file (pread, at most NeedBody::max_bytes a time) and arms the one deadline.
 //
+// The target is TCP ip:port, or a unix socket when RelayTarget::unix_path is set (LMTP).
 // Outcome: a connect failure or timeout is `connect_error` (transient 4.4.1, naming the
 // target); otherwise the session's ClientResult, where a failing read of the queue file
 // ends the attempt as transient 4.3.0 for every recipient not yet delivered, and a TLS
@@ -35,8 +36,9 @@ struct RelayTarget {
   std::string ip;    // textual address to connect to
   std::uint16_t port = 25;
   bool host_is_ip = false;         // no SNI; verification against the IP
-  std::string remote_mta() const;  // "host [ip]"
-  std::string str() const;         // "host[ip]:port"
+  std::string unix_path;           // set: connect to this unix socket, not to ip:port
+  std::string remote_mta() const;  // "host [ip]" ("host [unix:path]")
+  std::string str() const;         // "host[ip]:port" ("host[unix:path]")
 };
 
 using ClientStrand = boost::asio::strand<boost::asio::io_context::executor_type>;

@@ -57,10 +57,16 @@ ClientConfig lmtp_client_config(const LmtpOptions& options) {
 struct LmtpDeliverer::Shared {
   Shared(asio::io_context& io_, LmtpOptions o)
       : io(io_), options(std::move(o)), tls(asio::ssl::context::tls_client) {
-    target.host = options.ip;  // DSNs: "Remote-MTA: dns; <ip>" (the queue takes the host)
-    target.ip = options.ip;
-    target.port = options.port;
-    target.host_is_ip = true;
+    // DSNs name the host ("Remote-MTA: dns; <ip>"): the queue takes remote_mta's first word.
+    if (options.unix_path.empty()) {
+      target.host = options.ip;
+      target.ip = options.ip;
+      target.port = options.port;
+      target.host_is_ip = true;
+    } else {
+      target.host = "localhost";
+      target.unix_path = options.unix_path;
+    }
   }
 
   asio::io_context& io;

@@ -124,20 +124,22 @@ std::uint16_t dead_port() {
 }
 
 // A scripted LMTP server on its own thread (blocking sockets): one connection; every
-// line from the client is recorded; replies as RFC 2033 wants them.
-class FakeLmtp {
+// line from the client is recorded; replies as RFC 2033 wants them. TCP on 127.0.0.1, or
+// the unix socket `path`.
+template <class Protocol>
+class FakeLmtpOn {
  public:
-  FakeLmtp() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+  explicit FakeLmtpOn(typename Protocol::endpoint ep) : acceptor_(io_, ep) {
     thread_ = std::thread([this] { serve(); });
   }
-  ~FakeLmtp() { thread_.join(); }
+  ~FakeLmtpOn() { thread_.join(); }
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
   std::vector<std::string> lines;  // read after the deliverer finished
   std::string data;
 
  private:
   void serve() {
-    tcp::socket s(io_);
+    typename Protocol::socket s(io_);
     acceptor_.accept(s);
     asio::streambuf buf;
     auto say = [&](const std::string& t) { asio::write(s, asio::buffer(t)); };
@@ -199,8 +201,12 @@ class FakeLmtp {
   }
 
   asio::io_context io_;
-  tcp::acceptor acceptor_;
+  typename Protocol::acceptor acceptor_;
   std::thread thread_;
+};
+
+struct FakeLmtp : FakeLmtpOn<tcp> {
+  FakeLmtp() : FakeLmtpOn<tcp>({asio::ip::make_address("127.0.0.1"), 0}) {}
 };
 
 struct Fixture {
@@ -208,10 +214,11 @@ struct Fixture {
   asio::io_context io;
   std::vector<RelayAttempt> attempts;
 
-  std::unique_ptr<LmtpDeliverer> make(std::uint16_t port) {
+  std::unique_ptr<LmtpDeliverer> make(std::uint16_t port, std::string unix_path = "") {
     LmtpOptions o;
     o.ip = "127.0.0.1";
     o.port = port;
+    o.unix_path = std::move(unix_path);
     o.helo_name = "node1.example.org";
     o.connect_timeout = std::chrono::seconds(5);
     o.timeouts.data_term = std::chrono::seconds(10);
@@ -286,6 +293,32 @@ TEST(LmtpDeliverer, ServerDownIsTransient441ForAll) {
   ASSERT_EQ(f.attempts.size(), 1u);
   EXPECT_FALSE(f.attempts[0].connected);
   EXPECT_EQ(d->counters().connect_failures.load(), 1u);
+}
+
+TEST(LmtpDeliverer, OverAUnixSocket) {
+  Fixture f;
+  const std::string path = (f.dir / "lmtp").string();
+  FakeLmtpOn<asio::local::stream_protocol> server{asio::local::stream_protocol::endpoint(path)};
+  auto d = f.make(0, path);
+  auto r = f.run(*d, f.job());
+  EXPECT_FALSE(r.hop_error);
+  EXPECT_EQ(r.remote_mta, "localhost [unix:" + path + "]");
+  ASSERT_EQ(r.recipients.size(), 3u);
+  EXPECT_EQ(r.recipients[0].status, queue::RemoteStatus::kDelivered);
+  EXPECT_EQ(r.recipients[1].status, queue::RemoteStatus::kPermanent);
+  EXPECT_EQ(server.lines[0], "LHLO node1.example.org");
+  EXPECT_EQ(server.data, "Subject: x\n\nHello\n");
+}
+
+TEST(LmtpDeliverer, NoSocketAtThePathIsTransient441) {
+  Fixture f;
+  auto d = f.make(0, (f.dir / "nobody-listens").string());
+  auto r = f.run(*d, f.job());
+  ASSERT_TRUE(r.hop_error);
+  EXPECT_TRUE(r.hop_error->transient());
+  EXPECT_EQ(r.hop_error->enhanced, "4.4.1");
+  EXPECT_NE(r.hop_error->message.find("nobody-listens"), std::string::npos);
+  EXPECT_EQ(r.recipients[2].status, queue::RemoteStatus::kTransient);
 }
 
 TEST(LmtpDeliverer, UnreadableQueueFileIsTransient430BeforeAnyConnection) {
