@@ -271,14 +271,19 @@ int main(int argc, char** argv) {
   // Local delivery by LMTP (delivery.lmtp) instead of Maildir: on the relay's io_context.
   std::unique_ptr<bh::smtp::LmtpDeliverer> lmtp;
   if (!cfg.delivery().lmtp().empty()) {
-    const auto ep = bh::node::parse_endpoint(cfg.delivery().lmtp()).value();  // validated by the loader
+    const std::string& to = cfg.delivery().lmtp();
     bh::smtp::LmtpOptions lo;
-    lo.ip = ep.address;
-    lo.port = ep.port;
+    if (to.front() == '/') {
+      lo.unix_path = to;
+    } else {
+      const auto ep = bh::node::parse_endpoint(to).value();  // validated by the loader
+      lo.ip = ep.address;
+      lo.port = ep.port;
+    }
     lo.helo_name = hostname;
     lmtp = std::make_unique<bh::smtp::LmtpDeliverer>(relay_io, lo);
     manager.set_local_remote(lmtp.get());
-    bh::log::info("node", name + ": local mailboxes are delivered by LMTP to " + ep.str());
+    bh::log::info("node", name + ": local mailboxes are delivered by LMTP to " + to);
   }
   // Runs whether or not a connector exists (the LMTP deliverer uses it too).
   std::thread relay_thread([&relay_io] { relay_io.run(); });
