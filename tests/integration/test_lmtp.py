@@ -10,6 +10,7 @@ Dovecot does not know:
     local mailbox, reached through Dovecot too) gets a DSN; alice still gets the mail;
   - Dovecot down: the message stays queued in "retry" with a 4.4.1 error and is
     delivered once Dovecot is back and the operator retries it.
+Each runs over TCP (Lmtp) and over Dovecot's unix socket (LmtpUnixSocket).
 """
 import json
 import os
@@ -51,8 +52,16 @@ class Lmtp(unittest.TestCase):
                          )
         self.dovecot = Dovecot(self.node.base, USERS)
         with open(self.node.config, "a") as f:
-            f.write(f'delivery:\n  lmtp: "{self.dovecot.endpoint}"\n')
+            f.write(f'delivery:\n  lmtp: "{self.target()}"\n')
         self.node.start()
+
+    remote_mta = b"127.0.0.1"
+
+    def target(self):
+        return self.dovecot.endpoint
+
+    def target_named(self):  # as diagnostics name it
+        return "[127.0.0.1]:%d" % self.dovecot.port
 
     def tearDown(self):
         self.node.stop()
@@ -104,7 +113,7 @@ class Lmtp(unittest.TestCase):
         self.assertIn(b"Final-Recipient: rfc822; carol@example.org", dsn)
         self.assertIn(b"5.1.1", dsn)
         self.assertIn(b"User doesn't exist", dsn)
-        self.assertIn(b"Remote-MTA: dns; 127.0.0.1", dsn)
+        self.assertIn(b"Remote-MTA: dns; " + self.remote_mta, dsn)
         self.assertNotIn(b"Final-Recipient: rfc822; alice@example.org", dsn)
         wait_until(lambda: not self.node.queue_files(), what="queue to empty")
         time.sleep(0.5)
@@ -123,6 +132,7 @@ class Lmtp(unittest.TestCase):
                    timeout=20, what="retry after the glitch retry")
         m = self.listed()[0]
         self.assertIn("4.4.1", m["last_error"])
+        self.assertIn(self.target_named(), m["last_error"])
         self.assertGreaterEqual(m["next_attempt"] - int(time.time()), 30)
         self.assertIn("retry", self.node.bhctl("queue", "list").stdout)
         self.assertEqual(self.dovecot.messages("alice@example.org"), [])
@@ -131,6 +141,17 @@ class Lmtp(unittest.TestCase):
         got = self.wait_dovecot("alice@example.org", 1)
         self.assertEqual(after_bridgehead_received(got[0]), msg.replace(b"\r\n", b"\n"))
         wait_until(lambda: not self.node.queue_files(), what="queue to empty")
+
+
+class LmtpUnixSocket(Lmtp):
+    """The same over Dovecot's unix socket (delivery.lmtp: /path)."""
+    remote_mta = b"localhost"
+
+    def target(self):
+        return self.dovecot.unix_path
+
+    def target_named(self):
+        return "[unix:%s]" % self.dovecot.unix_path
 
 
 if __name__ == "__main__":

@@ -162,7 +162,8 @@ DOVECOT = "/usr/sbin/dovecot"
 
 
 class Dovecot:
-    """A throwaway Dovecot with only the LMTP service on 127.0.0.1:<port>, run from its own
+    """A throwaway Dovecot with only the LMTP service on 127.0.0.1:<port> and on the unix
+    socket `unix_path`, run from its own
     config in `<base>/dovecot/` (never /etc/dovecot): base_dir, state_dir, log and the
     mail all live there. `users` are the addresses its passwd-file userdb knows; every
     other address gets `550 5.1.1 User doesn't exist` at RCPT. Mail for alice@example.org
@@ -211,6 +212,9 @@ service lmtp {{
     address = 127.0.0.1
     port = {self.port}
   }}
+  unix_listener lmtp {{
+    mode = 0666
+  }}
 }}
 """)
         self.proc = None
@@ -219,6 +223,11 @@ service lmtp {{
     @property
     def endpoint(self):
         return "127.0.0.1:%d" % self.port
+
+    @property
+    def unix_path(self):
+        """The lmtp service's unix socket (in base_dir)."""
+        return os.path.join(self.dir, "run", "lmtp")
 
     def start(self):
         with open(os.path.join(self.dir, "stdout.log"), "ab") as out:
