@@ -19,6 +19,9 @@ PKGS=(
   # DNS for the MX tests (tests/routing): the dnsmasq binary only; the "dnsmasq" package
   # would add a system service that answers on port 53 of every interface
   dnsmasq-base
+  # Dovecot LMTP as the local delivery peer (tests/integration/test_lmtp.py); the tests
+  # run their own instance with -c <tempdir>/dovecot.conf, never the system one
+  dovecot-core dovecot-lmtpd
   iproute2 procps
 )
 

@@ -31,6 +31,7 @@ namespace {
 constexpr std::size_t kMaxConfigBytes = 1u << 20;
 constexpr std::size_t kMaxString = 4096;
 constexpr std::size_t kMaxList = 100000;
+constexpr std::size_t kMaxUnixPath = 107;  // sockaddr_un::sun_path (108) less the NUL
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 
@@ -510,6 +511,18 @@ class Loader {
       if (c.tls().key_file().empty() || c.tls().key_file().front() != '/') {
         return fail_key("tls.key_file", "an absolute path is required (with tls.cert_file)");
       }
+    }
+    if (const std::string& lmtp = c.delivery().lmtp(); !lmtp.empty() && lmtp.front() == '/') {
+      if (lmtp.size() > kMaxUnixPath) {
+        return fail_key("delivery.lmtp", "unix socket path longer than " + std::to_string(kMaxUnixPath) + " bytes");
+      }
+    } else if (!lmtp.empty()) {
+      auto ep = parse_endpoint(lmtp);
+      if (!ep.ok()) {
+        return fail_key("delivery.lmtp", ep.error().message +
+                                             " (the LMTP server: IP:port, or the absolute path of a unix socket)");
+      }
+      c.mutable_delivery()->set_lmtp(ep->str());
     }
     for (int i = 0; i < c.smtp().relay_networks_size(); ++i) {
       auto n = parse_network(c.smtp().relay_networks(i));

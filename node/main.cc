@@ -35,6 +35,7 @@
 #include "routing/route_table.h"
 #include "queue/tracking_log.h"
 #include "smtp/connection.h"
+#include "smtp/lmtp_deliverer.h"
 #include "smtp/relay_client.h"
 
 namespace {
@@ -268,6 +269,24 @@ int main(int argc, char** argv) {
     relay = std::move(r.value());
     manager.set_remote(relay.get(), router);
   }
+  // Local delivery by LMTP (delivery.lmtp) instead of Maildir: on the relay's io_context.
+  std::unique_ptr<bh::smtp::LmtpDeliverer> lmtp;
+  if (!cfg.delivery().lmtp().empty()) {
+    const std::string& to = cfg.delivery().lmtp();
+    bh::smtp::LmtpOptions lo;
+    if (to.front() == '/') {
+      lo.unix_path = to;
+    } else {
+      const auto ep = bh::node::parse_endpoint(to).value();  // validated by the loader
+      lo.ip = ep.address;
+      lo.port = ep.port;
+    }
+    lo.helo_name = hostname;
+    lmtp = std::make_unique<bh::smtp::LmtpDeliverer>(relay_io, lo);
+    manager.set_local_remote(lmtp.get());
+    bh::log::info("node", name + ": local mailboxes are delivered by LMTP to " + to);
+  }
+  // Runs whether or not a connector exists (the LMTP deliverer uses it too).
   std::thread relay_thread([&relay_io] { relay_io.run(); });
   if (tracker) {
     manager.set_events(tracker.get());
@@ -535,7 +554,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& m : mailbox_list) {
     directory.resolve(m, [&](bh::Result<bh::directory::Resolution> r) {
-      if (r.ok()) {
+      if (r.ok() && !lmtp) {
         bh::log::info("node", "mail for " + m + " lands in " + mailboxes + "/" + r->mailbox + "/new/");
       }
     });
@@ -585,6 +604,7 @@ int main(int argc, char** argv) {
   relay_io.stop();
   relay_thread.join();
   relay.reset();
+  lmtp.reset();
   resolver.reset();
   admin.reset();
   listeners.clear();

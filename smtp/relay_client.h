@@ -1,9 +1,10 @@
 #pragma once
 // SmtpRelay: the queue::RemoteDeliverer over SMTP (queue/remote_deliverer.h). A thin
-// Asio adapter around ClientSession (smtp/client_session.h), in the style of
-// smtp/connection.cc: it connects, reads, writes, runs the TLS handshake, streams the
-// body from the queue file and arms the one deadline the session asks for; every
-// protocol decision is the session's.
+// Asio adapter around ClientSession (smtp/client_session.h). Each attempt runs on the
+// shared per-connection pump (smtp/client_connection.h), which connects, reads, writes,
+// runs the TLS handshake, streams the body from the queue file and arms the one deadline
+// the session asks for; every protocol decision is the session's. This file plans the
+// targets, reads the credentials and the queue file, and turns outcomes into results.
 //
 // One job = one message to one next hop:
 //   1. The connector is looked up by name in the current RouteTable (the table source is
@@ -73,6 +74,7 @@
 #include "routing/connector.h"
 #include "routing/mx_resolver.h"
 #include "routing/route_table.h"
+#include "smtp/client_connection.h"
 #include "smtp/client_session.h"
 
 namespace bh::smtp {
@@ -108,16 +110,6 @@ struct RelayCounters {
 };
 
 // ---- Pure pieces (unit-tested in tests/smtp/relay_client_test.cc) ----
-
-// One address to try.
-struct RelayTarget {
-  std::string host;  // the MX or smart host name, or the IP literal itself
-  std::string ip;    // textual address to connect to
-  std::uint16_t port = 25;
-  bool host_is_ip = false;         // no SNI; verification against the IP
-  std::string remote_mta() const;  // "host [ip]"
-  std::string str() const;         // "host[ip]:port"
-};
 
 // Smart host targets in the order written. A host name (not an IP literal) is a
 // configuration error: transient 4.3.5 naming the connector and the host.

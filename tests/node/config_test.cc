@@ -220,6 +220,11 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"SecondListenAddress", "[\"127.0.0.1:2525\"]", "\n    - 127.0.0.1:2525\n    - 127.0.0.1:x", "7: listen.smtp[1]: ", "port out of range"},
         Bad{"HostnameNotIp", "127.0.0.1:2525", "localhost:2525", "5: listen.smtp[0]: ", "address must be an IP literal"},
         Bad{"HostnameAdmin", "127.0.0.1:8691", "admin.example.org:8691", "6: listen.admin: ", "address must be an IP literal"},
+        Bad{"LmtpHostname", "", "delivery:\n  lmtp: localhost:24\n", "12: delivery.lmtp: ", "address must be an IP literal"},
+        Bad{"LmtpNoPort", "", "delivery:\n  lmtp: 127.0.0.1\n", "12: delivery.lmtp: ", "expected IP:port"},
+        Bad{"LmtpRelativePath", "", "delivery:\n  lmtp: run/lmtp\n", "12: delivery.lmtp: ", "absolute path of a unix socket"},
+        Bad{"LmtpLongPath", "", "delivery:\n  lmtp: /" + std::string(120, 'x') + "\n", "12: delivery.lmtp: ", "longer than 107"},
+        Bad{"LmtpUnknownKey", "", "delivery:\n  maildir: yes\n", "12: delivery.maildir: ", "unknown key"},
         Bad{"UnbracketedIPv6", "127.0.0.1:2525", "::1:2525", "5: listen.smtp[0]: ", "write IPv6 addresses in brackets"},
         Bad{"NoPort", "127.0.0.1:2525", "127.0.0.1", "5: listen.smtp[0]: ", "expected IP:port"},
         Bad{"NoListen", "  smtp: [\"127.0.0.1:2525\"]\n", "", "4: listen.smtp: ", "at least one SMTP listen address"},
@@ -599,6 +604,24 @@ TEST(Config, EmptyFileIsAnError) {
   auto c = load_config_string("", "empty.yaml");
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().message.rfind("empty.yaml:1: ", 0), 0u) << c.error().message;
+}
+
+TEST(Config, DeliveryIsMaildirUnlessAnLmtpServerIsNamed) {
+  auto c = load_config_string(kMinimal, "node1.yaml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->delivery().lmtp(), "");
+  c = load_config_string(std::string(kMinimal) + "delivery:\n  lmtp: \"[::1]:24\"\n", "node1.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->delivery().lmtp(), "[::1]:24");
+  c = load_config_string(std::string(kMinimal) + "delivery: {lmtp: \"127.0.0.1:24\"}\n", "node1.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(parse_endpoint(c->delivery().lmtp())->port, 24);
+  c = load_config_string(std::string(kMinimal) + "delivery: {lmtp: /run/dovecot/lmtp}\n", "node1.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->delivery().lmtp(), "/run/dovecot/lmtp");
+  c = load_config_string(std::string(kMinimal) + "delivery: {lmtp: \"\"}\n", "node1.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->delivery().lmtp(), "");
 }
 
 TEST(Config, EndpointParsing) {

@@ -156,3 +156,123 @@ class Dnsmasq:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+DOVECOT = "/usr/sbin/dovecot"
+
+
+class Dovecot:
+    """A throwaway Dovecot with only the LMTP service on 127.0.0.1:<port> and on the unix
+    socket `unix_path`, run from its own
+    config in `<base>/dovecot/` (never /etc/dovecot): base_dir, state_dir, log and the
+    mail all live there. `users` are the addresses its passwd-file userdb knows; every
+    other address gets `550 5.1.1 User doesn't exist` at RCPT. Mail for alice@example.org
+    lands in `<base>/dovecot/mail/alice@example.org/Maildir/`, owned by nobody (passwd-file
+    refuses uid 0). Dovecot runs as root in the foreground (-F); its master pid is ours.
+    """
+
+    def __init__(self, base, users, port=None):
+        self.dir = os.path.join(base, "dovecot")
+        self.mail = os.path.join(self.dir, "mail")
+        self.port = port or free_port_on(["127.0.0.1"])
+        for d in (self.dir, os.path.join(self.dir, "run"), os.path.join(self.dir, "state"), self.mail):
+            os.makedirs(d, exist_ok=True)
+        # Dovecot's auth process (user dovecot) must traverse to the passwd-file, and the
+        # delivery (user nobody) to the mail folder; mkdtemp gives 0700.
+        for d in (base, self.dir):
+            os.chmod(d, 0o711)
+        os.chown(self.mail, 65534, 65534)
+        self.users_file = os.path.join(self.dir, "users")
+        with open(self.users_file, "w") as f:
+            for u in users:
+                f.write(f"{u}:{{PLAIN}}x:65534:65534::{self.mail}/{u}::\n")
+        os.chmod(self.users_file, 0o644)
+        self.log_path = os.path.join(self.dir, "dovecot.log")
+        self.config = os.path.join(self.dir, "dovecot.conf")
+        with open(self.config, "w") as f:
+            f.write(f"""protocols = lmtp
+listen = 127.0.0.1
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+instance_name = bh-test-lmtp-{self.port}
+log_path = {self.log_path}
+ssl = no
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = {self.users_file}
+}}
+userdb {{
+  driver = passwd-file
+  args = {self.users_file}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  unix_listener lmtp {{
+    mode = 0666
+  }}
+}}
+""")
+        self.proc = None
+        self.start()
+
+    @property
+    def endpoint(self):
+        return "127.0.0.1:%d" % self.port
+
+    @property
+    def unix_path(self):
+        """The lmtp service's unix socket (in base_dir)."""
+        return os.path.join(self.dir, "run", "lmtp")
+
+    def start(self):
+        with open(os.path.join(self.dir, "stdout.log"), "ab") as out:
+            self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.config], stdout=out, stderr=out)
+        wait_until(self._up, what="Dovecot LMTP on " + self.endpoint)
+        return self
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("dovecot exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.settimeout(2)
+                return s.recv(512).startswith(b"220 ")
+        except OSError:
+            return False
+
+    def stop(self):
+        """Stops the master and waits for it (it waits for its children), so a new one
+        can start on the same base_dir."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def messages(self, user):
+        """The files in the user's Maildir/new, oldest name first."""
+        d = os.path.join(self.mail, user, "Maildir", "new")
+        if not os.path.isdir(d):
+            return []
+        out = []
+        for n in sorted(os.listdir(d)):
+            with open(os.path.join(d, n), "rb") as f:
+                out.append(f.read())
+        return out

@@ -1,0 +1,390 @@
+#include "smtp/client_connection.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <type_traits>
+#include <variant>
+
+namespace bh::smtp {
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+std::string RelayTarget::remote_mta() const {
+  return host + " [" + (unix_path.empty() ? ip : "unix:" + unix_path) + "]";
+}
+
+std::string RelayTarget::str() const {
+  if (!unix_path.empty()) {
+    return host + "[unix:" + unix_path + "]";
+  }
+  return host + "[" + ip + "]:" + std::to_string(port);
+}
+
+std::string tls_error_text() {
+  std::string s;
+  while (unsigned long e = ERR_get_error()) {
+    std::array<char, 256> buf{};
+    ERR_error_string_n(e, buf.data(), buf.size());
+    if (!s.empty()) {
+      s += "; ";
+    }
+    s += buf.data();
+  }
+  return s;
+}
+
+namespace {
+
+// One connection driving one ClientSession. Every member is touched only on the job's
+// strand. Kept alive by its pending operations; reports once through `report`.
+// `Protocol` is asio::ip::tcp or asio::local::stream_protocol (a unix socket).
+template <class Protocol>
+class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
+ public:
+  using Socket = typename Protocol::socket;
+  using Report = std::function<void(AttemptOutcome)>;
+
+  Attempt(ClientStrand strand, ssl::context& tls, AttemptSetup setup, ClientConfig config,
+          OutboundMessage message, Report report)
+      : strand_(strand),
+        stream_(strand, tls),
+        timer_(strand),
+        setup_(std::move(setup)),
+        session_(std::move(config), std::move(message)),
+        report_(std::move(report)) {}
+
+  void start() {
+    typename Protocol::endpoint ep;
+    if constexpr (std::is_same_v<Protocol, tcp>) {
+      boost::system::error_code ec;
+      auto addr = asio::ip::make_address(setup_.target.ip, ec);
+      if (ec) {
+        fail_connect(transient_error("4.4.1", "bad address " + setup_.target.str()));
+        return;
+      }
+      ep = tcp::endpoint(addr, setup_.target.port);
+    } else {
+      ep = typename Protocol::endpoint(setup_.target.unix_path);
+    }
+    std::uint64_t gen = ++timer_gen_;
+    timer_.expires_after(setup_.connect_timeout);
+    timer_.async_wait([self = this->shared_from_this(), gen](boost::system::error_code e) {
+      if (!e && gen == self->timer_gen_ && !self->connected_ && !self->dead_) {
+        self->timed_out_ = true;
+        boost::system::error_code ignored;
+        self->socket().close(ignored);
+      }
+    });
+    socket().async_connect(ep, [self = this->shared_from_this()](boost::system::error_code e) {
+      self->on_connect(e);
+    });
+  }
+
+ private:
+  Socket& socket() { return stream_.next_layer(); }
+
+  void fail_connect(Error e) {
+    dead_ = true;
+    timer_.cancel();
+    AttemptOutcome o;
+    o.target = setup_.target;
+    o.connect_error = std::move(e);
+    deliver_report(std::move(o));
+  }
+
+  void on_connect(boost::system::error_code ec) {
+    if (dead_) {
+      return;
+    }
+    if (ec || timed_out_) {
+      std::string why = timed_out_ ? "timed out" : ec.message();
+      fail_connect(transient_error("4.4.1", "connect to " + setup_.target.str() + ": " + why));
+      return;
+    }
+    connected_ = true;
+    ++timer_gen_;
+    timer_.cancel();
+    if constexpr (std::is_same_v<Protocol, tcp>) {
+      boost::system::error_code ignored;
+      socket().set_option(tcp::no_delay(true), ignored);
+    }
+    prepare_tls();
+    run(session_.start());
+  }
+
+  // SNI and peer verification, set before the session can ask for the handshake.
+  void prepare_tls() {
+    SSL* ssl = stream_.native_handle();
+    const auto& t = setup_.target;
+    if (!t.host_is_ip) {
+      SSL_set_tlsext_host_name(ssl, t.host.c_str());  // RFC 6066 §3: names only
+    }
+    if (setup_.tls_verify) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+      if (t.host_is_ip) {
+        X509_VERIFY_PARAM_set1_ip_asc(param, t.ip.c_str());
+      } else {
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        X509_VERIFY_PARAM_set1_host(param, t.host.c_str(), 0);
+      }
+      SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
+    } else {
+      SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
+    }
+  }
+
+  // Performs actions in order; an action that must follow the previous write (NeedBody,
+  // StartTls) waits for it, and the pump resumes when the write completes.
+  void run(ClientActions actions) {
+    for (auto& a : actions) {
+      pending_.push_back(std::move(a));
+    }
+    pump();
+  }
+
+  void pump() {
+    if (pumping_) {
+      return;
+    }
+    pumping_ = true;
+    while (!pending_.empty() && !dead_) {
+      ClientAction& front = pending_.front();
+      bool after_write =
+          std::holds_alternative<NeedBody>(front) || std::holds_alternative<StartTls>(front);
+      if (after_write && (writing_ || !out_.empty())) {
+        break;
+      }
+      ClientAction a = std::move(front);
+      pending_.pop_front();
+      std::visit([this](auto& act) { perform(act); }, a);
+    }
+    pumping_ = false;
+    read_more();
+  }
+
+  void perform(SendBytes& a) {
+    out_.append(a.bytes);
+    flush();
+  }
+  void perform(ArmDeadline& a) {
+    // A wait that already expired is not cancelled by expires_after(): its handler may
+    // still run with success, so each wait carries its generation.
+    std::uint64_t gen = ++timer_gen_;
+    timer_.expires_after(a.after);
+    timer_.async_wait([self = this->shared_from_this(), gen](boost::system::error_code ec) {
+      if (!ec && gen == self->timer_gen_ && !self->dead_ && !self->session_.closed()) {
+        self->run(self->session_.on_timeout());
+      }
+    });
+  }
+  void perform(StartTls&) {
+    handshaking_ = true;
+    stream_.async_handshake(
+        ssl::stream_base::client, [self = this->shared_from_this()](boost::system::error_code ec) {
+          self->handshaking_ = false;
+          if (self->dead_ || self->session_.closed()) {
+            return;
+          }
+          if (ec) {
+            std::string detail = tls_error_text();
+            self->tls_error_ = detail.empty() ? ec.message() : detail;
+            if (SSL_get_verify_result(self->stream_.native_handle()) != X509_V_OK) {
+              self->tls_error_ += std::string(" (certificate: ") +
+                                  X509_verify_cert_error_string(
+                                      SSL_get_verify_result(self->stream_.native_handle())) +
+                                  ")";
+            }
+            self->run(self->session_.on_tls_failed());
+            return;
+          }
+          self->tls_ = true;
+          self->run(self->session_.on_tls_established());
+        });
+  }
+  void perform(NeedBody& a) {
+    std::uint64_t left = setup_.body_length - body_pos_;
+    std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, a.max_bytes));
+    chunk_.resize(want);
+    std::size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::pread(setup_.body_fd, chunk_.data() + got, want - got,
+                          static_cast<off_t>(setup_.body_offset + body_pos_ + got));
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        local_error_ = transient_error("4.3.0", std::string("cannot read the queue file: ") +
+                                                    (n < 0 ? std::strerror(errno) : "short file"));
+        // Never end a message we could not read: the session takes it as a lost
+        // connection (Finished, then Disconnect), ahead of anything still pending.
+        feed_now(session_.on_eof());
+        return;
+      }
+      got += static_cast<std::size_t>(n);
+    }
+    body_pos_ += got;
+    feed_now(session_.on_body_chunk(chunk_, body_pos_ == setup_.body_length));
+  }
+  // Actions answering the one being performed go before anything still pending, so the
+  // session's order is kept and run() is never re-entered.
+  void feed_now(ClientActions more) {
+    pending_.insert(pending_.begin(), std::make_move_iterator(more.begin()),
+                    std::make_move_iterator(more.end()));
+  }
+  void perform(Finished& a) {
+    AttemptOutcome o;
+    o.target = setup_.target;
+    o.connected = true;
+    o.result = std::move(a.result);
+    if (local_error_) {
+      for (auto& r : o.result.recipients) {
+        if (r.status == DeliveryStatus::kTransient) {
+          r.code = 0;
+          r.enhanced = local_error_->enhanced;
+          r.text = local_error_->message;
+        }
+      }
+      o.result.hop_error = local_error_;
+      o.result.hop_code = 0;
+    } else if (!tls_error_.empty() && o.result.hop_error &&
+               o.result.hop_error->enhanced == "4.7.5") {
+      o.result.hop_error->message += ": " + tls_error_;
+      for (auto& r : o.result.recipients) {
+        if (r.enhanced == "4.7.5" && r.code == 0) {
+          r.text += ": " + tls_error_;
+        }
+      }
+    }
+    deliver_report(std::move(o));
+  }
+  void perform(Disconnect&) { shutdown(); }
+
+  void deliver_report(AttemptOutcome o) {
+    if (!report_) {
+      return;
+    }
+    // Posted, so the job never runs inside this attempt's pump.
+    asio::post(strand_,
+               [report = std::move(report_), o = std::move(o)]() mutable { report(std::move(o)); });
+    report_ = nullptr;
+  }
+
+  bool tls_pending() const {
+    return std::any_of(pending_.begin(), pending_.end(),
+                       [](const ClientAction& a) { return std::holds_alternative<StartTls>(a); });
+  }
+
+  void read_more() {
+    // No read during the handshake, nor while a StartTls waits for its write: octets
+    // read then would be plaintext that must never be fed (RFC 3207 §4.2).
+    if (reading_ || dead_ || handshaking_ || session_.closed() || tls_pending()) {
+      return;
+    }
+    reading_ = true;
+    auto handler = [self = this->shared_from_this()](boost::system::error_code ec, std::size_t n) {
+      self->reading_ = false;
+      if (self->dead_ || self->session_.closed()) {
+        return;
+      }
+      if (ec) {
+        self->run(self->session_.on_eof());
+        self->shutdown();
+        return;
+      }
+      self->run(self->session_.on_bytes(std::string_view(self->in_.data(), n)));
+    };
+    if (tls_) {
+      stream_.async_read_some(asio::buffer(in_), std::move(handler));
+    } else {
+      socket().async_read_some(asio::buffer(in_), std::move(handler));
+    }
+  }
+
+  void flush() {
+    if (writing_ || dead_ || out_.empty() || handshaking_) {
+      return;
+    }
+    writing_ = true;
+    sending_.swap(out_);
+    out_.clear();
+    auto handler = [self = this->shared_from_this()](boost::system::error_code ec, std::size_t) {
+      self->writing_ = false;
+      if (self->dead_) {
+        return;
+      }
+      if (ec) {
+        if (!self->session_.closed()) {
+          self->run(self->session_.on_eof());
+        }
+        self->shutdown();
+        return;
+      }
+      self->sending_.clear();
+      self->flush();
+      self->pump();
+    };
+    if (tls_) {
+      asio::async_write(stream_, asio::buffer(sending_), std::move(handler));
+    } else {
+      asio::async_write(socket(), asio::buffer(sending_), std::move(handler));
+    }
+  }
+
+  void shutdown() {
+    if (dead_) {
+      return;
+    }
+    dead_ = true;
+    pending_.clear();
+    timer_.cancel();
+    boost::system::error_code ignored;
+    socket().shutdown(Socket::shutdown_both, ignored);
+    socket().close(ignored);
+  }
+
+  ClientStrand strand_;
+  ssl::stream<Socket> stream_;
+  asio::steady_timer timer_;
+  AttemptSetup setup_;
+  ClientSession session_;
+  Report report_;
+  std::array<char, 16384> in_{};
+  std::string out_, sending_, chunk_;
+  std::deque<ClientAction> pending_;
+  std::uint64_t body_pos_ = 0;
+  std::uint64_t timer_gen_ = 0;
+  std::optional<Error> local_error_;
+  std::string tls_error_;
+  bool connected_ = false, timed_out_ = false, dead_ = false, pumping_ = false;
+  bool reading_ = false, writing_ = false, handshaking_ = false, tls_ = false;
+};
+
+}  // namespace
+
+void start_attempt(ClientStrand strand, ssl::context& tls, AttemptSetup setup, ClientConfig config,
+                   OutboundMessage message, std::function<void(AttemptOutcome)> report) {
+  if (setup.target.unix_path.empty()) {
+    std::make_shared<Attempt<tcp>>(strand, tls, std::move(setup), std::move(config),
+                                   std::move(message), std::move(report))
+        ->start();
+  } else {
+    std::make_shared<Attempt<asio::local::stream_protocol>>(
+        strand, tls, std::move(setup), std::move(config), std::move(message), std::move(report))
+        ->start();
+  }
+}
+
+}  // namespace bh::smtp

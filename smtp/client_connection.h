@@ -1,0 +1,74 @@
+#pragma once
+// The Asio pump for one outbound connection: connect to one target, drive one
+// ClientSession (smtp/client_session.h) over it to the end, report the outcome once.
+// Shared by the SMTP relay (smtp/relay_client.h) and the LMTP deliverer
+// (smtp/lmtp_deliverer.h); every protocol decision is the session's, this only connects,
+// reads, writes, runs the TLS handshake the session asks for, streams the body from the
+// queue file (pread, at most NeedBody::max_bytes a time) and arms the one deadline.
+//
+// The target is TCP ip:port, or a unix socket when RelayTarget::unix_path is set (LMTP).
+// Outcome: a connect failure or timeout is `connect_error` (transient 4.4.1, naming the
+// target); otherwise the session's ClientResult, where a failing read of the queue file
+// ends the attempt as transient 4.3.0 for every recipient not yet delivered, and a TLS
+// handshake failure (4.7.5) carries OpenSSL's reason.
+//
+// Threading: everything runs on `strand`; the report is posted to it, never called
+// inside start_attempt(). The attempt keeps itself alive through its pending operations;
+// if the io_context stops first it is dropped without a report.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+#include "smtp/client_session.h"
+
+namespace bh::smtp {
+
+// One address to try.
+struct RelayTarget {
+  std::string host;  // the MX or smart host name, or the IP literal itself
+  std::string ip;    // textual address to connect to
+  std::uint16_t port = 25;
+  bool host_is_ip = false;         // no SNI; verification against the IP
+  std::string unix_path;           // set: connect to this unix socket, not to ip:port
+  std::string remote_mta() const;  // "host [ip]" ("host [unix:path]")
+  std::string str() const;         // "host[ip]:port" ("host[unix:path]")
+};
+
+using ClientStrand = boost::asio::strand<boost::asio::io_context::executor_type>;
+
+// One pread, one DATA write or BDAT chunk.
+inline constexpr std::size_t kBodyChunk = 64u << 10;
+
+// What one connection needs to know beyond the session's config.
+struct AttemptSetup {
+  RelayTarget target;
+  bool tls_verify = false;  // verify the peer against target (name, or IP for a literal)
+  int body_fd = -1;         // the queue file; owned by the caller, open until the report
+  std::uint64_t body_offset = 0, body_length = 0;
+  std::chrono::milliseconds connect_timeout{30000};
+};
+
+// The outcome of one attempt: a connect failure, or the session's result.
+struct AttemptOutcome {
+  RelayTarget target;
+  bool connected = false;
+  std::optional<Error> connect_error;
+  ClientResult result;
+};
+
+// Starts one attempt on `strand`; `tls` must outlive it.
+void start_attempt(ClientStrand strand, boost::asio::ssl::context& tls, AttemptSetup setup,
+                   ClientConfig config, OutboundMessage message,
+                   std::function<void(AttemptOutcome)> report);
+
+// OpenSSL's queued errors as one line (and the queue cleared).
+std::string tls_error_text();
+
+}  // namespace bh::smtp
