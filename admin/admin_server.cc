@@ -178,13 +178,21 @@ class Session : public std::enable_shared_from_this<Session> {
               {{"error", r.error().message}});
       }
     };
-    if (req.method() == http::verb::post && path == "/v1/queues/retry" && st_->handlers.hop_retry) {
+    if (req.method() == http::verb::post &&
+        (path == "/v1/queues/retry" || path == "/v1/queues/freeze" || path == "/v1/queues/thaw")) {
       auto p = parse_query(query, {"hop"});
       if (!p.ok() || p->count("hop") == 0 || p->at("hop").empty()) {
         reply(http::status::bad_request, {{"error", p.ok() ? "hop= is required" : p.error().message}});
         return;
       }
-      reply(http::status::ok, st_->handlers.hop_retry(p->at("hop")));
+      const std::string& hop = p->at("hop");
+      if (path == "/v1/queues/retry" && st_->handlers.hop_retry) {
+        reply(http::status::ok, st_->handlers.hop_retry(hop));
+      } else if (path != "/v1/queues/retry" && st_->handlers.hop_freeze) {
+        answer(st_->handlers.hop_freeze(hop, path == "/v1/queues/freeze"));
+      } else {
+        reply(http::status::not_found, {{"error", "no such resource"}});
+      }
       return;
     }
     if (path == "/v1/status" || path == "/v1/queue" || path == "/v1/queues" || path == "/v1/track") {

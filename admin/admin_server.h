@@ -5,7 +5,7 @@
 // Routes: GET /v1/status, GET /v1/queue[?filters], GET /v1/queue/<id> (id: 1-64
 // letters/digits, checked before the handler is called; 400 if malformed, 404 if the
 // handler has none), POST /v1/queue/<id>/{retry,freeze,thaw}, DELETE /v1/queue/<id>
-// [?ndr=1], GET /v1/queues, POST /v1/queues/retry?hop=<next hop>,
+// [?ndr=1], GET /v1/queues, POST /v1/queues/{retry,freeze,thaw}?hop=<next hop>,
 // GET /v1/track?<query> (parse_track_query; 400 if malformed, 404 if the node has no
 // tracking handler).
 // Limits: 8 KiB of request header (431 beyond), no body, 10 s to send a request, one
@@ -67,6 +67,8 @@ struct AdminHandlers {
   QueueAction queue_action;
   // POST /v1/queues/retry?hop=HOP
   std::function<nlohmann::json(const std::string& hop)> hop_retry;
+  // POST /v1/queues/freeze?hop=HOP and /v1/queues/thaw?hop=HOP (404/409 as queue_action)
+  std::function<Result<nlohmann::json>(const std::string& hop, bool frozen)> hop_freeze;
   std::function<std::optional<nlohmann::json>(const std::string& id)> queue_show;
   // Unset: the node keeps no tracking log (404).
   std::function<nlohmann::json(const TrackParams&)> track;

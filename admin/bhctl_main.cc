@@ -2,7 +2,8 @@
 //
 //   bhctl [--config FILE | --admin IP:PORT [--token-file F]] [--json] NOUN VERB...
 //   nouns: status | queue list [filters] | queue show ID | queue hops |
-//          queue retry ID | queue retry --hop H | queue freeze|thaw ID | queue delete ID [--ndr] |
+//          queue retry ID | queue retry --hop H | queue freeze|thaw ID | queue freeze|thaw --hop H |
+//          queue delete ID [--ndr] |
 //          track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N]
 // Exit codes: 0 ok, 1 the node said no or could not be reached, 2 usage.
 
@@ -39,6 +40,7 @@ int usage() {
                "  queue hops        next hops: state, messages, oldest, next retry, last error\n"
                "  queue retry ID | queue retry --hop H   try now\n"
                "  queue freeze ID | queue thaw ID        hold / release (kept across restarts)\n"
+               "  queue freeze --hop H | queue thaw --hop H   suspend / resume a next hop\n"
                "  queue delete ID [--ndr]                remove; --ndr tells the sender\n"
                "  track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N]\n"
                "                    search the message tracking log (newest N events, default 100)\n");
@@ -267,10 +269,11 @@ int main(int argc, char** argv) {
     verb = http::verb::post;
     target = "/v1/queue/" + id + "/" + words[1];
     options_ok = track_params.empty();
-  } else if (words == std::vector<std::string>{"queue", "retry"} && track_params.size() == 1 &&
-             track_params[0].first == "hop") {
+  } else if (words.size() == 2 && words[0] == "queue" &&
+             (words[1] == "retry" || words[1] == "freeze" || words[1] == "thaw") &&
+             track_params.size() == 1 && track_params[0].first == "hop") {
     verb = http::verb::post;
-    target = "/v1/queues/retry";
+    target = "/v1/queues/" + words[1];
     options_ok = query({"hop"});
   } else if (is_queue && words.size() == 3 && words[1] == "delete") {
     verb = http::verb::delete_;
@@ -335,7 +338,8 @@ int main(int argc, char** argv) {
   } else if (verb != http::verb::get) {
     std::cout << (at(b, "retried").is_number()
                       ? str(at(b, "retried")) + " message(s) of " + str(at(b, "next_hop")) + " due now"
-                      : str(at(b, "id")) + ": " + str(at(b, "done")) + " done")
+                      : (at(b, "id").is_string() ? str(at(b, "id")) : str(at(b, "next_hop"))) + ": " +
+                            str(at(b, "done")) + " done")
               << "\n";
   } else if (target == "/v1/queues") {
     std::vector<std::vector<std::string>> rows;

@@ -502,6 +502,12 @@ int main(int argc, char** argv) {
     h.hop_retry = [&manager](const std::string& hop) {
       return json{{"next_hop", hop}, {"retried", manager.retry_hop(hop)}};
     };
+    h.hop_freeze = [&manager](const std::string& hop, bool frozen) -> bh::Result<json> {
+      if (auto r = manager.freeze_hop(hop, frozen); !r.ok()) {
+        return r.error();
+      }
+      return json{{"next_hop", hop}, {"done", frozen ? "freeze" : "thaw"}};
+    };
     h.queue_show = [&manager](const std::string& id) -> std::optional<json> {
       auto d = manager.show(id);
       if (!d) {

@@ -542,6 +542,67 @@ Result<std::optional<DeliveryState>> FsMessageStore::load_state(const std::strin
   return std::optional<DeliveryState>(std::move(s.value()));
 }
 
+Result<void> FsMessageStore::save_frozen_hops(const std::set<std::string>& hops) {
+  std::string text;
+  for (const auto& h : hops) {
+    if (h.empty() || h.find_first_of("\r\n") != std::string::npos) {
+      return permanent_error("5.3.0", "bad next hop name");
+    }
+    text += h + "\n";
+  }
+  const std::string tmp = opt_.root + "/.frozen-hops.tmp", path = opt_.root + "/frozen-hops";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return io_error(errno, "frozen-hops");
+  }
+  int e = 0;
+  if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    e = errno == 0 ? EIO : errno;
+  }
+  if (e == 0 && ::fdatasync(fd) != 0) {
+    e = errno;
+  }
+  ::close(fd);
+  if (e == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    e = errno;
+  }
+  if (e == 0 && ::fsync(root_fd_) != 0) {
+    e = errno;
+  }
+  if (e != 0) {
+    ::unlink(tmp.c_str());
+    return io_error(e, "frozen-hops");
+  }
+  return Ok{};
+}
+
+std::set<std::string> FsMessageStore::load_frozen_hops() const {
+  std::set<std::string> out;
+  int fd = ::open((opt_.root + "/frozen-hops").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return out;
+  }
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0 && text.size() < (1u << 20)) {
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    if (nl == std::string::npos) {
+      break;  // a torn last line: the rename makes this impossible, but never guess
+    }
+    if (nl > pos) {
+      out.insert(text.substr(pos, nl - pos));
+    }
+    pos = nl + 1;
+  }
+  return out;
+}
+
 void FsMessageStore::remove_state(const std::string& id) {
   {
     std::lock_guard lock(state_mu_);

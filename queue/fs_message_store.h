@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <set>
 #include <unordered_set>
 #include <thread>
 #include <vector>
@@ -96,6 +97,10 @@ class FsMessageStore final : public MessageStore {
   Result<void> save_state(const std::string& id, const DeliveryState& state);
   Result<std::optional<DeliveryState>> load_state(const std::string& id) const;
   void remove_state(const std::string& id);
+  // The next hops the operator froze (one name per line in <root>/frozen-hops), replaced
+  // atomically and durably; a missing file is none frozen.
+  Result<void> save_frozen_hops(const std::set<std::string>& hops);
+  std::set<std::string> load_frozen_hops() const;
 
   StoreCounters counters() const;
   const std::string& root() const { return opt_.root; }

@@ -180,6 +180,11 @@ void QueueManager::start(const std::vector<std::string>& recovered_ids) {
     BH_CHECK(!started_);
     started_ = true;
   }
+  {
+    auto frozen = store_.load_frozen_hops();
+    std::lock_guard lock(mu_);
+    frozen_hops_ = std::move(frozen);
+  }
   for (const auto& id : recovered_ids) {
     add(id, true);
   }
@@ -239,6 +244,43 @@ std::size_t QueueManager::retry_hop(const std::string& hop) {
   }
   cv_.notify_one();
   return n;
+}
+
+Result<void> QueueManager::freeze_hop(const std::string& hop, bool frozen) {
+  if (hop.empty() || hop.size() > 1024 || hop.find_first_of("\r\n") != std::string::npos) {
+    return permanent_error("5.1.0", "not a next hop name");
+  }
+  std::set<std::string> all;
+  {
+    std::lock_guard lock(mu_);
+    auto before = frozen_hops_;
+    if (frozen) {
+      frozen_hops_.insert(hop);
+    } else if (frozen_hops_.erase(hop) == 0) {
+      return transient_error("4.0.0", hop + " is not frozen");
+    }
+    all = frozen_hops_;
+    if (auto r = store_.save_frozen_hops(all); !r.ok()) {
+      frozen_hops_ = std::move(before);
+      return r;
+    }
+    if (!frozen) {
+      // Thawed: its waiting mail gets the hop's free connections.
+      Hop& h = hops_[hop];
+      std::size_t released = 0;
+      while (!h.waiting.empty() && h.in_flight + released < std::max<std::size_t>(h.limit, opt_.max_per_hop)) {
+        auto w = entries_.find(h.waiting.front());
+        h.waiting.pop_front();
+        if (w != entries_.end() && w->second.summary.state == MessageState::kQueued && w->second.in_flight == 0) {
+          ready_.push_back(w->first);
+          ++released;
+        }
+      }
+    }
+  }
+  log::info("queue", "next hop " + hop + (frozen ? " frozen" : " thawed") + " by the operator");
+  cv_.notify_one();
+  return Ok{};
 }
 
 // On the delivery thread.
@@ -850,7 +892,7 @@ void QueueManager::dispatch(Work& w) {
       if (auto l = w.hop_limits.find(key); l != w.hop_limits.end()) {
         hop.limit = std::min(hop.limit, l->second);
       }
-      if (hop.in_flight >= hop.limit || remote_in_flight_ >= opt_.max_remote) {
+      if (frozen_hops_.count(key) > 0 || hop.in_flight >= hop.limit || remote_in_flight_ >= opt_.max_remote) {
         if (std::find(hop.waiting.begin(), hop.waiting.end(), w.id) == hop.waiting.end()) {
           hop.waiting.push_back(w.id);
         }
@@ -913,7 +955,8 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
       // Freed connections go to as many messages waiting for this hop as there are free
       // slots (releasing all of them would read every waiting queue file again).
       std::size_t& released = released_now[d.job.next_hop];
-      while (!hop.waiting.empty() && hop.in_flight + released < std::max<std::size_t>(hop.limit, 1)) {
+      while (frozen_hops_.count(d.job.next_hop) == 0 && !hop.waiting.empty() &&
+             hop.in_flight + released < std::max<std::size_t>(hop.limit, 1)) {
         auto w = entries_.find(hop.waiting.front());
         hop.waiting.pop_front();
         if (w != entries_.end() && w->second.summary.state == MessageState::kQueued &&
@@ -1188,9 +1231,15 @@ std::vector<HopSummary> QueueManager::hops() const {
       }
     }
   }
+  for (const auto& k : frozen_hops_) {
+    out[k].next_hop = k;
+  }
   std::vector<HopSummary> v;
   for (auto& [k, h] : out) {
-    h.state = h.in_flight > 0 ? "active" : h.failures > 0 ? "retry" : "ready";
+    h.state = frozen_hops_.count(k) > 0 ? "frozen"
+              : h.in_flight > 0       ? "active"
+              : h.failures > 0        ? "retry"
+                                      : "ready";
     v.push_back(std::move(h));
   }
   return v;

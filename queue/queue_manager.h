@@ -187,6 +187,9 @@ class QueueManager {
                    std::chrono::milliseconds wait = std::chrono::seconds(10));
   // Every message waiting for a retry of next hop `hop` is due now; returns how many.
   std::size_t retry_hop(const std::string& hop);
+  // Suspend-Queue / Resume-Queue: nothing is sent to a frozen next hop (its mail waits,
+  // retry times pass) until it is thawed; kept in <queue>/frozen-hops across restarts.
+  Result<void> freeze_hop(const std::string& hop, bool frozen);
 
  private:
   struct Entry {
@@ -274,7 +277,8 @@ class QueueManager {
   std::vector<Command> commands_;                         // operator actions, likewise
   std::map<std::string, Hop> hops_;
   std::size_t remote_in_flight_ = 0;
-  std::size_t arrived_ = 0;  // new mail since the last batch: only it waits for batch_window
+  std::size_t arrived_ = 0;
+  std::set<std::string> frozen_hops_;  // new mail since the last batch: only it waits for batch_window
   bool stop_ = false;
   bool started_ = false;
   QueueCounters counters_;

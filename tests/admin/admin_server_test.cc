@@ -121,6 +121,13 @@ class AdminServerTest : public ::testing::Test {
       actions_.push_back("hop " + hop);
       return json{{"next_hop", hop}, {"retried", 3}};
     };
+    h.hop_freeze = [this](const std::string& hop, bool frozen) -> Result<json> {
+      actions_.push_back(std::string(frozen ? "freeze-hop " : "thaw-hop ") + hop);
+      if (!frozen && hop == "never") {
+        return transient_error("4.0.0", "never is not frozen");
+      }
+      return json{{"next_hop", hop}, {"done", frozen ? "freeze" : "thaw"}};
+    };
     h.track = [this](const TrackParams& p) {
       tracked_.push_back(p);
       return json{{"events", json::array({{{"time", "2023-11-14T22:13:20.123Z"}, {"node", "node1"},
@@ -308,6 +315,10 @@ TEST_F(AdminServerTest, BhctlQueueManagement) {
   EXPECT_EQ(actions_, (std::vector<std::string>{"ABC123 freeze", "ABC123 thaw", "ABC123 retry",
                                                 "hop smarthost:out", "ABC123 delete-ndr",
                                                 "ABC123 delete", "BUSY freeze"}));
+  EXPECT_EQ(bhctl(admin_args() + " queue freeze --hop smarthost:out").first, 0);
+  EXPECT_EQ(bhctl(admin_args() + " queue thaw --hop smarthost:out").first, 0);
+  EXPECT_EQ(bhctl(admin_args() + " queue thaw --hop never").first, 1);
+  EXPECT_EQ(actions_.back(), "thaw-hop never");
   EXPECT_EQ(bhctl(admin_args() + " queue frobnicate ABC123").first, 2);
 }
 

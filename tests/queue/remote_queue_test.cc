@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "queue/queue_file.h"
@@ -435,6 +436,46 @@ TEST(RemoteQueue, AFreedConnectionReleasesOneWaitingMessageNotAll) {
   }
   ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 12; }));
   EXPECT_EQ(n.remote.size(), 12u);
+  n.qm.stop();
+}
+
+TEST(RemoteQueue, AFrozenNextHopHoldsItsMailAcrossARestartUntilThawed) {
+  TempDir t;
+  std::string a, b;
+  {
+    Node n(t.path(), fast());
+    n.qm.start({});
+    ASSERT_TRUE(n.qm.freeze_hop("mx:internet:one.test", true).ok());
+    EXPECT_FALSE(n.qm.freeze_hop("bad\nname", true).ok());
+    a = n.s.put("a\r\n", from("alice@example.org", {rcpt("a@one.test")})).value();
+    b = n.s.put("b\r\n", from("alice@example.org", {rcpt("b@two.test")})).value();
+    n.qm.enqueue(a);
+    n.qm.enqueue(b);
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));  // two.test only
+    EXPECT_EQ(n.remote.job(0).queue_id, b);
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    EXPECT_EQ(n.remote.size(), 1u);
+    auto hops = n.qm.hops();
+    auto frozen = std::find_if(hops.begin(), hops.end(), [](const HopSummary& h) { return h.next_hop == "mx:internet:one.test"; });
+    ASSERT_NE(frozen, hops.end());
+    EXPECT_EQ(frozen->state, "frozen");
+    EXPECT_EQ(frozen->messages, 1u);
+    n.remote.answer(0, {"250"});
+    ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(b)); }));
+    n.qm.stop();
+  }
+  Node n(t.path(), fast());
+  auto rep = n.s.store.recover();
+  ASSERT_EQ(rep.ready, std::vector<std::string>{a});
+  n.qm.start(rep.ready);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(n.remote.size(), 0u);  // still frozen after the restart
+  EXPECT_FALSE(n.qm.freeze_hop("mx:internet:two.test", false).ok());  // was never frozen
+  ASSERT_TRUE(n.qm.freeze_hop("mx:internet:one.test", false).ok());
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  EXPECT_EQ(n.remote.job(0).queue_id, a);
+  n.remote.answer(0, {"250"});
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(a)); }));
   n.qm.stop();
 }
 
