@@ -197,10 +197,11 @@ void QueueManager::stop() {
     stop_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) {
+  const bool was_running = thread_.joinable();
+  if (was_running) {
     thread_.join();
+    flush_events();  // once: a second stop() (the destructor's) may outlive the observer
   }
-  flush_events();
   std::lock_guard lock(mu_);
   for (auto& c : commands_) {
     c.done->set_value(transient_error("4.3.0", "the queue is stopping"));
