@@ -200,6 +200,7 @@ void QueueManager::stop() {
   const bool was_running = thread_.joinable();
   if (was_running) {
     thread_.join();
+    sync_removals_now();
     flush_events();  // once: a second stop() (the destructor's) may outlive the observer
   }
   std::lock_guard lock(mu_);
@@ -460,7 +461,7 @@ void QueueManager::run() {
     std::vector<std::string> batch;
     std::vector<RemoteDone> answers;
     std::vector<Command> commands;
-    bool gathered = false;
+    bool gathered = false, idle_sync = false;
     {
       std::unique_lock lock(mu_);
       for (;;) {
@@ -505,6 +506,10 @@ void QueueManager::run() {
           arrived_ = 0;
           break;
         }
+        if (removals_unsynced_) {
+          idle_sync = true;  // nothing else to do: make the removals durable now
+          break;
+        }
         // Wake for new mail, stop, or the next retry; polled at least every 200 ms so an
         // injected clock that jumps is noticed.
         auto wait = std::chrono::milliseconds(200);
@@ -514,6 +519,10 @@ void QueueManager::run() {
         }
         cv_.wait_for(lock, std::max(wait, std::chrono::milliseconds(1)));
       }
+    }
+    if (idle_sync) {
+      sync_removals_now();
+      continue;
     }
     if (!commands.empty()) {
       for (auto& c : commands) {
@@ -1158,7 +1167,24 @@ bool QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
   return false;
 }
 
+// Removals of settled remote messages share their directory fsync: at most one every
+// kRemovalSyncEvery under load, and one as soon as the delivery thread is idle. Until it,
+// a crash can bring a removed queue file back (its recipients were done: the message is
+// read again, and a relayed one could be sent twice - the window Postfix, which never
+// syncs an unlink, leaves open for as long as writeback takes).
 void QueueManager::sync_removals() {
+  removals_unsynced_ = true;
+  if (std::chrono::steady_clock::now() - last_removal_sync_ >= kRemovalSyncEvery) {
+    sync_removals_now();
+  }
+}
+
+void QueueManager::sync_removals_now() {
+  if (!removals_unsynced_) {
+    return;
+  }
+  removals_unsynced_ = false;
+  last_removal_sync_ = std::chrono::steady_clock::now();
   if (auto d = store_.sync_queue_dir(); !d.ok()) {
     log::warn("queue", "fsync of queue directory after removal failed: " + d.error().message);
   }

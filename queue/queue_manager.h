@@ -237,6 +237,11 @@ class QueueManager {
   bool settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
               const std::string& path);
   void sync_removals();
+  void sync_removals_now();
+  static constexpr std::chrono::milliseconds kRemovalSyncEvery{5};
+  // Delivery thread only.
+  bool removals_unsynced_ = false;
+  std::chrono::steady_clock::time_point last_removal_sync_{};
   void send_report(const Envelope& env, const std::vector<DsnOutcome>& outcomes,
                    const std::string& path);
   Clock::time_point next_retry_time(std::uint32_t attempts) const;
