@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "queue/dsn.h"
+
 namespace bh::smtp {
 
 std::optional<std::uint64_t> parse_decimal(std::string_view s) {
@@ -59,21 +61,7 @@ std::optional<std::string> decode_xtext(std::string_view in) {
   return out;
 }
 
-std::string encode_xtext(std::string_view in) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char ch : in) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 33 || c > 126 || c == '+' || c == '=') {
-      out.push_back('+');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    } else {
-      out.push_back(ch);
-    }
-  }
-  return out;
-}
+std::string encode_xtext(std::string_view in) { return queue::xtext_encode(in); }
 
 Result<PathAndParams> split_path_params(std::string_view rest, std::size_t max_params) {
   PathAndParams r;
