@@ -479,6 +479,17 @@ class Loader {
         return fail_key(index("listen.smtp", i), ep.error().message);
       }
     }
+    for (int i = 0; i < listen.submission_size(); ++i) {
+      if (auto ep = parse_endpoint(listen.submission(i)); !ep.ok()) {
+        return fail_key(index("listen.submission", i), ep.error().message);
+      }
+    }
+    if (listen.submission_size() > 0 && c.auth().mechanisms_size() == 0) {
+      return fail_key("listen.submission", "submission needs AUTH: add an auth section with mechanisms");
+    }
+    if (!validate_auth(*c.mutable_auth())) {
+      return false;
+    }
     if (lines_.count("listen.admin")) {
       if (auto ep = parse_endpoint(listen.admin()); !ep.ok()) {
         return fail_key("listen.admin", ep.error().message);
@@ -575,6 +586,59 @@ class Loader {
   // routing.smtp_connectors and routing.dns. The pattern and smart host syntax is
   // routing/'s own (AddressSpace::parse, parse_smart_host), so the config accepts exactly
   // what RouteTable::build accepts; both are stored in their canonical form.
+  bool validate_auth(bh::proto::Auth& a) {
+    if (!lines_.count("auth")) {
+      return true;
+    }
+    if (a.mechanisms_size() == 0) {
+      return fail_key("auth.mechanisms", "at least one of PLAIN, LOGIN, GSSAPI");
+    }
+    bool passwords = false;
+    std::set<std::string> seen;
+    for (int i = 0; i < a.mechanisms_size(); ++i) {
+      std::string m = a.mechanisms(i);
+      for (char& ch : m) {
+        ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      }
+      if (m != "PLAIN" && m != "LOGIN" && m != "GSSAPI") {
+        return fail_key(index("auth.mechanisms", i),
+                        quoted(a.mechanisms(i)) + " is not supported (PLAIN, LOGIN, GSSAPI)");
+      }
+      if (!seen.insert(m).second) {
+        return fail_key(index("auth.mechanisms", i), quoted(m) + " is listed twice");
+      }
+      passwords = passwords || m != "GSSAPI";
+      a.set_mechanisms(i, m);
+    }
+    bool ldap = lines_.count("auth.ldap") > 0;
+    if (!a.sasldb().empty() && ldap) {
+      return fail_key("auth.ldap", "give one password source: auth.sasldb or auth.ldap");
+    }
+    if (lines_.count("auth.sasldb") && (a.sasldb().empty() || a.sasldb().front() != '/')) {
+      return fail_key("auth.sasldb", "must be an absolute path");
+    }
+    if (ldap) {
+      if (a.ldap().uri().rfind("ldap://", 0) != 0 && a.ldap().uri().rfind("ldaps://", 0) != 0) {
+        return fail_key("auth.ldap.uri", "an ldap:// or ldaps:// URI is required");
+      }
+      const std::string& dn = a.ldap().user_dn();
+      auto at = dn.find("{user}");
+      if (at == std::string::npos || dn.find("{user}", at + 1) != std::string::npos) {
+        return fail_key("auth.ldap.user_dn", "must contain {user} exactly once");
+      }
+    }
+    if (passwords && a.sasldb().empty() && !ldap) {
+      return fail_key("auth.mechanisms", "PLAIN and LOGIN need a password source: auth.sasldb or auth.ldap");
+    }
+    if (lines_.count("auth.keytab") && (a.keytab().empty() || a.keytab().front() != '/')) {
+      return fail_key("auth.keytab", "must be an absolute path");
+    }
+    if (!is_valid_domain(a.service()) || a.service().find('.') != std::string::npos) {
+      return fail_key("auth.service", quoted(a.service()) + " is not a service name (like smtp)");
+    }
+    return true;
+  }
+
   bool validate_routing(bh::proto::Routing& routing) {
     std::map<std::string, std::string> names;  // lower-cased name -> key that defined it
     std::string first_mx;                      // key of the first connector using DNS MX

@@ -10,6 +10,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -23,6 +24,8 @@
 #include <vector>
 
 #include "admin/admin_server.h"
+#include "auth/ldap_password.h"
+#include "auth/sasl_backend.h"
 #include "common/address.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -355,6 +358,39 @@ int main(int argc, char** argv) {
                          [&](const bh::node::Network& n) { return n.contains(ip); });
     };
   }
+  // AUTH / X-EXPS (RFC 4954): Cyrus SASL with sasldb, an LDAP bind, or Kerberos.
+  std::unique_ptr<asio::thread_pool> auth_pool;
+  if (cfg.auth().mechanisms_size() > 0) {
+    const auto& a = cfg.auth();
+    if (!a.keytab().empty()) {
+      ::setenv("KRB5_KTNAME", ("FILE:" + a.keytab()).c_str(), 1);  // before any GSSAPI use
+    }
+    bh::auth::SaslOptions so;
+    so.service = a.service();
+    so.hostname = hostname;
+    so.realm = a.realm();
+    so.mechanisms.assign(a.mechanisms().begin(), a.mechanisms().end());
+    so.sasldb_path = a.sasldb();
+    if (!a.ldap().uri().empty()) {
+      so.checker = std::make_shared<bh::auth::LdapPasswordChecker>(bh::auth::LdapPasswordOptions{
+          a.ldap().uri(), a.ldap().user_dn(), std::chrono::milliseconds(a.ldap().timeout_ms())});
+    }
+    auto sasl = bh::auth::SaslService::create(std::move(so));
+    if (!sasl.ok()) {
+      return fatal(config_path + ": auth: " + sasl.error().message);
+    }
+    svc.auth = std::make_shared<bh::auth::SaslAuthBackend>(
+        sasl.value(), std::vector<std::string>(a.peer_servers().begin(), a.peer_servers().end()));
+    auth_pool = std::make_unique<asio::thread_pool>(2);
+    svc.auth_pool = auth_pool.get();
+    svc.auth_limiter =
+        std::make_shared<bh::smtp::AuthFailureLimiter>(clock, a.max_failures_per_ip_per_minute());
+    svc.auth_failure_delay = std::chrono::milliseconds(a.failure_delay_ms());
+    svc.session.auth_mechanisms.assign(a.mechanisms().begin(), a.mechanisms().end());
+    svc.session.auth_requires_tls = !a.plaintext_without_tls();
+    svc.session.x_exps = a.x_exps();
+    svc.session.max_auth_failures = a.max_failures_per_session();
+  }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   auto& s = svc.session;
   const auto& c = cfg.smtp();
@@ -398,6 +434,18 @@ int main(int argc, char** argv) {
     auto l = std::make_unique<bh::smtp::Listener>(ctx_ptrs, tep, svc);
     if (auto ec = l->open()) {
       return fatal(config_path + ": listen.smtp " + ep.str() + ": " + ec.message());
+    }
+    listeners.push_back(std::move(l));
+  }
+  // Submission (RFC 6409): the same service, but MAIL only after AUTH.
+  bh::smtp::ConnectionServices submission_svc = svc;
+  submission_svc.session.require_auth = true;
+  for (const auto& text : cfg.listen().submission()) {
+    const auto ep = bh::node::parse_endpoint(text).value();  // validated by the loader
+    asio::ip::tcp::endpoint tep(asio::ip::make_address(ep.address), ep.port);
+    auto l = std::make_unique<bh::smtp::Listener>(ctx_ptrs, tep, submission_svc);
+    if (auto ec = l->open()) {
+      return fatal(config_path + ": listen.submission " + ep.str() + ": " + ec.message());
     }
     listeners.push_back(std::move(l));
   }

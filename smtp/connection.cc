@@ -132,7 +132,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string_view domain =
         at == std::string::npos ? std::string_view{} : std::string_view(a.address).substr(at + 1);
     if (!a.for_vrfy && !domain.empty() && !services_->is_local_domain(domain) &&
-        services_->may_relay && services_->may_relay(peer_ip_, domain)) {
+        (a.authenticated || (services_->may_relay && services_->may_relay(peer_ip_, domain)))) {
       RecipientVerdict v;
       v.kind = RecipientVerdict::Kind::kLocal;  // accepted; no mailbox: relayed
       feed_now(session_.on_recipient_result(std::move(v)));
@@ -165,6 +165,59 @@ class Connection : public std::enable_shared_from_this<Connection> {
           });
         });
   }
+  // One SASL step on the auth pool; the verdict comes back to this connection's thread,
+  // a failure only after the tarpit delay.
+  void perform(AuthStep& a) {
+    using Kind = AuthVerdict::Kind;
+    const auto& limiter = services_->auth_limiter;
+    if (a.first) {
+      exchange_.reset();
+      if (limiter && limiter->blocked(peer_ip_)) {
+        feed_now(session_.on_auth_result(AuthVerdict{Kind::kRefused, {}, {}, false}));
+        return;
+      }
+      if (services_->auth) {
+        exchange_ = services_->auth->begin(session_.tls_active());
+      }
+    }
+    if (!exchange_ || services_->auth_pool == nullptr) {
+      feed_now(session_.on_auth_result(AuthVerdict{Kind::kTemporary, {}, {}, false}));
+      return;
+    }
+    asio::post(*services_->auth_pool, [self = shared_from_this(), step = std::move(a)] {
+      AuthVerdict v = self->exchange_->step(step);
+      if (v.kind != Kind::kContinue) {
+        self->exchange_.reset();
+      }
+      asio::post(self->socket_.get_executor(), [self, v = std::move(v)]() mutable {
+        self->auth_verdict(std::move(v));
+      });
+    });
+  }
+  void perform(AuthAbort&) { exchange_.reset(); }
+
+  void auth_verdict(AuthVerdict v) {
+    if (dead_) {
+      return;
+    }
+    if (v.kind == AuthVerdict::Kind::kFailed) {
+      if (services_->auth_limiter) {
+        services_->auth_limiter->failed(peer_ip_);
+      }
+      if (services_->auth_failure_delay.count() > 0) {
+        auto timer = std::make_shared<asio::steady_timer>(socket_.get_executor());
+        timer->expires_after(services_->auth_failure_delay);
+        timer->async_wait([self = shared_from_this(), timer, v](boost::system::error_code) {
+          if (!self->dead_) {
+            self->run(self->session_.on_auth_result(v));
+          }
+        });
+        return;
+      }
+    }
+    run(session_.on_auth_result(std::move(v)));
+  }
+
   void perform(BeginMessage&) {
     spool_error_.reset();
     auto w = services_->store->begin();
@@ -405,6 +458,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string out_, sending_;
   std::deque<Action> pending_;
   std::unique_ptr<queue::SpoolWriter> writer_;
+  std::unique_ptr<AuthBackend::Exchange> exchange_;  // the SASL exchange of AUTH/X-EXPS
   std::optional<Error> spool_error_;
   bool pumping_ = false, reading_ = false, writing_ = false, closing_ = false, dead_ = false;
   bool lingering_ = false;

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/ssl.hpp>
 #include <chrono>
 #include <cstdint>
@@ -26,6 +27,7 @@
 #include "common/clock.h"
 #include "directory/recipient_directory.h"
 #include "queue/message_store.h"
+#include "smtp/auth_backend.h"
 #include "smtp/server_session.h"
 
 namespace bh::smtp {
@@ -49,6 +51,13 @@ struct ConnectionServices {
   // trusted networks, relay domains). Unset or false: 550 5.7.1 Relay access denied.
   // An accepted recipient is queued with no mailbox and routed by the queue manager.
   std::function<bool(std::string_view client_ip, std::string_view domain)> may_relay;
+  // AUTH / X-EXPS (session.auth_mechanisms non-empty): the SASL side, the pool its steps
+  // run on, the per-IP failure limit, and the pause before a failure is answered (a
+  // tarpit for password guessing). No backend: every attempt gets 454 4.7.0.
+  std::shared_ptr<AuthBackend> auth;
+  boost::asio::thread_pool* auth_pool = nullptr;
+  std::shared_ptr<AuthFailureLimiter> auth_limiter;
+  std::chrono::milliseconds auth_failure_delay{1000};
   // Called (on the connection's thread) once a message is durable and acknowledged.
   std::function<void(const std::string& queue_id)> on_queued;
   SessionConfig session;

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/address.h"
+#include "common/base64.h"
 #include "common/date.h"
 #include "queue/hop_count.h"
 #include "smtp/data_reader.h"
@@ -104,13 +105,23 @@ struct ServerSession::Impl {
   std::string pending_sender;
   bool pending_vrfy = false;
 
+  // AUTH / X-EXPS (RFC 4954): who logged in, and the exchange in progress.
+  std::string auth_user;
+  bool peer_rights = false;
+  bool auth_exchange = false;  // the next line is a SASL response, not a command
+  std::size_t auth_failures = 0;
+
   Actions out;
 
   Impl(SessionConfig c, PeerInfo p, const Clock& clk)
       : cfg(std::move(c)),
         peer(std::move(p)),
         clock(clk),
-        in(cfg.max_command_line, kMaxDiscardedLine) {}
+        // AUTH lines may be longer than commands (RFC 4954 §4); other verbs are held to
+        // max_command_line in next_command_line().
+        in(cfg.auth_mechanisms.empty() ? cfg.max_command_line
+                                       : std::max(cfg.max_command_line, cfg.max_auth_line),
+           kMaxDiscardedLine) {}
 
   // ---- reply helpers ----
   void send(std::string_view line) {
@@ -264,6 +275,9 @@ struct ServerSession::Impl {
       case LineReader::Kind::kNeedMore:
         return false;
       case LineReader::Kind::kOverflow:
+        if (auth_exchange) {
+          end_exchange();
+        }
         ++counters.lines_too_long;
         error_reply(500, "5.5.2", "Error: line too long");
         if (!closed) {
@@ -272,12 +286,26 @@ struct ServerSession::Impl {
         }
         return false;
       case LineReader::Kind::kTooLong:
+        if (auth_exchange) {
+          end_exchange();  // a response over 12288 octets ends the exchange (hostile #43)
+        }
         ++counters.lines_too_long;
         error_reply(500, "5.5.2", "Error: line too long");
         arm_for_state();
         return true;
       case LineReader::Kind::kLine:
         break;
+    }
+    if (auth_exchange) {
+      auth_response(next.line);
+      return true;
+    }
+    if (next.line.size() + 2 > cfg.max_command_line && !is_auth_verb(next.line)) {
+      // The reader admits AUTH-sized lines; every other command keeps its own limit.
+      ++counters.lines_too_long;
+      error_reply(500, "5.5.2", "Error: line too long");
+      arm_for_state();
+      return true;
     }
     ++counters.commands;
     if (greeted && !pipelining() && in.buffered() > 0) {
@@ -356,6 +384,8 @@ struct ServerSession::Impl {
       junk();
     } else if (verb == "STARTTLS" && cfg.starttls) {
       do_starttls(arg);
+    } else if ((verb == "AUTH" || verb == "X-EXPS") && !cfg.auth_mechanisms.empty()) {
+      do_auth(verb, arg);
     } else if (verb == "STARTTLS" || verb == "AUTH" || verb == "TURN" || verb == "ATRN" ||
                verb == "ETRN" || verb == "XEXCH50" || verb == "X-EXPS" ||
                verb == "X-LINK2STATE") {
@@ -423,6 +453,26 @@ struct ServerSession::Impl {
     if (cfg.starttls && !tls_active) {
       ext.emplace_back("STARTTLS");
     }
+    if (auth_user.empty()) {
+      std::string mechs, xmechs;
+      for (const auto& m : cfg.auth_mechanisms) {
+        if (mechanism_allowed_now(m)) {
+          mechs += " " + m;
+        }
+        if (tls_active && cfg.x_exps && (m == "GSSAPI" || m == "LOGIN")) {
+          xmechs += " " + m;
+        }
+      }
+      if (!mechs.empty()) {
+        ext.push_back("AUTH" + mechs);
+      }
+      if (!xmechs.empty()) {
+        ext.push_back("X-EXPS" + xmechs);
+        if (xmechs.find("LOGIN") != std::string::npos) {
+          ext.emplace_back("X-EXPS=LOGIN");  // the form Exchange 5.5 looked for
+        }
+      }
+    }
     ext.emplace_back("HELP");
     for (std::size_t i = 0; i < ext.size(); ++i) {
       send("250" + std::string(i + 1 == ext.size() ? " " : "-") + ext[i]);
@@ -453,6 +503,84 @@ struct ServerSession::Impl {
 
   bool pipelining() const { return esmtp && cfg.pipelining; }
 
+  // ---- AUTH and X-EXPS (RFC 4954; DESIGN.md §4.1) ----
+  static bool is_auth_verb(std::string_view line) {
+    return starts_with_ci(line, "AUTH ") || starts_with_ci(line, "X-EXPS ");
+  }
+  static bool sends_password(std::string_view mech) { return mech == "PLAIN" || mech == "LOGIN"; }
+  bool mechanism_allowed_now(std::string_view mech) const {
+    return tls_active || !cfg.auth_requires_tls || !sends_password(mech);
+  }
+
+  void do_auth(const std::string& verb, std::string_view arg) {
+    bool xexps = verb == "X-EXPS";
+    if (!greeted || !esmtp) {
+      return error_reply(503, "5.5.1", "Error: send EHLO first");
+    }
+    if (!auth_user.empty()) {
+      return error_reply(503, "5.5.1", "Error: already authenticated");
+    }
+    if (in_mail) {
+      return error_reply(503, "5.5.1", "Error: MAIL transaction in progress");
+    }
+    if (xexps && (!tls_active || !cfg.x_exps)) {
+      // Peer authentication happens only inside TLS (hostile #25).
+      return error_reply(530, "5.7.0", "Must issue a STARTTLS command first");
+    }
+    std::size_t sp = arg.find(' ');
+    std::string mech = upper(arg.substr(0, sp));
+    std::optional<std::string_view> initial;
+    if (sp != std::string_view::npos) {
+      initial = arg.substr(sp + 1);
+    }
+    bool known = std::find(cfg.auth_mechanisms.begin(), cfg.auth_mechanisms.end(), mech) !=
+                 cfg.auth_mechanisms.end();
+    if (mech.empty() || mech.size() > 20) {
+      return error_reply(501, "5.5.4", "Syntax: " + verb + " mechanism [initial-response]");
+    }
+    if (!known || (xexps && mech != "GSSAPI" && mech != "LOGIN")) {
+      return error_reply(504, "5.5.4", "Unrecognized authentication type");
+    }
+    if (!mechanism_allowed_now(mech)) {
+      // The credentials are never looked at (hostile #42).
+      return error_reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
+    }
+    AuthStep step{true, verb, mech, std::nullopt};
+    if (initial) {
+      if (*initial == "=") {
+        step.response = std::string();  // RFC 4954 §4: an empty initial response
+      } else {
+        step.response = base64_decode(*initial);
+        if (!step.response) {
+          return error_reply(501, "5.5.2", "Cannot decode the initial response");
+        }
+      }
+    }
+    auth_exchange = true;
+    awaiting = Awaiting::kAuth;
+    out.emplace_back(std::move(step));
+  }
+
+  // A line while an exchange runs: the client's answer to our 334.
+  void auth_response(std::string_view line) {
+    if (line == "*") {
+      end_exchange();
+      return error_reply(501, "5.0.0", "Authentication cancelled");
+    }
+    auto decoded = base64_decode(line);
+    if (!decoded) {
+      end_exchange();
+      return error_reply(501, "5.5.2", "Cannot decode the response");
+    }
+    awaiting = Awaiting::kAuth;
+    out.emplace_back(AuthStep{false, {}, {}, std::move(*decoded)});
+  }
+
+  void end_exchange() {
+    auth_exchange = false;
+    out.emplace_back(AuthAbort{});
+  }
+
   // "FROM:<path> params" / "TO:<path> params": checks the prefix, splits the path from
   // the parameters (which only an EHLO session may send) and answers any error itself.
   std::optional<PathAndParams> path_and_params(std::string_view arg, std::string_view prefix,
@@ -482,6 +610,10 @@ struct ServerSession::Impl {
       error_reply(503, "5.5.1", "Error: send HELO/EHLO first");
       return;
     }
+    if (cfg.require_auth && auth_user.empty()) {
+      error_reply(530, "5.7.0", "Authentication required");
+      return;
+    }
     if (in_mail) {
       error_reply(503, "5.5.1", "Error: nested MAIL command");
       return;
@@ -492,7 +624,7 @@ struct ServerSession::Impl {
     }
     queue::Envelope e;
     bool seen_size = false, seen_body = false, seen_ret = false, seen_envid = false,
-         seen_utf8 = false;
+         seen_utf8 = false, seen_auth = false;
     for (std::size_t i = 0; i < split->params.size(); ++i) {
       const auto& [key, value] = split->params[i];
       bool has_value = split->has_value[i];
@@ -548,6 +680,12 @@ struct ServerSession::Impl {
           return error_reply(501, "5.5.4", "Bad SMTPUTF8 parameter");
         }
         e.smtputf8 = true;
+      } else if (key == "AUTH" && !cfg.auth_mechanisms.empty()) {
+        // RFC 4954 §5: the original submitter, as the previous hop vouches for it. We
+        // keep no claim of a client we do not trust, so the value is only checked.
+        if (dup(seen_auth) || !has_value || !decode_xtext(value) || value.size() > kMaxOrcpt) {
+          return error_reply(501, "5.5.4", "Bad AUTH parameter");
+        }
       } else {
         return error_reply(555, "5.5.4", "Unsupported parameter " + key);
       }
@@ -563,6 +701,9 @@ struct ServerSession::Impl {
     e.protocol = e.smtputf8 ? "UTF8SMTP" : (esmtp ? "ESMTP" : "SMTP");
     if (tls_active) {
       e.protocol += "S";  // RFC 3848: ESMTPS, UTF8SMTPS
+    }
+    if (!auth_user.empty()) {
+      e.protocol += "A";  // RFC 3848: ESMTPA, ESMTPSA
     }
     env = std::move(e);
     awaiting = Awaiting::kMail;
@@ -643,7 +784,7 @@ struct ServerSession::Impl {
     pending_rcpt = std::move(r);
     pending_vrfy = false;
     awaiting = Awaiting::kRecipient;
-    out.emplace_back(LookupRecipient{pending_rcpt.address, false});
+    out.emplace_back(LookupRecipient{pending_rcpt.address, false, !auth_user.empty()});
   }
 
   void do_vrfy(std::string_view arg) {
@@ -669,7 +810,7 @@ struct ServerSession::Impl {
     pending_rcpt.address = path->mailbox.str();
     pending_vrfy = true;
     awaiting = Awaiting::kRecipient;
-    out.emplace_back(LookupRecipient{pending_rcpt.address, true});
+    out.emplace_back(LookupRecipient{pending_rcpt.address, true, !auth_user.empty()});
   }
 
   bool check_data_common() {
@@ -1113,6 +1254,8 @@ Actions ServerSession::on_tls_result(bool ok) {
   // RFC 3207 4.2: the client must start over with EHLO; nothing from before counts.
   s.reset_transaction();
   s.tls_active = true;
+  s.auth_user.clear();
+  s.peer_rights = false;
   s.greeted = false;
   s.esmtp = false;
   s.helo.clear();
@@ -1122,5 +1265,49 @@ Actions ServerSession::on_tls_result(bool ok) {
   return s.take();
 }
 const SessionCounters& ServerSession::counters() const { return impl_->counters; }
+const std::string& ServerSession::authenticated_user() const { return impl_->auth_user; }
+bool ServerSession::peer_rights() const { return impl_->peer_rights; }
+
+Actions ServerSession::on_auth_result(AuthVerdict v) {
+  auto& s = *impl_;
+  BH_CHECK(s.awaiting == Awaiting::kAuth && s.auth_exchange);
+  s.awaiting = Awaiting::kNothing;
+  if (s.closed) {
+    return s.take();
+  }
+  using Kind = AuthVerdict::Kind;
+  if (v.kind == Kind::kContinue) {
+    s.send("334 " + base64_encode(v.challenge));
+  } else {
+    s.auth_exchange = false;
+    switch (v.kind) {
+      case Kind::kSuccess:
+        s.auth_user = v.user.empty() ? "(unnamed)" : v.user;
+        s.peer_rights = v.peer;
+        ++s.counters.auth_successes;
+        s.reply(235, "2.7.0", "Authentication successful");
+        break;
+      case Kind::kTemporary:
+        s.reply(454, "4.7.0", "Temporary authentication failure");
+        break;
+      case Kind::kRefused:
+        ++s.counters.auth_failures;
+        s.reply(421, "4.7.0", s.cfg.hostname + " Error: too many authentication failures");
+        s.close();
+        break;
+      default:
+        ++s.counters.auth_failures;
+        s.error_reply(535, "5.7.8", "Authentication credentials invalid");
+        if (!s.closed && ++s.auth_failures >= s.cfg.max_auth_failures) {
+          s.reply(421, "4.7.0", s.cfg.hostname + " Error: too many authentication failures");
+          s.close();
+        }
+        break;
+    }
+  }
+  s.arm_for_state();
+  s.process();
+  return s.take();
+}
 
 }  // namespace bh::smtp

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -38,6 +39,18 @@ struct SessionConfig {
   std::size_t max_hops = 30;
   // Offer STARTTLS (RFC 3207); the adapter has a server TLS context.
   bool starttls = false;
+  // AUTH (RFC 4954) and X-EXPS: the SASL mechanisms offered, in this order (PLAIN, LOGIN,
+  // GSSAPI); empty: neither verb is offered (502 5.5.1).
+  std::vector<std::string> auth_mechanisms;
+  // Mechanisms that carry a password (PLAIN, LOGIN) only under TLS; before it the AUTH
+  // line lists the others and a client that tries anyway gets 538 5.7.11 (hostile #42).
+  bool auth_requires_tls = true;
+  // X-EXPS is offered (after TLS only: hostile #25) with GSSAPI and LOGIN of the above.
+  bool x_exps = true;
+  // Submission (RFC 6409 §4.3): MAIL before a successful AUTH gets 530 5.7.0.
+  bool require_auth = false;
+  std::size_t max_auth_failures = 3;    // per session; then 421 4.7.0 and close
+  std::size_t max_auth_line = 12288;    // RFC 4954 §4: AUTH lines and responses
   std::size_t max_errors = 20;           // then 421 4.7.0 and close
   std::size_t max_junk_commands = 100;   // NOOP/RSET/unknown/... without a MAIL (hostile #64)
   std::size_t max_buffered_input = 64u << 10;  // pipelined input held while waiting
@@ -63,7 +76,8 @@ struct SendReply { std::string bytes; };               // one or more complete r
 struct CloseConnection {};                             // after flushing earlier SendReply
 struct ArmTimer { std::chrono::milliseconds after; };   // (re)arm the line deadline
 struct CheckMail { std::string sender; std::uint64_t declared_size; };  // -> on_mail_result
-struct LookupRecipient { std::string address; bool for_vrfy; };        // -> on_recipient_result
+// -> on_recipient_result. `authenticated`: the client logged in (AUTH), so it may relay.
+struct LookupRecipient { std::string address; bool for_vrfy; bool authenticated = false; };
 struct BeginMessage {};                                 // -> on_begin_result (queue id)
 struct BodyData { std::string bytes; };                 // append to the spool, in order
 struct CommitMessage { queue::Envelope envelope; };     // -> on_commit_result
@@ -71,12 +85,23 @@ struct AbortMessage {};                                 // discard the spool wri
 // After flushing the 220 before it: stop reading, run the TLS server handshake on the
 // connection, then -> on_tls_result. Nothing read before it may be used afterwards.
 struct BeginTls {};
+// One SASL step (RFC 4954) -> on_auth_result. `first`: a new exchange for `mechanism`
+// (`verb` is AUTH or X-EXPS) with the decoded initial response, if any; otherwise the
+// decoded response to the last challenge. Run off the io thread: it may bind to LDAP.
+struct AuthStep {
+  bool first = false;
+  std::string verb, mechanism;
+  std::optional<std::string> response;
+};
+// The exchange was cancelled or broken by the client: drop the SASL state.
+struct AuthAbort {};
 
 using Action = std::variant<SendReply, CloseConnection, ArmTimer, CheckMail, LookupRecipient,
-                            BeginMessage, BodyData, CommitMessage, AbortMessage, BeginTls>;
+                            BeginMessage, BodyData, CommitMessage, AbortMessage, BeginTls,
+                            AuthStep, AuthAbort>;
 using Actions = std::vector<Action>;
 
-enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls };
+enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls, kAuth };
 
 // The directory's answer for one RCPT/VRFY lookup.
 struct RecipientVerdict {
@@ -85,9 +110,24 @@ struct RecipientVerdict {
   Error error;          // kError: transient 4.4.3 etc.
 };
 
+// The answer to one AuthStep.
+struct AuthVerdict {
+  enum class Kind {
+    kContinue,   // 334 with `challenge`
+    kSuccess,    // 235 2.7.0; `user` logged in, `peer`: one of the organization's servers
+    kFailed,     // 535 5.7.8
+    kTemporary,  // 454 4.7.0 (the password source is unavailable)
+    kRefused,    // too many failures from this client: 421 4.7.0 and close
+  };
+  Kind kind = Kind::kFailed;
+  std::string challenge, user;
+  bool peer = false;
+};
+
 struct SessionCounters {
   std::uint64_t commands = 0, errors = 0, junk = 0, messages = 0, recipients = 0;
   std::uint64_t lines_too_long = 0, bare_lf = 0, pipelining_violations = 0, timeouts = 0;
+  std::uint64_t auth_successes = 0, auth_failures = 0;
 };
 
 class ServerSession {
@@ -115,6 +155,12 @@ class ServerSession {
   // closes the connection.
   Actions on_tls_result(bool ok);
   bool tls_active() const;
+  // The SASL exchange after AuthStep.
+  Actions on_auth_result(AuthVerdict verdict);
+  // Who logged in with AUTH/X-EXPS (empty: nobody), and whether it has peer rights
+  // (XEXCH50, X-LINK2STATE: DESIGN.md §4.1).
+  const std::string& authenticated_user() const;
+  bool peer_rights() const;
 
   Awaiting awaiting() const;
   // False while an answer is outstanding and the input buffer holds max_buffered_input:

@@ -680,5 +680,57 @@ TEST(Config, LoadedProtoHoldsEveryEffectiveValue) {
   EXPECT_EQ(c->queue().retry_max_s(), 300u);
 }
 
+
+TEST(Config, AuthSectionIsValidatedAndNormalized) {
+  // kMinimal with a submission listener added to its listen section.
+  auto with_submission = [](const std::string& endpoint) {
+    std::string base = kMinimal;
+    std::string admin = "  admin: \"127.0.0.1:8691\"\n";
+    base.replace(base.find(admin), admin.size(), admin + "  submission: [\"" + endpoint + "\"]\n");
+    return base;
+  };
+  auto c = load_config_string(with_submission("127.0.0.1:2587") + R"(auth:
+  mechanisms: [gssapi, Plain]
+  sasldb: /etc/bridgehead/sasldb2
+  keytab: /etc/bridgehead/smtp.keytab
+  peer_servers: ["smtp/node2.example.test@EXAMPLE.TEST"]
+)", "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->auth().mechanisms_size(), 2);
+  EXPECT_EQ(c->auth().mechanisms(0), "GSSAPI");
+  EXPECT_EQ(c->auth().mechanisms(1), "PLAIN");
+  EXPECT_EQ(c->auth().service(), "smtp");
+  EXPECT_EQ(c->auth().max_failures_per_session(), 3u);
+  EXPECT_EQ(c->auth().failure_delay_ms(), 1000u);
+  EXPECT_FALSE(c->auth().plaintext_without_tls());
+  EXPECT_EQ(c->listen().submission(0), "127.0.0.1:2587");
+
+  for (auto [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"auth:\n  mechanisms: [CRAM-MD5]\n", "auth.mechanisms[0]"},
+           {"auth:\n  mechanisms: [PLAIN, plain]\n  sasldb: /x\n", "auth.mechanisms[1]"},
+           {"auth:\n  mechanisms: [PLAIN]\n", "auth.mechanisms"},
+           {"auth:\n  mechanisms: []\n", "auth.mechanisms"},
+           {"auth:\n  mechanisms: [PLAIN]\n  sasldb: relative/db\n", "auth.sasldb"},
+           {"auth:\n  mechanisms: [PLAIN]\n  sasldb: /x\n  ldap:\n    uri: ldap://127.0.0.1/\n"
+            "    user_dn: uid={user}\n", "auth.ldap"},
+           {"auth:\n  mechanisms: [LOGIN]\n  ldap:\n    uri: http://x/\n    user_dn: uid={user}\n",
+            "auth.ldap.uri"},
+           {"auth:\n  mechanisms: [LOGIN]\n  ldap:\n    uri: ldap://127.0.0.1/\n    user_dn: uid=x\n",
+            "auth.ldap.user_dn"},
+           {"auth:\n  mechanisms: [GSSAPI]\n  keytab: k.tab\n", "auth.keytab"},
+           {"auth:\n  mechanisms: [GSSAPI]\n  service: a.b\n", "auth.service"},
+           {"auth:\n  mechanisms: [GSSAPI]\n  max_failures_per_session: 0\n",
+            "auth.max_failures_per_session"},
+           {"#submission\n", "listen.submission"},
+           {"#nowhere\n", "listen.submission[0]"}}) {
+    std::string base = yaml == "#submission\n" ? with_submission("127.0.0.1:587")
+                       : yaml == "#nowhere\n"  ? with_submission("nowhere")
+                                                : std::string(kMinimal);
+    auto bad = load_config_string(base + yaml, "n.yaml");
+    ASSERT_FALSE(bad.ok()) << yaml;
+    EXPECT_NE(bad.error().message.find(key), std::string::npos) << bad.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace bh::node

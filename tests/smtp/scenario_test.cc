@@ -105,6 +105,20 @@ SessionConfig config_for(const Scenario& s) {
     else if (k == "max_header_bytes") c.max_header_bytes = std::stoul(v);
     else if (k == "max_hops") c.max_hops = std::stoul(v);
     else if (k == "starttls") c.starttls = v == "true";
+    else if (k == "auth") {
+      std::string m;
+      for (char ch : v + ",") {
+        if (ch == ',') {
+          c.auth_mechanisms.push_back(m);
+          m.clear();
+        } else {
+          m.push_back(ch);
+        }
+      }
+    }
+    else if (k == "auth_requires_tls") c.auth_requires_tls = v == "true";
+    else if (k == "require_auth") c.require_auth = v == "true";
+    else if (k == "max_auth_failures") c.max_auth_failures = std::stoul(v);
     else ADD_FAILURE() << "unknown config key " << k;
   }
   return c;

@@ -1,5 +1,6 @@
 #include "tests/smtp/session_harness.h"
 
+#include <algorithm>
 #include <cctype>
 #include <deque>
 
@@ -54,7 +55,9 @@ void Harness::perform(Actions actions) {
         ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       }
       std::string domain = l->address.substr(l->address.rfind('@') + 1);
-      if (domain == "example.org" && (local == "alice" || local == "bob")) {
+      if (domain != "example.org" && l->authenticated && !l->for_vrfy) {
+        v.kind = RecipientVerdict::Kind::kLocal;  // a logged-in client may relay
+      } else if (domain == "example.org" && (local == "alice" || local == "bob")) {
         v.kind = RecipientVerdict::Kind::kLocal;
         v.mailbox = local;
       } else if (l->address == "down@example.org") {
@@ -106,6 +109,11 @@ void Harness::perform(Actions actions) {
     } else if (std::holds_alternative<AbortMessage>(a)) {
       spooling_ = false;
       spool_.clear();
+    } else if (auto* st = std::get_if<AuthStep>(&a)) {
+      more = session_.on_auth_result(auth_step(*st));
+    } else if (std::holds_alternative<AuthAbort>(a)) {
+      ++out_.auth_aborts;
+      auth_mech_.clear();
     } else if (std::holds_alternative<BeginTls>(a)) {
       // The handshake "happens" here; the replies after it are marked so a scenario can
       // tell what was said over TLS.
@@ -117,6 +125,63 @@ void Harness::perform(Actions actions) {
       q.push_front(std::move(*it));
     }
   }
+}
+
+// The SASL twin: PLAIN "\0alice\0secret" (user) and "\0node2\0secret" (a peer server);
+// password "down" is a temporary failure. LOGIN asks "Username:" then "Password:".
+// GSSAPI: initial "tok1", we answer "srv", the client "tok2": node2@EXAMPLE.TEST (a peer);
+// "tok3" instead: carol@EXAMPLE.TEST (valid, no peer rights).
+AuthVerdict Harness::auth_step(const AuthStep& st) {
+  using K = AuthVerdict::Kind;
+  if (st.first) {
+    auth_mech_ = st.mechanism;
+    auth_user_.clear();
+    ++out_.auth_exchanges;
+  }
+  auto login = [](const std::string& user, const std::string& pw) {
+    if (pw == "down") {
+      return AuthVerdict{K::kTemporary, {}, {}, false};
+    }
+    if ((user == "alice" || user == "node2") && pw == "secret") {
+      return AuthVerdict{K::kSuccess, {}, user, user == "node2"};
+    }
+    return AuthVerdict{K::kFailed, {}, {}, false};
+  };
+  if (auth_mech_ == "PLAIN") {
+    if (!st.response) {
+      return AuthVerdict{K::kContinue, "", {}, false};
+    }
+    const std::string& r = *st.response;
+    if (r.empty() || r[0] != '\0' || std::count(r.begin(), r.end(), '\0') != 2) {
+      return AuthVerdict{K::kFailed, {}, {}, false};
+    }
+    std::size_t second = r.find('\0', 1);
+    return login(r.substr(1, second - 1), r.substr(second + 1));
+  }
+  if (auth_mech_ == "LOGIN") {
+    if (st.first && !st.response) {
+      return AuthVerdict{K::kContinue, "Username:", {}, false};
+    }
+    if (auth_user_.empty()) {
+      auth_user_ = st.response.value_or("?");
+      return AuthVerdict{K::kContinue, "Password:", {}, false};
+    }
+    return login(auth_user_, st.response.value_or(""));
+  }
+  if (auth_mech_ == "GSSAPI") {
+    std::string r = st.response.value_or("");
+    if (st.first) {
+      return r == "tok1" ? AuthVerdict{K::kContinue, "srv", {}, false}
+                         : AuthVerdict{K::kFailed, {}, {}, false};
+    }
+    if (r == "tok2") {
+      return AuthVerdict{K::kSuccess, {}, "node2@EXAMPLE.TEST", true};
+    }
+    if (r == "tok3") {
+      return AuthVerdict{K::kSuccess, {}, "carol@EXAMPLE.TEST", false};
+    }
+  }
+  return AuthVerdict{K::kFailed, {}, {}, false};
 }
 
 bool Harness::answer_pending() {

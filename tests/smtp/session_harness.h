@@ -20,6 +20,7 @@ struct Outcome {
   bool closed = false;
   int timers = 0;
   int tls_handshakes = 0;
+  int auth_exchanges = 0, auth_aborts = 0;
   bool awaiting_left = false;
 };
 
@@ -47,7 +48,9 @@ class Harness {
 
  private:
   void perform(Actions actions);
+  AuthVerdict auth_step(const AuthStep& step);
   ManualClock clock_;
+  std::string auth_mech_, auth_user_;
   HarnessOptions opt_;
   ServerSession session_;
   Outcome out_;

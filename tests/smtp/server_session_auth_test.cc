@@ -1,0 +1,112 @@
+// AUTH / X-EXPS in the session: what EHLO offers, who gets peer rights, what is stamped.
+// The SASL side is the harness's twin (session_harness.cc); the code sequences of the
+// hostile-inputs entries are in scenarios/auth.scn.
+#include <gtest/gtest.h>
+
+#include "tests/smtp/session_harness.h"
+
+namespace bh::smtp::testing {
+namespace {
+
+SessionConfig auth_config() {
+  SessionConfig c;
+  c.hostname = "mx.example.org";
+  c.starttls = true;
+  c.auth_mechanisms = {"GSSAPI", "PLAIN", "LOGIN"};
+  return c;
+}
+
+// One write per line, as a client that waits for each reply (STARTTLS drops anything
+// pipelined behind it).
+Outcome talk(Harness& h, std::string_view lines) {
+  h.start();
+  while (!lines.empty()) {
+    auto eol = lines.find("\r\n");
+    h.feed(lines.substr(0, eol + 2));
+    lines.remove_prefix(eol + 2);
+  }
+  return h.outcome();
+}
+
+std::string ehlo_lines(const std::string& replies, std::size_t from) {
+  auto at = replies.find("250-mx.example.org", from);
+  return at == std::string::npos ? "" : replies.substr(at, replies.find("250 HELP", at) - at);
+}
+
+TEST(SessionAuth, EhloOffersPasswordMechanismsAndXExpsOnlyInsideTls) {
+  Harness h(auth_config());
+  auto o = talk(h, "EHLO c\r\nSTARTTLS\r\nEHLO c\r\n");
+  auto tls = o.replies.find("[TLS]");
+  ASSERT_NE(tls, std::string::npos);
+  std::string before = ehlo_lines(o.replies, 0), after = ehlo_lines(o.replies, tls);
+  EXPECT_NE(before.find("250-AUTH GSSAPI\r\n"), std::string::npos) << before;
+  EXPECT_EQ(before.find("X-EXPS"), std::string::npos) << before;
+  EXPECT_NE(after.find("250-AUTH GSSAPI PLAIN LOGIN\r\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("250-X-EXPS GSSAPI LOGIN\r\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("250-X-EXPS=LOGIN\r\n"), std::string::npos) << after;
+}
+
+TEST(SessionAuth, NoAuthLineWithoutMechanismsAndAuthIsNotImplemented) {
+  SessionConfig c = auth_config();
+  c.auth_mechanisms.clear();
+  Harness h(c);
+  auto o = talk(h, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nX-EXPS GSSAPI\r\n");
+  EXPECT_EQ(o.replies.find("250-AUTH"), std::string::npos);
+  EXPECT_EQ(o.codes, (std::vector<int>{220, 250, 502, 502}));
+  EXPECT_EQ(o.auth_exchanges, 0);
+}
+
+TEST(SessionAuth, CredentialsInClearTextAreNeverChecked) {
+  Harness h(auth_config());
+  auto o = talk(h, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nAUTH LOGIN YWxpY2U=\r\n");
+  EXPECT_EQ(o.codes, (std::vector<int>{220, 250, 538, 538}));
+  EXPECT_NE(o.replies.find("538 5.7.11 "), std::string::npos);
+  EXPECT_EQ(o.auth_exchanges, 0);  // hostile #42: the SASL side never saw them
+  EXPECT_TRUE(h.session().authenticated_user().empty());
+}
+
+TEST(SessionAuth, XExpsByAPeerServerGivesPeerRights) {
+  Harness h(auth_config());
+  talk(h, "EHLO c\r\nSTARTTLS\r\nEHLO c\r\nX-EXPS GSSAPI dG9rMQ==\r\ndG9rMg==\r\n");
+  EXPECT_NE(h.outcome().replies.find("334 c3J2\r\n"), std::string::npos);  // "srv"
+  EXPECT_NE(h.outcome().replies.find("235 2.7.0 "), std::string::npos);
+  EXPECT_EQ(h.session().authenticated_user(), "node2@EXAMPLE.TEST");
+  EXPECT_TRUE(h.session().peer_rights());
+}
+
+TEST(SessionAuth, AValidPrincipalOutsideThePeerListGetsNoPeerRights) {
+  Harness h(auth_config());
+  talk(h, "EHLO c\r\nSTARTTLS\r\nEHLO c\r\nX-EXPS GSSAPI dG9rMQ==\r\ndG9rMw==\r\n");
+  EXPECT_EQ(h.session().authenticated_user(), "carol@EXAMPLE.TEST");
+  EXPECT_FALSE(h.session().peer_rights());
+}
+
+TEST(SessionAuth, LoggedInMailIsStampedEsmtpsaAndTlsForgetsAnEarlierLogin) {
+  Harness h(auth_config());
+  auto o = talk(h, 
+      "EHLO c\r\nSTARTTLS\r\nEHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"
+      "MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(o.messages.size(), 1u);
+  EXPECT_EQ(o.messages[0].protocol, "ESMTPSA");  // RFC 3848
+  EXPECT_EQ(h.session().counters().auth_successes, 1u);
+
+  // GSSAPI is allowed in clear text; STARTTLS afterwards forgets the login (RFC 3207 4.2).
+  Harness g(auth_config());
+  talk(g, "EHLO c\r\nAUTH GSSAPI dG9rMQ==\r\ndG9rMg==\r\n");
+  EXPECT_EQ(g.session().authenticated_user(), "node2@EXAMPLE.TEST");
+  g.feed("STARTTLS\r\n");
+  EXPECT_TRUE(g.session().authenticated_user().empty());
+  EXPECT_FALSE(g.session().peer_rights());
+}
+
+TEST(SessionAuth, TheLoginLineIsOfferedOnlyUntilSomeoneLogsIn) {
+  Harness h(auth_config());
+  auto o = talk(h, "EHLO c\r\nSTARTTLS\r\nEHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nEHLO c\r\n");
+  auto last = o.replies.rfind("250-mx.example.org");
+  ASSERT_NE(last, std::string::npos);
+  EXPECT_EQ(o.replies.find("AUTH", last), std::string::npos);
+  EXPECT_EQ(h.session().authenticated_user(), "alice");  // EHLO does not log out
+}
+
+}  // namespace
+}  // namespace bh::smtp::testing
