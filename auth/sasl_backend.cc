@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include <krb5.h>
+
 #include "common/log.h"
 
 namespace bh::auth {
@@ -25,6 +27,7 @@ class CyrusSteps final : public smtp::AuthBackend::Exchange {
   smtp::AuthVerdict step(const smtp::AuthStep& s) override {
     StepResult r;
     if (s.first) {
+      mechanism_ = s.mechanism;
       std::optional<std::string_view> initial;
       if (s.response) {
         initial = *s.response;
@@ -42,6 +45,9 @@ class CyrusSteps final : public smtp::AuthBackend::Exchange {
         break;
       case StepResult::Kind::kSuccess:
         v.kind = K::kSuccess;
+        if (mechanism_ == "GSSAPI") {
+          r.user = backend_.qualify_principal(r.user);
+        }
         v.peer = backend_.is_peer(r.user);
         log::info("auth", "login " + r.user + (v.peer ? " (peer server)" : ""));
         v.user = std::move(r.user);
@@ -61,7 +67,24 @@ class CyrusSteps final : public smtp::AuthBackend::Exchange {
  private:
   const SaslAuthBackend& backend_;
   std::unique_ptr<SaslExchange> sasl_;
+  std::string mechanism_;
 };
+
+// The default realm of the Kerberos configuration (KRB5_CONFIG), or empty.
+std::string default_realm() {
+  krb5_context ctx = nullptr;
+  if (krb5_init_context(&ctx) != 0) {
+    return {};
+  }
+  char* realm = nullptr;
+  std::string r;
+  if (krb5_get_default_realm(ctx, &realm) == 0 && realm != nullptr) {
+    r = realm;
+    krb5_free_default_realm(ctx, realm);
+  }
+  krb5_free_context(ctx);
+  return r;
+}
 
 }  // namespace
 
@@ -71,6 +94,16 @@ SaslAuthBackend::SaslAuthBackend(std::shared_ptr<SaslService> sasl,
   for (const auto& p : peer_servers) {
     peers_.push_back(lower(p));
   }
+  if (sasl_->supports("GSSAPI")) {
+    realm_ = default_realm();
+  }
+}
+
+std::string SaslAuthBackend::qualify_principal(const std::string& name) const {
+  if (name.find('@') != std::string::npos || realm_.empty()) {
+    return name;
+  }
+  return name + "@" + realm_;
 }
 
 bool SaslAuthBackend::is_peer(std::string_view identity) const {

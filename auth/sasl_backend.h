@@ -4,7 +4,8 @@
 //
 // A login whose identity is on the peer list (compared case-insensitively: a Kerberos
 // principal such as "smtp/node2.example.test@EXAMPLE.TEST" or a user name) gets peer
-// rights, whichever verb it came by; every other login is an ordinary user. Thread-safe:
+// rights, whichever verb it came by; every other login is an ordinary user. GSSAPI
+// identities are whole principals (name@REALM) even in the default realm. Thread-safe:
 // each Exchange is used by one thread at a time.
 
 #include <memory>
@@ -21,8 +22,12 @@ class SaslAuthBackend final : public smtp::AuthBackend {
   SaslAuthBackend(std::shared_ptr<SaslService> sasl, std::vector<std::string> peer_servers);
   std::unique_ptr<Exchange> begin(bool tls) override;
   bool is_peer(std::string_view identity) const;
+  // libsasl reports a Kerberos principal of the default realm without its realm; the
+  // identity we log and compare is always the whole principal.
+  std::string qualify_principal(const std::string& name) const;
 
  private:
+  std::string realm_;  // Kerberos default realm, read once
   std::shared_ptr<SaslService> sasl_;
   std::vector<std::string> peers_;  // lower-cased
 };

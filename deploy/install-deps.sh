@@ -16,6 +16,8 @@ PKGS=(
   # openssl (the CLI) makes the test CA and certificates of the relay tests (tests/smtp)
   postfix openssl swaks libnet-ssleay-perl libauthen-sasl-perl libio-socket-inet6-perl
   python3 slapd ldap-utils krb5-kdc krb5-admin-server krb5-user
+  # the GSSAPI client of the Kerberos tests (tests/integration/test_kdc.py)
+  python3-gssapi
   # DNS for the MX tests (tests/routing): the dnsmasq binary only; the "dnsmasq" package
   # would add a system service that answers on port 53 of every interface
   dnsmasq-base

@@ -26,6 +26,7 @@ namespace {
 
 constexpr std::size_t kMaxDiscardedLine = 1u << 20;  // hostile #35: then 421
 constexpr std::size_t kMaxEnvid = 100, kMaxOrcpt = 500;
+constexpr std::size_t kMaxLink2StateLine = 1024;
 
 std::string upper(std::string_view s) {
   std::string r(s);
@@ -300,7 +301,7 @@ struct ServerSession::Impl {
       auth_response(next.line);
       return true;
     }
-    if (next.line.size() + 2 > cfg.max_command_line && !is_auth_verb(next.line)) {
+    if (next.line.size() + 2 > line_limit(next.line)) {
       // The reader admits AUTH-sized lines; every other command keeps its own limit.
       ++counters.lines_too_long;
       error_reply(500, "5.5.2", "Error: line too long");
@@ -386,6 +387,14 @@ struct ServerSession::Impl {
       do_starttls(arg);
     } else if ((verb == "AUTH" || verb == "X-EXPS") && !cfg.auth_mechanisms.empty()) {
       do_auth(verb, arg);
+    } else if ((verb == "XEXCH50" || verb == "X-LINK2STATE") && !cfg.auth_mechanisms.empty() &&
+               !peer_rights) {
+      // Only the organization's servers (DESIGN.md §4.1; hostile #21, #23).
+      if (auth_user.empty()) {
+        error_reply(530, "5.7.0", "Authentication required");
+      } else {
+        error_reply(504, "5.7.1", "Not authorized: not a server of this organization");
+      }
     } else if (verb == "STARTTLS" || verb == "AUTH" || verb == "TURN" || verb == "ATRN" ||
                verb == "ETRN" || verb == "XEXCH50" || verb == "X-EXPS" ||
                verb == "X-LINK2STATE") {
@@ -504,8 +513,16 @@ struct ServerSession::Impl {
   bool pipelining() const { return esmtp && cfg.pipelining; }
 
   // ---- AUTH and X-EXPS (RFC 4954; DESIGN.md §4.1) ----
-  static bool is_auth_verb(std::string_view line) {
-    return starts_with_ci(line, "AUTH ") || starts_with_ci(line, "X-EXPS ");
+  // The longest line (CRLF included) a command may have: AUTH lines 12288 octets (RFC
+  // 4954 §4), X-LINK2STATE 1024 (DESIGN.md §4.1), everything else max_command_line.
+  std::size_t line_limit(std::string_view line) const {
+    if (starts_with_ci(line, "AUTH ") || starts_with_ci(line, "X-EXPS ")) {
+      return std::max(cfg.max_command_line, cfg.max_auth_line);
+    }
+    if (starts_with_ci(line, "X-LINK2STATE ")) {
+      return std::max<std::size_t>(cfg.max_command_line, kMaxLink2StateLine);
+    }
+    return cfg.max_command_line;
   }
   static bool sends_password(std::string_view mech) { return mech == "PLAIN" || mech == "LOGIN"; }
   bool mechanism_allowed_now(std::string_view mech) const {

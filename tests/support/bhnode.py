@@ -35,7 +35,8 @@ class Node:
     """A bridgehead process. `smtp` holds extra YAML lines under the smtp: key."""
 
     def __init__(self, mailboxes=("alice@example.org", "bob@example.org"),
-                 domains=("example.org",), smtp=None, queue=None, data_dir=None, extra=""):
+                 domains=("example.org",), smtp=None, queue=None, data_dir=None, extra="",
+                 listen=(), env=None):
         self.base = tempfile.mkdtemp(prefix="bh-it-")
         self.data_dir = data_dir or os.path.join(self.base, "node1")
         self.smtp_port = free_port()
@@ -50,6 +51,7 @@ class Node:
             "listen:",
             f'  smtp: ["127.0.0.1:{self.smtp_port}"]',
             f'  admin: "127.0.0.1:{self.admin_port}"',
+        ] + ["  " + l for l in listen] + [
             "local_domains: [" + ", ".join(domains) + "]",
             "directory:",
             "  file:",
@@ -64,6 +66,7 @@ class Node:
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n" + extra)
         self.proc = None
+        self.env = dict(os.environ, **(env or {}))
 
     # ---- process control ----
     def start(self):
@@ -71,7 +74,7 @@ class Node:
             self.log.close()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([BH_BIN, "--config", self.config],
-                                     stdout=self.log, stderr=self.log)
+                                     stdout=self.log, stderr=self.log, env=self.env)
         wait_until(self._banner_ok, timeout=10, what="the SMTP banner of " + self.config)
         return self
 
