@@ -490,6 +490,11 @@ class Loader {
     if (!validate_auth(*c.mutable_auth())) {
       return false;
     }
+    for (int i = 0; i < listen.odmr_size(); ++i) {
+      if (auto ep = parse_endpoint(listen.odmr(i)); !ep.ok()) {
+        return fail_key(index("listen.odmr", i), ep.error().message);
+      }
+    }
     if (lines_.count("listen.admin")) {
       if (auto ep = parse_endpoint(listen.admin()); !ep.ok()) {
         return fail_key("listen.admin", ep.error().message);
@@ -551,6 +556,10 @@ class Loader {
         return fail_key(index("smtp.relay_domains", i), quoted(d) + " is also a local domain");
       }
       c.mutable_smtp()->set_relay_domains(i, d);
+    }
+
+    if (!validate_odmr(c, domains)) {
+      return false;
     }
 
     auto* boxes = c.mutable_directory()->mutable_file()->mutable_mailboxes();
@@ -635,6 +644,46 @@ class Loader {
     }
     if (!is_valid_domain(a.service()) || a.service().find('.') != std::string::npos) {
       return fail_key("auth.service", quoted(a.service()) + " is not a service name (like smtp)");
+    }
+    return true;
+  }
+
+  bool validate_odmr(bh::proto::Config& c, const std::set<std::string>& local) {
+    auto& o = *c.mutable_odmr();
+    if ((o.customers_size() > 0 || c.listen().odmr_size() > 0) && c.auth().mechanisms_size() == 0) {
+      return fail_key(o.customers_size() > 0 ? "odmr.customers" : "listen.odmr",
+                      "ATRN needs AUTH: add an auth section with mechanisms");
+    }
+    if (c.listen().odmr_size() > 0 && o.customers_size() == 0) {
+      return fail_key("listen.odmr", "no odmr.customers to serve");
+    }
+    std::set<std::string> users, taken;
+    for (int i = 0; i < o.customers_size(); ++i) {
+      auto& cu = *o.mutable_customers(i);
+      const std::string key = index("odmr.customers", i);
+      if (cu.user().empty()) {
+        return fail_key(key + ".user", "the customer's AUTH user name is required");
+      }
+      if (!users.insert(cu.user()).second) {
+        return fail_key(key + ".user", quoted(cu.user()) + " is listed twice");
+      }
+      if (cu.domains_size() == 0) {
+        return fail_key(key + ".domains", "at least one domain");
+      }
+      for (int j = 0; j < cu.domains_size(); ++j) {
+        std::string d = normalize_domain(cu.domains(j));
+        const std::string dkey = index(key + ".domains", j);
+        if (!is_valid_domain(d)) {
+          return fail_key(dkey, quoted(cu.domains(j)) + " is not a domain name");
+        }
+        if (local.count(d) > 0) {
+          return fail_key(dkey, quoted(d) + " is a local domain");
+        }
+        if (!taken.insert(d).second) {
+          return fail_key(dkey, quoted(d) + " belongs to another customer already");
+        }
+        cu.set_domains(j, d);
+      }
     }
     return true;
   }

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <map>
 #include <optional>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -39,6 +40,7 @@
 #include "queue/tracking_log.h"
 #include "smtp/connection.h"
 #include "smtp/lmtp_deliverer.h"
+#include "smtp/odmr.h"
 #include "smtp/relay_client.h"
 
 namespace {
@@ -270,6 +272,31 @@ int main(int argc, char** argv) {
       return fatal(config_path + ": routing: " + r.error().message);
     }
     relay = std::move(r.value());
+  }
+  // On-demand relay (RFC 2645): customers' domains wait for their ATRN.
+  std::map<std::string, std::string, std::less<>> odmr_owner;  // domain -> user
+  for (const auto& cu : cfg.odmr().customers()) {
+    for (const auto& d : cu.domains()) {
+      odmr_owner[d] = cu.user();
+    }
+  }
+  bh::smtp::OdmrHold odmr_hold(relay_io.get_executor());
+  bh::smtp::SplitDeliverer split(&odmr_hold, relay.get(), relay_io.get_executor());
+  if (!odmr_owner.empty()) {
+    manager.set_remote(&split, [router, &odmr_owner](std::string_view domain)
+                                   -> bh::Result<bh::queue::RouteChoice> {
+      std::string d = bh::normalize_domain(domain);
+      if (odmr_owner.count(d) > 0) {
+        bh::queue::RouteChoice c;
+        c.next_hop = bh::smtp::odmr_hop(d);
+        c.connector = bh::smtp::kOdmrConnector;
+        c.domain = d;
+        c.max_connections = 1;  // one ATRN connection carries them, one at a time
+        return c;
+      }
+      return router(domain);
+    });
+  } else if (relay) {
     manager.set_remote(relay.get(), router);
   }
   // Local delivery by LMTP (delivery.lmtp) instead of Maildir: on the relay's io_context.
@@ -348,6 +375,9 @@ int main(int argc, char** argv) {
   }
   std::set<std::string, std::less<>> relay_domains(cfg.smtp().relay_domains().begin(),
                                                    cfg.smtp().relay_domains().end());
+  for (const auto& [d, user] : odmr_owner) {
+    relay_domains.insert(d);  // anyone may send to a customer's domain; it waits for ATRN
+  }
   if (!relay_networks.empty() || !relay_domains.empty()) {
     svc.may_relay = [relay_networks, relay_domains](std::string_view ip, std::string_view domain) {
       std::string d = bh::normalize_domain(domain);
@@ -390,6 +420,51 @@ int main(int argc, char** argv) {
     svc.session.auth_requires_tls = !a.plaintext_without_tls();
     svc.session.x_exps = a.x_exps();
     svc.session.max_auth_failures = a.max_failures_per_session();
+  }
+  if (!odmr_owner.empty()) {
+    svc.session.atrn = true;
+    svc.session.turn = cfg.odmr().turn();
+    svc.odmr = &odmr_hold;
+    svc.atrn_idle = std::chrono::milliseconds(cfg.odmr().idle_ms());
+    svc.atrn_check = [&odmr_owner, &manager](const bh::smtp::CheckAtrn& c) {
+      bh::smtp::AtrnVerdict v;
+      std::vector<std::string> want = c.domains;
+      if (want.empty()) {
+        for (const auto& [d, user] : odmr_owner) {
+          if (user == c.user) {
+            want.push_back(d);
+          }
+        }
+      }
+      std::set<std::string> waiting;
+      for (const auto& h : manager.hops()) {
+        if (h.messages > 0 && h.next_hop.rfind("odmr:", 0) == 0) {
+          waiting.insert(h.next_hop.substr(5));
+        }
+      }
+      v.kind = bh::smtp::AtrnVerdict::Kind::kNoMail;
+      for (const auto& d : want) {
+        auto it = odmr_owner.find(d);
+        if (it == odmr_owner.end() || it->second != c.user) {
+          v.kind = bh::smtp::AtrnVerdict::Kind::kForbidden;  // RFC 2645 §4.1: not yours
+          v.denied = d;
+          v.domains.clear();
+          return v;
+        }
+        if (waiting.count(d) > 0) {
+          v.kind = bh::smtp::AtrnVerdict::Kind::kTurn;
+          v.domains.push_back(d);
+        }
+      }
+      return v;
+    };
+    svc.atrn_release = [&manager](const std::vector<std::string>& domains) {
+      std::size_t n = 0;
+      for (const auto& d : domains) {
+        n += manager.retry_hop(bh::smtp::odmr_hop(d));
+      }
+      return n;
+    };
   }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   auto& s = svc.session;
@@ -434,6 +509,18 @@ int main(int argc, char** argv) {
     auto l = std::make_unique<bh::smtp::Listener>(ctx_ptrs, tep, svc);
     if (auto ec = l->open()) {
       return fatal(config_path + ": listen.smtp " + ep.str() + ": " + ec.message());
+    }
+    listeners.push_back(std::move(l));
+  }
+  // ODMR (RFC 2645, port 366): customers log in and take their mail with ATRN.
+  for (const auto& text : cfg.listen().odmr()) {
+    const auto ep = bh::node::parse_endpoint(text).value();  // validated by the loader
+    asio::ip::tcp::endpoint tep(asio::ip::make_address(ep.address), ep.port);
+    bh::smtp::ConnectionServices odmr_svc = svc;
+    odmr_svc.session.require_auth = true;
+    auto l = std::make_unique<bh::smtp::Listener>(ctx_ptrs, tep, odmr_svc);
+    if (auto ec = l->open()) {
+      return fatal(config_path + ": listen.odmr " + ep.str() + ": " + ec.message());
     }
     listeners.push_back(std::move(l));
   }

@@ -386,6 +386,7 @@ struct ClientSession::Impl {
       result.hop_code = code;
     }
   }
+  bool held_open = false;
   void finish() {
     if (finished) {
       return;
@@ -413,6 +414,13 @@ struct ClientSession::Impl {
   }
   // The outcome is known and the server is in step: say goodbye politely.
   void quit() {
+    if (cfg.hold_open && expect.empty() && !result.hop_error) {
+      // The server is in step and idle: the adapter may run the next transaction on this
+      // connection (ATRN, RFC 2645), so no QUIT and no Disconnect.
+      held_open = true;
+      finish();
+      return;
+    }
     expect.clear();
     command("QUIT", {Stage::kQuit});
     arm_head();
@@ -951,6 +959,7 @@ ClientActions ClientSession::on_eof() {
   return impl_->take();
 }
 
+bool ClientSession::held_open() const { return impl_->held_open; }
 bool ClientSession::finished() const { return impl_->finished; }
 bool ClientSession::closed() const { return impl_->closed; }
 bool ClientSession::wants_body() const { return impl_->want_body; }

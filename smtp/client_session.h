@@ -87,6 +87,10 @@ struct ClientConfig {
   std::optional<ClientCredentials> auth;  // AUTH PLAIN / LOGIN to a smart host
   bool auth_without_tls = false;          // allow AUTH over plaintext (test setups only)
   bool use_chunking = true;               // BDAT when the server offers CHUNKING
+  // A finished transaction with the server in step ends without QUIT and Disconnect
+  // (held_open()), so the connection can carry another session (ATRN, RFC 2645). Any
+  // failure still ends the connection as usual.
+  bool hold_open = false;
   std::size_t body_chunk = 1u << 20;      // NeedBody::max_bytes (and so the BDAT size)
   ReplyLimits reply_limits;
   ClientTimeouts timeouts;
@@ -191,6 +195,7 @@ class ClientSession {
   ClientActions on_eof();
 
   bool finished() const;    // Finished has been emitted
+  bool held_open() const;   // finished without QUIT: the connection is idle and in step
   bool closed() const;      // Disconnect has been emitted
   bool wants_body() const;  // a NeedBody is outstanding
   const ClientResult& result() const;

@@ -1,5 +1,8 @@
 #include "smtp/connection.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <array>
 #include <memory>
 #include <deque>
@@ -7,6 +10,7 @@
 #include <type_traits>
 
 #include "common/log.h"
+#include "smtp/relay_client.h"
 
 namespace bh::smtp {
 
@@ -43,7 +47,7 @@ void SessionLimiter::release(const std::string& ip) {
 namespace {
 
 // One inbound SMTP connection. Every member is touched only on the socket's executor.
-class Connection : public std::enable_shared_from_this<Connection> {
+class Connection : public std::enable_shared_from_this<Connection>, public OdmrLink {
  public:
   Connection(tcp::socket socket, std::shared_ptr<const ConnectionServices> services,
              std::shared_ptr<SessionLimiter> limiter, std::string peer_ip, std::string local_ip)
@@ -218,6 +222,220 @@ class Connection : public std::enable_shared_from_this<Connection> {
     run(session_.on_auth_result(std::move(v)));
   }
 
+  // ---- ATRN / TURN: after the 250 this connection is the client (RFC 2645 §4) ----
+  void perform(CheckAtrn& a) {
+    AtrnVerdict v;
+    if (services_->atrn_check) {
+      v = services_->atrn_check(a);
+    }
+    feed_now(session_.on_atrn_result(std::move(v)));
+  }
+  void perform(TurnAround& a) {
+    turn_domains_ = std::move(a.domains);
+    turn_pending_ = true;
+    flush();  // the roles reverse once the 250 is out
+  }
+
+  // Any thread: the queue hands over a job for one of our domains.
+  void offer(queue::RemoteJob job, queue::RemoteDeliverer::Done done) override {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), job = std::move(job),
+                                        done = std::move(done)]() mutable {
+      if (self->dead_ || self->closing_) {
+        done(hop_failure(job.recipients, transient_error("4.4.2", "ATRN connection closed"), ""));
+        return;
+      }
+      self->turn_jobs_.push_back({std::move(job), std::move(done)});
+      self->next_turn_job();
+    });
+  }
+
+  void start_turn() {
+    turn_pending_ = false;
+    turned_ = true;
+    line_timer_.cancel();
+    log::info("smtp", peer_ip_ + ": ATRN by " + session_.authenticated_user() + ": reversing for " +
+                          std::to_string(turn_domains_.size()) + " domain(s)");
+    if (services_->odmr != nullptr) {
+      services_->odmr->attach(turn_domains_,
+                              std::static_pointer_cast<OdmrLink>(shared_from_this()));
+    }
+    turn_expected_ = services_->atrn_release ? services_->atrn_release(turn_domains_) : 0;
+    turn_read();
+    next_turn_job();
+  }
+
+  void turn_read() {
+    if (reading_ || dead_ || closing_) {
+      return;
+    }
+    reading_ = true;
+    read_some([self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+      self->reading_ = false;
+      if (self->dead_) {
+        return;
+      }
+      if (ec) {
+        if (self->client_) {
+          self->client_run(self->client_->on_eof());
+        }
+        self->shutdown();
+        return;
+      }
+      std::string_view bytes(self->in_.data(), n);
+      if (self->client_ && !self->client_->finished()) {
+        self->client_run(self->client_->on_bytes(bytes));
+      } else if (self->turn_greeting_.size() + n <= 4096) {
+        self->turn_greeting_.append(bytes);  // the 220, before the first job is here
+      } else {
+        self->shutdown();
+        return;
+      }
+      self->turn_read();
+    });
+  }
+
+  void next_turn_job() {
+    if (client_ || dead_ || closing_ || !turned_) {
+      return;
+    }
+    if (turn_jobs_.empty()) {
+      if (turn_expected_ > 0 && turn_done_ >= turn_expected_) {
+        end_turn();
+        return;
+      }
+      greet_timer_.expires_after(services_->atrn_idle);
+      greet_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+        auto self = weak.lock();
+        if (!ec && self && !self->client_ && self->turn_jobs_.empty()) {
+          self->end_turn();
+        }
+      });
+      return;
+    }
+    greet_timer_.cancel();
+    turn_job_ = std::move(turn_jobs_.front());
+    turn_jobs_.pop_front();
+    body_fd_ = ::open(turn_job_->job.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (body_fd_ < 0) {
+      auto r = hop_failure(turn_job_->job.recipients,
+                           transient_error("4.3.0", "cannot read the queue file"), "");
+      auto done = std::move(turn_job_->done);
+      turn_job_.reset();
+      done(std::move(r));
+      next_turn_job();
+      return;
+    }
+    body_pos_ = 0;
+    ClientConfig cfg;
+    cfg.helo_name = services_->session.hostname;
+    cfg.tls = TlsPolicy::kNever;  // the link is already what it is (TLS if STARTTLS ran)
+    cfg.hold_open = true;
+    cfg.body_chunk = 64u << 10;
+    client_ = std::make_unique<ClientSession>(cfg, outbound_message(turn_job_->job));
+    client_run(client_->start());
+    if (turn_greeted_) {
+      // The customer greeted once; each further transaction starts with a new EHLO on
+      // the same connection, as if it had greeted again.
+      client_run(client_->on_bytes("220 continue\r\n"));
+    } else if (!turn_greeting_.empty()) {
+      std::string g = std::move(turn_greeting_);
+      turn_greeting_.clear();
+      client_run(client_->on_bytes(g));
+    }
+  }
+
+  void client_run(ClientActions actions) {
+    std::deque<ClientAction> q(std::make_move_iterator(actions.begin()),
+                               std::make_move_iterator(actions.end()));
+    while (!q.empty() && !dead_) {
+      ClientAction a = std::move(q.front());
+      q.pop_front();
+      ClientActions more;
+      if (auto* b = std::get_if<SendBytes>(&a)) {
+        out_.append(b->bytes);
+        flush();
+      } else if (auto* d = std::get_if<ArmDeadline>(&a)) {
+        line_timer_.expires_after(d->after);
+        line_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+          auto self = weak.lock();
+          if (!ec && self && !self->dead_ && self->client_ && !self->client_->finished()) {
+            self->client_run(self->client_->on_timeout());
+          }
+        });
+      } else if (std::holds_alternative<StartTls>(a)) {
+        more = client_->on_tls_failed();  // never asked for: TlsPolicy::kNever
+      } else if (auto* nb = std::get_if<NeedBody>(&a)) {
+        const auto& job = turn_job_->job;
+        std::uint64_t left = job.body_length - body_pos_;
+        std::string buf(static_cast<std::size_t>(std::min<std::uint64_t>(left, nb->max_bytes)), '\0');
+        ssize_t n = buf.empty() ? 0
+                                : ::pread(body_fd_, buf.data(), buf.size(),
+                                          static_cast<off_t>(job.body_offset + body_pos_));
+        if (n < 0 || static_cast<std::size_t>(n) != buf.size()) {
+          more = client_->on_eof();  // the queue file cannot be read: end the attempt
+        } else {
+          body_pos_ += buf.size();
+          more = client_->on_body_chunk(buf, body_pos_ == job.body_length);
+        }
+      } else if (auto* f = std::get_if<Finished>(&a)) {
+        auto r = to_remote_result(f->result, turn_job_->job.recipients, "ATRN " + peer_ip_);
+        auto done = std::move(turn_job_->done);
+        turn_job_.reset();
+        ++turn_done_;
+        ::close(body_fd_);
+        body_fd_ = -1;
+        done(std::move(r));
+      } else if (std::holds_alternative<Disconnect>(a)) {
+        turn_failed("4.4.2", "ATRN connection ended");
+        shutdown();
+        return;
+      }
+      for (auto it = more.rbegin(); it != more.rend(); ++it) {
+        q.push_front(std::move(*it));
+      }
+    }
+    if (client_ && client_->finished() && client_->held_open()) {
+      turn_greeted_ = true;
+      client_.reset();
+      next_turn_job();
+    }
+  }
+
+  // Nothing more to send: QUIT, and close once it is out.
+  void end_turn() {
+    if (dead_ || closing_) {
+      return;
+    }
+    if (services_->odmr != nullptr) {
+      services_->odmr->detach(this);
+    }
+    out_.append("QUIT\r\n");
+    closing_ = true;
+    flush();
+  }
+
+  // Every job not yet finished fails transiently (it stays queued for the next ATRN).
+  void turn_failed(const char* enhanced, const std::string& text) {
+    if (services_->odmr != nullptr && turned_) {
+      services_->odmr->detach(this);
+    }
+    if (turn_job_) {
+      auto done = std::move(turn_job_->done);
+      auto r = hop_failure(turn_job_->job.recipients, transient_error(enhanced, text), "");
+      turn_job_.reset();
+      done(std::move(r));
+    }
+    while (!turn_jobs_.empty()) {
+      auto j = std::move(turn_jobs_.front());
+      turn_jobs_.pop_front();
+      j.done(hop_failure(j.job.recipients, transient_error(enhanced, text), ""));
+    }
+    if (body_fd_ >= 0) {
+      ::close(body_fd_);
+      body_fd_ = -1;
+    }
+  }
+
   void perform(BeginMessage&) {
     spool_error_.reset();
     auto w = services_->store->begin();
@@ -368,6 +586,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         linger_close();
       } else if (tls_pending_) {
         start_tls();
+      } else if (turn_pending_) {
+        start_turn();
       }
       return;
     }
@@ -440,6 +660,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     dead_ = true;
     writer_.reset();  // an unacknowledged spool file is discarded
+    turn_failed("4.4.2", "ATRN connection lost");
+    client_.reset();
     boost::system::error_code ignored;
     line_timer_.cancel();
     write_timer_.cancel();
@@ -459,6 +681,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::deque<Action> pending_;
   std::unique_ptr<queue::SpoolWriter> writer_;
   std::unique_ptr<AuthBackend::Exchange> exchange_;  // the SASL exchange of AUTH/X-EXPS
+  // ATRN: the connection as a client (RFC 2645).
+  struct TurnJob {
+    queue::RemoteJob job;
+    queue::RemoteDeliverer::Done done;
+  };
+  bool turn_pending_ = false, turned_ = false, turn_greeted_ = false;
+  std::vector<std::string> turn_domains_;
+  std::deque<TurnJob> turn_jobs_;
+  std::optional<TurnJob> turn_job_;
+  std::unique_ptr<ClientSession> client_;
+  std::string turn_greeting_;
+  std::size_t turn_expected_ = 0, turn_done_ = 0;
+  int body_fd_ = -1;
+  std::uint64_t body_pos_ = 0;
   std::optional<Error> spool_error_;
   bool pumping_ = false, reading_ = false, writing_ = false, closing_ = false, dead_ = false;
   bool lingering_ = false;

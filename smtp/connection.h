@@ -28,6 +28,7 @@
 #include "directory/recipient_directory.h"
 #include "queue/message_store.h"
 #include "smtp/auth_backend.h"
+#include "smtp/odmr.h"
 #include "smtp/server_session.h"
 
 namespace bh::smtp {
@@ -58,6 +59,14 @@ struct ConnectionServices {
   boost::asio::thread_pool* auth_pool = nullptr;
   std::shared_ptr<AuthFailureLimiter> auth_limiter;
   std::chrono::milliseconds auth_failure_delay{1000};
+  // ATRN / TURN (session.atrn, session.turn; RFC 2645): which domains a user may take and
+  // whether mail waits for them (called on the connection's thread, must not block);
+  // `atrn_release` makes that mail due now and says how many messages it is; `odmr` hands
+  // their jobs to the connection, which then acts as the SMTP client.
+  std::function<AtrnVerdict(const CheckAtrn&)> atrn_check;
+  std::function<std::size_t(const std::vector<std::string>& domains)> atrn_release;
+  OdmrHold* odmr = nullptr;
+  std::chrono::milliseconds atrn_idle{std::chrono::seconds(5)};  // no more jobs: QUIT
   // Called (on the connection's thread) once a message is durable and acknowledged.
   std::function<void(const std::string& queue_id)> on_queued;
   SessionConfig session;

@@ -387,6 +387,8 @@ struct ServerSession::Impl {
       do_starttls(arg);
     } else if ((verb == "AUTH" || verb == "X-EXPS") && !cfg.auth_mechanisms.empty()) {
       do_auth(verb, arg);
+    } else if ((verb == "ATRN" && cfg.atrn) || (verb == "TURN" && cfg.turn)) {
+      do_atrn(verb, arg);
     } else if ((verb == "XEXCH50" || verb == "X-LINK2STATE") && !cfg.auth_mechanisms.empty() &&
                !peer_rights) {
       // Only the organization's servers (DESIGN.md §4.1; hostile #21, #23).
@@ -481,6 +483,12 @@ struct ServerSession::Impl {
           ext.emplace_back("X-EXPS=LOGIN");  // the form Exchange 5.5 looked for
         }
       }
+    }
+    if (cfg.atrn) {
+      ext.emplace_back("ATRN");  // RFC 2645 §4; the verb itself needs AUTH
+    }
+    if (cfg.turn) {
+      ext.emplace_back("TURN");
     }
     ext.emplace_back("HELP");
     for (std::size_t i = 0; i < ext.size(); ++i) {
@@ -591,6 +599,42 @@ struct ServerSession::Impl {
     }
     awaiting = Awaiting::kAuth;
     out.emplace_back(AuthStep{false, {}, {}, std::move(*decoded)});
+  }
+
+  // ---- ATRN (RFC 2645) and TURN (RFC 821) ----
+  // "ATRN [domain *(,domain)]": only a logged-in customer, never inside a transaction;
+  // TURN takes no argument and means every domain of the user.
+  void do_atrn(const std::string& verb, std::string_view arg) {
+    if (!greeted) {
+      return error_reply(503, "5.5.1", "Error: send EHLO first");
+    }
+    if (auth_user.empty()) {
+      return error_reply(530, "5.7.0", "Authentication required");
+    }
+    if (in_mail) {
+      return error_reply(503, "5.5.1", "Error: MAIL transaction in progress");
+    }
+    CheckAtrn check{auth_user, {}};
+    if (verb == "TURN" && !arg.empty()) {
+      return error_reply(501, "5.5.4", "Syntax: TURN");
+    }
+    while (!arg.empty()) {
+      std::size_t comma = arg.find(',');
+      std::string d = normalize_domain(arg.substr(0, comma));
+      if (!is_valid_domain(d) || check.domains.size() >= 100) {
+        return error_reply(501, "5.5.4", "Syntax: ATRN [domain[,domain]...]");
+      }
+      check.domains.push_back(std::move(d));
+      if (comma == std::string_view::npos) {
+        break;
+      }
+      arg.remove_prefix(comma + 1);
+      if (arg.empty()) {
+        return error_reply(501, "5.5.4", "Syntax: ATRN [domain[,domain]...]");
+      }
+    }
+    awaiting = Awaiting::kAtrn;
+    out.emplace_back(std::move(check));
   }
 
   void end_exchange() {
@@ -1283,6 +1327,39 @@ Actions ServerSession::on_tls_result(bool ok) {
 }
 const SessionCounters& ServerSession::counters() const { return impl_->counters; }
 const std::string& ServerSession::authenticated_user() const { return impl_->auth_user; }
+
+Actions ServerSession::on_atrn_result(AtrnVerdict v) {
+  auto& s = *impl_;
+  BH_CHECK(s.awaiting == Awaiting::kAtrn);
+  s.awaiting = Awaiting::kNothing;
+  if (s.closed) {
+    return s.take();
+  }
+  switch (v.kind) {
+    case AtrnVerdict::Kind::kTurn:
+      if (s.in.buffered() > 0) {
+        // The client must wait for our 250 before it speaks as a server.
+        s.sync_error();
+        return s.take();
+      }
+      s.reply(250, "2.0.0", "OK now reversing the connection");
+      s.closed = true;  // this session is over; the adapter is the client from here
+      s.out.emplace_back(TurnAround{std::move(v.domains)});
+      return s.take();
+    case AtrnVerdict::Kind::kNoMail:
+      s.reply(453, "4.3.0", "You have no mail");
+      break;
+    case AtrnVerdict::Kind::kForbidden:
+      s.error_reply(450, "4.7.1", "Access denied to " + v.denied);
+      break;
+    case AtrnVerdict::Kind::kError:
+      s.reply(451, "4.3.0", "Unable to process ATRN request now");
+      break;
+  }
+  s.arm_for_state();
+  s.process();
+  return s.take();
+}
 bool ServerSession::peer_rights() const { return impl_->peer_rights; }
 
 Actions ServerSession::on_auth_result(AuthVerdict v) {

@@ -50,6 +50,10 @@ struct SessionConfig {
   // Submission (RFC 6409 §4.3): MAIL before a successful AUTH gets 530 5.7.0.
   bool require_auth = false;
   std::size_t max_auth_failures = 3;    // per session; then 421 4.7.0 and close
+  // ATRN (RFC 2645) for logged-in customers of on-demand relay; TURN (RFC 821) too when
+  // `turn` is set. The adapter knows which domains each user may take.
+  bool atrn = false;
+  bool turn = false;
   std::size_t max_auth_line = 12288;    // RFC 4954 §4: AUTH lines and responses
   std::size_t max_errors = 20;           // then 421 4.7.0 and close
   std::size_t max_junk_commands = 100;   // NOOP/RSET/unknown/... without a MAIL (hostile #64)
@@ -95,13 +99,24 @@ struct AuthStep {
 };
 // The exchange was cancelled or broken by the client: drop the SASL state.
 struct AuthAbort {};
+// ATRN / TURN by `user` for `domains` (empty: every domain of the user) -> on_atrn_result.
+struct CheckAtrn {
+  std::string user;
+  std::vector<std::string> domains;
+};
+// After flushing the 250 before it: the roles reverse (RFC 2645 §4). The session is over;
+// the adapter becomes the SMTP client on this connection and sends the mail queued for
+// `domains`, then QUIT.
+struct TurnAround {
+  std::vector<std::string> domains;
+};
 
 using Action = std::variant<SendReply, CloseConnection, ArmTimer, CheckMail, LookupRecipient,
                             BeginMessage, BodyData, CommitMessage, AbortMessage, BeginTls,
-                            AuthStep, AuthAbort>;
+                            AuthStep, AuthAbort, CheckAtrn, TurnAround>;
 using Actions = std::vector<Action>;
 
-enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls, kAuth };
+enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls, kAuth, kAtrn };
 
 // The directory's answer for one RCPT/VRFY lookup.
 struct RecipientVerdict {
@@ -122,6 +137,19 @@ struct AuthVerdict {
   Kind kind = Kind::kFailed;
   std::string challenge, user;
   bool peer = false;
+};
+
+// The answer to CheckAtrn.
+struct AtrnVerdict {
+  enum class Kind {
+    kTurn,       // 250: mail is waiting for `domains` (the ones to take)
+    kNoMail,     // 453 You have no mail
+    kForbidden,  // 450 4.7.1: `denied` is not one of the user's domains
+    kError,      // 451 4.3.0: cannot say right now
+  };
+  Kind kind = Kind::kError;
+  std::vector<std::string> domains;
+  std::string denied;
 };
 
 struct SessionCounters {
@@ -155,6 +183,7 @@ class ServerSession {
   // closes the connection.
   Actions on_tls_result(bool ok);
   bool tls_active() const;
+  Actions on_atrn_result(AtrnVerdict verdict);
   // The SASL exchange after AuthStep.
   Actions on_auth_result(AuthVerdict verdict);
   // Who logged in with AUTH/X-EXPS (empty: nobody), and whether it has peer rights

@@ -732,5 +732,30 @@ TEST(Config, AuthSectionIsValidatedAndNormalized) {
   }
 }
 
+TEST(Config, OdmrCustomersAreValidated) {
+  const std::string auth = "auth:\n  mechanisms: [PLAIN]\n  sasldb: /x\n";
+  auto c = load_config_string(std::string(kMinimal) + auth +
+                                  "odmr:\n  customers:\n    - user: carol\n      domains: [Client.Example.]\n",
+                              "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->odmr().customers(0).domains(0), "client.example");
+  EXPECT_FALSE(c->odmr().turn());
+  EXPECT_EQ(c->odmr().idle_ms(), 5000u);
+  for (auto [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"odmr:\n  customers:\n    - user: carol\n      domains: [a.example]\n", "odmr.customers"},
+           {auth + "odmr:\n  customers:\n    - user: carol\n      domains: [example.org]\n",
+            "odmr.customers[0].domains[0]"},
+           {auth + "odmr:\n  customers:\n    - user: carol\n      domains: []\n",
+            "odmr.customers[0].domains"},
+           {auth + "odmr:\n  customers:\n    - domains: [a.example]\n", "odmr.customers[0].user"},
+           {auth + "odmr:\n  customers:\n    - user: a\n      domains: [a.example]\n"
+                   "    - user: b\n      domains: [A.example]\n",
+            "odmr.customers[1].domains[0]"}}) {
+    auto bad = load_config_string(std::string(kMinimal) + yaml, "n.yaml");
+    ASSERT_FALSE(bad.ok()) << yaml;
+    EXPECT_NE(bad.error().message.find(key), std::string::npos) << bad.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace bh::node

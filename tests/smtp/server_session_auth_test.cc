@@ -108,5 +108,31 @@ TEST(SessionAuth, TheLoginLineIsOfferedOnlyUntilSomeoneLogsIn) {
   EXPECT_EQ(h.session().authenticated_user(), "alice");  // EHLO does not log out
 }
 
+TEST(SessionAtrn, AfterThe250TheSessionIsOverAndNothingMoreIsRead) {
+  SessionConfig c = auth_config();
+  c.auth_requires_tls = false;
+  c.atrn = true;
+  Harness h(c);
+  auto o = talk(h, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nATRN client.example,quiet.example\r\n");
+  EXPECT_EQ(o.turned_for, (std::vector<std::string>{"client.example"}));
+  EXPECT_NE(o.replies.find("250 2.0.0 OK now reversing the connection\r\n"), std::string::npos);
+  EXPECT_TRUE(h.session().closed());
+  EXPECT_FALSE(h.session().wants_input());
+  std::size_t before = h.outcome().replies.size();
+  h.feed("220 client.example ready\r\n");  // the customer, now the server, greets us
+  EXPECT_EQ(h.outcome().replies.size(), before);
+}
+
+TEST(SessionAtrn, BytesPipelinedBehindAtrnAreAProtocolViolation) {
+  SessionConfig c = auth_config();
+  c.auth_requires_tls = false;
+  c.atrn = true;
+  Harness h(c);
+  auto o = h.run("EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nATRN\r\n220 x\r\n");
+  EXPECT_TRUE(o.turned_for.empty());
+  EXPECT_TRUE(o.closed);
+  EXPECT_EQ(o.codes.back(), 554);
+}
+
 }  // namespace
 }  // namespace bh::smtp::testing

@@ -111,6 +111,30 @@ void Harness::perform(Actions actions) {
       spool_.clear();
     } else if (auto* st = std::get_if<AuthStep>(&a)) {
       more = session_.on_auth_result(auth_step(*st));
+    } else if (auto* at = std::get_if<CheckAtrn>(&a)) {
+      // alice is the on-demand relay customer of client.example (mail waiting) and
+      // quiet.example (nothing waiting).
+      AtrnVerdict v;
+      std::vector<std::string> want = at->domains;
+      if (want.empty()) {
+        want = {"client.example", "quiet.example"};
+      }
+      v.kind = AtrnVerdict::Kind::kNoMail;
+      for (const auto& d : want) {
+        if (at->user != "alice" || (d != "client.example" && d != "quiet.example")) {
+          v.kind = AtrnVerdict::Kind::kForbidden;
+          v.denied = d;
+          v.domains.clear();
+          break;
+        }
+        if (d == "client.example") {
+          v.kind = AtrnVerdict::Kind::kTurn;
+          v.domains.push_back(d);
+        }
+      }
+      more = session_.on_atrn_result(std::move(v));
+    } else if (auto* ta = std::get_if<TurnAround>(&a)) {
+      out_.turned_for = ta->domains;
     } else if (std::holds_alternative<AuthAbort>(a)) {
       ++out_.auth_aborts;
       auth_mech_.clear();

@@ -21,6 +21,7 @@ struct Outcome {
   int timers = 0;
   int tls_handshakes = 0;
   int auth_exchanges = 0, auth_aborts = 0;
+  std::vector<std::string> turned_for;  // TurnAround's domains
   bool awaiting_left = false;
 };
 
