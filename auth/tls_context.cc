@@ -27,11 +27,10 @@ Result<std::shared_ptr<ssl::context>> make_server_context(const TlsServerFiles& 
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   SSL_CTX* native = ctx->native_handle();
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                   ssl::context::no_tlsv1_1 | ssl::context::no_compression |
-                   ssl::context::single_dh_use);
-  SSL_CTX_set_options(native, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
-                                  SSL_OP_NO_COMPRESSION);
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::no_compression | ssl::context::single_dh_use);
+  SSL_CTX_set_options(
+      native, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   if (SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1 ||
       SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1 ||
       SSL_CTX_set_ciphersuites(native, kTls13Suites) != 1) {
@@ -51,7 +50,8 @@ Result<std::shared_ptr<ssl::context>> make_server_context(const TlsServerFiles& 
   }
   if (SSL_CTX_check_private_key(native) != 1) {
     ERR_clear_error();
-    return file_error("private key", files.key_file, "does not match the certificate " + files.cert_file);
+    return file_error("private key", files.key_file,
+                      "does not match the certificate " + files.cert_file);
   }
   return ctx;
 }
@@ -61,7 +61,8 @@ Result<std::unique_ptr<TlsContextHolder>> TlsContextHolder::load(TlsServerFiles 
   if (!ctx.ok()) {
     return ctx.error();
   }
-  return std::unique_ptr<TlsContextHolder>(new TlsContextHolder(std::move(files), std::move(ctx.value())));
+  return std::unique_ptr<TlsContextHolder>(
+      new TlsContextHolder(std::move(files), std::move(ctx.value())));
 }
 
 std::shared_ptr<ssl::context> TlsContextHolder::current() const {

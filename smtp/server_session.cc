@@ -110,6 +110,7 @@ struct ServerSession::Impl {
       : cfg(std::move(c)),
         peer(std::move(p)),
         clock(clk),
+        tls_active(peer.tls),
         in(cfg.max_command_line, kMaxDiscardedLine) {}
 
   // ---- reply helpers ----

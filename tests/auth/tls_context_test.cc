@@ -25,8 +25,9 @@ class CertDir {
   CertDir() {
     char tmpl[] = "/tmp/bh-tlsctx-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    ok_ = run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=bridgehead test CA'"
-              " -keyout ca.key -out ca.pem");
+    ok_ =
+        run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=bridgehead test CA'"
+            " -keyout ca.key -out ca.pem");
   }
   ~CertDir() { fs::remove_all(dir_); }
   bool ok() const { return ok_; }
@@ -34,8 +35,10 @@ class CertDir {
   bool leaf(const std::string& name, const std::string& cn) {
     return run("openssl req -newkey rsa:2048 -nodes -subj '/CN=" + cn + "' -keyout " + name +
                ".key -out " + name + ".csr") &&
-           run("openssl x509 -req -in " + name + ".csr -CA ca.pem -CAkey ca.key -CAcreateserial"
-               " -days 2 -out " + name + ".pem");
+           run("openssl x509 -req -in " + name +
+               ".csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+               " -days 2 -out " +
+               name + ".pem");
   }
   std::string path(const std::string& file) const { return (dir_ / file).string(); }
   void copy(const std::string& from, const std::string& to) const {
@@ -157,7 +160,8 @@ TEST_F(TlsContextTest, HandshakesRefuseOldProtocolsAndWeakCiphers) {
   auto tls13 = handshake(**ctx, [](SSL_CTX*) {});
   ASSERT_TRUE(tls13.has_value());
   EXPECT_EQ(tls13->rfind("TLSv1.3 ", 0), 0u) << *tls13;
-  auto tls12 = handshake(**ctx, [](SSL_CTX* c) { SSL_CTX_set_max_proto_version(c, TLS1_2_VERSION); });
+  auto tls12 =
+      handshake(**ctx, [](SSL_CTX* c) { SSL_CTX_set_max_proto_version(c, TLS1_2_VERSION); });
   ASSERT_TRUE(tls12.has_value());
   EXPECT_EQ(*tls12, "TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384");  // the server's first choice
   EXPECT_FALSE(handshake(**ctx, [](SSL_CTX* c) {
@@ -201,7 +205,8 @@ TEST_F(TlsContextTest, FailedReloadKeepsTheCurrentContextAndNamesTheFile) {
   certs_.write("cert.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");
   auto r = (*h)->reload();
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find(certs_.path("cert.pem")), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(certs_.path("cert.pem")), std::string::npos)
+      << r.error().message;
   EXPECT_EQ((*h)->current(), before);
 
   // A new certificate with the old key (replaced one file of two): mismatch, names the key.
@@ -228,7 +233,8 @@ TEST_F(TlsContextTest, FailedReloadKeepsTheCurrentContextAndNamesTheFile) {
 TEST_F(TlsContextTest, LoadFailsNamingTheMissingFile) {
   auto h = TlsContextHolder::load({certs_.path("nope.pem"), certs_.path("key.pem")});
   ASSERT_FALSE(h.ok());
-  EXPECT_NE(h.error().message.find(certs_.path("nope.pem")), std::string::npos) << h.error().message;
+  EXPECT_NE(h.error().message.find(certs_.path("nope.pem")), std::string::npos)
+      << h.error().message;
 }
 
 TEST_F(TlsContextTest, ConcurrentReloadsAndReaders) {
