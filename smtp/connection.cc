@@ -170,7 +170,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto at = a.address.rfind('@');
     std::string_view domain =
         at == std::string::npos ? std::string_view{} : std::string_view(a.address).substr(at + 1);
-    if (!a.for_vrfy && !domain.empty() && !services_->is_local_domain(domain) &&
+    std::string_view local = std::string_view(a.address).substr(0, at == std::string::npos ? 0 : at);
+    // Sender-specified routing in the local part (percent hack, bang path, a quoted '@':
+    // hostile-inputs #48, #49, #52) is never relayed, whoever the client is: the next hop
+    // might route on it.
+    const bool routed_local = local.find_first_of("%!@") != std::string_view::npos;
+    if (!a.for_vrfy && !domain.empty() && !services_->is_local_domain(domain) && !routed_local &&
         services_->may_relay && services_->may_relay(peer_ip_, domain)) {
       RecipientVerdict v;
       v.kind = RecipientVerdict::Kind::kLocal;  // accepted; no mailbox: relayed
