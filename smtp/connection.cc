@@ -291,7 +291,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     write_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
       if (!ec && self && self->handshaking_) {
-        self->shutdown();  // a peer that never finishes the handshake
+        // A peer that never finishes the handshake (hostile #14): a failed handshake too.
+        if (self->services_->counters != nullptr) {
+          self->services_->counters->tls_failures++;
+        }
+        log::info("smtp", self->peer_ip_ + ": TLS handshake deadline passed");
+        self->shutdown();
       }
     });
     handshaking_ = true;
