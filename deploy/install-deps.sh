@@ -24,6 +24,9 @@ PKGS=(
   # Dovecot LMTP as the local delivery peer (tests/integration/test_lmtp.py); the tests
   # run their own instance with -c <tempdir>/dovecot.conf, never the system one
   dovecot-core dovecot-lmtpd
+  # Scanners run against the node by the security tests: nmap's smtp-open-relay script
+  # (test_open_relay_scan.py) and testssl (test_testssl.py; the binary is /usr/bin/testssl)
+  nmap testssl.sh
   iproute2 procps
 )
 

@@ -495,6 +495,11 @@ class Loader {
         return fail_key(index("listen.odmr", i), ep.error().message);
       }
     }
+    for (int i = 0; i < listen.smtps_size(); ++i) {
+      if (auto ep = parse_endpoint(listen.smtps(i)); !ep.ok()) {
+        return fail_key(index("listen.smtps", i), ep.error().message);
+      }
+    }
     if (lines_.count("listen.admin")) {
       if (auto ep = parse_endpoint(listen.admin()); !ep.ok()) {
         return fail_key("listen.admin", ep.error().message);
@@ -527,6 +532,9 @@ class Loader {
       if (c.tls().key_file().empty() || c.tls().key_file().front() != '/') {
         return fail_key("tls.key_file", "an absolute path is required (with tls.cert_file)");
       }
+    }
+    if (listen.smtps_size() > 0 && c.tls().cert_file().empty()) {
+      return fail_key("listen.smtps", "implicit TLS needs tls.cert_file and tls.key_file");
     }
     if (const std::string& lmtp = c.delivery().lmtp(); !lmtp.empty() && lmtp.front() == '/') {
       if (lmtp.size() > kMaxUnixPath) {

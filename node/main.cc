@@ -2,8 +2,10 @@
 //
 // Loads and validates the config, builds every object, wires them, runs one io_context
 // per worker thread and handles signals: SIGTERM/SIGINT stop accepting and exit (mail
-// already acknowledged is on disk and resumes at the next start); SIGHUP is logged
-// (reload is not built yet). This is the only file that names concrete classes.
+// already acknowledged is on disk and resumes at the next start); SIGHUP reloads the
+// server TLS certificate and key (new connections use them, running ones keep theirs;
+// on failure the old pair stays); nothing else reloads yet. This is the only file that
+// names concrete classes.
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -27,6 +29,7 @@
 #include "admin/admin_server.h"
 #include "auth/ldap_password.h"
 #include "auth/sasl_backend.h"
+#include "auth/tls_context.h"
 #include "common/address.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -341,31 +344,16 @@ int main(int argc, char** argv) {
   svc.store = &store;
   svc.directory = &directory;
   svc.clock = &clock;
-  // STARTTLS: TLS 1.2 and 1.3 only, forward-secret AEAD suites (issue: security).
-  std::unique_ptr<asio::ssl::context> tls_ctx;
+  // Server TLS (STARTTLS and implicit TLS): the policy is auth/tls_context.h's; SIGHUP
+  // reloads the files into the holder.
+  std::unique_ptr<bh::auth::TlsContextHolder> tls_holder;
   if (!cfg.tls().cert_file().empty()) {
-    tls_ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
-    tls_ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                         asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
-    SSL_CTX_set_min_proto_version(tls_ctx->native_handle(), TLS1_2_VERSION);
-    SSL_CTX_set_cipher_list(tls_ctx->native_handle(),
-                            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-                            "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-                            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256");
-    boost::system::error_code ec;
-    tls_ctx->use_certificate_chain_file(cfg.tls().cert_file(), ec);
-    if (ec) {
-      return fatal(config_path + ": tls.cert_file: " + cfg.tls().cert_file() + ": " + ec.message());
+    auto h = bh::auth::TlsContextHolder::load({cfg.tls().cert_file(), cfg.tls().key_file()});
+    if (!h.ok()) {
+      return fatal(config_path + ": tls.cert_file/tls.key_file: " + h.error().message);
     }
-    tls_ctx->use_private_key_file(cfg.tls().key_file(), asio::ssl::context::pem, ec);
-    if (ec) {
-      return fatal(config_path + ": tls.key_file: " + cfg.tls().key_file() + ": " + ec.message());
-    }
-    if (SSL_CTX_check_private_key(tls_ctx->native_handle()) != 1) {
-      return fatal(config_path + ": tls.key_file: does not match tls.cert_file");
-    }
-    svc.tls = tls_ctx.get();
+    tls_holder = std::move(h.value());
+    svc.tls = [holder = tls_holder.get()] { return holder->current(); };
     svc.tls_handshake_timeout = std::chrono::seconds(cfg.tls().handshake_timeout_s());
   }
   svc.is_local_domain = [&directory](std::string_view d) { return directory.is_local_domain(d); };
@@ -477,7 +465,7 @@ int main(int argc, char** argv) {
   s.max_command_line = c.max_command_line();
   s.max_header_bytes = c.max_header_bytes();
   s.max_hops = c.max_hops();
-  s.starttls = svc.tls != nullptr;
+  s.starttls = tls_holder != nullptr;
   s.max_errors = c.max_errors();
   s.max_junk_commands = c.max_junk_commands();
   s.vrfy = c.vrfy();
@@ -500,6 +488,12 @@ int main(int argc, char** argv) {
   svc.pregreet_wait = std::chrono::milliseconds(c.pregreet_wait_ms());
   svc.max_sessions = c.max_sessions();
   svc.max_sessions_per_ip = c.max_sessions_per_ip();
+  if (c.max_connections_per_ip_per_minute() > 0) {  // one bucket per IP for all listeners
+    svc.rate_limiter = std::make_shared<bh::smtp::ConnectionRateLimiter>(
+        c.max_connections_per_ip_per_minute(), clock);
+  }
+  svc.tarpit_after_errors = c.tarpit_after_errors();
+  svc.tarpit_delay = std::chrono::milliseconds(c.tarpit_delay_ms());
   svc.counters = &counters;
 
   std::vector<std::unique_ptr<bh::smtp::Listener>> listeners;
@@ -536,6 +530,20 @@ int main(int argc, char** argv) {
     }
     listeners.push_back(std::move(l));
   }
+  // RFC 8314 implicit TLS: the same services, the handshake first (the loader made sure
+  // tls.cert_file is set).
+  std::vector<std::unique_ptr<bh::smtp::Listener>> tls_listeners;
+  bh::smtp::ConnectionServices tls_svc = svc;
+  tls_svc.implicit_tls = true;
+  for (const auto& text : cfg.listen().smtps()) {
+    const auto ep = bh::node::parse_endpoint(text).value();  // validated by the loader
+    asio::ip::tcp::endpoint tep(asio::ip::make_address(ep.address), ep.port);
+    auto l = std::make_unique<bh::smtp::Listener>(ctx_ptrs, tep, tls_svc);
+    if (auto ec = l->open()) {
+      return fatal(config_path + ": listen.smtps " + ep.str() + ": " + ec.message());
+    }
+    tls_listeners.push_back(std::move(l));
+  }
 
   std::unique_ptr<bh::admin::AdminServer> admin;
   std::optional<bh::node::Endpoint> admin_ep;
@@ -553,22 +561,32 @@ int main(int argc, char** argv) {
     h.status = [&, start_time] {
       auto qc = manager.counters();
       auto sc = store.counters();
-      json listen = json::array();
+      json listen = json::array(), listen_tls = json::array();
       for (const auto& l : listeners) {
         auto e = l->local_endpoint();
         listen.push_back(e.address().to_string() + ":" + std::to_string(e.port()));
       }
+      for (const auto& l : tls_listeners) {
+        auto e = l->local_endpoint();
+        listen_tls.push_back(e.address().to_string() + ":" + std::to_string(e.port()));
+      }
+      auto tls_reloads =
+          tls_holder ? tls_holder->counters() : bh::auth::TlsContextHolder::Counters{};
       return json{
           {"node", {{"name", name}, {"hostname", hostname}, {"version", "0.1.0"},
                     {"data_dir", data_dir},
                     {"uptime_s", std::chrono::duration_cast<seconds>(clock.now() - start_time).count()},
-                    {"smtp_listen", listen}}},
+                    {"smtp_listen", listen}, {"smtps_listen", listen_tls}}},
           {"sessions", {{"active", counters.active.load()}, {"accepted", counters.accepted.load()},
                         {"rejected_per_ip", counters.rejected_per_ip.load()},
                         {"rejected_total", counters.rejected_total.load()},
                         {"timeouts", counters.timeouts.load()},
                         {"tls_sessions", counters.tls_sessions.load()},
-                        {"tls_failures", counters.tls_failures.load()}}},
+                        {"tls_failures", counters.tls_failures.load()},
+                        {"rejected_rate", counters.rejected_rate.load()},
+                        {"tarpit_delays", counters.tarpit_delays.load()},
+                        {"tls_reloads", tls_reloads.reloads},
+                        {"tls_reload_failures", tls_reloads.reload_failures}}},
           {"queue", {{"in_queue", qc.in_queue}, {"received", counters.messages.load()},
                      {"commit_failures", counters.commit_failures.load()},
                      {"delivered_messages", qc.delivered_messages},
@@ -690,6 +708,12 @@ int main(int argc, char** argv) {
     bh::log::info("node", name + ": SMTP listening on " + e.address().to_string() + ":" +
                               std::to_string(e.port()));
   }
+  for (auto& l : tls_listeners) {
+    l->start();
+    auto e = l->local_endpoint();
+    bh::log::info("node", name + ": SMTP over TLS listening on " + e.address().to_string() + ":" +
+                              std::to_string(e.port()));
+  }
   if (admin) {
     bh::log::info("node", name + ": admin listening on " + admin_ep->str());
   }
@@ -708,12 +732,27 @@ int main(int argc, char** argv) {
           return;
         }
         if (sig == SIGHUP) {
-          bh::log::warn("node", "SIGHUP: configuration reload is not supported yet; ignored");
+          // Only the TLS certificate and key reload; the rest of the config needs a restart.
+          if (tls_holder) {
+            if (auto r = tls_holder->reload(); r.ok()) {
+              bh::log::info("node", "SIGHUP: reloaded tls.cert_file " + cfg.tls().cert_file() +
+                                        " and tls.key_file " + cfg.tls().key_file());
+            } else {
+              bh::log::error("node",
+                             "SIGHUP: TLS reload failed, keeping the current certificate: " +
+                                 r.error().message);
+            }
+          } else {
+            bh::log::info("node", "SIGHUP: nothing to reload (no tls.cert_file)");
+          }
           signals.async_wait(on_signal);
           return;
         }
         bh::log::info("node", "stopping on signal " + std::to_string(sig));
         for (auto& l : listeners) {
+          l->stop();
+        }
+        for (auto& l : tls_listeners) {
           l->stop();
         }
         if (admin) {
@@ -749,6 +788,7 @@ int main(int argc, char** argv) {
   resolver.reset();
   admin.reset();
   listeners.clear();
+  tls_listeners.clear();
   guards.clear();
   contexts.clear();
   bh::log::info("node", "stopped");

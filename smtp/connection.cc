@@ -58,7 +58,12 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
         line_timer_(socket_.get_executor()),
         write_timer_(socket_.get_executor()),
         greet_timer_(socket_.get_executor()),
-        session_(services_->session, PeerInfo{peer_ip_, std::move(local_ip)}, *services_->clock) {}
+        tarpit_timer_(socket_.get_executor()),
+        tls_ctx_(services_->tls ? services_->tls() : nullptr),
+        tarpit_{services_->tarpit_after_errors, services_->tarpit_delay},
+        session_(services_->session,
+                 PeerInfo{peer_ip_, std::move(local_ip), services_->implicit_tls},
+                 *services_->clock) {}
 
   ~Connection() {
     if (limiter_) {
@@ -75,6 +80,15 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     if (services_->counters != nullptr) {
       services_->counters->active++;
     }
+    if (services_->implicit_tls) {
+      handshake(/*implicit=*/true);  // RFC 8314 3.3: TLS first, then the banner
+      return;
+    }
+    begin_session();
+  }
+
+ private:
+  void begin_session() {
     read_more();
     if (services_->pregreet_wait.count() > 0) {
       greet_timer_.expires_after(services_->pregreet_wait);
@@ -88,7 +102,6 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     }
   }
 
- private:
   // Performs actions in order. Results that arrive synchronously are queued behind the
   // actions already pending, so the order the session asked for is kept.
   void run(Actions actions) {
@@ -99,7 +112,12 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
       return;
     }
     pumping_ = true;
-    while (!pending_.empty() && !dead_) {
+    while (!pending_.empty() && !dead_ && !tarpitting_) {
+      if (std::holds_alternative<SendReply>(pending_.front()) && !tarpit_served_ &&
+          tarpit_.delays(errors_before_reply_)) {
+        hold_for_tarpit();
+        break;
+      }
       Action a = std::move(pending_.front());
       pending_.pop_front();
       std::visit([this](auto& act) { perform(act); }, a);
@@ -110,7 +128,28 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
 
   void perform(SendReply& a) {
     out_.append(a.bytes);
+    tarpit_served_ = false;
+    errors_before_reply_ = session_.counters().errors;
     flush();
+  }
+
+  // hostile-inputs #56: the pump stops (and with it reading) for the tarpit delay, then
+  // the held reply goes out and the pump goes on.
+  void hold_for_tarpit() {
+    tarpitting_ = true;
+    if (services_->counters != nullptr) {
+      services_->counters->tarpit_delays++;
+    }
+    tarpit_timer_.expires_after(tarpit_.delay);
+    // A strong reference: nothing else (no read, no write) keeps the connection alive now.
+    tarpit_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->dead_) {
+        return;
+      }
+      self->tarpitting_ = false;
+      self->tarpit_served_ = true;
+      self->run({});
+    });
   }
   void perform(CloseConnection&) {
     closing_ = true;
@@ -135,7 +174,12 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     auto at = a.address.rfind('@');
     std::string_view domain =
         at == std::string::npos ? std::string_view{} : std::string_view(a.address).substr(at + 1);
-    if (!a.for_vrfy && !domain.empty() && !services_->is_local_domain(domain) &&
+    std::string_view local = std::string_view(a.address).substr(0, at == std::string::npos ? 0 : at);
+    // Sender-specified routing in the local part (percent hack, bang path, a quoted '@':
+    // hostile-inputs #48, #49, #52) is never relayed, whoever the client is: the next hop
+    // might route on it.
+    const bool routed_local = local.find_first_of("%!@") != std::string_view::npos;
+    if (!a.for_vrfy && !domain.empty() && !services_->is_local_domain(domain) && !routed_local &&
         (a.authenticated || (services_->may_relay && services_->may_relay(peer_ip_, domain)))) {
       RecipientVerdict v;
       v.kind = RecipientVerdict::Kind::kLocal;  // accepted; no mailbox: relayed
@@ -489,7 +533,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     spool_error_.reset();
   }
   void perform(BeginTls&) {
-    if (services_->tls == nullptr) {
+    if (tls_ctx_ == nullptr) {
       run(session_.on_tls_result(false));  // cannot happen: the session offers it only with a context
       return;
     }
@@ -501,17 +545,34 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   // session stopped wanting input at STARTTLS), so the ClientHello is not eaten.
   void start_tls() {
     tls_pending_ = false;
-    tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *services_->tls);
+    handshake(/*implicit=*/false);
+  }
+
+  // The server handshake, bounded by tls_handshake_timeout (a ClientHello trickled one
+  // octet at a time does not extend it: hostile #14). Implicit TLS (RFC 8314): success
+  // starts the session, failure closes without a word. STARTTLS: the session decides.
+  void handshake(bool implicit) {
+    if (tls_ctx_ == nullptr) {
+      shutdown();  // cannot happen: implicit_tls listeners are built only with a context
+      return;
+    }
+    tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *tls_ctx_);
     line_timer_.cancel();
     write_timer_.expires_after(services_->tls_handshake_timeout);
     write_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
       if (!ec && self && self->handshaking_) {
-        self->shutdown();  // a peer that never finishes the handshake
+        // A peer that never finishes the handshake (hostile #14): a failed handshake too.
+        if (self->services_->counters != nullptr) {
+          self->services_->counters->tls_failures++;
+        }
+        log::info("smtp", self->peer_ip_ + ": TLS handshake deadline passed");
+        self->shutdown();
       }
     });
     handshaking_ = true;
-    tls_->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](boost::system::error_code ec) {
+    tls_->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this(), implicit](
+                                                              boost::system::error_code ec) {
       self->handshaking_ = false;
       self->write_timer_.cancel();
       if (self->dead_) {
@@ -522,14 +583,20 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
           self->services_->counters->tls_failures++;
         }
         log::info("smtp", self->peer_ip_ + ": TLS handshake failed: " + ec.message());
-        self->run(self->session_.on_tls_result(false));
+        if (!implicit) {
+          self->run(self->session_.on_tls_result(false));
+        }
         self->shutdown();
         return;
       }
       if (self->services_->counters != nullptr) {
         self->services_->counters->tls_sessions++;
       }
-      self->run(self->session_.on_tls_result(true));
+      if (implicit) {
+        self->begin_session();
+      } else {
+        self->run(self->session_.on_tls_result(true));
+      }
     });
   }
 
@@ -550,8 +617,8 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   }
 
   void read_more() {
-    if (reading_ || dead_ || closing_ || session_.closed() || !session_.wants_input() ||
-        out_.size() > services_->max_output_buffer) {
+    if (reading_ || dead_ || closing_ || handshaking_ || tarpitting_ || session_.closed() ||
+        !session_.wants_input() || out_.size() > services_->max_output_buffer) {
       return;
     }
     reading_ = true;
@@ -666,6 +733,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     line_timer_.cancel();
     write_timer_.cancel();
     greet_timer_.cancel();
+    tarpit_timer_.cancel();
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
@@ -674,7 +742,12 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   std::shared_ptr<const ConnectionServices> services_;
   std::shared_ptr<SessionLimiter> limiter_;
   std::string peer_ip_;
-  asio::steady_timer line_timer_, write_timer_, greet_timer_;
+  asio::steady_timer line_timer_, write_timer_, greet_timer_, tarpit_timer_;
+  // The TLS context this connection was accepted with (kept across a reload).
+  std::shared_ptr<asio::ssl::context> tls_ctx_;
+  TarpitPolicy tarpit_;
+  std::uint64_t errors_before_reply_ = 0;  // the session's errors when the last reply went out
+  bool tarpitting_ = false, tarpit_served_ = false;
   ServerSession session_;
   std::array<char, 16384> in_{};
   std::string out_, sending_;
@@ -699,7 +772,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   bool pumping_ = false, reading_ = false, writing_ = false, closing_ = false, dead_ = false;
   bool lingering_ = false;
   bool tls_pending_ = false, handshaking_ = false;
-  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;  // after STARTTLS
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;  // after STARTTLS, or from the start
 };
 
 std::string ip_string(const tcp::endpoint& ep) {
@@ -752,6 +825,22 @@ void Listener::stop() {
   retry_timer_.cancel();
 }
 
+// The reply is written best-effort without blocking. A client of an implicit-TLS
+// listener expects a ServerHello, not text: it is only closed.
+void Listener::refuse(tcp::socket socket, std::string_view reply) {
+  auto s = std::make_shared<tcp::socket>(std::move(socket));
+  if (services_->implicit_tls) {
+    boost::system::error_code ignored;
+    s->close(ignored);
+    return;
+  }
+  asio::async_write(*s, asio::buffer(reply.data(), reply.size()),
+                    [s](boost::system::error_code, std::size_t) {
+                      boost::system::error_code ignored;
+                      s->close(ignored);
+                    });
+}
+
 void Listener::accept_next() {
   auto* ctx = contexts_[next_++ % contexts_.size()];
   acceptor_.async_accept(*ctx, [this](boost::system::error_code ec, tcp::socket socket) {
@@ -764,6 +853,15 @@ void Listener::accept_next() {
       auto local = socket.local_endpoint(e2);
       if (!e1 && !e2) {
         std::string ip = ip_string(remote);
+        if (services_->rate_limiter && !services_->rate_limiter->admit(ip)) {
+          if (services_->counters != nullptr) {
+            services_->counters->rejected_rate++;
+          }
+          refuse(std::move(socket),
+                 "421 4.7.0 Too many connections from your address, try again later\r\n");
+          accept_next();
+          return;
+        }
         auto verdict = limiter_->admit(ip);
         if (verdict == SessionLimiter::Verdict::kAdmitted) {
           if (services_->counters != nullptr) {
@@ -778,15 +876,8 @@ void Listener::accept_next() {
             (verdict == SessionLimiter::Verdict::kTooManyFromIp ? services_->counters->rejected_per_ip
                                                                  : services_->counters->rejected_total)++;
           }
-          // hostile-inputs #62: an immediate 421, written best-effort without blocking.
-          static constexpr std::string_view kBusy =
-              "421 4.7.0 Too many connections, try again later\r\n";
-          auto s = std::make_shared<tcp::socket>(std::move(socket));
-          asio::async_write(*s, asio::buffer(kBusy.data(), kBusy.size()),
-                            [s](boost::system::error_code, std::size_t) {
-                              boost::system::error_code ignored;
-                              s->close(ignored);
-                            });
+          // hostile-inputs #62: an immediate 421.
+          refuse(std::move(socket), "421 4.7.0 Too many connections, try again later\r\n");
         }
       }
     } else {

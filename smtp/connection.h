@@ -5,7 +5,11 @@
 // deadline, spool writes and commits through queue::MessageStore, recipient lookups
 // through directory::RecipientDirectory. It makes no protocol decision of its own.
 // Listener accepts on one endpoint, spreads connections over the io_contexts and
-// enforces the total and per-IP session limits (hostile-inputs #62).
+// enforces the total and per-IP session limits (hostile-inputs #62) and the per-IP
+// connection rate. A listener with `implicit_tls` (RFC 8314, port 465) runs the TLS
+// handshake before the session starts. The error tarpit (hostile #56) delays replies
+// once a session has made enough client errors; the session still decides about
+// max_errors.
 //
 // Threading: a Connection lives on the io_context its socket was accepted onto; answers
 // from the store (commit, on its committer thread) and the directory are posted back to
@@ -22,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -29,6 +34,7 @@
 #include "queue/message_store.h"
 #include "smtp/auth_backend.h"
 #include "smtp/odmr.h"
+#include "smtp/connection_limits.h"
 #include "smtp/server_session.h"
 
 namespace bh::smtp {
@@ -37,14 +43,29 @@ struct ListenerCounters {
   std::atomic<std::uint64_t> accepted{0}, rejected_total{0}, rejected_per_ip{0}, active{0};
   std::atomic<std::uint64_t> messages{0}, commit_failures{0}, timeouts{0};
   std::atomic<std::uint64_t> tls_sessions{0}, tls_failures{0};
+  // Refused by smtp.max_connections_per_ip_per_minute; replies held back by the tarpit.
+  std::atomic<std::uint64_t> rejected_rate{0}, tarpit_delays{0};
 };
 
 struct ConnectionServices {
   queue::MessageStore* store = nullptr;
   directory::RecipientDirectory* directory = nullptr;
-  // Server TLS for STARTTLS (RFC 3207); null: not offered. Must outlive the listener.
-  boost::asio::ssl::context* tls = nullptr;
+  // Server TLS for STARTTLS (RFC 3207) and implicit TLS (RFC 8314): each connection
+  // takes the current context when it is accepted and keeps it to its end (a reload
+  // changes only later connections). Unset: no TLS, STARTTLS is not offered.
+  std::function<std::shared_ptr<boost::asio::ssl::context>()> tls;
   std::chrono::milliseconds tls_handshake_timeout{std::chrono::seconds(30)};
+  // RFC 8314 implicit TLS (port 465): the handshake first, within tls_handshake_timeout,
+  // then the session starts with TLS active. Needs `tls`.
+  bool implicit_tls = false;
+  // New connections per client IP per minute, shared by all listeners of a node; null:
+  // no limit. Over it: 421 4.7.0 and close (on an implicit-TLS listener: close).
+  std::shared_ptr<ConnectionRateLimiter> rate_limiter;
+  // Error tarpit (hostile #56): once a session has made `tarpit_after_errors` client
+  // errors, each further reply write waits `tarpit_delay` (reading pauses meanwhile).
+  // 0 ms: off.
+  std::size_t tarpit_after_errors = 5;
+  std::chrono::milliseconds tarpit_delay{0};
   const Clock* clock = nullptr;
   // Domains this node accepts mail for (the directory decides about each mailbox).
   std::function<bool(std::string_view domain)> is_local_domain;
@@ -108,6 +129,7 @@ class Listener {
 
  private:
   void accept_next();
+  void refuse(boost::asio::ip::tcp::socket socket, std::string_view reply);  // reply: a literal
   std::vector<boost::asio::io_context*> contexts_;
   boost::asio::ip::tcp::endpoint endpoint_;
   boost::asio::ip::tcp::acceptor acceptor_;

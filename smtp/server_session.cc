@@ -118,6 +118,7 @@ struct ServerSession::Impl {
       : cfg(std::move(c)),
         peer(std::move(p)),
         clock(clk),
+        tls_active(peer.tls),
         // AUTH lines may be longer than commands (RFC 4954 §4); other verbs are held to
         // max_command_line in next_command_line().
         in(cfg.auth_mechanisms.empty() ? cfg.max_command_line

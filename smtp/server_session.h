@@ -73,6 +73,9 @@ struct SessionConfig {
 struct PeerInfo {
   std::string address;  // IP literal of the client
   std::string local_address;
+  // TLS is up before the session starts (RFC 8314 implicit TLS, port 465): no STARTTLS,
+  // Received says ESMTPS.
+  bool tls = false;
 };
 
 // ---- Actions: what the adapter must do, in order ----

@@ -99,6 +99,7 @@ directory:
     mailboxes: [alice@example.org]
 smtp:
   max_sessions_per_ip: 200
+  max_connections_per_ip_per_minute: 0   # the load comes from one IP (127.0.0.1)
 YAML
 "$BIN" --config "$WORK/bh.yaml" 2> "$WORK/bh.log" & BH_PID=$!; PIDS+=($BH_PID)
 

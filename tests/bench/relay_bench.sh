@@ -128,6 +128,7 @@ directory:
     mailboxes: [alice@example.org]
 smtp:
   max_sessions_per_ip: 200
+  max_connections_per_ip_per_minute: 0   # the load comes from one IP (127.0.0.1)
   relay_networks: ["127.0.0.0/8"]
 queue:
   max_per_hop: $PER_HOP

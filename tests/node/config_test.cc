@@ -58,6 +58,10 @@ TEST(Config, DefaultsAreStoredExplicitly) {
   EXPECT_EQ(s.pregreet_wait_ms(), 0u);
   EXPECT_EQ(s.max_sessions(), 1000u);
   EXPECT_EQ(s.max_sessions_per_ip(), 50u);
+  EXPECT_EQ(s.max_connections_per_ip_per_minute(), 60u);
+  EXPECT_EQ(s.tarpit_after_errors(), 5u);
+  EXPECT_EQ(s.tarpit_delay_ms(), 1000u);
+  EXPECT_EQ(c->listen().smtps_size(), 0);
   EXPECT_EQ(s.timeouts().greeting_s(), 300u);
   EXPECT_EQ(s.timeouts().mail_s(), 300u);
   EXPECT_EQ(s.timeouts().rcpt_s(), 300u);
@@ -126,6 +130,20 @@ tracking:
   EXPECT_FALSE(c->tracking().enabled());
   EXPECT_EQ(c->tracking().max_mb(), 1u);
   EXPECT_EQ(c->tracking().keep(), 1000u);
+}
+
+TEST(Config, ImplicitTlsListenersWithACertificate) {
+  std::string text = std::string(kMinimal) +
+                     "tls: {cert_file: /etc/bh/cert.pem, key_file: /etc/bh/key.pem}\n"
+                     "smtp: {max_connections_per_ip_per_minute: 0, tarpit_after_errors: 3, tarpit_delay_ms: 0}\n";
+  text.replace(text.find("  admin:"), 0, "  smtps: [\"127.0.0.1:4650\", \"[::1]:465\"]\n");
+  auto c = load_config_string(text, "smtps.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->listen().smtps_size(), 2);
+  EXPECT_EQ(c->listen().smtps(1), "[::1]:465");
+  EXPECT_EQ(c->smtp().max_connections_per_ip_per_minute(), 0u);
+  EXPECT_EQ(c->smtp().tarpit_after_errors(), 3u);
+  EXPECT_EQ(c->smtp().tarpit_delay_ms(), 0u);
 }
 
 TEST(Config, ValuesAreNormalized) {
@@ -227,6 +245,11 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"LmtpUnknownKey", "", "delivery:\n  maildir: yes\n", "12: delivery.maildir: ", "unknown key"},
         Bad{"UnbracketedIPv6", "127.0.0.1:2525", "::1:2525", "5: listen.smtp[0]: ", "write IPv6 addresses in brackets"},
         Bad{"NoPort", "127.0.0.1:2525", "127.0.0.1", "5: listen.smtp[0]: ", "expected IP:port"},
+        Bad{"SmtpsWithoutTls", "  admin: \"127.0.0.1:8691\"", "  admin: \"127.0.0.1:8691\"\n  smtps: [\"127.0.0.1:4650\"]", "7: listen.smtps: ", "implicit TLS needs tls.cert_file and tls.key_file"},
+        Bad{"SmtpsHostname", "  admin: \"127.0.0.1:8691\"", "  admin: \"127.0.0.1:8691\"\n  smtps: [\"mail.example.org:465\"]", "7: listen.smtps[0]: ", "address must be an IP literal"},
+        Bad{"ConnectionRateOverMax", "", "smtp:\n  max_connections_per_ip_per_minute: 100001\n", "12: smtp.max_connections_per_ip_per_minute: ", "out of range (0-100000)"},
+        Bad{"TarpitAfterZero", "", "smtp:\n  tarpit_after_errors: 0\n", "12: smtp.tarpit_after_errors: ", "out of range (1-100000)"},
+        Bad{"TarpitDelayOverCap", "", "smtp:\n  tarpit_delay_ms: 60000\n", "12: smtp.tarpit_delay_ms: ", "out of range (0-30000)"},
         Bad{"NoListen", "  smtp: [\"127.0.0.1:2525\"]\n", "", "4: listen.smtp: ", "at least one SMTP listen address"},
         Bad{"RelativeDataDir", "/tmp/bh-node1", "relative/dir", "3: node.data_dir: ", "must be an absolute path"},
         Bad{"MissingDataDir", "  data_dir: /tmp/bh-node1          # queue, mailboxes, state\n", "", "1: node.data_dir: ", "missing or empty"},

@@ -36,11 +36,13 @@ class Node:
 
     def __init__(self, mailboxes=("alice@example.org", "bob@example.org"),
                  domains=("example.org",), smtp=None, queue=None, data_dir=None, extra="",
-                 listen=(), env=None):
+                 listen=(), env=None, smtps=False):
         self.base = tempfile.mkdtemp(prefix="bh-it-")
         self.data_dir = data_dir or os.path.join(self.base, "node1")
         self.smtp_port = free_port()
         self.admin_port = free_port()
+        # Implicit TLS (listen.smtps); the caller adds the tls: section in `extra`.
+        self.smtps_port = free_port() if smtps else None
         self.config = os.path.join(self.base, "node1.yaml")
         self.log_path = os.path.join(self.base, "node1.log")
         lines = [
@@ -57,6 +59,9 @@ class Node:
             "  file:",
             "    mailboxes: [" + ", ".join(mailboxes) + "]",
         ]
+        if smtps:
+            lines.insert(lines.index("local_domains: [" + ", ".join(domains) + "]"),
+                         f'  smtps: ["127.0.0.1:{self.smtps_port}"]')
         if smtp:
             lines.append("smtp:")
             lines += ["  " + l for l in smtp]
