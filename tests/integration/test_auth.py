@@ -47,7 +47,8 @@ class AuthSasldb(unittest.TestCase):
         extra = (f"tls:\n  cert_file: {cls.tmp}/cert.pem\n  key_file: {cls.tmp}/key.pem\n"
                  f"auth:\n  mechanisms: [PLAIN, LOGIN]\n  sasldb: {cls.sasldb}\n"
                  "  failure_delay_ms: 400\n  max_failures_per_ip_per_minute: 5\n")
-        cls.node = Node(extra=extra, listen=[f'submission: ["127.0.0.1:{cls.submission_port}"]'])
+        cls.node = Node(extra=extra, listen=[f'submission: ["127.0.0.1:{cls.submission_port}"]'],
+                        smtps=True)
         cls.node.start()
 
     @classmethod
@@ -101,6 +102,25 @@ class AuthSasldb(unittest.TestCase):
                             "--from", "dave@example.org", "--to", "bob@example.org",
                             "--timeout", "15"], capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_02b_plain_and_login_over_implicit_tls_on_465(self):
+        for mech in ("PLAIN", "LOGIN"):
+            with smtplib.SMTP_SSL("127.0.0.1", self.node.smtps_port, timeout=15,
+                                  context=tls_context(self.tmp)) as c:
+                c.ehlo("client.example")
+                self.assertIn("PLAIN LOGIN", c.esmtp_features.get("auth", ""))
+                c.user, c.password = "dave", "dave-pw"
+                code, text = c.auth(mech, getattr(c, "auth_" + mech.lower()),
+                                    initial_response_ok=(mech == "PLAIN"))
+                self.assertEqual(code, 235, text)
+        r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(self.node.smtps_port),
+                            "--ehlo", "client.example", "--tls-on-connect", "--tls-verify",
+                            "--tls-ca-path", f"{self.tmp}/ca.pem", "--auth", "LOGIN",
+                            "--auth-user", "carol", "--auth-password", "carol-pw",
+                            "--from", "carol@example.org", "--to", "bob@example.org",
+                            "--timeout", "15"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("235 2.7.0", r.stdout)
 
     def test_03_clear_text_is_refused_with_538_and_offers_no_password_mechanism(self):
         with smtplib.SMTP("127.0.0.1", self.node.smtp_port, timeout=15) as c:
