@@ -89,6 +89,21 @@ def main():
     ]
     for i, data in enumerate(hops):
         write("queue_hop_count", i, data)
+    verb_seeds()
+
+
+def b64(raw):
+    import base64
+    return base64.b64encode(raw)
+
+
+def verb_seeds():
+    """Seeds for the Exchange verbs and ETRN, from hostile-inputs #21-26 and #57."""
+    # common_base64: the raw text after AUTH / CHUNK=.
+    for i, data in enumerate([b"", b"Zg==", b"Zm8=", b"Zm9vYmFy", b"AHVzZXIAcGFzcw==", b"====",
+                              b"AAA", b"Zh==", b"Zm9v\r\n", b"{FFFFFFFF}", b"A" * 600,
+                              b"dGVzdA...", b"\x00\xff=="]):
+        write("common_base64", i, data)
 
 
 if __name__ == "__main__":
