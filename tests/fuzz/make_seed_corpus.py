@@ -104,6 +104,21 @@ def verb_seeds():
                               b"AAA", b"Zh==", b"Zm9v\r\n", b"{FFFFFFFF}", b"A" * 600,
                               b"dGVzdA...", b"\x00\xff=="]):
         write("common_base64", i, data)
+    # smtp_xexch50: knob octet, the argument up to LF, then the blob.
+    be = lambda n: struct.pack(">I", n)
+    blob = be(5) + b"props" + be(2) + b"r1" + be(0)
+    for i, data in enumerate([
+            b"\x01" + b"2 2\n",                                   # 21: the MS03-046 probe
+            b"\x01" + b"-1 2\n" + b"A" * 64,                      # 22: negative length
+            b"\x01" + b"33554432 2\n",                            # 22: heap spray size
+            b"\x01" + b"18446744073709551617 2\n",
+            b"\x03" + b"%d 3\n" % len(blob) + blob,
+            b"\x05" + b"8 2\n" + be(0xFFFFFFFF) + b"abc",         # 26: a length never trusted
+            b"\xf5" + b"12 3\n" + be(0) * 1000,                   # 26: a claim of many entries
+            b"\x00" + b"2336 3\n" + be(4) + b"ab",               # 26: truncated frame
+            b"\x01" + b"GSSAPI\n",                                # 25: the wrong verb's argument
+    ]):
+        write("smtp_xexch50", i, data)
 
 
 if __name__ == "__main__":
