@@ -119,6 +119,20 @@ def verb_seeds():
             b"\x01" + b"GSSAPI\n",                                # 25: the wrong verb's argument
     ]):
         write("smtp_xexch50", i, data)
+    # smtp_link2state: knob octet, then arguments separated by LF.
+    first = b"FIRST CHUNK=" + b64(b"digest-of-the-table")
+    for i, data in enumerate([
+            b"\x00" + b"CHUNK=" + b"A" * 600,                      # 23: MS05-021, no FIRST
+            b"\x01" + b"CHUNK=" + b"A" * 600 + b"\nCHUNK=" + b"A" * 900,
+            b"\x00" + b"CHUNK={FFFFFFFF} MULTI (5) ({00000000051}",  # 24
+            b"\x07" + first + b"\nNEXT CHUNK=" + b64(b"x" * 700) + b"\nLAST CHUNK=" + b64(b"end"),
+            b"\x02" + first + b"\nNEXT CHUNK={0000006d} MULTI (5)\nLAST CHUNK=Zg==",
+            b"\x06" + first + b"\nFIRST CHUNK=Zg==\nNEXT CHUNK=\nLAST CHUNK=",
+            b"\x04" + b"NEXT CHUNK=Zg==\nLAST CHUNK=Zg==\nfirst chunk=Zg==\nlast chunk=Zm8=",
+            b"\x05" + b"GSSAPI\nCHUNK=" + b64(b"lone"),             # 25 + a lone chunk
+            b"\x06" + b"FIRST CHUNK=" + b"A" * 1100,                # over the line budget
+    ]):
+        write("smtp_link2state", i, data)
 
 
 if __name__ == "__main__":
