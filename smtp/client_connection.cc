@@ -169,7 +169,7 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
       }
       ClientAction a = std::move(front);
       pending_.pop_front();
-      std::visit([this](auto& act) { perform(act); }, a);
+      std::visit([this](auto& act) { this->perform(act); }, a);
     }
     pumping_ = false;
     read_more();

@@ -576,10 +576,11 @@ struct ServerSession::Impl {
       if (*initial == "=") {
         step.response = std::string();  // RFC 4954 §4: an empty initial response
       } else {
-        step.response = base64_decode(*initial);
-        if (!step.response) {
+        auto decoded = base64_decode(*initial);
+        if (!decoded.ok()) {
           return error_reply(501, "5.5.2", "Cannot decode the initial response");
         }
+        step.response = std::move(decoded.bytes);
       }
     }
     auth_exchange = true;
@@ -594,12 +595,12 @@ struct ServerSession::Impl {
       return error_reply(501, "5.0.0", "Authentication cancelled");
     }
     auto decoded = base64_decode(line);
-    if (!decoded) {
+    if (!decoded.ok()) {
       end_exchange();
       return error_reply(501, "5.5.2", "Cannot decode the response");
     }
     awaiting = Awaiting::kAuth;
-    out.emplace_back(AuthStep{false, {}, {}, std::move(*decoded)});
+    out.emplace_back(AuthStep{false, {}, {}, std::move(decoded.bytes)});
   }
 
   // ---- ATRN (RFC 2645) and TURN (RFC 821) ----

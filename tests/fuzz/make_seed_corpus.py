@@ -89,6 +89,50 @@ def main():
     ]
     for i, data in enumerate(hops):
         write("queue_hop_count", i, data)
+    verb_seeds()
+
+
+def b64(raw):
+    import base64
+    return base64.b64encode(raw)
+
+
+def verb_seeds():
+    """Seeds for the Exchange verbs and ETRN, from hostile-inputs #21-26 and #57."""
+    # common_base64: the raw text after AUTH / CHUNK=.
+    for i, data in enumerate([b"", b"Zg==", b"Zm8=", b"Zm9vYmFy", b"AHVzZXIAcGFzcw==", b"====",
+                              b"AAA", b"Zh==", b"Zm9v\r\n", b"{FFFFFFFF}", b"A" * 600,
+                              b"dGVzdA...", b"\x00\xff=="]):
+        write("common_base64", i, data)
+    # smtp_xexch50: knob octet, the argument up to LF, then the blob.
+    be = lambda n: struct.pack(">I", n)
+    blob = be(5) + b"props" + be(2) + b"r1" + be(0)
+    for i, data in enumerate([
+            b"\x01" + b"2 2\n",                                   # 21: the MS03-046 probe
+            b"\x01" + b"-1 2\n" + b"A" * 64,                      # 22: negative length
+            b"\x01" + b"33554432 2\n",                            # 22: heap spray size
+            b"\x01" + b"18446744073709551617 2\n",
+            b"\x03" + b"%d 3\n" % len(blob) + blob,
+            b"\x05" + b"8 2\n" + be(0xFFFFFFFF) + b"abc",         # 26: a length never trusted
+            b"\xf5" + b"12 3\n" + be(0) * 1000,                   # 26: a claim of many entries
+            b"\x00" + b"2336 3\n" + be(4) + b"ab",               # 26: truncated frame
+            b"\x01" + b"GSSAPI\n",                                # 25: the wrong verb's argument
+    ]):
+        write("smtp_xexch50", i, data)
+    # smtp_link2state: knob octet, then arguments separated by LF.
+    first = b"FIRST CHUNK=" + b64(b"digest-of-the-table")
+    for i, data in enumerate([
+            b"\x00" + b"CHUNK=" + b"A" * 600,                      # 23: MS05-021, no FIRST
+            b"\x01" + b"CHUNK=" + b"A" * 600 + b"\nCHUNK=" + b"A" * 900,
+            b"\x00" + b"CHUNK={FFFFFFFF} MULTI (5) ({00000000051}",  # 24
+            b"\x07" + first + b"\nNEXT CHUNK=" + b64(b"x" * 700) + b"\nLAST CHUNK=" + b64(b"end"),
+            b"\x02" + first + b"\nNEXT CHUNK={0000006d} MULTI (5)\nLAST CHUNK=Zg==",
+            b"\x06" + first + b"\nFIRST CHUNK=Zg==\nNEXT CHUNK=\nLAST CHUNK=",
+            b"\x04" + b"NEXT CHUNK=Zg==\nLAST CHUNK=Zg==\nfirst chunk=Zg==\nlast chunk=Zm8=",
+            b"\x05" + b"GSSAPI\nCHUNK=" + b64(b"lone"),             # 25 + a lone chunk
+            b"\x06" + b"FIRST CHUNK=" + b"A" * 1100,                # over the line budget
+    ]):
+        write("smtp_link2state", i, data)
 
 
 if __name__ == "__main__":
