@@ -47,6 +47,9 @@ struct Envelope {
   std::string client_helo;          // HELO/EHLO argument
   std::string protocol;             // "SMTP", "ESMTP", "ESMTPS", ... for Received
   std::int64_t received_unix = 0;   // seconds since the epoch, from the injected clock
+  // XEXCH50 properties from a peer node (DESIGN.md §4.1): the whole blob as received,
+  // already checked against its framing (smtp/xexch50.h); empty: none.
+  std::string xexch50;
 };
 
 }  // namespace bh::queue

@@ -16,7 +16,7 @@ namespace {
 enum RecordType : std::uint8_t {
   kId = 1, kSender = 2, kRecipient = 3, kBody = 4, kRet = 5, kEnvid = 6, kSmtpUtf8 = 7,
   kDeclaredSize = 8, kBodySize = 9, kClient = 10, kHelo = 11, kProtocol = 12, kReceived = 13,
-  kEnd = 0xFF,
+  kXexch50 = 14, kEnd = 0xFF,
 };
 
 void put_u32(std::string& o, std::uint32_t v) {
@@ -148,6 +148,9 @@ std::string encode_envelope(const Envelope& e) {
   tmp.clear();
   put_u64(tmp, static_cast<std::uint64_t>(e.received_unix));
   record(o, kReceived, tmp);
+  if (!e.xexch50.empty()) {
+    record(o, kXexch50, e.xexch50);  // binary; at most kMaxXexch50 octets
+  }
   record(o, kEnd, {});
   return o;
 }
@@ -212,6 +215,10 @@ Result<Envelope> decode_envelope(std::string_view records) {
       case kReceived:
         if (len != 8) return bad("received");
         e.received_unix = static_cast<std::int64_t>(get_be(p, 8));
+        break;
+      case kXexch50:
+        if (len == 0 || len > kMaxXexch50) return bad("xexch50");
+        e.xexch50 = s;
         break;
       case kEnd: if (len != 0) return bad("end"); end = true; break;
       default: return bad("unknown record type");

@@ -25,6 +25,8 @@ namespace bh::queue {
 inline constexpr std::string_view kQueueFileHeader{"BHQF\x01\n", 6};
 inline constexpr std::size_t kQueueFileTrailer = 24;
 inline constexpr std::uint32_t kMaxRecordLength = 64u << 10;
+// The XEXCH50 blob is one record: its cap leaves room in kMaxRecordLength.
+inline constexpr std::uint32_t kMaxXexch50 = 60u << 10;
 inline constexpr std::uint64_t kMaxRecordsLength = 16u << 20;
 inline constexpr std::size_t kMaxRecipientsInFile = 100000;
 

@@ -243,6 +243,14 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     });
   }
   void perform(AuthAbort&) { exchange_.reset(); }
+  void perform(LinkStateReceived& a) {
+    if (services_->on_link_state) {
+      services_->on_link_state(a.peer, std::move(a.payload));
+    } else {
+      log::info("smtp", peer_ip_ + ": X-LINK2STATE from " + a.peer + ": " +
+                            std::to_string(a.payload.size()) + " octets; no link-state engine here");
+    }
+  }
 
   void auth_verdict(AuthVerdict v) {
     if (dead_) {

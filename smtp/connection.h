@@ -88,6 +88,9 @@ struct ConnectionServices {
   std::function<std::size_t(const std::vector<std::string>& domains)> atrn_release;
   OdmrHold* odmr = nullptr;
   std::chrono::milliseconds atrn_idle{std::chrono::seconds(5)};  // no more jobs: QUIT
+  // A complete X-LINK2STATE payload from a peer node (the link-state engine's input);
+  // called on the connection's thread, must not block. Unset: logged and dropped.
+  std::function<void(const std::string& peer, std::string payload)> on_link_state;
   // Called (on the connection's thread) once a message is durable and acknowledged.
   std::function<void(const std::string& queue_id)> on_queued;
   SessionConfig session;

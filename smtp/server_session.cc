@@ -19,6 +19,8 @@
 #include "smtp/data_reader.h"
 #include "smtp/esmtp_params.h"
 #include "smtp/line_reader.h"
+#include "smtp/link2state.h"
+#include "smtp/xexch50.h"
 
 namespace bh::smtp {
 
@@ -75,7 +77,7 @@ bool valid_helo_name(std::string_view arg) {
 }  // namespace
 
 struct ServerSession::Impl {
-  enum class Mode { kCommand, kData, kBdat };
+  enum class Mode { kCommand, kData, kBdat, kXexch50 };
 
   SessionConfig cfg;
   PeerInfo peer;
@@ -110,6 +112,12 @@ struct ServerSession::Impl {
   std::string auth_user;
   bool peer_rights = false;
   bool auth_exchange = false;  // the next line is a SASL response, not a command
+  // XEXCH50 (once per transaction) and X-LINK2STATE, peers only.
+  bool xexch50_done = false;
+  std::uint64_t xexch50_remaining = 0;
+  std::uint32_t xexch50_count = 0;
+  std::string xexch50_buf;
+  std::optional<Link2StateReceiver> l2s;
   std::size_t auth_failures = 0;
 
   Actions out;
@@ -205,6 +213,9 @@ struct ServerSession::Impl {
     bdat_last = bdat_discard = false;
     bdat_error_code = 0;
     bdat_error.reset();
+    xexch50_done = false;
+    xexch50_remaining = 0;
+    xexch50_buf.clear();
     mode = Mode::kCommand;
   }
 
@@ -237,6 +248,24 @@ struct ServerSession::Impl {
           arm(cfg.data_block_timeout);  // per line, not per read (RFC 5321 §4.5.3.2.5)
         }
         return;
+      }
+      if (mode == Mode::kXexch50) {
+        if (xexch50_remaining > 0) {
+          if (in.buffered() == 0) {
+            return;
+          }
+          std::size_t n = static_cast<std::size_t>(
+              std::min<std::uint64_t>(xexch50_remaining, in.buffered()));
+          xexch50_buf.append(in.peek().substr(0, n));  // capped by the argument check
+          xexch50_remaining -= n;
+          in.consume(n);
+          arm(cfg.data_block_timeout);
+          if (xexch50_remaining > 0) {
+            return;
+          }
+        }
+        finish_xexch50();
+        continue;
       }
       if (mode == Mode::kBdat) {
         if (bdat_remaining > 0) {
@@ -390,6 +419,10 @@ struct ServerSession::Impl {
       do_auth(verb, arg);
     } else if ((verb == "ATRN" && cfg.atrn) || (verb == "TURN" && cfg.turn)) {
       do_atrn(verb, arg);
+    } else if (verb == "XEXCH50" && peer_rights) {
+      do_xexch50(arg);
+    } else if (verb == "X-LINK2STATE" && peer_rights) {
+      do_link2state(arg);
     } else if ((verb == "XEXCH50" || verb == "X-LINK2STATE") && !cfg.auth_mechanisms.empty() &&
                !peer_rights) {
       // Only the organization's servers (DESIGN.md §4.1; hostile #21, #23).
@@ -487,6 +520,10 @@ struct ServerSession::Impl {
     }
     if (cfg.atrn) {
       ext.emplace_back("ATRN");  // RFC 2645 §4; the verb itself needs AUTH
+    }
+    if (peer_rights) {
+      ext.emplace_back("XEXCH50");       // after X-EXPS the peer says EHLO again
+      ext.emplace_back("X-LINK2STATE");
     }
     if (cfg.turn) {
       ext.emplace_back("TURN");
@@ -601,6 +638,68 @@ struct ServerSession::Impl {
     }
     awaiting = Awaiting::kAuth;
     out.emplace_back(AuthStep{false, {}, {}, std::move(decoded.bytes)});
+  }
+
+  // ---- XEXCH50 and X-LINK2STATE (DESIGN.md §4.1), from peer nodes only ----
+  // "XEXCH50 <octets> <recipients+1>" after the last RCPT, before DATA/BDAT, once per
+  // transaction; then exactly <octets> raw bytes after our 354.
+  void do_xexch50(std::string_view arg) {
+    if (!in_mail || env.recipients.empty() || data_used || bdat_used) {
+      return error_reply(503, "5.5.1", "XEXCH50 only after RCPT and before DATA");
+    }
+    if (xexch50_done) {
+      return error_reply(503, "5.5.1", "XEXCH50 only once per transaction");
+    }
+    Xexch50Limits lim;
+    lim.max_octets = cfg.max_xexch50;
+    lim.max_recipients = static_cast<std::uint32_t>(cfg.max_recipients);
+    lim.expected_count = static_cast<std::uint32_t>(env.recipients.size() + 1);
+    auto r = parse_xexch50_args(arg, lim);
+    if (!r.ok()) {
+      // Nothing is read after a refused command (hostile #22): the bytes that follow
+      // are commands again.
+      return error_reply(r.reply_code(), r.enhanced(),
+                         r.reply_code() == 552 ? "XEXCH50 blob too large" : "Syntax: XEXCH50 <octets> <count>");
+    }
+    xexch50_done = true;
+    xexch50_remaining = r.args.octets;
+    xexch50_count = r.args.count;
+    xexch50_buf.clear();
+    reply(354, "", "Send binary data");
+    mode = Mode::kXexch50;
+    arm(cfg.data_block_timeout);
+  }
+
+  void finish_xexch50() {
+    mode = Mode::kCommand;
+    Xexch50BlobLimits lim;
+    lim.max_subblobs = cfg.max_recipients + 1;
+    lim.expected_subblobs = xexch50_count;
+    auto b = parse_xexch50_blob(xexch50_buf, lim);
+    if (!b.ok()) {
+      xexch50_buf.clear();
+      return error_reply(500, "5.5.2", "Error processing XEXCH50 command");
+    }
+    env.xexch50 = std::move(xexch50_buf);
+    xexch50_buf.clear();
+    reply(250, "2.0.0", "XEXCH50 OK");
+    arm_for_state();
+  }
+
+  void do_link2state(std::string_view arg) {
+    if (!l2s) {
+      l2s.emplace();
+    }
+    auto step = l2s->feed(arg);
+    int code = reply_code(step.status);
+    if (code >= 400) {
+      return error_reply(code, enhanced_code(step.status),
+                         std::string("X-LINK2STATE: ") + to_string(step.status));
+    }
+    if (step.status == Link2StateStatus::kComplete) {
+      out.emplace_back(LinkStateReceived{auth_user, std::move(step.payload)});
+    }
+    reply(250, "2.0.0", "OK");
   }
 
   // ---- ATRN (RFC 2645) and TURN (RFC 821) ----
@@ -1319,6 +1418,7 @@ Actions ServerSession::on_tls_result(bool ok) {
   s.tls_active = true;
   s.auth_user.clear();
   s.peer_rights = false;
+  s.l2s.reset();
   s.greeted = false;
   s.esmtp = false;
   s.helo.clear();

@@ -55,6 +55,9 @@ struct SessionConfig {
   bool atrn = false;
   bool turn = false;
   std::size_t max_auth_line = 12288;    // RFC 4954 §4: AUTH lines and responses
+  // XEXCH50 blobs from peer nodes: at most this many octets (552 5.3.4 above; it is kept
+  // in the queue file as one record, so at most queue::kMaxXexch50).
+  std::size_t max_xexch50 = 60u << 10;
   std::size_t max_errors = 20;           // then 421 4.7.0 and close
   std::size_t max_junk_commands = 100;   // NOOP/RSET/unknown/... without a MAIL (hostile #64)
   std::size_t max_buffered_input = 64u << 10;  // pipelined input held while waiting
@@ -102,6 +105,12 @@ struct AuthStep {
 };
 // The exchange was cancelled or broken by the client: drop the SASL state.
 struct AuthAbort {};
+// A complete X-LINK2STATE payload from a peer node (DESIGN.md §4.1), for the link-state
+// engine; no answer is awaited (the 250 is already sent).
+struct LinkStateReceived {
+  std::string peer;     // the authenticated identity that sent it
+  std::string payload;  // decoded, reassembled
+};
 // ATRN / TURN by `user` for `domains` (empty: every domain of the user) -> on_atrn_result.
 struct CheckAtrn {
   std::string user;
@@ -116,7 +125,7 @@ struct TurnAround {
 
 using Action = std::variant<SendReply, CloseConnection, ArmTimer, CheckMail, LookupRecipient,
                             BeginMessage, BodyData, CommitMessage, AbortMessage, BeginTls,
-                            AuthStep, AuthAbort, CheckAtrn, TurnAround>;
+                            AuthStep, AuthAbort, CheckAtrn, TurnAround, LinkStateReceived>;
 using Actions = std::vector<Action>;
 
 enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls, kAuth, kAtrn };

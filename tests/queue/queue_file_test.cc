@@ -58,6 +58,25 @@ TEST(QueueFile, EnvelopeRoundTrip) {
   EXPECT_EQ(d->received_unix, 1700000000);
 }
 
+TEST(QueueFile, Xexch50BlobRoundTripsBinaryAndIsCapped) {
+  Envelope e = testing::sample(1);
+  e.id = "X1";
+  e.xexch50 = std::string("\0\0\0\1M\0\0\0\2\r\n", 11);
+  auto d = decode_envelope(encode_envelope(e));
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->xexch50, e.xexch50);
+  Envelope none = testing::sample(1);
+  none.id = "X2";
+  EXPECT_EQ(decode_envelope(encode_envelope(none))->xexch50, "");
+  // A record over the cap is corruption, not a blob.
+  std::string records = encode_envelope(none);
+  std::string big(kMaxXexch50 + 1, 'x');
+  std::string rec(1, static_cast<char>(14));
+  rec += be32(static_cast<std::uint32_t>(big.size())) + big;
+  records.insert(records.size() - 5, rec);  // before the END record (type + u32 length)
+  EXPECT_FALSE(decode_envelope(records).ok());
+}
+
 TEST(QueueFile, NullSenderAndEmptyFieldsRoundTrip) {
   Envelope e = testing::sample(1);
   e.id = "X";

@@ -108,6 +108,26 @@ TEST(SessionAuth, TheLoginLineIsOfferedOnlyUntilSomeoneLogsIn) {
   EXPECT_EQ(h.session().authenticated_user(), "alice");  // EHLO does not log out
 }
 
+TEST(SessionPeer, XExch50BlobIsKeptInTheEnvelopeAndLinkStateIsHandedOn) {
+  SessionConfig c = auth_config();
+  c.auth_requires_tls = false;
+  Harness h(c);
+  std::string blob("\0\0\0\2MP\0\0\0\3RCP", 13);
+  talk(h, "EHLO c\r\nAUTH PLAIN AG5vZGUyAHNlY3JldA==\r\nEHLO c\r\n"
+          "MAIL FROM:<node2@example.org>\r\nRCPT TO:<alice@example.org>\r\nXEXCH50 13 2\r\n");
+  h.feed(blob);
+  h.feed("DATA\r\n");
+  h.feed("x\r\n.\r\n");
+  h.feed("X-LINK2STATE FIRST CHUNK=QUJD\r\n");
+  h.feed("X-LINK2STATE LAST CHUNK=REVG\r\n");
+  const auto& o = h.outcome();
+  ASSERT_EQ(o.messages.size(), 1u);
+  EXPECT_EQ(o.messages[0].xexch50, blob);
+  EXPECT_NE(o.replies.find("250-XEXCH50\r\n250-X-LINK2STATE\r\n"), std::string::npos)
+      << "EHLO after the login offers the peer verbs";
+  EXPECT_EQ(o.link_states, (std::vector<std::string>{"ABCDEF"}));
+}
+
 TEST(SessionAtrn, AfterThe250TheSessionIsOverAndNothingMoreIsRead) {
   SessionConfig c = auth_config();
   c.auth_requires_tls = false;

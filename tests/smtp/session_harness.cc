@@ -133,6 +133,8 @@ void Harness::perform(Actions actions) {
         }
       }
       more = session_.on_atrn_result(std::move(v));
+    } else if (auto* ls = std::get_if<LinkStateReceived>(&a)) {
+      out_.link_states.push_back(ls->payload);
     } else if (auto* ta = std::get_if<TurnAround>(&a)) {
       out_.turned_for = ta->domains;
     } else if (std::holds_alternative<AuthAbort>(a)) {

@@ -22,6 +22,7 @@ struct Outcome {
   int tls_handshakes = 0;
   int auth_exchanges = 0, auth_aborts = 0;
   std::vector<std::string> turned_for;  // TurnAround's domains
+  std::vector<std::string> link_states;  // LinkStateReceived payloads
   bool awaiting_left = false;
 };
 
