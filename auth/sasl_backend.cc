@@ -6,18 +6,11 @@
 #include <krb5.h>
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace bh::auth {
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string r(s);
-  for (char& c : r) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return r;
-}
 
 class CyrusSteps final : public smtp::AuthBackend::Exchange {
  public:
@@ -92,7 +85,7 @@ SaslAuthBackend::SaslAuthBackend(std::shared_ptr<SaslService> sasl,
                                  std::vector<std::string> peer_servers)
     : sasl_(std::move(sasl)) {
   for (const auto& p : peer_servers) {
-    peers_.push_back(lower(p));
+    peers_.push_back(ascii_lower(p));
   }
   if (sasl_->supports("GSSAPI")) {
     realm_ = default_realm();
@@ -107,7 +100,7 @@ std::string SaslAuthBackend::qualify_principal(const std::string& name) const {
 }
 
 bool SaslAuthBackend::is_peer(std::string_view identity) const {
-  return std::find(peers_.begin(), peers_.end(), lower(identity)) != peers_.end();
+  return std::find(peers_.begin(), peers_.end(), ascii_lower(identity)) != peers_.end();
 }
 
 std::unique_ptr<smtp::AuthBackend::Exchange> SaslAuthBackend::begin(bool tls) {

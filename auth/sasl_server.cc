@@ -13,18 +13,11 @@
 #include <mutex>
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace bh::auth {
 
 namespace {
-
-std::string upper(std::string_view s) {
-  std::string r(s);
-  for (char& c : r) {
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  }
-  return r;
-}
 
 // libsasl's own mutexes are no-ops unless the application supplies real ones.
 void* mutex_alloc() { return new std::mutex; }
@@ -140,7 +133,7 @@ class CyrusExchange final : public SaslExchange {
                    std::optional<std::string_view> initial) override {
     const char* out = nullptr;
     unsigned outlen = 0;
-    std::string mech = upper(mechanism);
+    std::string mech = ascii_upper(mechanism);
     int rc = sasl_server_start(conn_, mech.c_str(), initial ? initial->data() : nullptr,
                                initial ? static_cast<unsigned>(initial->size()) : 0, &out,
                                &outlen);
@@ -256,7 +249,7 @@ SaslService::~SaslService() = default;
 
 Result<std::shared_ptr<SaslService>> SaslService::create(SaslOptions options) {
   for (auto& m : options.mechanisms) {
-    m = upper(m);
+    m = ascii_upper(m);
     if (m != "PLAIN" && m != "LOGIN" && m != "GSSAPI") {
       return permanent_error("5.7.0", "unsupported SASL mechanism " + m +
                                           " (PLAIN, LOGIN and GSSAPI are)");
@@ -273,7 +266,7 @@ Result<std::shared_ptr<SaslService>> SaslService::create(SaslOptions options) {
 }
 
 bool SaslService::supports(std::string_view mechanism) const {
-  std::string m = upper(mechanism);
+  std::string m = ascii_upper(mechanism);
   return std::find(options_.mechanisms.begin(), options_.mechanisms.end(), m) !=
          options_.mechanisms.end();
 }

@@ -3,16 +3,10 @@
 #include <cctype>
 #include <map>
 
+#include "common/text.h"
+
 namespace bh::directory {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string r(s);
-  for (char& c : r) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return r;
-}
 
 std::string_view local_part(std::string_view address) {
   auto at = address.rfind('@');
@@ -29,17 +23,17 @@ std::string_view domain_part(std::string_view address) {
 FileDirectory::FileDirectory(const std::vector<std::string>& mailboxes,
                              const std::vector<std::string>& local_domains) {
   for (const auto& d : local_domains) {
-    domains_.insert(lower(d));
+    domains_.insert(ascii_lower(d));
   }
   std::map<std::string, int> local_count;
   for (const auto& m : mailboxes) {
-    local_count[lower(local_part(m))]++;
+    local_count[ascii_lower(local_part(m))]++;
     if (local_domains.empty()) {
-      domains_.insert(lower(domain_part(m)));
+      domains_.insert(ascii_lower(domain_part(m)));
     }
   }
   for (const auto& m : mailboxes) {
-    std::string addr = lower(m);
+    std::string addr = ascii_lower(m);
     std::string local(local_part(addr));
     Resolution r;
     r.kind = RecipientKind::kLocalMailbox;
@@ -50,7 +44,7 @@ FileDirectory::FileDirectory(const std::vector<std::string>& mailboxes,
 }
 
 void FileDirectory::resolve(std::string_view address, ResolveCallback done) {
-  auto it = by_address_.find(lower(address));
+  auto it = by_address_.find(ascii_lower(address));
   if (it == by_address_.end()) {
     done(Resolution{});
     return;

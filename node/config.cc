@@ -19,6 +19,7 @@
 #include <variant>
 
 #include "common/address.h"
+#include "common/text.h"
 #include "routing/address_space.h"
 #include "routing/connector.h"
 
@@ -75,13 +76,6 @@ std::string enum_prefix(const pb::EnumDescriptor* e) {
     out.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
   }
   return out + "_";
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return s;
 }
 
 // Characters a mailbox local part may have here: RFC 5322 atext and '.', minus '/',
@@ -304,7 +298,7 @@ class Loader {
         return Value(s);
       }
       case FD::CPPTYPE_BOOL: {
-        std::string l = lower(s);
+        std::string l = ascii_lower(s);
         if (l == "true" || l == "yes" || l == "on") {
           return Value(true);
         }
@@ -324,10 +318,10 @@ class Loader {
             continue;  // *_UNSPECIFIED: the absence of a value, never written
           }
           std::string name = ev->name().substr(ev->name().rfind(prefix, 0) == 0 ? prefix.size() : 0);
-          if (lower(name) == lower(s)) {
+          if (ascii_lower(name) == ascii_lower(s)) {
             return Value(ev->number());
           }
-          allowed += (allowed.empty() ? "" : ", ") + lower(name);
+          allowed += (allowed.empty() ? "" : ", ") + ascii_lower(name);
         }
         why = quoted(s) + " is not one of: " + allowed;
         return std::nullopt;
@@ -587,7 +581,7 @@ class Loader {
         return fail_key(key, "domain of " + quoted(text) + " is not in local_domains");
       }
       std::string addr = p->mailbox.str();
-      if (!seen.insert(lower(addr)).second) {
+      if (!seen.insert(ascii_lower(addr)).second) {
         return fail_key(key, quoted(text) + " is listed twice");
       }
       *boxes->Mutable(i) = addr;
@@ -708,7 +702,7 @@ class Loader {
       if (!bh::routing::is_valid_connector_name(sc.name())) {
         return fail_key(key + ".name", quoted(sc.name()) + ": use 1-64 letters, digits, '-', '_' or '.'");
       }
-      if (auto [it, fresh] = names.emplace(lower(sc.name()), key + ".name"); !fresh) {
+      if (auto [it, fresh] = names.emplace(ascii_lower(sc.name()), key + ".name"); !fresh) {
         return fail_key(key + ".name", quoted(sc.name()) + " is already the name of " + it->second);
       }
       if (sc.use_dns_mx() && sc.smart_hosts_size() > 0) {

@@ -5,18 +5,11 @@
 #include <set>
 
 #include "common/address.h"
+#include "common/text.h"
 
 namespace bh::routing {
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
 
 Error bad(const std::string& connector, const std::string& why) {
   return permanent_error("", "connector \"" + connector + "\": " + why);
@@ -47,7 +40,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::build(std::vector<Connecto
     if (!is_valid_connector_name(c.name)) {
       return bad(c.name, "name must be 1-64 letters, digits, '-', '_' or '.'");
     }
-    if (!names.insert(lower(c.name)).second) {
+    if (!names.insert(ascii_lower(c.name)).second) {
       return bad(c.name, "name used twice");
     }
     if (c.kind == ConnectorKind::kSmartHost && c.smart_hosts.empty()) {
@@ -115,9 +108,9 @@ Result<Route> RouteTable::select(std::string_view domain, Random& random) const 
 }
 
 std::shared_ptr<const Connector> RouteTable::find(std::string_view name) const {
-  const std::string n = lower(name);
+  const std::string n = ascii_lower(name);
   for (const auto& c : connectors_) {
-    if (lower(c->name) == n) {
+    if (ascii_lower(c->name) == n) {
       return c;
     }
   }

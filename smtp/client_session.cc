@@ -15,19 +15,12 @@
 #include <deque>
 #include <utility>
 
+#include "common/text.h"
 #include "smtp/esmtp_params.h"
 
 namespace bh::smtp {
 
 namespace {
-
-std::string upper(std::string_view s) {
-  std::string r(s);
-  for (char& c : r) {
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  }
-  return r;
-}
 
 std::string base64(std::string_view in) {
   static constexpr char kAlphabet[] =
@@ -140,7 +133,7 @@ ServerCapabilities parse_ehlo(const Reply& reply) {
   for (std::size_t i = 1; i < reply.lines.size(); ++i) {
     std::string_view line = reply.lines[i];
     std::size_t sp = line.find(' ');
-    std::string key = upper(line.substr(0, sp));
+    std::string key = ascii_upper(line.substr(0, sp));
     std::string_view params = sp == std::string_view::npos ? "" : line.substr(sp + 1);
     if (key.rfind("AUTH=", 0) == 0) {  // pre-RFC 4954 servers: "AUTH=LOGIN PLAIN"
       params = line.substr(5);
@@ -171,7 +164,7 @@ ServerCapabilities parse_ehlo(const Reply& reply) {
         std::size_t e = params.find(' ');
         std::string_view mech = params.substr(0, e);
         if (!mech.empty()) {
-          caps.auth.push_back(upper(mech));
+          caps.auth.push_back(ascii_upper(mech));
         }
         params.remove_prefix(e == std::string_view::npos ? params.size() : e + 1);
       }

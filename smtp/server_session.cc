@@ -15,6 +15,7 @@
 #include "common/address.h"
 #include "common/base64.h"
 #include "common/date.h"
+#include "common/text.h"
 #include "queue/hop_count.h"
 #include "smtp/data_reader.h"
 #include "smtp/esmtp_params.h"
@@ -29,14 +30,6 @@ namespace {
 constexpr std::size_t kMaxDiscardedLine = 1u << 20;  // hostile #35: then 421
 constexpr std::size_t kMaxEnvid = 100, kMaxOrcpt = 500;
 constexpr std::size_t kMaxLink2StateLine = 1024;
-
-std::string upper(std::string_view s) {
-  std::string r(s);
-  for (char& c : r) {
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  }
-  return r;
-}
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) {
@@ -361,7 +354,7 @@ struct ServerSession::Impl {
   // ---- verbs ----
   void handle(std::string_view line) {
     std::size_t sp = line.find(' ');
-    std::string verb = upper(line.substr(0, sp));
+    std::string verb = ascii_upper(line.substr(0, sp));
     std::string_view arg = sp == std::string_view::npos ? std::string_view{} : line.substr(sp + 1);
     if (line.find('\n') != std::string_view::npos) {
       ++counters.bare_lf;
@@ -591,7 +584,7 @@ struct ServerSession::Impl {
       return error_reply(530, "5.7.0", "Must issue a STARTTLS command first");
     }
     std::size_t sp = arg.find(' ');
-    std::string mech = upper(arg.substr(0, sp));
+    std::string mech = ascii_upper(arg.substr(0, sp));
     std::optional<std::string_view> initial;
     if (sp != std::string_view::npos) {
       initial = arg.substr(sp + 1);
@@ -815,7 +808,7 @@ struct ServerSession::Impl {
         if (dup(seen_body) || !has_value) {
           return error_reply(501, "5.5.4", "Bad BODY parameter");
         }
-        std::string v = upper(value);
+        std::string v = ascii_upper(value);
         if (v == "7BIT") {
           e.body = queue::BodyType::k7Bit;
         } else if (v == "8BITMIME" && cfg.eightbitmime) {
@@ -826,7 +819,7 @@ struct ServerSession::Impl {
           return error_reply(501, "5.5.4", "Bad BODY parameter");
         }
       } else if (key == "RET" && cfg.dsn) {
-        std::string v = upper(value);
+        std::string v = ascii_upper(value);
         if (dup(seen_ret) || !has_value || (v != "FULL" && v != "HDRS")) {
           return error_reply(501, "5.5.4", "Bad RET parameter");
         }
@@ -892,7 +885,7 @@ struct ServerSession::Impl {
         }
         seen_notify = true;
         std::uint8_t flags = 0;
-        std::string v = upper(value);
+        std::string v = ascii_upper(value);
         std::size_t pos = 0;
         while (pos <= v.size()) {
           std::size_t comma = v.find(',', pos);
@@ -1020,7 +1013,7 @@ struct ServerSession::Impl {
     auto n = parse_decimal(num);  // overflow-safe; nothing is allocated from it
     bool last = false;
     if (!rest.empty()) {
-      if (upper(rest) != "LAST") {
+      if (ascii_upper(rest) != "LAST") {
         n.reset();
       }
       last = true;
