@@ -285,6 +285,125 @@ Result<void> QueueManager::freeze_hop(const std::string& hop, bool frozen) {
   return Ok{};
 }
 
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// RFC 1985: "example.com" names that domain; "@example.com" it and every domain below
+// it ("a.example.com", never "xexample.com").
+bool etrn_domain_matches(std::string_view domain, const EtrnRequest& req) {
+  if (!domain.empty() && domain.back() == '.') {
+    domain.remove_suffix(1);
+  }
+  if (iequals(domain, req.name)) {
+    return true;
+  }
+  return req.kind == EtrnRequest::Kind::kSubdomains && domain.size() > req.name.size() &&
+         domain[domain.size() - req.name.size() - 1] == '.' &&
+         iequals(domain.substr(domain.size() - req.name.size()), req.name);
+}
+
+}  // namespace
+
+void QueueManager::set_etrn_policy(EtrnPolicy policy) {
+  std::lock_guard lock(mu_);
+  BH_CHECK(!started_);
+  etrn_policy_ = std::move(policy);
+}
+
+EtrnResult QueueManager::etrn(const EtrnRequest& request) {
+  EtrnResult res;
+  bool allowed = false;
+  // smtp::parse_etrn() only makes printable names; anything else is refused here too
+  // (the name reaches the log).
+  const bool printable = std::all_of(request.name.begin(), request.name.end(), [](char c) {
+    return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+  });
+  if (!request.name.empty() && request.name.size() <= 255 && printable) {
+    if (etrn_policy_) {  // set before start(), read-only afterwards
+      allowed = etrn_policy_(request);
+    } else {
+      std::lock_guard lock(mu_);
+      allowed = remote_ != nullptr;
+    }
+  }
+  if (!allowed) {
+    res.outcome = EtrnOutcome::kNotAllowed;
+    res.reason = "not a node we queue for";
+    return res;
+  }
+  std::size_t made_due = 0, on_its_way = 0, held = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (!started_ || stop_) {
+      res.outcome = EtrnOutcome::kUnable;
+      res.reason = "the queue is not running";
+      return res;
+    }
+    for (auto& [id, e] : entries_) {
+      const MessageState state = e.summary.state;
+      if (state == MessageState::kFrozen) {
+        continue;
+      }
+      bool match = false;
+      if (request.kind == EtrnRequest::Kind::kQueue) {
+        match = std::any_of(e.hops.begin(), e.hops.end(),
+                            [&](const std::string& h) { return iequals(h, request.name); });
+      } else if (e.envelope) {
+        match = std::any_of(e.envelope->recipients.begin(), e.envelope->recipients.end(),
+                            [&](const Recipient& r) {
+                              return r.state == RecipientState::kPending && r.mailbox.empty() &&
+                                     etrn_domain_matches(domain_of(r.address), request);
+                            });
+      }
+      if (!match) {
+        continue;
+      }
+      const bool can_go =
+          e.hops.empty() || std::any_of(e.hops.begin(), e.hops.end(), [&](const std::string& h) {
+            return frozen_hops_.count(h) == 0;
+          });
+      if (!can_go) {
+        ++held;
+        continue;
+      }
+      if (state == MessageState::kRetry) {
+        e.summary.state = MessageState::kQueued;  // its retry_ entry is skipped when it comes up
+        ready_.push_back(id);
+        for (const auto& h : e.hops) {
+          if (auto it = hops_.find(h); it != hops_.end()) {
+            it->second.failures = 0;
+          }
+        }
+        ++made_due;
+      } else {
+        ++on_its_way;
+      }
+    }
+  }
+  res.messages = made_due + on_its_way;
+  if (made_due > 0) {
+    cv_.notify_one();
+  }
+  if (res.messages > 0) {
+    res.outcome = EtrnOutcome::kStarted;
+  } else if (held > 0) {
+    res.outcome = EtrnOutcome::kUnable;
+    res.reason = "its next hop is suspended";
+  } else {
+    res.outcome = EtrnOutcome::kNothingQueued;
+  }
+  log::info("queue", "ETRN " + request.node() + ": " + std::to_string(made_due) + " made due, " +
+                         std::to_string(on_its_way) + " on their way, " + std::to_string(held) +
+                         " held");
+  return res;
+}
+
 // On the delivery thread.
 Result<void> QueueManager::perform(const std::string& id, Action action) {
   std::optional<Envelope> env;

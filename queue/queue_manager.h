@@ -29,23 +29,24 @@
 #include <deque>
 #include <functional>
 #include <future>
-#include <memory>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
-#include <set>
 #include <vector>
 
 #include "common/clock.h"
 #include "queue/delivery_state.h"
 #include "queue/dsn.h"
 #include "queue/envelope.h"
+#include "queue/etrn_request.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
-#include "queue/remote_deliverer.h"
 #include "queue/queue_events.h"
+#include "queue/remote_deliverer.h"
 
 namespace bh::queue {
 
@@ -191,6 +192,30 @@ class QueueManager {
   // retry times pass) until it is thawed; kept in <queue>/frozen-hops across restarts.
   Result<void> freeze_hop(const std::string& hop, bool frozen);
 
+  // RFC 1985 ETRN: a remote client asks for a queue run (smtp/etrn.h parses the command
+  // and words the reply). Every message with a pending remote recipient in the domain
+  // (kDomain: exactly that domain; kSubdomains: it or any domain below it), or with a
+  // next hop of that name (kQueue, ignoring case), that waits for a retry is due now, as
+  // with retry_hop(), and the failure counts of its next hops are reset. Frozen messages
+  // are never touched. Outcome:
+  //   kNotAllowed    the ETRN policy refuses the node (459)
+  //   kUnable        the queue is not running, or every matching message waits on next
+  //                  hops frozen by the operator (458)
+  //   kStarted       matching mail was made due, or is already on its way: queued,
+  //                  waiting for a free connection, in delivery (250)
+  //   kNothingQueued none matches (251)
+  // Any thread; takes the lock once for a scan of the queued messages (O(messages):
+  // callers rate-limit ETRN per client, smtp::EtrnRateLimiter); never waits for the
+  // delivery thread. Limit: a message is known by its recipients and next hops only
+  // once its queue file was read in this run, so mail recovered at start that still
+  // waits for its first retry of this run is not matched (it keeps its schedule).
+  EtrnResult etrn(const EtrnRequest& request);
+  // Which ETRN nodes this node queues for (RFC 1985 459 for the others). Called on the
+  // ETRN caller's thread outside the manager's lock, so it must be thread-safe. Without
+  // one: every node when remote delivery is configured (set_remote), none otherwise.
+  using EtrnPolicy = std::function<bool(const EtrnRequest&)>;
+  void set_etrn_policy(EtrnPolicy policy);  // before start()
+
  private:
   struct Entry {
     MessageSummary summary;
@@ -272,6 +297,7 @@ class QueueManager {
   Router router_;
   std::optional<DsnSetup> dsn_;
   QueueEvents* events_ = nullptr;
+  EtrnPolicy etrn_policy_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

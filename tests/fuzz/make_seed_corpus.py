@@ -133,6 +133,12 @@ def verb_seeds():
             b"\x06" + b"FIRST CHUNK=" + b"A" * 1100,                # over the line budget
     ]):
         write("smtp_link2state", i, data)
+    # smtp_etrn: knob octet, then the argument.
+    for i, data in enumerate([b"\x00", b"\x00ext.example", b"\xf1@our.domain", b"\x13#mx:internet:ext.example",
+                              b"\x00@", b"\x00#", b"\x00Our.Domain.", b"\x00[127.0.0.1]",
+                              b"\x00a..b", b"\x00 @sub.example.org  ", b"\xff" + b"@our.domain" * 8,
+                              b"\x00#q\r\nX"]):
+        write("smtp_etrn", i, data)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 #include <thread>
 
 #include "queue/queue_file.h"
@@ -597,6 +598,122 @@ TEST(RemoteQueue, LocalMailboxesGoByLmtpOneRecipientPerMailbox) {
   EXPECT_EQ(lmtp.job(1).recipients[0].address, "alice@example.org");
   lmtp.answer(1, {"250"});
   ASSERT_TRUE(wait_until([&] { return !fs::exists(s.store.path_of(id)); }));
+  qm.stop();
+}
+
+EtrnRequest etrn_req(EtrnRequest::Kind kind, std::string name) {
+  EtrnRequest r;
+  r.kind = kind;
+  r.name = std::move(name);
+  return r;
+}
+
+// RFC 1985 ETRN: mail waiting for a retry in the named domain, its subdomains or the
+// named next hop is sent now; the rest keeps its schedule.
+TEST(RemoteQueue, EtrnMakesTheMatchingDomainsMailDueNow) {
+  TempDir t;
+  Node n(t.path(), fast());
+  using K = EtrnRequest::Kind;
+  auto a = n.s.put("a\r\n", from("alice@example.org", {rcpt("a@one.test")})).value();
+  auto b = n.s.put("b\r\n", from("alice@example.org", {rcpt("b@Sub.One.Test")})).value();
+  auto c = n.s.put("c\r\n", from("alice@example.org", {rcpt("c@two.test")})).value();
+  auto d = n.s.put("d\r\n", from("alice@example.org", {rcpt("d@xone.test")})).value();
+  n.qm.start({a, b, c, d});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 4; }));
+  for (std::size_t i = 0; i < 4; ++i) {
+    n.remote.answer(i, {"451"});
+  }
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 4; }));
+  auto ids_from = [&](std::size_t first) {
+    std::set<std::string> ids;
+    for (std::size_t i = first; i < n.remote.size(); ++i) {
+      ids.insert(n.remote.job(i).queue_id);
+    }
+    return ids;
+  };
+
+  // Exactly one.test: only a (not sub.one.test, not xone.test). No clock advance needed.
+  auto r = n.qm.etrn(etrn_req(K::kDomain, "one.test"));
+  EXPECT_EQ(r.outcome, EtrnOutcome::kStarted);
+  EXPECT_EQ(r.messages, 1u);
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 5; }));
+  EXPECT_EQ(ids_from(4), std::set<std::string>{a});
+  // While a is in delivery, a second ETRN finds it on its way: still "started".
+  EXPECT_EQ(n.qm.etrn(etrn_req(K::kDomain, "one.test")).outcome, EtrnOutcome::kStarted);
+  n.remote.answer(4, {"451"});
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 5; }));
+
+  // @one.test: one.test and below it, never xone.test.
+  r = n.qm.etrn(etrn_req(K::kSubdomains, "one.test"));
+  EXPECT_EQ(r.outcome, EtrnOutcome::kStarted);
+  EXPECT_EQ(r.messages, 2u);
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 7; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(n.remote.size(), 7u);
+  EXPECT_EQ(ids_from(5), (std::set<std::string>{a, b}));
+  n.remote.answer(5, {"451"});
+  n.remote.answer(6, {"451"});
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 7; }));
+
+  // #queue: a next hop by name, in any case.
+  r = n.qm.etrn(etrn_req(K::kQueue, "mx:internet:two.test"));
+  EXPECT_EQ(r.outcome, EtrnOutcome::kStarted);
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 8; }));
+  EXPECT_EQ(n.remote.job(7).queue_id, c);
+  n.remote.answer(7, {"250"});
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(c)); }));
+
+  // Nothing queued: a domain without mail, a delivered one, an unknown queue.
+  EXPECT_EQ(n.qm.etrn(etrn_req(K::kDomain, "three.test")).outcome, EtrnOutcome::kNothingQueued);
+  EXPECT_EQ(n.qm.etrn(etrn_req(K::kDomain, "two.test")).outcome, EtrnOutcome::kNothingQueued);
+  EXPECT_EQ(n.qm.etrn(etrn_req(K::kSubdomains, "test")).outcome, EtrnOutcome::kStarted);
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 11; }));  // a, b, d
+  for (std::size_t i = 8; i < 11; ++i) {
+    n.remote.answer(i, {"451"});
+  }
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 10; }));
+  EXPECT_EQ(n.qm.etrn(etrn_req(K::kQueue, "mx:internet:nowhere.test")).outcome,
+            EtrnOutcome::kNothingQueued);
+
+  // A frozen message is never touched; a frozen next hop makes its mail "unable" (458).
+  ASSERT_TRUE(n.qm.act(b, QueueManager::Action::kFreeze).ok());
+  EXPECT_EQ(n.qm.etrn(etrn_req(K::kDomain, "sub.one.test")).outcome, EtrnOutcome::kNothingQueued);
+  ASSERT_TRUE(n.qm.freeze_hop("mx:internet:xone.test", true).ok());
+  r = n.qm.etrn(etrn_req(K::kQueue, "MX:Internet:XONE.test"));
+  EXPECT_EQ(r.outcome, EtrnOutcome::kUnable);
+  EXPECT_FALSE(r.reason.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(n.remote.size(), 11u);
+  // Out-of-range names are refused whatever the policy.
+  EXPECT_EQ(n.qm.etrn(etrn_req(K::kDomain, "")).outcome, EtrnOutcome::kNotAllowed);
+  EXPECT_EQ(n.qm.etrn(etrn_req(K::kDomain, "a\nb")).outcome, EtrnOutcome::kNotAllowed);
+  n.qm.stop();
+  EXPECT_EQ(n.qm.etrn(etrn_req(K::kDomain, "one.test")).outcome, EtrnOutcome::kUnable);
+}
+
+TEST(RemoteQueue, EtrnPolicyDecidesWhichNodesWeQueueFor) {
+  TempDir t;
+  using K = EtrnRequest::Kind;
+  fs::create_directories(t.path() + "/1");
+  fs::create_directories(t.path() + "/2");
+  {
+    Node n(t.path() + "/1", fast());
+    n.qm.set_etrn_policy(
+        [](const EtrnRequest& r) { return r.kind != K::kQueue && r.name == "one.test"; });
+    n.qm.start({});
+    auto r = n.qm.etrn(etrn_req(K::kDomain, "two.test"));
+    EXPECT_EQ(r.outcome, EtrnOutcome::kNotAllowed);
+    EXPECT_FALSE(r.reason.empty());
+    EXPECT_EQ(n.qm.etrn(etrn_req(K::kQueue, "one.test")).outcome, EtrnOutcome::kNotAllowed);
+    EXPECT_EQ(n.qm.etrn(etrn_req(K::kDomain, "one.test")).outcome, EtrnOutcome::kNothingQueued);
+    n.qm.stop();
+  }
+  // Without a policy and without remote delivery, a node queues for nobody.
+  testing::Store s(t.path() + "/2/q");
+  MaildirDeliverer md(t.path() + "/2/mb", "h");
+  QueueManager qm(s.store, md, s.clock, fast());
+  qm.start({});
+  EXPECT_EQ(qm.etrn(etrn_req(K::kDomain, "one.test")).outcome, EtrnOutcome::kNotAllowed);
   qm.stop();
 }
 
