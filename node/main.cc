@@ -33,6 +33,7 @@
 #include "common/address.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "directory/file_directory.h"
 #include "node/config.h"
 #include "queue/fs_message_store.h"
@@ -453,6 +454,36 @@ int main(int argc, char** argv) {
       }
       return n;
     };
+  }
+  // ETRN (RFC 1985): queue runs for the domains we hold mail for (relay domains and the
+  // on-demand customers' domains) and for the next hops of our connectors.
+  if (cfg.smtp().etrn()) {
+    std::set<std::string> connectors;
+    for (const auto& sc : cfg.routing().smtp_connectors()) {
+      connectors.insert(bh::ascii_lower(sc.name()));
+    }
+    manager.set_etrn_policy([relay_domains, connectors](const bh::queue::EtrnRequest& r) {
+      using Kind = bh::queue::EtrnRequest::Kind;
+      if (r.kind == Kind::kQueue) {
+        // "#smarthost:<connector>", "#mx:<connector>:<domain>", "#odmr:<domain>"
+        auto colon = r.name.find(':');
+        std::string rest = colon == std::string::npos ? "" : r.name.substr(colon + 1);
+        std::string conn = rest.substr(0, rest.find(':'));
+        return connectors.count(conn) > 0 || r.name.rfind("odmr:", 0) == 0;
+      }
+      for (const auto& d : relay_domains) {
+        if (d == r.name || (r.kind == Kind::kSubdomains && d.size() > r.name.size() &&
+                            d.compare(d.size() - r.name.size() - 1, std::string::npos,
+                                      "." + r.name) == 0)) {
+          return true;
+        }
+      }
+      return false;
+    });
+    svc.session.etrn = true;
+    svc.etrn = [&manager](const bh::queue::EtrnRequest& r) { return manager.etrn(r); };
+    svc.etrn_limiter = std::make_shared<bh::smtp::EtrnRateLimiter>(
+        clock, bh::smtp::EtrnRateLimits{cfg.smtp().etrn_per_minute(), std::chrono::seconds(60), 4096});
   }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   auto& s = svc.session;

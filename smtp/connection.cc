@@ -243,6 +243,20 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     });
   }
   void perform(AuthAbort&) { exchange_.reset(); }
+  void perform(RunEtrn& a) {
+    EtrnReply r;
+    if (services_->etrn_limiter && !services_->etrn_limiter->allow(peer_ip_)) {
+      r = etrn_rate_limited_reply(a.request);
+    } else if (services_->etrn) {
+      r = etrn_reply(a.request, services_->etrn(a.request));
+    } else {
+      queue::EtrnResult none;
+      none.outcome = queue::EtrnOutcome::kNotAllowed;
+      none.reason = "no queue runs here";
+      r = etrn_reply(a.request, none);
+    }
+    feed_now(session_.on_etrn_result(std::move(r)));
+  }
   void perform(LinkStateReceived& a) {
     if (services_->on_link_state) {
       services_->on_link_state(a.peer, std::move(a.payload));

@@ -88,6 +88,9 @@ struct ConnectionServices {
   std::function<std::size_t(const std::vector<std::string>& domains)> atrn_release;
   OdmrHold* odmr = nullptr;
   std::chrono::milliseconds atrn_idle{std::chrono::seconds(5)};  // no more jobs: QUIT
+  // ETRN (session.etrn): the queue run, and the per-client limit in front of it.
+  std::function<queue::EtrnResult(const queue::EtrnRequest&)> etrn;
+  std::shared_ptr<EtrnRateLimiter> etrn_limiter;
   // A complete X-LINK2STATE payload from a peer node (the link-state engine's input);
   // called on the connection's thread, must not block. Unset: logged and dropped.
   std::function<void(const std::string& peer, std::string payload)> on_link_state;

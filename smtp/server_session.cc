@@ -410,6 +410,8 @@ struct ServerSession::Impl {
       do_starttls(arg);
     } else if ((verb == "AUTH" || verb == "X-EXPS") && !cfg.auth_mechanisms.empty()) {
       do_auth(verb, arg);
+    } else if (verb == "ETRN" && cfg.etrn) {
+      do_etrn(arg);
     } else if ((verb == "ATRN" && cfg.atrn) || (verb == "TURN" && cfg.turn)) {
       do_atrn(verb, arg);
     } else if (verb == "XEXCH50" && peer_rights) {
@@ -510,6 +512,9 @@ struct ServerSession::Impl {
           ext.emplace_back("X-EXPS=LOGIN");  // the form Exchange 5.5 looked for
         }
       }
+    }
+    if (cfg.etrn) {
+      ext.emplace_back("ETRN");
     }
     if (cfg.atrn) {
       ext.emplace_back("ATRN");  // RFC 2645 §4; the verb itself needs AUTH
@@ -693,6 +698,22 @@ struct ServerSession::Impl {
       out.emplace_back(LinkStateReceived{auth_user, std::move(step.payload)});
     }
     reply(250, "2.0.0", "OK");
+  }
+
+  // ---- ETRN (RFC 1985): a queue run for a node; the reply never says how much mail ----
+  void do_etrn(std::string_view arg) {
+    if (!greeted) {
+      return error_reply(503, "5.5.1", "Error: send HELO/EHLO first");
+    }
+    if (in_mail) {
+      return error_reply(503, "5.5.1", "Error: MAIL transaction in progress");
+    }
+    auto req = parse_etrn(arg);
+    if (!req.ok()) {
+      return error_reply(501, req.error().enhanced, req.error().message);
+    }
+    awaiting = Awaiting::kEtrn;
+    out.emplace_back(RunEtrn{std::move(req.value())});
   }
 
   // ---- ATRN (RFC 2645) and TURN (RFC 821) ----
@@ -1422,6 +1443,24 @@ Actions ServerSession::on_tls_result(bool ok) {
 }
 const SessionCounters& ServerSession::counters() const { return impl_->counters; }
 const std::string& ServerSession::authenticated_user() const { return impl_->auth_user; }
+
+Actions ServerSession::on_etrn_result(EtrnReply r) {
+  auto& s = *impl_;
+  BH_CHECK(s.awaiting == Awaiting::kEtrn);
+  s.awaiting = Awaiting::kNothing;
+  if (s.closed) {
+    return s.take();
+  }
+  if (r.code >= 400) {
+    s.error_reply(r.code, r.enhanced, r.text);
+  } else {
+    s.reply(r.code, r.enhanced, r.text);
+  }
+  s.junk();  // a flood of ETRN is a flood of commands without mail
+  s.arm_for_state();
+  s.process();
+  return s.take();
+}
 
 Actions ServerSession::on_atrn_result(AtrnVerdict v) {
   auto& s = *impl_;

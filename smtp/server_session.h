@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/result.h"
 #include "queue/envelope.h"
+#include "smtp/etrn.h"
 
 namespace bh::smtp {
 
@@ -54,6 +55,8 @@ struct SessionConfig {
   // `turn` is set. The adapter knows which domains each user may take.
   bool atrn = false;
   bool turn = false;
+  // ETRN (RFC 1985): offered and answered; the adapter runs the queue and rate-limits.
+  bool etrn = false;
   std::size_t max_auth_line = 12288;    // RFC 4954 §4: AUTH lines and responses
   // XEXCH50 blobs from peer nodes: at most this many octets (552 5.3.4 above; it is kept
   // in the queue file as one record, so at most queue::kMaxXexch50).
@@ -111,6 +114,10 @@ struct LinkStateReceived {
   std::string peer;     // the authenticated identity that sent it
   std::string payload;  // decoded, reassembled
 };
+// ETRN (RFC 1985) for a parsed node -> on_etrn_result with the reply to send.
+struct RunEtrn {
+  queue::EtrnRequest request;
+};
 // ATRN / TURN by `user` for `domains` (empty: every domain of the user) -> on_atrn_result.
 struct CheckAtrn {
   std::string user;
@@ -125,10 +132,11 @@ struct TurnAround {
 
 using Action = std::variant<SendReply, CloseConnection, ArmTimer, CheckMail, LookupRecipient,
                             BeginMessage, BodyData, CommitMessage, AbortMessage, BeginTls,
-                            AuthStep, AuthAbort, CheckAtrn, TurnAround, LinkStateReceived>;
+                            AuthStep, AuthAbort, CheckAtrn, TurnAround, LinkStateReceived,
+                            RunEtrn>;
 using Actions = std::vector<Action>;
 
-enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls, kAuth, kAtrn };
+enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls, kAuth, kAtrn, kEtrn };
 
 // The directory's answer for one RCPT/VRFY lookup.
 struct RecipientVerdict {
@@ -196,6 +204,8 @@ class ServerSession {
   Actions on_tls_result(bool ok);
   bool tls_active() const;
   Actions on_atrn_result(AtrnVerdict verdict);
+  // The reply to RunEtrn (smtp/etrn.h etrn_reply or etrn_rate_limited_reply).
+  Actions on_etrn_result(EtrnReply reply);
   // The SASL exchange after AuthStep.
   Actions on_auth_result(AuthVerdict verdict);
   // Who logged in with AUTH/X-EXPS (empty: nobody), and whether it has peer rights

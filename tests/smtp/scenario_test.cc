@@ -119,6 +119,7 @@ SessionConfig config_for(const Scenario& s) {
     else if (k == "auth_requires_tls") c.auth_requires_tls = v == "true";
     else if (k == "require_auth") c.require_auth = v == "true";
     else if (k == "atrn") c.atrn = v == "true";
+    else if (k == "etrn") c.etrn = v == "true";
     else if (k == "turn") c.turn = v == "true";
     else if (k == "max_auth_failures") c.max_auth_failures = std::stoul(v);
     else ADD_FAILURE() << "unknown config key " << k;

@@ -133,6 +133,19 @@ void Harness::perform(Actions actions) {
         }
       }
       more = session_.on_atrn_result(std::move(v));
+    } else if (auto* et = std::get_if<RunEtrn>(&a)) {
+      // The twin queues for partner.example (and below it), with mail waiting for
+      // mail.partner.example only.
+      queue::EtrnResult r;
+      const auto& req = et->request;
+      bool ours = req.name == "partner.example" || req.name == "mail.partner.example";
+      r.outcome = !ours ? queue::EtrnOutcome::kNotAllowed
+                  : (req.name == "mail.partner.example" ||
+                     req.kind == queue::EtrnRequest::Kind::kSubdomains)
+                      ? queue::EtrnOutcome::kStarted
+                      : queue::EtrnOutcome::kNothingQueued;
+      r.reason = "not a node we queue for";
+      more = session_.on_etrn_result(etrn_reply(req, r));
     } else if (auto* ls = std::get_if<LinkStateReceived>(&a)) {
       out_.link_states.push_back(ls->payload);
     } else if (auto* ta = std::get_if<TurnAround>(&a)) {
