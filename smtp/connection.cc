@@ -221,6 +221,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     if (a.first) {
       exchange_.reset();
       if (limiter && limiter->blocked(peer_ip_)) {
+        count(&ListenerCounters::auth_refused);
         feed_now(session_.on_auth_result(AuthVerdict{Kind::kRefused, {}, {}, false}));
         return;
       }
@@ -248,7 +249,11 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     if (services_->etrn_limiter && !services_->etrn_limiter->allow(peer_ip_)) {
       r = etrn_rate_limited_reply(a.request);
     } else if (services_->etrn) {
-      r = etrn_reply(a.request, services_->etrn(a.request));
+      auto result = services_->etrn(a.request);
+      if (result.outcome == queue::EtrnOutcome::kStarted) {
+        count(&ListenerCounters::etrn_runs);
+      }
+      r = etrn_reply(a.request, result);
     } else {
       queue::EtrnResult none;
       none.outcome = queue::EtrnOutcome::kNotAllowed;
@@ -266,9 +271,20 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     }
   }
 
+  void count(std::atomic<std::uint64_t> ListenerCounters::*counter) {
+    if (services_->counters != nullptr) {
+      (services_->counters->*counter)++;
+    }
+  }
+
   void auth_verdict(AuthVerdict v) {
     if (dead_) {
       return;
+    }
+    if (v.kind == AuthVerdict::Kind::kSuccess) {
+      count(&ListenerCounters::auth_successes);
+    } else if (v.kind == AuthVerdict::Kind::kFailed) {
+      count(&ListenerCounters::auth_failures);
     }
     if (v.kind == AuthVerdict::Kind::kFailed) {
       if (services_->auth_limiter) {
@@ -318,6 +334,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   void start_turn() {
     turn_pending_ = false;
     turned_ = true;
+    count(&ListenerCounters::atrn_turns);
     line_timer_.cancel();
     log::info("smtp", peer_ip_ + ": ATRN by " + session_.authenticated_user() + ": reversing for " +
                           std::to_string(turn_domains_.size()) + " domain(s)");

@@ -45,6 +45,9 @@ struct ListenerCounters {
   std::atomic<std::uint64_t> tls_sessions{0}, tls_failures{0};
   // Refused by smtp.max_connections_per_ip_per_minute; replies held back by the tarpit.
   std::atomic<std::uint64_t> rejected_rate{0}, tarpit_delays{0};
+  // AUTH / X-EXPS outcomes; refused: the address was over its failure limit.
+  std::atomic<std::uint64_t> auth_successes{0}, auth_failures{0}, auth_refused{0};
+  std::atomic<std::uint64_t> atrn_turns{0}, etrn_runs{0};
 };
 
 struct ConnectionServices {

@@ -7,6 +7,7 @@ delivers the held messages to her and says QUIT. Nothing is left in the queue.
 Also: ATRN with nothing waiting is 453, for somebody else's domain 450, without AUTH 530.
 """
 import base64
+import json
 import shutil
 import smtplib
 import ssl
@@ -128,6 +129,8 @@ class Atrn(unittest.TestCase):
         self.assertTrue(one[2].endswith(b"first held message\r\n.leading dot"), one[2])
         wait_until(lambda: len(self.node.queue_files()) == 0, timeout=10,
                    what="an empty queue after ATRN")
+        sessions = json.loads(self.node.bhctl("--json", "status").stdout)["sessions"]
+        self.assertEqual(sessions["atrn_turns"], 1)
 
     def test_atrn_refusals(self):
         c = smtplib.SMTP("127.0.0.1", self.odmr_port, timeout=15)

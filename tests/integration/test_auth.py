@@ -10,6 +10,7 @@
   is down the answer is 454 4.7.0, never a login.
 """
 import base64
+import json
 import os
 import shutil
 import smtplib
@@ -184,6 +185,10 @@ class AuthSasldb(unittest.TestCase):
             code, text = c.docmd("AUTH", "PLAIN " + plain("carol", "carol-pw"))
             self.assertEqual(code, 421, text)
             self.assertTrue(text.startswith(b"4.7.0"), text)
+        sessions = json.loads(self.node.bhctl("--json", "status").stdout)["sessions"]
+        self.assertGreaterEqual(sessions["auth_failures"], 5)
+        self.assertEqual(sessions["auth_refused"], 1)
+        self.assertGreaterEqual(sessions["auth_successes"], 1)
 
 
 class AuthLdap(unittest.TestCase):
