@@ -601,7 +601,9 @@ class Loader {
     if (!lines_.count("auth")) {
       return true;
     }
-    if (a.mechanisms_size() == 0) {
+    if (a.mechanisms_size() == 0 && a.client_keytab().empty()) {
+      // (An auth section with only client_keytab is a node that logs in elsewhere but
+      // offers no AUTH itself.)
       return fail_key("auth.mechanisms", "at least one of PLAIN, LOGIN, GSSAPI");
     }
     bool passwords = false;
@@ -643,6 +645,10 @@ class Loader {
     }
     if (lines_.count("auth.keytab") && (a.keytab().empty() || a.keytab().front() != '/')) {
       return fail_key("auth.keytab", "must be an absolute path");
+    }
+    if (lines_.count("auth.client_keytab") &&
+        (a.client_keytab().empty() || a.client_keytab().front() != '/')) {
+      return fail_key("auth.client_keytab", "must be an absolute path");
     }
     if (!is_valid_domain(a.service()) || a.service().find('.') != std::string::npos) {
       return fail_key("auth.service", quoted(a.service()) + " is not a service name (like smtp)");
@@ -756,6 +762,27 @@ class Loader {
         if (sc.tls() != bh::proto::TLS_MODE_REQUIRED) {
           return fail_key(key + ".auth", "needs tls: required (credentials never travel in clear text)");
         }
+      }
+      if (lines_.count(key + ".auth.mechanism")) {
+        std::string m = ascii_upper(auth.mechanism());
+        if (m != "GSSAPI") {
+          return fail_key(key + ".auth.mechanism", quoted(auth.mechanism()) + " is not supported (GSSAPI)");
+        }
+        if (has_user || has_file) {
+          return fail_key(key + ".auth.mechanism", "GSSAPI uses no username or password_file");
+        }
+        sc.mutable_auth()->set_mechanism(m);
+      }
+      std::string verb = ascii_upper(auth.verb());
+      if (verb != "AUTH" && verb != "X-EXPS") {
+        return fail_key(key + ".auth.verb", quoted(auth.verb()) + " is not AUTH or X-EXPS");
+      }
+      sc.mutable_auth()->set_verb(verb);
+      if (verb == "X-EXPS" && (auth.mechanism().empty() || sc.tls() != bh::proto::TLS_MODE_REQUIRED)) {
+        return fail_key(key + ".auth.verb", "X-EXPS needs mechanism: GSSAPI and tls: required");
+      }
+      if (lines_.count(key + ".auth.service_host") && !is_valid_domain(auth.service_host())) {
+        return fail_key(key + ".auth.service_host", quoted(auth.service_host()) + " is not a host name");
       }
     }
     if (!routing.tls_ca_file().empty() && routing.tls_ca_file().front() != '/') {
@@ -929,6 +956,9 @@ std::vector<bh::routing::Connector> smtp_connectors(const bh::proto::Config& con
     c.settings.tls_verify = sc.tls_verify();
     c.settings.auth_username = sc.auth().username();
     c.settings.auth_password_file = sc.auth().password_file();
+    c.settings.auth_mechanism = sc.auth().mechanism();
+    c.settings.auth_verb = sc.auth().verb();
+    c.settings.auth_service_host = sc.auth().service_host();
     c.settings.port = static_cast<std::uint16_t>(sc.port());
     c.settings.max_connections = sc.max_connections();
     out.push_back(std::move(c));

@@ -29,6 +29,7 @@
 #include "admin/admin_server.h"
 #include "auth/ldap_password.h"
 #include "auth/sasl_backend.h"
+#include "auth/sasl_client.h"
 #include "auth/tls_context.h"
 #include "common/address.h"
 #include "common/clock.h"
@@ -156,6 +157,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   ::signal(SIGPIPE, SIG_IGN);
+  // Kerberos identities (GSSAPI), in the environment libkrb5 reads, before any thread
+  // starts: the acceptor keytab for AUTH/X-EXPS, and our own client keytab toward other
+  // nodes, whose tickets live in a cache in this process only.
+  if (!cfg.auth().keytab().empty()) {
+    ::setenv("KRB5_KTNAME", ("FILE:" + cfg.auth().keytab()).c_str(), 1);
+  }
+  if (!cfg.auth().client_keytab().empty()) {
+    ::setenv("KRB5_CLIENT_KTNAME", ("FILE:" + cfg.auth().client_keytab()).c_str(), 1);
+    ::setenv("KRB5CCNAME", "MEMORY:bridgehead", 1);
+  }
   auto fatal = [](const std::string& m) {
     bh::log::error("node", m);
     return 1;
@@ -270,6 +281,10 @@ int main(int argc, char** argv) {
     }
     bh::smtp::RelayOptions rel;
     rel.helo_name = hostname;
+    std::string service = cfg.auth().service().empty() ? "smtp" : cfg.auth().service();
+    rel.gssapi = [service](const std::string& host) {
+      return bh::auth::make_gssapi_client(service, host);
+    };
     rel.tls_ca_file = cfg.routing().tls_ca_file();
     auto r = bh::smtp::SmtpRelay::create(relay_io, [&routes] { return routes; }, resolver.get(), rel);
     if (!r.ok()) {
@@ -381,9 +396,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<asio::thread_pool> auth_pool;
   if (cfg.auth().mechanisms_size() > 0) {
     const auto& a = cfg.auth();
-    if (!a.keytab().empty()) {
-      ::setenv("KRB5_KTNAME", ("FILE:" + a.keytab()).c_str(), 1);  // before any GSSAPI use
-    }
+
     bh::auth::SaslOptions so;
     so.service = a.service();
     so.hostname = hostname;

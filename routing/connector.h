@@ -55,6 +55,9 @@ struct ConnectorSettings {
   bool tls_verify = false;            // check the peer certificate against the host name
   std::string auth_username;          // empty: no AUTH
   std::string auth_password_file;     // a reference to the secret, never the secret itself
+  std::string auth_mechanism;         // "GSSAPI": Kerberos instead of a password
+  std::string auth_verb = "AUTH";     // or "X-EXPS" (to the organization's nodes)
+  std::string auth_service_host;      // the peer's principal host; empty: the target host
   std::uint16_t port = 25;            // for MX hosts and smart hosts without their own port
   std::uint32_t max_connections = 10; // concurrent outbound sessions through this connector
 };

@@ -15,6 +15,7 @@
 #include <deque>
 #include <utility>
 
+#include "common/base64.h"
 #include "common/text.h"
 #include "smtp/esmtp_params.h"
 
@@ -159,12 +160,13 @@ ServerCapabilities parse_ehlo(const Reply& reply) {
       caps.size = true;
       // RFC 1870 §4: "SIZE" alone or "SIZE 0" announce no fixed limit.
       caps.size_limit = parse_decimal(params).value_or(0);
-    } else if (key == "AUTH") {
+    } else if (key == "AUTH" || key == "X-EXPS") {
+      auto& list = key == "AUTH" ? caps.auth : caps.x_exps;
       while (!params.empty()) {
         std::size_t e = params.find(' ');
         std::string_view mech = params.substr(0, e);
         if (!mech.empty()) {
-          caps.auth.push_back(ascii_upper(mech));
+          list.push_back(ascii_upper(mech));
         }
         params.remove_prefix(e == std::string_view::npos ? params.size() : e + 1);
       }
@@ -182,6 +184,7 @@ struct ClientSession::Impl {
     kAuth,
     kAuthLoginUser,
     kAuthLoginPass,
+    kAuthSasl,
     kMail,
     kRcpt,
     kData,
@@ -284,6 +287,7 @@ struct ClientSession::Impl {
       case Stage::kAuth:
       case Stage::kAuthLoginUser:
       case Stage::kAuthLoginPass:
+      case Stage::kAuthSasl:
         return "the reply to AUTH";
       case Stage::kMail:
         return "the reply to MAIL";
@@ -380,6 +384,9 @@ struct ClientSession::Impl {
     }
   }
   bool held_open = false;
+  std::unique_ptr<ClientSasl> sasl;  // the running SASL exchange, if any
+  // The base64 text of a 334 reply (its first line, after "334 ").
+  static std::string_view sasl_text(const Reply& r) { return r.lines.front(); }
   void finish() {
     if (finished) {
       return;
@@ -445,7 +452,7 @@ struct ClientSession::Impl {
       quit();
       return;
     }
-    if (cfg.auth && !result.authenticated) {
+    if ((cfg.auth || cfg.sasl) && !result.authenticated) {
       authenticate();
       return;
     }
@@ -466,6 +473,10 @@ struct ClientSession::Impl {
     auto has = [&](std::string_view m) {
       return std::find(caps.auth.begin(), caps.auth.end(), m) != caps.auth.end();
     };
+    if (cfg.sasl) {
+      sasl_start();
+      return;
+    }
     if (has("PLAIN")) {
       // RFC 4616 with an initial response (RFC 4954 §4): authzid empty.
       std::string token;
@@ -480,6 +491,31 @@ struct ClientSession::Impl {
       quit();
       return;
     }
+    arm_head();
+  }
+
+  // The configured SASL mechanism under AUTH or X-EXPS (RFC 4954 grammar for both).
+  void sasl_start() {
+    sasl = cfg.sasl();
+    const auto& offered = cfg.sasl_verb == "X-EXPS" ? caps.x_exps : caps.auth;
+    if (!sasl || std::find(offered.begin(), offered.end(), sasl->mechanism()) == offered.end()) {
+      hop_fail(transient_error("4.7.4", "the server offers no " + cfg.sasl_verb + " " +
+                                            (sasl ? sasl->mechanism() : std::string("mechanism"))));
+      quit();
+      return;
+    }
+    auto first = sasl->start();
+    if (!first.ok()) {
+      hop_fail(transient_error("4.7.8", cfg.sasl_verb + " " + sasl->mechanism() + ": " +
+                                            first.error().message));
+      quit();
+      return;
+    }
+    std::string line = cfg.sasl_verb + " " + sasl->mechanism();
+    if (first.value()) {
+      line += " " + (first.value()->empty() ? std::string("=") : base64(*first.value()));
+    }
+    command(line, {Stage::kAuthSasl});
     arm_head();
   }
 
@@ -647,7 +683,8 @@ struct ClientSession::Impl {
       return;
     }
     bool continuation_due = e.stage == Stage::kData || e.stage == Stage::kAuth ||
-                            e.stage == Stage::kAuthLoginUser || e.stage == Stage::kAuthLoginPass;
+                            e.stage == Stage::kAuthLoginUser || e.stage == Stage::kAuthLoginPass ||
+                            e.stage == Stage::kAuthSasl;
     if ((r.intermediate() && !continuation_due) || (r.positive() && e.stage == Stage::kData)) {
       // A 3xx where no continuation is due, or DATA "accepted" without 354: the server
       // is out of step with us, and nothing it says next can be matched.
@@ -713,6 +750,27 @@ struct ClientSession::Impl {
           command(base64(user ? cfg.auth->user : cfg.auth->password),
                   {user ? Stage::kAuthLoginPass : Stage::kAuth});
           arm_head();
+        } else {
+          auth_failed(r);
+        }
+        return;
+      case Stage::kAuthSasl:
+        if (r.code == 334) {
+          auto challenge = base64_decode(r.lines.empty() ? std::string_view() : sasl_text(r));
+          auto answer = challenge.ok() ? sasl->step(challenge.bytes)
+                                       : Result<std::string>(transient_error("4.5.0", "bad base64"));
+          if (!answer.ok()) {
+            // RFC 4954 §4: "*" cancels; the server answers 501, which ends the login.
+            hop_fail(transient_error("4.7.8", cfg.sasl_verb + " " + sasl->mechanism() + ": " +
+                                                  answer.error().message));
+            command("*", {Stage::kAuth});
+          } else {
+            command(base64(answer.value()), {Stage::kAuthSasl});
+          }
+          arm_head();
+        } else if (r.code == 235) {
+          result.authenticated = true;
+          proceed();
         } else {
           auth_failed(r);
         }

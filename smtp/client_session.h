@@ -31,6 +31,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,11 +81,28 @@ struct ClientCredentials {
   std::string password;
 };
 
+// A SASL mechanism the session runs itself (e.g. GSSAPI through Cyrus SASL:
+// auth/sasl_client.h), for AUTH or, between the organization's nodes, X-EXPS. Raw bytes
+// in and out; the session does the base64. Called on the session's thread; may block
+// briefly (a Kerberos ticket from the KDC).
+class ClientSasl {
+ public:
+  virtual ~ClientSasl() = default;
+  virtual std::string mechanism() const = 0;  // upper case, e.g. "GSSAPI"
+  // The initial response (nullopt: none, the server sends the first challenge).
+  virtual Result<std::optional<std::string>> start() = 0;
+  virtual Result<std::string> step(std::string_view challenge) = 0;
+};
+
 struct ClientConfig {
   std::string helo_name = "localhost";  // our name in EHLO/LHLO/HELO
   bool lmtp = false;                    // RFC 2033: LHLO, one reply per recipient after data
   TlsPolicy tls = TlsPolicy::kOpportunistic;
   std::optional<ClientCredentials> auth;  // AUTH PLAIN / LOGIN to a smart host
+  // Instead of `auth`: this mechanism, with the verb `sasl_verb` ("AUTH" or "X-EXPS").
+  // Without TLS only if auth_without_tls (X-EXPS peers never accept it in clear text).
+  std::function<std::unique_ptr<ClientSasl>()> sasl;
+  std::string sasl_verb = "AUTH";
   bool auth_without_tls = false;          // allow AUTH over plaintext (test setups only)
   bool use_chunking = true;               // BDAT when the server offers CHUNKING
   // A finished transaction with the server in step ends without QUIT and Disconnect
@@ -121,6 +139,7 @@ struct ServerCapabilities {
   bool size = false;
   std::uint64_t size_limit = 0;   // SIZE n; 0 = no limit announced
   std::vector<std::string> auth;  // mechanisms, upper-cased
+  std::vector<std::string> x_exps;  // X-EXPS mechanisms (Exchange peers), upper-cased
 };
 // Keywords from the lines after the first of a 250 EHLO reply (RFC 5321 §4.1.1.1),
 // case-insensitive; "AUTH=..." (pre-RFC 4954 form) counts as AUTH.

@@ -373,6 +373,16 @@ class Job : public std::enable_shared_from_this<Job> {
     cfg.tls = tls_policy(connector_->settings.tls);
     cfg.auth = credentials_;
     cfg.auth_without_tls = opt.auth_without_tls;
+    if (connector_->settings.auth_mechanism == "GSSAPI") {
+      std::string host = connector_->settings.auth_service_host.empty()
+                             ? target.host
+                             : connector_->settings.auth_service_host;
+      auto factory = opt.gssapi;
+      cfg.sasl = [factory, host]() -> std::unique_ptr<ClientSasl> {
+        return factory ? factory(host) : nullptr;
+      };
+      cfg.sasl_verb = connector_->settings.auth_verb;
+    }
     cfg.use_chunking = opt.use_chunking;
     cfg.body_chunk = kBodyChunk;
     cfg.reply_limits = opt.reply_limits;

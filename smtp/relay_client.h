@@ -100,6 +100,9 @@ struct RelayOptions {
   std::size_t max_attempts = 10;  // addresses tried per job
   bool use_chunking = true;       // BDAT when the server offers CHUNKING
   bool auth_without_tls = false;  // test setups only: AUTH over plaintext
+  // GSSAPI connectors (ConnectorSettings::auth_mechanism): one exchange with the server
+  // whose principal host is the argument. Unset: such connectors fail with 4.7.0.
+  std::function<std::unique_ptr<ClientSasl>(const std::string& host)> gssapi;
   // Called on the job's strand after each attempt; must not block.
   std::function<void(const RelayAttempt&)> on_attempt;
 };

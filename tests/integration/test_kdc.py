@@ -112,5 +112,48 @@ class Kerberos(unittest.TestCase):
             self.assertTrue(text.startswith(b"5.7.8"), text)
 
 
+class NodeToNode(unittest.TestCase):
+    """Node A relays to node B over STARTTLS and logs in with X-EXPS GSSAPI as
+    smtp/nodea.example.org, from its own client keytab; B gives it peer rights."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kdc = Kdc(REALM, {"smtp/mx.example.org": None, "smtp/nodea.example.org": None},
+                      hosts=("mx.example.org", "nodea.example.org"))
+        cls.tmp = tempfile.mkdtemp(prefix="bh-n2n-")
+        make_certs(cls.tmp)
+        client_kt = cls.kdc.export_keytab("smtp/nodea.example.org", f"{cls.tmp}/nodea.keytab")
+        env = {"KRB5_CONFIG": cls.kdc.conf}
+        b_extra = (f"tls:\n  cert_file: {cls.tmp}/cert.pem\n  key_file: {cls.tmp}/key.pem\n"
+                   f"auth:\n  mechanisms: [GSSAPI]\n  keytab: {cls.kdc.keytab}\n"
+                   f"  peer_servers: [smtp/nodea.example.org@{REALM}]\n")
+        cls.b = Node(domains=("b.example",), mailboxes=("alice@b.example",), extra=b_extra,
+                     env=env).start()
+        a_extra = ("routing:\n  smtp_connectors:\n    - name: to-b\n"
+                   f'      smart_hosts: ["127.0.0.1:{cls.b.smtp_port}"]\n'
+                   '      address_spaces: [{pattern: "b.example", cost: 1}]\n'
+                   "      tls: required\n"
+                   "      auth: {mechanism: GSSAPI, verb: X-EXPS, service_host: mx.example.org}\n"
+                   f"auth:\n  client_keytab: {client_kt}\n")
+        cls.a = Node(smtp=['relay_networks: ["127.0.0.0/8"]'], extra=a_extra, env=env,
+                     queue=["glitch_retries: 0", "retry_initial_s: 3600", "retry_max_s: 3600"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.cleanup()
+        cls.b.cleanup()
+        cls.kdc.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_relay_between_nodes_logs_in_with_x_exps_gssapi(self):
+        with smtplib.SMTP("127.0.0.1", self.a.smtp_port, timeout=15) as c:
+            c.sendmail("bob@example.org", ["alice@b.example"], b"Subject: n2n\r\n\r\nhello B\r\n")
+        mails = self.b.wait_mail("alice", 1, timeout=20)
+        with open(mails[0], "rb") as f:
+            raw = f.read()
+        self.assertIn(b"with ESMTPSA id", raw)  # TLS and a login on the A -> B hop
+        self.assertIn(f"login smtp/nodea.example.org@{REALM} (peer server)", self.b.read_log())
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -780,5 +780,35 @@ TEST(Config, OdmrCustomersAreValidated) {
   }
 }
 
+TEST(Config, GssapiConnectorsAreValidated) {
+  auto conn = [](const std::string& auth, const std::string& tls = "required") {
+    return std::string(kMinimal) +
+           "routing:\n  smtp_connectors:\n    - name: to-b\n      smart_hosts: [192.0.2.1]\n"
+           "      address_spaces: [{pattern: b.example, cost: 1}]\n      tls: " + tls + "\n"
+           "      auth: " + auth + "\n";
+  };
+  auto c = load_config_string(conn("{mechanism: gssapi, verb: x-exps, service_host: mx.b.example}") +
+                                  "auth:\n  client_keytab: /etc/bridgehead/node.keytab\n",
+                              "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& a = c->routing().smtp_connectors(0).auth();
+  EXPECT_EQ(a.mechanism(), "GSSAPI");
+  EXPECT_EQ(a.verb(), "X-EXPS");
+  EXPECT_EQ(c->auth().mechanisms_size(), 0);  // logs in elsewhere, offers no AUTH itself
+  for (auto [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {conn("{mechanism: CRAM-MD5}"), "routing.smtp_connectors[0].auth.mechanism"},
+           {conn("{mechanism: GSSAPI, verb: HELO}"), "routing.smtp_connectors[0].auth.verb"},
+           {conn("{mechanism: GSSAPI, verb: X-EXPS}", "opportunistic"),
+            "routing.smtp_connectors[0].auth.verb"},
+           {conn("{verb: X-EXPS}"), "routing.smtp_connectors[0].auth.verb"},
+           {conn("{mechanism: GSSAPI, service_host: \"bad host\"}"),
+            "routing.smtp_connectors[0].auth.service_host"},
+           {std::string(kMinimal) + "auth:\n  client_keytab: node.keytab\n", "auth.client_keytab"}}) {
+    auto bad = load_config_string(yaml, "n.yaml");
+    ASSERT_FALSE(bad.ok()) << yaml;
+    EXPECT_NE(bad.error().message.find(key), std::string::npos) << bad.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace bh::node

@@ -1076,4 +1076,67 @@ TEST(ClientSession, ParseEhloKeywords) {
 }
 
 }  // namespace
+// A SASL mechanism with a fixed script: "tok1" first, "tok2" for the challenge "srv".
+class ScriptedSasl final : public ClientSasl {
+ public:
+  std::string mechanism() const override { return "GSSAPI"; }
+  Result<std::optional<std::string>> start() override { return std::optional<std::string>("tok1"); }
+  Result<std::string> step(std::string_view challenge) override {
+    if (challenge == "srv") {
+      return std::string("tok2");
+    }
+    return transient_error("4.7.8", "unexpected challenge");
+  }
+};
+
+ClientConfig sasl_config(const std::string& verb) {
+  ClientConfig c = config();
+  c.tls = TlsPolicy::kNever;
+  c.auth_without_tls = true;
+  c.sasl = [] { return std::make_unique<ScriptedSasl>(); };
+  c.sasl_verb = verb;
+  return c;
+}
+
+TEST(ClientSession, XExpsRunsTheConfiguredMechanismThenMail) {
+  Driver d(sasl_config("X-EXPS"), message({"a@example.net"}));
+  d.handle(d.session.start());
+  d.feed("220 hi\r\n250-mx\r\n250-AUTH LOGIN\r\n250-X-EXPS GSSAPI LOGIN\r\n250 X-EXPS=LOGIN\r\n");
+  EXPECT_EQ(d.writes.back(), "X-EXPS GSSAPI dG9rMQ==\r\n");
+  d.feed("334 c3J2\r\n");
+  EXPECT_EQ(d.writes.back(), "dG9rMg==\r\n");
+  d.feed("235 2.7.0 ok\r\n");
+  EXPECT_EQ(d.writes.back(), "MAIL FROM:<sender@example.org>\r\n");
+}
+
+TEST(ClientSession, SaslFailuresAreTransientAndCancelWithAStar) {
+  {  // the mechanism is not offered under that verb
+    Driver d(sasl_config("X-EXPS"), message({"a@example.net"}));
+    d.handle(d.session.start());
+    d.feed("220 hi\r\n250-mx\r\n250 AUTH GSSAPI\r\n");
+    ASSERT_TRUE(d.result);
+    EXPECT_EQ(d.result->hop_error->enhanced, "4.7.4");
+    EXPECT_FALSE(d.result->authenticated);
+  }
+  {  // our side cannot answer the challenge: "*", and the 501 ends the login
+    Driver d(sasl_config("AUTH"), message({"a@example.net"}));
+    d.handle(d.session.start());
+    d.feed("220 hi\r\n250-mx\r\n250 AUTH GSSAPI\r\n");
+    EXPECT_EQ(d.writes.back(), "AUTH GSSAPI dG9rMQ==\r\n");
+    d.feed("334 b3RoZXI=\r\n");
+    EXPECT_EQ(d.writes.back(), "*\r\n");
+    d.feed("501 5.0.0 cancelled\r\n");
+    ASSERT_TRUE(d.result);
+    EXPECT_EQ(d.result->hop_error->enhanced, "4.7.8");
+    EXPECT_EQ(d.result->recipients[0].status, DeliveryStatus::kTransient);
+  }
+  {  // the server refuses the login: transient 4.7.8, never a bounce
+    Driver d(sasl_config("AUTH"), message({"a@example.net"}));
+    d.handle(d.session.start());
+    d.feed("220 hi\r\n250-mx\r\n250 AUTH GSSAPI\r\n334 c3J2\r\n535 5.7.8 no\r\n");
+    ASSERT_TRUE(d.result);
+    EXPECT_EQ(d.result->recipients[0].status, DeliveryStatus::kTransient);
+  }
+}
+
 }  // namespace bh::smtp

@@ -87,6 +87,11 @@ class Kdc:
         except OSError:
             return False
 
+    def export_keytab(self, principal, path):
+        """A keytab with the current keys of `principal` (not re-randomized)."""
+        self._admin(f"ktadd -norandkey -k {path} {principal}@{self.realm}")
+        return path
+
     def ccache(self, principal):
         return "FILE:" + os.path.join(self.dir, "cc-" + principal.replace("/", "_"))
 
