@@ -106,8 +106,11 @@ class Atrn(unittest.TestCase):
             c.sendmail("someone@sender.example", ["a@client.example", "b@client.example"], bodies[0])
             c.sendmail("someone@sender.example", ["a@client.example"], bodies[1])
         # Held: nothing can deliver it, and the hop waits for the customer.
-        wait_until(lambda: "odmr:client.example" in self.node.bhctl("queue", "hops").stdout, timeout=10,
-                   what="the odmr hop in bhctl queue hops")
+        def held():
+            queues = json.loads(self.node.bhctl("--json", "queue", "hops").stdout)["queues"]
+            return any(q["next_hop"] == "odmr:client.example" and q["messages"] == 2 and
+                       q["in_flight"] == 0 for q in queues)
+        wait_until(held, timeout=20, what="both messages held on odmr:client.example")
         self.assertEqual(len(self.node.queue_files()), 2)
 
         c = self.customer("carol")
