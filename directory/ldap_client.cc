@@ -222,7 +222,8 @@ void LdapClient::finish(const std::shared_ptr<Op>& op, Result<std::vector<LdapEn
     counters_.failed++;
   }
   update_in_flight();
-  asio::post(io_, [done = std::move(op->done), r = std::move(result)]() mutable { done(std::move(r)); });
+  asio::post(io_,
+             [done = std::move(op->done), r = std::move(result)]() mutable { done(std::move(r)); });
 }
 
 void LdapClient::update_in_flight() {
@@ -331,7 +332,8 @@ void LdapClient::on_connected(Connected c) {
     return;
   }
   int fd = -1;
-  if (c.ld != nullptr && (ldap_get_option(c.ld, LDAP_OPT_DESC, &fd) != LDAP_OPT_SUCCESS || fd < 0)) {
+  if (c.ld != nullptr &&
+      (ldap_get_option(c.ld, LDAP_OPT_DESC, &fd) != LDAP_OPT_SUCCESS || fd < 0)) {
     unbind(c.ld);
     c.ld = nullptr;
     c.error = "bound, but no socket";
@@ -472,10 +474,11 @@ void LdapClient::fail_all(const std::string& why) {
 void LdapClient::drop(const std::string& why) {
   if (ld_ != nullptr) {
     counters_.disconnects++;
-    log::warn("ldap", "dropping the connection to " +
-                          options_.uris[static_cast<std::size_t>(
-                              std::max(0, counters_.connected_index.load()))] +
-                          ": " + why);
+    log::warn(
+        "ldap",
+        "dropping the connection to " +
+            options_.uris[static_cast<std::size_t>(std::max(0, counters_.connected_index.load()))] +
+            ": " + why);
   }
   ++generation_;
   if (socket_) {

@@ -93,9 +93,9 @@ struct LdapTlsOptions {
 };
 
 struct LdapClientOptions {
-  std::vector<std::string> uris;  // tried in order: the first that binds is used
-  std::string bind_dn;            // empty: anonymous simple bind
-  std::string password;           // simple bind password (with bind_dn)
+  std::vector<std::string> uris;            // tried in order: the first that binds is used
+  std::string bind_dn;                      // empty: anonymous simple bind
+  std::string password;                     // simple bind password (with bind_dn)
   std::chrono::milliseconds timeout{5000};  // per search; also per URI for connect+bind
   std::chrono::milliseconds reconnect_initial{100};
   std::chrono::milliseconds reconnect_max{2000};
@@ -104,20 +104,20 @@ struct LdapClientOptions {
 };
 
 struct LdapClientCounters {
-  std::uint64_t searches = 0;       // accepted by search()
-  std::uint64_t completed = 0;      // answered by the server (success or LDAP error)
-  std::uint64_t entries = 0;        // search entries received
-  std::uint64_t failed = 0;         // answered with a transient error (any cause)
-  std::uint64_t timeouts = 0;       // ended by their deadline (abandoned)
-  std::uint64_t rejected_busy = 0;  // refused: max_in_flight reached
-  std::uint64_t connects = 0;       // successful connect + bind
+  std::uint64_t searches = 0;          // accepted by search()
+  std::uint64_t completed = 0;         // answered by the server (success or LDAP error)
+  std::uint64_t entries = 0;           // search entries received
+  std::uint64_t failed = 0;            // answered with a transient error (any cause)
+  std::uint64_t timeouts = 0;          // ended by their deadline (abandoned)
+  std::uint64_t rejected_busy = 0;     // refused: max_in_flight reached
+  std::uint64_t connects = 0;          // successful connect + bind
   std::uint64_t connect_failures = 0;  // a URI that did not connect or bind
-  std::uint64_t disconnects = 0;    // connections lost or dropped
-  std::uint64_t hung = 0;           // of which dropped because the server stopped answering
-  std::uint64_t failovers = 0;      // connects to a URI other than the first
-  std::uint64_t in_flight = 0;      // now: sent and not yet answered
-  std::uint64_t max_in_flight = 0;  // high-water mark of in_flight on one connection
-  std::string connected_uri;        // "" when not connected
+  std::uint64_t disconnects = 0;       // connections lost or dropped
+  std::uint64_t hung = 0;              // of which dropped because the server stopped answering
+  std::uint64_t failovers = 0;         // connects to a URI other than the first
+  std::uint64_t in_flight = 0;         // now: sent and not yet answered
+  std::uint64_t max_in_flight = 0;     // high-water mark of in_flight on one connection
+  std::string connected_uri;           // "" when not connected
 };
 
 class LdapClient final : public LdapSearcher, public std::enable_shared_from_this<LdapClient> {
@@ -173,8 +173,8 @@ class LdapClient final : public LdapSearcher, public std::enable_shared_from_thi
   // ---- read anywhere ----
   struct AtomicCounters {
     std::atomic<std::uint64_t> searches{0}, completed{0}, entries{0}, failed{0}, timeouts{0},
-        rejected_busy{0}, connects{0}, connect_failures{0}, disconnects{0}, hung{0},
-        failovers{0}, in_flight{0}, max_in_flight{0};
+        rejected_busy{0}, connects{0}, connect_failures{0}, disconnects{0}, hung{0}, failovers{0},
+        in_flight{0}, max_in_flight{0};
     std::atomic<int> connected_index{-1};
   };
   AtomicCounters counters_;

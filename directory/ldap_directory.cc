@@ -37,7 +37,8 @@ std::string mailbox_folder(std::string_view primary) {
   return out;
 }
 
-LdapDirectory::LdapDirectory(LdapSearcher& searcher, const Clock& clock, LdapDirectoryOptions options)
+LdapDirectory::LdapDirectory(LdapSearcher& searcher, const Clock& clock,
+                             LdapDirectoryOptions options)
     : searcher_(searcher), options_(std::move(options)), cache_(clock, options_.cache) {}
 
 std::string LdapDirectory::filter_for(std::string_view address) const {

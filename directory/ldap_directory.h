@@ -74,7 +74,8 @@ class LdapDirectory final : public RecipientDirectory {
   // The filter for `address` (exposed for tests and logs).
   std::string filter_for(std::string_view address) const;
   // The decision over a search's entries (pure).
-  Result<Resolution> classify(std::string_view address, const std::vector<LdapEntry>& entries) const;
+  Result<Resolution> classify(std::string_view address,
+                              const std::vector<LdapEntry>& entries) const;
 
  private:
   LdapSearcher& searcher_;

@@ -26,8 +26,8 @@ std::optional<Resolution> ResolutionCache::get(const std::string& key) {
 }
 
 void ResolutionCache::put(const std::string& key, const Resolution& value) {
-  const auto ttl = value.kind == RecipientKind::kUnknown ? options_.negative_ttl
-                                                          : options_.positive_ttl;
+  const auto ttl =
+      value.kind == RecipientKind::kUnknown ? options_.negative_ttl : options_.positive_ttl;
   if (options_.max_entries == 0 || ttl.count() <= 0) {
     return;
   }

@@ -31,10 +31,10 @@ struct ResolutionCacheOptions {
 
 struct ResolutionCacheCounters {
   std::uint64_t hits = 0;
-  std::uint64_t misses = 0;      // absent or expired
-  std::uint64_t expired = 0;     // of the misses: present but past its TTL
-  std::uint64_t evictions = 0;   // dropped to stay within max_entries
-  std::uint64_t size = 0;        // entries now (expired ones included until touched)
+  std::uint64_t misses = 0;     // absent or expired
+  std::uint64_t expired = 0;    // of the misses: present but past its TTL
+  std::uint64_t evictions = 0;  // dropped to stay within max_entries
+  std::uint64_t size = 0;       // entries now (expired ones included until touched)
 };
 
 class ResolutionCache {

@@ -7,8 +7,8 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/asio.hpp>
 #include <atomic>
+#include <boost/asio.hpp>
 #include <future>
 #include <thread>
 
@@ -61,7 +61,9 @@ struct SilentPeer {
       }
     });
   }
-  std::string uri() const { return "ldap://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) + "/"; }
+  std::string uri() const {
+    return "ldap://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) + "/";
+  }
 };
 
 Result<std::vector<LdapEntry>> wait(std::future<Result<std::vector<LdapEntry>>>& f) {
@@ -74,8 +76,9 @@ Result<std::vector<LdapEntry>> wait(std::future<Result<std::vector<LdapEntry>>>&
 std::future<Result<std::vector<LdapEntry>>> search(LdapClient& c) {
   auto p = std::make_shared<std::promise<Result<std::vector<LdapEntry>>>>();
   auto f = p->get_future();
-  c.search(LdapSearch{"dc=example,dc=test", LdapScope::kSubtree, "(mail=a@example.test)", {"mail"}, 2},
-           [p](Result<std::vector<LdapEntry>> r) { p->set_value(std::move(r)); });
+  c.search(
+      LdapSearch{"dc=example,dc=test", LdapScope::kSubtree, "(mail=a@example.test)", {"mail"}, 2},
+      [p](Result<std::vector<LdapEntry>> r) { p->set_value(std::move(r)); });
   return f;
 }
 

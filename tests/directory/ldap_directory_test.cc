@@ -99,10 +99,10 @@ TEST(LdapDirectory, HostileAddressIsEscapedNotAWildcard) {
 
 TEST(LdapDirectory, SecondaryAddressResolvesToPrimaryMailbox) {
   Fixture f;
-  f.twin.table["(|(proxyAddresses=smtp:alice@example.test)(mail=alice@example.test))"] = {
-      user("uid=alice,ou=people,dc=example,dc=test",
-           {"smtp:alice@example.test", "SMTP:A.Liddell@example.test", "X400:c=US;a= ;p=Ex;s=Liddell"},
-           "alice@example.test", "node1.example.test")};
+  f.twin.table["(|(proxyAddresses=smtp:alice@example.test)(mail=alice@example.test))"] = {user(
+      "uid=alice,ou=people,dc=example,dc=test",
+      {"smtp:alice@example.test", "SMTP:A.Liddell@example.test", "X400:c=US;a= ;p=Ex;s=Liddell"},
+      "alice@example.test", "node1.example.test")};
   auto r = f.resolve("alice@example.test");
   ASSERT_TRUE(r && r->ok());
   EXPECT_EQ((*r)->kind, RecipientKind::kLocalMailbox);
@@ -195,7 +195,8 @@ TEST(MailboxFolder, SafeAndOneToOne) {
   for (std::string s : {std::string("\"a)(b\"@x.test"), std::string(300, 'z') + "@x.test"}) {
     std::string m = mailbox_folder(s);
     EXPECT_LE(m.size(), 200u);
-    EXPECT_EQ(m.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._-"), std::string::npos) << m;
+    EXPECT_EQ(m.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._-"), std::string::npos)
+        << m;
   }
   EXPECT_NE(mailbox_folder(std::string(300, 'z') + "@x.test"),
             mailbox_folder(std::string(301, 'z') + "@x.test"));

@@ -13,7 +13,8 @@ namespace {
 using std::string_literals::operator""s;
 
 TEST(LdapFilterEscape, PlainAddressIsUnchanged) {
-  EXPECT_EQ(escape_filter_value("alice.liddell+tag@example.test"), "alice.liddell+tag@example.test");
+  EXPECT_EQ(escape_filter_value("alice.liddell+tag@example.test"),
+            "alice.liddell+tag@example.test");
   EXPECT_EQ(escape_filter_value(""), "");
 }
 
@@ -34,7 +35,8 @@ TEST(LdapFilterEscape, NonAsciiAndControlsBecomeHexBytes) {
 // hostile-inputs #58, with the categorizer filter (|(mail=%s)(proxyAddresses=smtp:%s)).
 TEST(LdapFilterEscape, HostileInputs58) {
   auto f = [](std::string_view a) {
-    return filter_or({filter_equals("mail", a), filter_equals_prefixed("proxyAddresses", "smtp:", a)});
+    return filter_or(
+        {filter_equals("mail", a), filter_equals_prefixed("proxyAddresses", "smtp:", a)});
   };
   EXPECT_EQ(f("*@our.domain"), "(|(mail=\\2a@our.domain)(proxyAddresses=smtp:\\2a@our.domain))");
   EXPECT_EQ(f("\"a)(mail=*\"@our.domain"),
