@@ -20,6 +20,7 @@
 
 #include "common/address.h"
 #include "common/text.h"
+#include "directory/ldap_filter.h"
 #include "routing/address_space.h"
 #include "routing/connector.h"
 
@@ -587,6 +588,10 @@ class Loader {
       *boxes->Mutable(i) = addr;
     }
 
+    if (!validate_ldap_directory(c)) {
+      return false;
+    }
+
     if (c.queue().retry_initial_s() > c.queue().retry_max_s()) {
       return fail_key("queue.retry_initial_s", "must not exceed queue.retry_max_s (" +
                                                    std::to_string(c.queue().retry_max_s()) + ")");
@@ -652,6 +657,59 @@ class Loader {
     }
     if (!is_valid_domain(a.service()) || a.service().find('.') != std::string::npos) {
       return fail_key("auth.service", quoted(a.service()) + " is not a service name (like smtp)");
+    }
+    return true;
+  }
+
+  // directory.ldap: the global catalog URIs, credentials by reference, the base DN and
+  // the attribute names (they go into filters: descriptors or OIDs only).
+  bool validate_ldap_directory(bh::proto::Config& c) {
+    if (!lines_.count("directory.ldap")) {
+      return true;
+    }
+    if (c.directory().file().mailboxes_size() > 0) {
+      return fail_key("directory.ldap", "give one recipient directory: directory.file or directory.ldap");
+    }
+    const auto& l = c.directory().ldap();
+    if (l.global_catalog_size() == 0) {
+      return fail_key("directory.ldap.global_catalog", "at least one ldap:// or ldaps:// URI is required");
+    }
+    for (int i = 0; i < l.global_catalog_size(); ++i) {
+      const std::string& u = l.global_catalog(i);
+      const bool scheme = u.rfind("ldap://", 0) == 0 || u.rfind("ldaps://", 0) == 0;
+      const std::string rest = scheme ? u.substr(u.find("//") + 2) : "";
+      bool clean = !rest.empty() && rest.front() != '/';
+      for (char ch : u) {
+        clean = clean && static_cast<unsigned char>(ch) > 0x20 && ch != 0x7f;
+      }
+      if (!scheme || !clean) {
+        return fail_key(index("directory.ldap.global_catalog", i),
+                        quoted(u) + " is not an ldap://host:port/ or ldaps://host:port/ URI");
+      }
+    }
+    if (l.base_dn().empty()) {
+      return fail_key("directory.ldap.base_dn", "missing or empty (where recipients are searched)");
+    }
+    const bool has_dn = lines_.count("directory.ldap.bind_dn") > 0;
+    const bool has_file = lines_.count("directory.ldap.password_file") > 0;
+    if (has_dn && l.bind_dn().empty()) {
+      return fail_key("directory.ldap.bind_dn", "empty (leave bind_dn and password_file out for an anonymous bind)");
+    }
+    if (has_dn != has_file) {
+      return fail_key(has_dn ? "directory.ldap.password_file" : "directory.ldap.bind_dn",
+                      "bind_dn and password_file go together");
+    }
+    if (has_file && (l.password_file().empty() || l.password_file().front() != '/')) {
+      return fail_key("directory.ldap.password_file", "must be an absolute path");
+    }
+    const auto& a = l.attributes();
+    for (const auto& [key, value] : {std::pair{"proxy_addresses", &a.proxy_addresses()},
+                                     std::pair{"mail", &a.mail()},
+                                     std::pair{"home_server", &a.home_server()}}) {
+      if (!bh::directory::is_attribute_name(*value)) {
+        return fail_key(std::string("directory.ldap.attributes.") + key,
+                        quoted(*value) + " is not an LDAP attribute name (letters, digits, '-'; or an OID)");
+      }
     }
     return true;
   }

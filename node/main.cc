@@ -17,6 +17,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <future>
 #include <memory>
 #include <map>
 #include <optional>
@@ -36,6 +38,8 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "directory/file_directory.h"
+#include "directory/ldap_client.h"
+#include "directory/ldap_directory.h"
 #include "node/config.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
@@ -226,20 +230,96 @@ int main(int argc, char** argv) {
   qopt.max_remote = queue_cfg.max_remote();
   bh::queue::QueueManager manager(store, maildir, clock, qopt);
   bh::directory::FileDirectory directory(mailbox_list, local_domains);
+  // Recipients: the file directory, or LDAP (global catalog role) when directory.ldap is
+  // configured. local_domains decide which domains are ours either way (FileDirectory
+  // holds them). The LDAP client runs on its own io_context and thread; connect and bind
+  // run on the client's helper thread.
+  bh::directory::RecipientDirectory* recipients = &directory;
+  asio::io_context ldap_io(1);
+  auto ldap_guard = asio::make_work_guard(ldap_io);
+  std::shared_ptr<bh::directory::LdapClient> ldap_client;
+  std::unique_ptr<bh::directory::LdapDirectory> ldap_directory;
+  std::thread ldap_thread;
+  // Ends the LDAP client and its thread on every way out of main (the early
+  // `return fatal(...)` too): pending lookups fail, the connection closes, and the
+  // io_context runs out of work.
+  struct LdapShutdown {
+    std::shared_ptr<bh::directory::LdapClient>& client;
+    asio::executor_work_guard<asio::io_context::executor_type>& guard;
+    std::thread& thread;
+    void now() {
+      if (client) {
+        client->stop();
+      }
+      guard.reset();
+      if (thread.joinable()) {
+        thread.join();
+      }
+    }
+    ~LdapShutdown() { now(); }
+  } ldap_shutdown{ldap_client, ldap_guard, ldap_thread};
+  const auto& ldap_cfg = cfg.directory().ldap();
+  const auto ldap_timeout = std::chrono::milliseconds(ldap_cfg.timeout_ms());
+  if (ldap_cfg.global_catalog_size() > 0) {
+    bh::directory::LdapClientOptions lo;
+    lo.uris.assign(ldap_cfg.global_catalog().begin(), ldap_cfg.global_catalog().end());
+    lo.bind_dn = ldap_cfg.bind_dn();
+    if (!ldap_cfg.password_file().empty()) {
+      std::ifstream in(ldap_cfg.password_file());
+      std::string pw;
+      if (!in || !std::getline(in, pw)) {
+        return fatal(config_path + ": directory.ldap.password_file: cannot read " + ldap_cfg.password_file());
+      }
+      if (!pw.empty() && pw.back() == '\r') {
+        pw.pop_back();
+      }
+      if (pw.empty()) {
+        // An empty password would be an unauthenticated bind (RFC 4513 §5.1.2).
+        return fatal(config_path + ": directory.ldap.password_file: the first line is empty");
+      }
+      lo.password = std::move(pw);
+    }
+    lo.timeout = ldap_timeout;
+    lo.max_in_flight = ldap_cfg.max_in_flight();
+    ldap_client = bh::directory::LdapClient::create(ldap_io, std::move(lo));
+    bh::directory::LdapDirectoryOptions dopt;
+    dopt.base_dn = ldap_cfg.base_dn();
+    dopt.attributes.proxy_addresses = ldap_cfg.attributes().proxy_addresses();
+    dopt.attributes.mail = ldap_cfg.attributes().mail();
+    dopt.attributes.home_server = ldap_cfg.attributes().home_server();
+    dopt.cache.positive_ttl = std::chrono::seconds(ldap_cfg.positive_ttl_s());
+    dopt.cache.negative_ttl = std::chrono::seconds(ldap_cfg.negative_ttl_s());
+    dopt.cache.max_entries = ldap_cfg.cache_size();
+    ldap_directory = std::make_unique<bh::directory::LdapDirectory>(*ldap_client, clock, dopt);
+    recipients = ldap_directory.get();
+    ldap_client->start();
+    ldap_thread = std::thread([&ldap_io] { ldap_io.run(); });
+    bh::log::info("node", name + ": recipients from LDAP " + ldap_cfg.global_catalog(0) + " under " +
+                              ldap_cfg.base_dn());
+  }
 
   // Reports and routing run on the delivery thread: their own randomness.
   bh::SystemRandom delivery_random;
   bh::queue::DsnSetup dsn;
   dsn.reporting_mta = hostname;
   dsn.random = &delivery_random;
-  dsn.local_mailbox = [&directory](const std::string& address) {
-    std::string mailbox;
-    directory.resolve(address, [&](bh::Result<bh::directory::Resolution> r) {  // synchronous
-      if (r.ok() && r->kind == bh::directory::RecipientKind::kLocalMailbox) {
-        mailbox = r->mailbox;
-      }
+  // On the delivery thread. The file directory answers at once; LDAP answers on its
+  // thread, so this waits, at most the lookup timeout plus a margin ("" then: relayed).
+  dsn.local_mailbox = [&directory, recipients, ldap_timeout](const std::string& address) {
+    auto at = address.rfind('@');
+    if (at == std::string::npos || !directory.is_local_domain(bh::normalize_domain(address.substr(at + 1)))) {
+      return std::string();
+    }
+    auto answer = std::make_shared<std::promise<std::string>>();
+    auto mailbox = answer->get_future();
+    recipients->resolve(address, [answer](bh::Result<bh::directory::Resolution> r) {
+      answer->set_value(r.ok() && r->kind == bh::directory::RecipientKind::kLocalMailbox ? r->mailbox
+                                                                                        : std::string());
     });
-    return mailbox;
+    if (mailbox.wait_for(ldap_timeout + std::chrono::seconds(1)) != std::future_status::ready) {
+      return std::string();
+    }
+    return mailbox.get();
   };
   manager.set_dsn(dsn);
 
@@ -358,7 +438,7 @@ int main(int argc, char** argv) {
   bh::smtp::ListenerCounters counters;
   bh::smtp::ConnectionServices svc;
   svc.store = &store;
-  svc.directory = &directory;
+  svc.directory = recipients;
   svc.clock = &clock;
   // Server TLS (STARTTLS and implicit TLS): the policy is auth/tls_context.h's; SIGHUP
   // reloads the files into the holder.
@@ -601,6 +681,24 @@ int main(int argc, char** argv) {
       return fatal(token.error().message);
     }
     auto start_time = clock.now();
+    auto directory_status = [&]() -> json {
+      if (!ldap_directory) {
+        return json{{"kind", "file"}, {"mailboxes", directory.size()}};
+      }
+      auto d = ldap_directory->counters();
+      auto l = ldap_client->counters();
+      return json{{"kind", "ldap"}, {"lookups", d.lookups}, {"cache_hits", d.cache_hits},
+                  {"searches", d.searches}, {"found", d.found}, {"not_found", d.not_found},
+                  {"ambiguous", d.ambiguous}, {"errors", d.errors},
+                  {"cache_size", d.cache.size}, {"cache_evictions", d.cache.evictions},
+                  {"ldap_searches", l.searches}, {"ldap_completed", l.completed},
+                  {"ldap_entries", l.entries}, {"ldap_failed", l.failed},
+                  {"ldap_timeouts", l.timeouts}, {"ldap_rejected_busy", l.rejected_busy},
+                  {"ldap_connects", l.connects}, {"ldap_connect_failures", l.connect_failures},
+                  {"ldap_disconnects", l.disconnects}, {"ldap_hung", l.hung},
+                  {"ldap_failovers", l.failovers}, {"ldap_in_flight", l.in_flight},
+                  {"ldap_max_in_flight", l.max_in_flight}, {"ldap_connected_uri", l.connected_uri}};
+    };
     bh::admin::AdminHandlers h;
     h.status = [&, start_time] {
       auto qc = manager.counters();
@@ -647,6 +745,7 @@ int main(int argc, char** argv) {
                                        {"failures", tracking->counters().failures},
                                        {"rotations", tracking->counters().rotations}}
                                  : json{{"enabled", false}}},
+          {"directory", directory_status()},
           {"store", {{"commits", sc.commits}, {"batches", sc.batches}, {"syncs", sc.syncs},
                      {"failures", sc.failures},
                      {"recovered", recovered.ready.size()},
@@ -824,6 +923,7 @@ int main(int argc, char** argv) {
   for (auto& th : threads) {
     th.join();
   }
+  ldap_shutdown.now();  // no session asks the directory any more
   // Order matters: the committer may still post answers into the (stopped) contexts,
   // so it ends first; then the sockets and handlers go with their contexts, while the
   // counters and the store they point at are still alive.

@@ -812,3 +812,116 @@ TEST(Config, GssapiConnectorsAreValidated) {
 
 }  // namespace
 }  // namespace bh::node
+
+namespace bh::node {
+namespace {
+
+// kMinimal with directory.file replaced by `ldap` (the lines under directory.ldap).
+std::string with_ldap(const std::string& ldap) {
+  std::string base = kMinimal;
+  std::string file = "  file:\n    mailboxes: [alice@example.org, bob@example.org]\n";
+  base.replace(base.find(file), file.size(), "  ldap:\n" + ldap);
+  return base;
+}
+
+TEST(Config, LdapDirectoryIsAcceptedWithDefaults) {
+  auto c = load_config_string(with_ldap("    global_catalog: [\"ldap://127.0.0.1:3268/\", \"ldaps://gc2.example.test:3269/\"]\n"
+                                        "    base_dn: \"dc=example,dc=test\"\n"),
+                              "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& l = c->directory().ldap();
+  ASSERT_EQ(l.global_catalog_size(), 2);
+  EXPECT_EQ(l.global_catalog(1), "ldaps://gc2.example.test:3269/");
+  EXPECT_EQ(l.base_dn(), "dc=example,dc=test");
+  EXPECT_EQ(l.bind_dn(), "");
+  EXPECT_EQ(l.timeout_ms(), 5000u);
+  EXPECT_EQ(l.positive_ttl_s(), 300u);
+  EXPECT_EQ(l.negative_ttl_s(), 60u);
+  EXPECT_EQ(l.cache_size(), 10000u);
+  EXPECT_EQ(l.max_in_flight(), 1000u);
+  EXPECT_EQ(l.attributes().proxy_addresses(), "proxyAddresses");
+  EXPECT_EQ(l.attributes().mail(), "mail");
+  EXPECT_EQ(l.attributes().home_server(), "msExchHomeServerName");
+  EXPECT_EQ(c->directory().file().mailboxes_size(), 0);
+}
+
+TEST(Config, LdapDirectoryEveryKey) {
+  auto c = load_config_string(with_ldap("    global_catalog: [\"ldap://127.0.0.1:3268/\"]\n"
+                                        "    bind_dn: \"cn=bh,dc=example,dc=test\"\n"
+                                        "    password_file: /etc/bridgehead/ldap.pw\n"
+                                        "    base_dn: \"ou=people,dc=example,dc=test\"\n"
+                                        "    timeout_ms: 1500\n"
+                                        "    positive_ttl_s: 0\n"
+                                        "    negative_ttl_s: 5\n"
+                                        "    cache_size: 50\n"
+                                        "    max_in_flight: 300\n"
+                                        "    attributes:\n"
+                                        "      home_server: bhHomeServer\n"
+                                        "      mail: 0.9.2342.19200300.100.1.3\n"),
+                              "n.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& l = c->directory().ldap();
+  EXPECT_EQ(l.password_file(), "/etc/bridgehead/ldap.pw");
+  EXPECT_EQ(l.timeout_ms(), 1500u);
+  EXPECT_EQ(l.positive_ttl_s(), 0u);
+  EXPECT_EQ(l.attributes().home_server(), "bhHomeServer");
+  EXPECT_EQ(l.attributes().mail(), "0.9.2342.19200300.100.1.3");
+  EXPECT_EQ(l.attributes().proxy_addresses(), "proxyAddresses");
+}
+
+struct BadLdap {
+  std::string name, ldap, where, what;
+};
+void PrintTo(const BadLdap& b, std::ostream* os) { *os << b.name; }
+class LdapConfigErrors : public ::testing::TestWithParam<BadLdap> {};
+
+TEST_P(LdapConfigErrors, NameFileLineAndKey) {
+  const BadLdap& b = GetParam();
+  auto c = load_config_string(with_ldap(b.ldap), "/etc/bh/node1.yaml");
+  ASSERT_FALSE(c.ok()) << b.ldap;
+  const std::string& m = c.error().message;
+  EXPECT_EQ(m.rfind("/etc/bh/node1.yaml:" + b.where, 0), 0u) << m;
+  EXPECT_NE(m.find(b.what), std::string::npos) << m;
+}
+
+const char* kGc = "    global_catalog: [\"ldap://127.0.0.1:3268/\"]\n";
+const char* kBase = "    base_dn: \"dc=example,dc=test\"\n";
+
+INSTANTIATE_TEST_SUITE_P(
+    All, LdapConfigErrors,
+    ::testing::Values(
+        BadLdap{"NoUri", kBase, "9: directory.ldap.global_catalog: ", "at least one"},
+        BadLdap{"HttpUri", std::string("    global_catalog: [\"http://127.0.0.1/\"]\n") + kBase,
+                "10: directory.ldap.global_catalog[0]: ", "is not an ldap://"},
+        BadLdap{"UriWithSpace", std::string("    global_catalog: [\"ldap://a b/\"]\n") + kBase,
+                "10: directory.ldap.global_catalog[0]: ", "is not an ldap://"},
+        BadLdap{"NoBase", kGc, "9: directory.ldap.base_dn: ", "missing or empty"},
+        BadLdap{"DnWithoutFile", std::string(kGc) + kBase + "    bind_dn: \"cn=x\"\n",
+                "9: directory.ldap.password_file: ", "go together"},
+        BadLdap{"FileWithoutDn", std::string(kGc) + kBase + "    password_file: /x\n",
+                "9: directory.ldap.bind_dn: ", "go together"},
+        BadLdap{"RelativePasswordFile",
+                std::string(kGc) + kBase + "    bind_dn: \"cn=x\"\n    password_file: ldap.pw\n",
+                "13: directory.ldap.password_file: ", "absolute"},
+        BadLdap{"TimeoutTooSmall", std::string(kGc) + kBase + "    timeout_ms: 5\n",
+                "12: directory.ldap.timeout_ms: ", ""},
+        BadLdap{"UnknownKey", std::string(kGc) + kBase + "    uri: x\n", "12: directory.ldap.uri: ",
+                "unknown key"},
+        BadLdap{"WrongType", std::string(kGc) + kBase + "    cache_size: many\n",
+                "12: directory.ldap.cache_size: ", ""},
+        BadLdap{"InjectedAttributeName",
+                std::string(kGc) + kBase + "    attributes:\n      mail: \"mail)(uid=*\"\n",
+                "13: directory.ldap.attributes.mail: ", "not an LDAP attribute name"}));
+
+TEST(Config, FileAndLdapDirectoryTogetherIsAnError) {
+  std::string text = std::string(kMinimal) + "";
+  text.replace(text.find("directory:\n"), 11,
+               std::string("directory:\n  ldap:\n") + kGc + "    base_dn: \"dc=x\"\n");
+  auto c = load_config_string(text, "/etc/bh/node1.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("directory.ldap: give one recipient directory"), std::string::npos)
+      << c.error().message;
+}
+
+}  // namespace
+}  // namespace bh::node

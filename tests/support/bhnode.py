@@ -32,11 +32,12 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
 
 
 class Node:
-    """A bridgehead process. `smtp` holds extra YAML lines under the smtp: key."""
+    """A bridgehead process. `smtp` holds extra YAML lines under the smtp: key;
+    `directory`, when given, the lines under directory: instead of the file mailboxes."""
 
     def __init__(self, mailboxes=("alice@example.org", "bob@example.org"),
                  domains=("example.org",), smtp=None, queue=None, data_dir=None, extra="",
-                 listen=(), env=None, smtps=False):
+                 listen=(), env=None, smtps=False, directory=None):
         self.base = tempfile.mkdtemp(prefix="bh-it-")
         self.data_dir = data_dir or os.path.join(self.base, "node1")
         self.smtp_port = free_port()
@@ -56,9 +57,10 @@ class Node:
         ] + ["  " + l for l in listen] + [
             "local_domains: [" + ", ".join(domains) + "]",
             "directory:",
+        ] + (["  " + l for l in directory] if directory is not None else [
             "  file:",
             "    mailboxes: [" + ", ".join(mailboxes) + "]",
-        ]
+        ])
         if smtps:
             lines.insert(lines.index("local_domains: [" + ", ".join(domains) + "]"),
                          f'  smtps: ["127.0.0.1:{self.smtps_port}"]')

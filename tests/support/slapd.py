@@ -3,6 +3,13 @@
 Slapd(entries_ldif) writes slapd.conf in a temp folder, starts slapd on a free loopback
 port, waits until it answers and loads the LDIF as cn=admin. Passwords are readable only
 for binds (access "by anonymous auth"). stop() waits for the process to exit.
+
+Options: `schemas` (extra schema files, included after inetorgperson, e.g.
+deploy/ldap/bridgehead.schema), `listeners` (how many loopback ports one slapd serves,
+like a DC on 389 and a GC on 3268 over one database: `uris`, `ports`), `log_stats` (run
+slapd in the foreground with `-d stats` into `log_path`, so a test can read the filters
+it was sent), `indexes` (extra "index" lines). For outage tests: pause() / resume()
+(SIGSTOP / SIGCONT), kill_hard() (SIGKILL), and start() again on the same ports and data.
 """
 import os
 import shutil
@@ -19,18 +26,25 @@ ADMIN_PW = "adminpw"
 
 
 class Slapd:
-    def __init__(self, ldif=""):
+    def __init__(self, ldif="", schemas=(), listeners=1, log_stats=False, indexes=()):
         self.dir = tempfile.mkdtemp(prefix="bh-slapd-")
         os.mkdir(os.path.join(self.dir, "db"))
-        self.port = free_port()
-        self.uri = f"ldap://127.0.0.1:{self.port}/"
+        self.ports = [free_port() for _ in range(listeners)]
+        self.uris = [f"ldap://127.0.0.1:{p}/" for p in self.ports]
+        self.port = self.ports[0]
+        self.uri = self.uris[0]
         self.pidfile = os.path.join(self.dir, "slapd.pid")
+        self.log_stats = log_stats
+        self.log_path = os.path.join(self.dir, "slapd.log")
+        self.proc = None
+        includes = "".join(f"include {os.path.abspath(p)}\n" for p in schemas)
+        index_lines = "".join(f"index {i}\n" for i in indexes)
         conf = os.path.join(self.dir, "slapd.conf")
         with open(conf, "w") as f:
             f.write(f"""include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
-pidfile {self.pidfile}
+{includes}pidfile {self.pidfile}
 modulepath /usr/lib/ldap
 moduleload back_mdb
 access to attrs=userPassword by self write by anonymous auth by * none
@@ -41,7 +55,7 @@ suffix "{SUFFIX}"
 rootdn "{ADMIN}"
 rootpw {ADMIN_PW}
 directory {self.dir}/db
-""")
+{index_lines}""")
         self.conf = conf
         self.start()
         base = f"""dn: {SUFFIX}
@@ -58,9 +72,57 @@ ou: people
         self.add(base + ldif)
 
     def start(self):
-        subprocess.run(["slapd", "-f", self.conf, "-h", self.uri, "-s", "0"], check=True,
-                       capture_output=True)
-        wait_until(self._answers, timeout=10, what="slapd on " + self.uri)
+        urls = " ".join(self.uris)
+        if self.log_stats:
+            # Foreground (-d keeps it attached) so the stats log lands in our file.
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(["slapd", "-f", self.conf, "-h", urls, "-d", "stats"],
+                                         stdout=log, stderr=log)
+            log.close()
+        else:
+            subprocess.run(["slapd", "-f", self.conf, "-h", urls, "-s", "0"], check=True,
+                           capture_output=True)
+        wait_until(self._answers, timeout=10, what="slapd on " + urls)
+
+    def pid(self):
+        if self.proc is not None:
+            return self.proc.pid
+        with open(self.pidfile) as f:
+            return int(f.read().strip())
+
+    def pause(self):
+        os.kill(self.pid(), signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.pid(), signal.SIGCONT)
+
+    def kill_hard(self):
+        """SIGKILL, and wait until the process is gone (its ports are free again)."""
+        pid = self.pid()
+        os.kill(pid, signal.SIGKILL)
+        self._wait_gone(pid)
+
+    def _wait_gone(self, pid):
+        if self.proc is not None and self.proc.pid == pid:
+            self.proc.wait(timeout=10)
+            self.proc = None
+            return
+        for _ in range(500):
+            try:
+                os.kill(pid, 0)
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        return  # a zombie no one reaps here: gone for our purposes
+            except (ProcessLookupError, FileNotFoundError):
+                return
+            time.sleep(0.02)
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
 
     def _answers(self):
         r = subprocess.run(["ldapsearch", "-x", "-LLL", "-H", self.uri, "-b", "", "-s", "base",
@@ -73,20 +135,18 @@ ou: people
 
     def kill(self):
         try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
+            pid = self.pid()
         except (OSError, ValueError):
             return
         try:
+            os.kill(pid, signal.SIGCONT)  # a paused slapd cannot act on SIGTERM
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
+            if self.proc is not None:
+                self.proc.wait(timeout=10)
+                self.proc = None
             return
-        for _ in range(500):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.02)
+        self._wait_gone(pid)
 
     def stop(self):
         self.kill()
