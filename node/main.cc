@@ -700,7 +700,7 @@ int main(int argc, char** argv) {
                   {"ldap_max_in_flight", l.max_in_flight}, {"ldap_connected_uri", l.connected_uri}};
     };
     bh::admin::AdminHandlers h;
-    h.status = [&, start_time] {
+    h.status = [&, start_time, directory_status] {  // a copy: the lambda is local to this block
       auto qc = manager.counters();
       auto sc = store.counters();
       json listen = json::array(), listen_tls = json::array();
