@@ -5,28 +5,12 @@
 #include <cstring>
 #include <mutex>
 
+#include "auth/sasl_common.h"
 #include "common/log.h"
 
 namespace bh::auth {
 
 namespace {
-
-using Callback = int (*)();
-template <class F>
-Callback as_callback(F f) {
-  return reinterpret_cast<Callback>(reinterpret_cast<void (*)()>(f));
-}
-
-void* mutex_alloc() { return new std::mutex; }
-int mutex_lock(void* m) {
-  static_cast<std::mutex*>(m)->lock();
-  return SASL_OK;
-}
-int mutex_unlock(void* m) {
-  static_cast<std::mutex*>(m)->unlock();
-  return SASL_OK;
-}
-void mutex_free(void* m) { delete static_cast<std::mutex*>(m); }
 
 // The authorization identity: empty, so the server takes the Kerberos principal itself.
 int empty_user(void*, int, const char** result, unsigned* len) {
@@ -41,7 +25,7 @@ Result<void> init_client_once() {
   static std::once_flag once;
   static int rc = SASL_OK;
   std::call_once(once, [] {
-    sasl_set_mutex(mutex_alloc, mutex_lock, mutex_unlock, mutex_free);
+    use_real_mutexes();
     rc = sasl_client_init(nullptr);
   });
   if (rc != SASL_OK) {

@@ -12,24 +12,13 @@
 #include <cstring>
 #include <mutex>
 
+#include "auth/sasl_common.h"
 #include "common/log.h"
 #include "common/text.h"
 
 namespace bh::auth {
 
 namespace {
-
-// libsasl's own mutexes are no-ops unless the application supplies real ones.
-void* mutex_alloc() { return new std::mutex; }
-int mutex_lock(void* m) {
-  static_cast<std::mutex*>(m)->lock();
-  return SASL_OK;
-}
-int mutex_unlock(void* m) {
-  static_cast<std::mutex*>(m)->unlock();
-  return SASL_OK;
-}
-void mutex_free(void* m) { delete static_cast<std::mutex*>(m); }
 
 int log_cb(void*, int level, const char* message) {
   if (message == nullptr) {
@@ -58,20 +47,11 @@ int global_getopt(void*, const char*, const char* option, const char** result, u
   return SASL_OK;
 }
 
-using Callback = int (*)();
-
-// libsasl stores every callback as int (*)(void); the detour through void (*)(void) is
-// the cast the compiler accepts as deliberate.
-template <class F>
-Callback as_callback(F f) {
-  return reinterpret_cast<Callback>(reinterpret_cast<void (*)()>(f));
-}
-
 Result<void> init_once() {
   static std::once_flag once;
   static int rc = SASL_OK;
   std::call_once(once, [] {
-    sasl_set_mutex(mutex_alloc, mutex_lock, mutex_unlock, mutex_free);
+    use_real_mutexes();
     static sasl_callback_t callbacks[] = {
         {SASL_CB_GETOPT, as_callback(&global_getopt), nullptr},
         {SASL_CB_LOG, as_callback(&log_cb), nullptr},

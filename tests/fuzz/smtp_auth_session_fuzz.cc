@@ -36,15 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   h.start();
   std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
   std::size_t piece = 1 + (data[0] >> 3);
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < in.size() && !h.session().closed(); i += piece, ++n) {
-    h.feed(in.substr(i, piece));
-    if (opt.deferred && n % 2 == 1) {
-      h.answer_pending();
-    }
-  }
-  while (h.answer_pending()) {
-  }
+  h.feed_pieces(in, piece, opt.deferred);
   const auto& o = h.outcome();
   const auto& s = h.session();
   BH_CHECK(s.authenticated_user().empty() || o.replies.find("\r\n235 2.7.0 ") != std::string::npos);

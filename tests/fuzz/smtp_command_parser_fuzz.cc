@@ -31,15 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   h.start();
   std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
   std::size_t piece = 1 + (data[0] >> 3);
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < in.size() && !h.session().closed(); i += piece, ++n) {
-    h.feed(in.substr(i, piece));
-    if (opt.deferred && n % 2 == 1) {
-      h.answer_pending();
-    }
-  }
-  while (h.answer_pending()) {
-  }
+  h.feed_pieces(in, piece, opt.deferred);
   if (!h.session().closed() && (data[0] & 2) != 0) {
     h.timeout();
   }

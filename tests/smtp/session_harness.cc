@@ -223,6 +223,18 @@ AuthVerdict Harness::auth_step(const AuthStep& st) {
   return AuthVerdict{K::kFailed, {}, {}, false};
 }
 
+void Harness::feed_pieces(std::string_view input, std::size_t piece, bool late_answers) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < input.size() && !session_.closed(); i += piece, ++n) {
+    feed(input.substr(i, piece));
+    if (late_answers && n % 2 == 1) {
+      answer_pending();
+    }
+  }
+  while (answer_pending()) {
+  }
+}
+
 bool Harness::answer_pending() {
   if (pending_.empty()) {
     return false;

@@ -47,6 +47,10 @@ class Harness {
   void start() { perform(session_.start()); }
   // Deferred mode: gives the held answer, if any. False if none was held.
   bool answer_pending();
+  // Feeds `input` in pieces of `piece` octets until the session closes; with
+  // `late_answers`, a held answer is given only after every second piece (input arrives
+  // while an answer is outstanding), and the rest at the end. For the fuzz targets.
+  void feed_pieces(std::string_view input, std::size_t piece, bool late_answers);
 
  private:
   void perform(Actions actions);
