@@ -62,6 +62,7 @@ struct LdapClient::Op {
   LdapSearchCallback done;
   std::vector<LdapEntry> entries;
   int msgid = -1;  // -1: not sent yet
+  std::string cookie;  // RFC 2696: the server's cookie for the next page
   Clock::time_point sent_at;
   std::unique_ptr<asio::steady_timer> deadline;
 };
@@ -126,6 +127,7 @@ LdapClientCounters LdapClient::counters() const {
   c.disconnects = counters_.disconnects.load();
   c.hung = counters_.hung.load();
   c.failovers = counters_.failovers.load();
+  c.pages = counters_.pages.load();
   c.in_flight = counters_.in_flight.load();
   c.max_in_flight = counters_.max_in_flight.load();
   int i = counters_.connected_index.load();
@@ -188,10 +190,25 @@ void LdapClient::send(const std::shared_ptr<Op>& op) {
   }
   attrs.push_back(nullptr);
   int msgid = -1;
+  LDAPControl* page = nullptr;
+  if (op->request.page_size > 0) {
+    berval cookie{static_cast<ber_len_t>(op->cookie.size()), op->cookie.data()};
+    int prc = ldap_create_page_control(ld_, static_cast<ber_int_t>(op->request.page_size),
+                                       op->cookie.empty() ? nullptr : &cookie, 1, &page);
+    if (prc != LDAP_SUCCESS) {
+      finish(op, unavailable(std::string("paged results control: ") + ldap_err2string(prc)));
+      return;
+    }
+  }
+  LDAPControl* server_controls[2] = {page, nullptr};
   int rc = ldap_search_ext(ld_, op->request.base.c_str(), ldap_scope(op->request.scope),
                            op->request.filter.c_str(),
-                           op->request.attributes.empty() ? nullptr : attrs.data(), 0, nullptr,
-                           nullptr, nullptr, op->request.size_limit, &msgid);
+                           op->request.attributes.empty() ? nullptr : attrs.data(), 0,
+                           page != nullptr ? server_controls : nullptr, nullptr, nullptr,
+                           op->request.size_limit, &msgid);
+  if (page != nullptr) {
+    ldap_control_free(page);
+  }
   if (rc != LDAP_SUCCESS) {
     std::string why = std::string("search not sent: ") + ldap_err2string(rc);
     if (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR) {
@@ -436,16 +453,53 @@ void LdapClient::drain() {
         ber_free(ber, 0);
       }
       counters_.entries++;
+      if (op->entries.size() >= op->request.max_entries) {
+        ldap_abandon_ext(ld_, op->msgid, nullptr, nullptr);
+        finish(op, unavailable("too many entries (more than " +
+                               std::to_string(op->request.max_entries) + ")"));
+        continue;
+      }
       op->entries.push_back(std::move(e));
     } else if (type == LDAP_RES_SEARCH_RESULT) {
       int err = LDAP_OTHER;
       char* text = nullptr;
-      int prc = ldap_parse_result(ld_, msg, &err, nullptr, &text, nullptr, nullptr, 0);
+      LDAPControl** controls = nullptr;
+      int prc = ldap_parse_result(ld_, msg, &err, nullptr, &text, nullptr, &controls, 0);
       std::string detail = text != nullptr ? text : "";
       if (text != nullptr) {
         ldap_memfree(text);
       }
-      if (prc == LDAP_SUCCESS && (err == LDAP_SUCCESS || err == LDAP_SIZELIMIT_EXCEEDED)) {
+      std::string next_cookie;
+      bool page_ok = op->request.page_size <= 0;
+      if (!page_ok && controls != nullptr) {
+        if (LDAPControl* pc = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, controls, nullptr)) {
+          ber_int_t estimate = 0;
+          berval cookie{0, nullptr};
+          if (ldap_parse_pageresponse_control(ld_, pc, &estimate, &cookie) == LDAP_SUCCESS) {
+            page_ok = true;
+            if (cookie.bv_val != nullptr) {
+              next_cookie.assign(cookie.bv_val, cookie.bv_len);
+              ber_memfree(cookie.bv_val);
+            }
+          }
+        }
+      }
+      if (controls != nullptr) {
+        ldap_controls_free(controls);
+      }
+      const bool size_ok =
+          err == LDAP_SUCCESS || (err == LDAP_SIZELIMIT_EXCEEDED && !op->request.strict_size);
+      if (prc == LDAP_SUCCESS && err == LDAP_SUCCESS && op->request.page_size > 0 && !page_ok) {
+        // A server that ignores a critical control must refuse the search (RFC 2696 §3);
+        // one that answers without the response control cannot be paged safely.
+        finish(op, unavailable("paged results: no page response control"));
+      } else if (prc == LDAP_SUCCESS && err == LDAP_SUCCESS && !next_cookie.empty()) {
+        by_msgid_.erase(op->msgid);
+        op->cookie = std::move(next_cookie);
+        counters_.pages++;
+        send(op);
+        continue;
+      } else if (prc == LDAP_SUCCESS && size_ok) {
         finish(op, std::move(op->entries));
       } else {
         std::string why = std::string("search failed: ") +

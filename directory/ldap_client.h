@@ -66,6 +66,16 @@ struct LdapSearch {
   std::string filter;                   // built with ldap_filter.h
   std::vector<std::string> attributes;  // empty: all user attributes
   int size_limit = 0;                   // 0: none; more entries than this still succeed
+  // > 0: ask in pages of this many entries (RFC 2696 paged results control), following
+  // the server's cookie until the last page; the answer is every page's entries. The
+  // whole sequence shares the one deadline.
+  int page_size = 0;
+  // Cap on the entries of one answer (an untrusted count): past it the search fails
+  // with a transient 4.4.3 ("too many entries") instead of a truncated list.
+  std::size_t max_entries = 100000;
+  // true: a server's sizeLimitExceeded is an error (a truncated group must not look
+  // complete); false: the entries received so far are the answer.
+  bool strict_size = false;
 };
 
 struct LdapEntry {
@@ -115,6 +125,7 @@ struct LdapClientCounters {
   std::uint64_t disconnects = 0;       // connections lost or dropped
   std::uint64_t hung = 0;              // of which dropped because the server stopped answering
   std::uint64_t failovers = 0;         // connects to a URI other than the first
+  std::uint64_t pages = 0;             // follow-up pages requested (RFC 2696)
   std::uint64_t in_flight = 0;         // now: sent and not yet answered
   std::uint64_t max_in_flight = 0;     // high-water mark of in_flight on one connection
   std::string connected_uri;           // "" when not connected
@@ -173,7 +184,7 @@ class LdapClient final : public LdapSearcher, public std::enable_shared_from_thi
   // ---- read anywhere ----
   struct AtomicCounters {
     std::atomic<std::uint64_t> searches{0}, completed{0}, entries{0}, failed{0}, timeouts{0},
-        rejected_busy{0}, connects{0}, connect_failures{0}, disconnects{0}, hung{0}, failovers{0},
+        rejected_busy{0}, connects{0}, connect_failures{0}, disconnects{0}, hung{0}, failovers{0}, pages{0},
         in_flight{0}, max_in_flight{0};
     std::atomic<int> connected_index{-1};
   };

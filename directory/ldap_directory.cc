@@ -68,9 +68,29 @@ Result<Resolution> LdapDirectory::classify(std::string_view address,
   if (primary.empty()) {
     primary = std::string(address);
   }
-  bool has_mailbox = false;
-  for (const auto& v : e.values(options_.attributes.home_server)) {
-    has_mailbox = has_mailbox || !v.empty();
+  const auto& a = options_.attributes;
+  auto present = [&](const std::string& attr) {
+    for (const auto& v : e.values(attr)) {
+      if (!v.empty()) {
+        return true;
+      }
+    }
+    return false;
+  };
+  bool group = present(a.query_filter);
+  for (const auto& oc : e.values(a.object_class)) {
+    for (const auto& g : options_.group_classes) {
+      group = group || ascii_lower(oc) == ascii_lower(g);
+    }
+  }
+  const bool has_mailbox = present(a.home_server);
+  if (group || present(a.target_address) || (has_mailbox && present(a.alt_recipient))) {
+    Resolution r;
+    r.kind = RecipientKind::kCategorize;
+    r.canonical = primary;
+    r.senders_must_authenticate =
+        group && !e.values(a.require_auth).empty() && ascii_lower(e.values(a.require_auth).front()) == "true";
+    return r;
   }
   if (!has_mailbox) {
     return Resolution{};
@@ -93,8 +113,9 @@ void LdapDirectory::resolve(std::string_view address, ResolveCallback done) {
   s.base = options_.base_dn;
   s.scope = LdapScope::kSubtree;
   s.filter = filter_for(address);
-  s.attributes = {options_.attributes.proxy_addresses, options_.attributes.mail,
-                  options_.attributes.home_server};
+  const auto& a = options_.attributes;
+  s.attributes = {a.proxy_addresses, a.mail,           a.home_server,  a.object_class,
+                  a.query_filter,    a.target_address, a.alt_recipient, a.require_auth};
   s.size_limit = 2;  // two are enough to know it is ambiguous
   searches_++;
   searcher_.search(std::move(s), [this, key, address = std::string(address),

@@ -14,8 +14,11 @@
 //    address (the "SMTP:" proxy address, else the first `mail`, else the address asked
 //    for), `mailbox` = mailbox_folder(canonical) — every address of a user lands in
 //    one folder named for the primary address;
-//  - one entry without a home server (mail-enabled only: contacts, users without a
-//    mailbox): kUnknown, since contacts and forwarding are not built yet;
+//  - one entry that is a group (an objectClass of group_classes), a query-based group
+//    (a query_filter value), a contact (a target_address) or a mailbox with an
+//    alt_recipient: kCategorize (accepted; expanded after spool by the categorizer);
+//    a group with require_auth TRUE also sets senders_must_authenticate;
+//  - one entry that is none of these (mail-enabled only, no mailbox): kUnknown;
 //  - two or more entries: permanent 5.1.4 (ambiguous address: a directory data error
 //    that retrying does not fix);
 //  - the searcher's error (server down, slow, busy): passed on, transient 4.4.3; never
@@ -35,21 +38,20 @@
 #include <string_view>
 
 #include "common/clock.h"
+#include "directory/categorizer.h"
 #include "directory/ldap_client.h"
 #include "directory/recipient_directory.h"
 #include "directory/resolution_cache.h"
 
 namespace bh::directory {
 
-struct LdapAttributeNames {
-  std::string proxy_addresses = "proxyAddresses";
-  std::string mail = "mail";
-  std::string home_server = "msExchHomeServerName";  // our schema: bhHomeServer
-};
+// The attribute names of the recipient lookup and of the categorizer are one set.
+using LdapAttributeNames = CategorizerAttributes;
 
 struct LdapDirectoryOptions {
   std::string base_dn;
   LdapAttributeNames attributes;
+  std::vector<std::string> group_classes = CategorizerOptions{}.group_classes;
   ResolutionCacheOptions cache;
 };
 

@@ -15,12 +15,18 @@
 
 namespace bh::directory {
 
-enum class RecipientKind { kUnknown, kLocalMailbox };
+// kCategorize: a recipient that exists but is not one plain mailbox - a group, a
+// query-based group, a contact, a forwarded mailbox. RCPT accepts it; the categorizer
+// expands it after spool (directory/categorizer.h, queue: Recipient::categorize).
+enum class RecipientKind { kUnknown, kLocalMailbox, kCategorize };
 
 struct Resolution {
   RecipientKind kind = RecipientKind::kUnknown;
   std::string canonical;  // primary address of the recipient, when known
   std::string mailbox;    // local mailbox name (a folder under <data_dir>/mailboxes/)
+  // A group that accepts mail only from authenticated senders (AD
+  // msExchRequireAuthToSendTo): RCPT from an anonymous session gets 550 5.7.1.
+  bool senders_must_authenticate = false;
 };
 
 using ResolveCallback = std::function<void(Result<Resolution>)>;

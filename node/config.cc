@@ -703,12 +703,24 @@ class Loader {
       return fail_key("directory.ldap.password_file", "must be an absolute path");
     }
     const auto& a = l.attributes();
-    for (const auto& [key, value] : {std::pair{"proxy_addresses", &a.proxy_addresses()},
-                                     std::pair{"mail", &a.mail()},
-                                     std::pair{"home_server", &a.home_server()}}) {
+    for (const auto& [key, value] :
+         {std::pair{"proxy_addresses", &a.proxy_addresses()}, std::pair{"mail", &a.mail()},
+          std::pair{"home_server", &a.home_server()}, std::pair{"object_class", &a.object_class()},
+          std::pair{"member", &a.member()}, std::pair{"target_address", &a.target_address()},
+          std::pair{"alt_recipient", &a.alt_recipient()},
+          std::pair{"deliver_and_redirect", &a.deliver_and_redirect()},
+          std::pair{"expansion_server", &a.expansion_server()},
+          std::pair{"query_filter", &a.query_filter()}, std::pair{"query_base", &a.query_base()},
+          std::pair{"require_auth", &a.require_auth()}}) {
       if (!bh::directory::is_attribute_name(*value)) {
         return fail_key(std::string("directory.ldap.attributes.") + key,
                         quoted(*value) + " is not an LDAP attribute name (letters, digits, '-'; or an OID)");
+      }
+    }
+    for (int i = 0; i < l.group_classes_size(); ++i) {
+      if (!bh::directory::is_attribute_name(l.group_classes(i))) {
+        return fail_key(index("directory.ldap.group_classes", i),
+                        quoted(l.group_classes(i)) + " is not an object class name");
       }
     }
     return true;

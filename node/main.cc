@@ -40,6 +40,7 @@
 #include "directory/file_directory.h"
 #include "directory/ldap_client.h"
 #include "directory/ldap_directory.h"
+#include "node/categorize_deliverer.h"
 #include "node/config.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
@@ -239,6 +240,8 @@ int main(int argc, char** argv) {
   auto ldap_guard = asio::make_work_guard(ldap_io);
   std::shared_ptr<bh::directory::LdapClient> ldap_client;
   std::unique_ptr<bh::directory::LdapDirectory> ldap_directory;
+  std::unique_ptr<bh::directory::Categorizer> categorizer;
+  std::unique_ptr<bh::node::CategorizeDeliverer> categorize_deliverer;
   std::thread ldap_thread;
   // Ends the LDAP client and its thread on every way out of main (the early
   // `return fatal(...)` too): pending lookups fail, the connection closes, and the
@@ -284,14 +287,39 @@ int main(int argc, char** argv) {
     ldap_client = bh::directory::LdapClient::create(ldap_io, std::move(lo));
     bh::directory::LdapDirectoryOptions dopt;
     dopt.base_dn = ldap_cfg.base_dn();
-    dopt.attributes.proxy_addresses = ldap_cfg.attributes().proxy_addresses();
-    dopt.attributes.mail = ldap_cfg.attributes().mail();
-    dopt.attributes.home_server = ldap_cfg.attributes().home_server();
+    const auto& at = ldap_cfg.attributes();
+    dopt.attributes.proxy_addresses = at.proxy_addresses();
+    dopt.attributes.mail = at.mail();
+    dopt.attributes.home_server = at.home_server();
+    dopt.attributes.object_class = at.object_class();
+    dopt.attributes.member = at.member();
+    dopt.attributes.target_address = at.target_address();
+    dopt.attributes.alt_recipient = at.alt_recipient();
+    dopt.attributes.deliver_and_redirect = at.deliver_and_redirect();
+    dopt.attributes.expansion_server = at.expansion_server();
+    dopt.attributes.query_filter = at.query_filter();
+    dopt.attributes.query_base = at.query_base();
+    dopt.attributes.require_auth = at.require_auth();
+    if (ldap_cfg.group_classes_size() > 0) {
+      dopt.group_classes.assign(ldap_cfg.group_classes().begin(), ldap_cfg.group_classes().end());
+    }
     dopt.cache.positive_ttl = std::chrono::seconds(ldap_cfg.positive_ttl_s());
     dopt.cache.negative_ttl = std::chrono::seconds(ldap_cfg.negative_ttl_s());
     dopt.cache.max_entries = ldap_cfg.cache_size();
     ldap_directory = std::make_unique<bh::directory::LdapDirectory>(*ldap_client, clock, dopt);
     recipients = ldap_directory.get();
+    bh::directory::CategorizerOptions copt;
+    copt.base_dn = dopt.base_dn;
+    copt.node_name = name;
+    copt.attributes = dopt.attributes;
+    copt.group_classes = dopt.group_classes;
+    copt.max_depth = ldap_cfg.max_group_depth();
+    copt.max_recipients = ldap_cfg.max_expansion();
+    copt.page_size = static_cast<int>(ldap_cfg.page_size());
+    copt.window = ldap_cfg.expansion_window();
+    categorizer = std::make_unique<bh::directory::Categorizer>(*ldap_client, copt);
+    categorize_deliverer = std::make_unique<bh::node::CategorizeDeliverer>(*categorizer);
+    manager.set_categorizer(categorize_deliverer.get());
     ldap_client->start();
     ldap_thread = std::thread([&ldap_io] { ldap_io.run(); });
     bh::log::info("node", name + ": recipients from LDAP " + ldap_cfg.global_catalog(0) + " under " +

@@ -1,6 +1,8 @@
 #include "queue/delivery_state.h"
 
+#include <algorithm>
 #include <charconv>
+#include <optional>
 
 namespace bh::queue {
 namespace {
@@ -63,6 +65,11 @@ std::string encode_delivery_state(const DeliveryState& s) {
   for (const auto& r : s.recipients) {
     out += "\nrcpt " + std::to_string(r.index) + " " +
            std::to_string(static_cast<unsigned>(r.state)) + " " + escape(r.last_result);
+  }
+  for (const auto& r : s.added) {
+    // Every field starts with '=' so an empty one still has a place.
+    out += "\nadded " + std::to_string(static_cast<unsigned>(r.notify)) + " =" + escape(r.address) +
+           " =" + escape(r.orcpt) + " =" + escape(r.mailbox);
   }
   out += "\nend\n";
   return out;
@@ -133,6 +140,41 @@ Result<DeliveryState> decode_delivery_state(std::string_view text) {
         return bad("too many recipients");
       }
       s.recipients.push_back(std::move(r));
+    } else if (key == "added") {
+      std::vector<std::string> f;
+      std::size_t from = 0;
+      for (;;) {
+        auto sp2 = val.find(' ', from);
+        f.emplace_back(val.substr(from, sp2 == std::string_view::npos ? sp2 : sp2 - from));
+        if (sp2 == std::string_view::npos) {
+          break;
+        }
+        from = sp2 + 1;
+      }
+      Recipient r;
+      unsigned notify = 0;
+      if (f.size() != 4 || !number(std::string_view(f[0]), notify) || notify > 0xff) {
+        return bad("malformed added recipient");
+      }
+      std::optional<std::string> parts[3];
+      for (int i = 0; i < 3; ++i) {
+        if (f[i + 1].empty() || f[i + 1][0] != '=') {
+          return bad("malformed added recipient");
+        }
+        parts[i] = unescape(std::string_view(f[i + 1]).substr(1));
+        if (!parts[i] || parts[i]->find_first_of(std::string("\r\n\0", 3)) != std::string::npos) {
+          return bad("malformed added recipient");
+        }
+      }
+      if (parts[0]->empty() || s.added.size() >= kMaxAddedRecipients) {
+        return bad(parts[0]->empty() ? "empty added recipient" : "too many added recipients");
+      }
+      r.notify = static_cast<std::uint8_t>(notify);
+      r.address = std::move(*parts[0]);
+      r.orcpt = std::move(*parts[1]);
+      r.mailbox = std::move(*parts[2]);
+      r.added = true;
+      s.added.push_back(std::move(r));
     } else {
       ok = false;
     }
@@ -147,10 +189,16 @@ Result<DeliveryState> decode_delivery_state(std::string_view text) {
 }
 
 Result<void> apply_delivery_state(const DeliveryState& s, Envelope& env) {
+  const bool has_added = std::any_of(env.recipients.begin(), env.recipients.end(),
+                                     [](const Recipient& r) { return r.added; });
+  const std::size_t total = env.recipients.size() + (has_added ? 0 : s.added.size());
   for (const auto& r : s.recipients) {
-    if (r.index >= env.recipients.size()) {
+    if (r.index >= total) {
       return permanent_error("5.3.0", "delivery state: recipient index out of range");
     }
+  }
+  if (!has_added) {
+    env.recipients.insert(env.recipients.end(), s.added.begin(), s.added.end());
   }
   for (const auto& r : s.recipients) {
     env.recipients[r.index].state = r.state;
@@ -165,6 +213,18 @@ std::vector<DeliveryState::Rcpt> recipient_states(const Envelope& env) {
     const auto& r = env.recipients[i];
     if (r.state != RecipientState::kPending || !r.last_result.empty()) {
       out.push_back({i, r.state, r.last_result});
+    }
+  }
+  return out;
+}
+
+std::vector<Recipient> added_recipients(const Envelope& env) {
+  std::vector<Recipient> out;
+  for (const auto& r : env.recipients) {
+    if (r.added) {
+      out.push_back(r);
+      out.back().state = RecipientState::kPending;
+      out.back().last_result.clear();
     }
   }
   return out;

@@ -35,17 +35,24 @@ struct DeliveryState {
     std::string last_result;
   };
   std::vector<Rcpt> recipients;        // only those that differ from "pending, no result"
+  // Recipients the categorizer added after spool (Recipient::added), in envelope order
+  // after the queue file's own: address, orcpt, mailbox, notify.
+  std::vector<Recipient> added;
 };
 
-inline constexpr std::size_t kMaxDeliveryStateBytes = 4u << 20;
+inline constexpr std::size_t kMaxDeliveryStateBytes = 16u << 20;
+inline constexpr std::size_t kMaxAddedRecipients = 100000;
 
 std::string encode_delivery_state(const DeliveryState& s);
 // Errors: permanent 5.3.0 on anything malformed.
 Result<DeliveryState> decode_delivery_state(std::string_view text);
 
-// Copies recipient states of `s` into `env` (indexes beyond the envelope are an error).
+// Appends the added recipients of `s` to `env` (when it has none yet), then copies the
+// recipient states (indexes beyond the envelope are an error).
 Result<void> apply_delivery_state(const DeliveryState& s, Envelope& env);
 // The recipient part of a DeliveryState from an envelope.
 std::vector<DeliveryState::Rcpt> recipient_states(const Envelope& env);
+// The recipients of `env` the categorizer added (Recipient::added).
+std::vector<Recipient> added_recipients(const Envelope& env);
 
 }  // namespace bh::queue

@@ -31,6 +31,12 @@ struct Recipient {
   std::string mailbox;      // categorizer result: local mailbox name, empty if not local
   RecipientState state = RecipientState::kPending;
   std::string last_result;  // last delivery reply/diagnostic for this recipient
+  // To be expanded by the categorizer after spool (a group, contact or forwarded
+  // mailbox: directory/categorizer.h) before it is routed; kept in the queue file.
+  bool categorize = false;
+  // Appended by the categorizer after spool: not in the queue file, kept in
+  // state/<id> (queue/delivery_state.h). Always after the queue file's recipients.
+  bool added = false;
 };
 
 struct Envelope {

@@ -24,6 +24,7 @@ struct QueueEvent {
     kExpired,    // one recipient given up at expiry
     kDeleted,    // one recipient removed with its message by the operator
     kReported,   // a delivery report (DSN) was queued to the sender; reply: its queue id
+    kExpanded,   // one recipient expanded by the categorizer; reply: what it became
   };
   Kind kind = Kind::kReceived;
   std::string_view queue_id;

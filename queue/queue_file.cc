@@ -18,6 +18,9 @@ enum RecordType : std::uint8_t {
   kDeclaredSize = 8, kBodySize = 9, kClient = 10, kHelo = 11, kProtocol = 12, kReceived = 13,
   kXexch50 = 14, kEnd = 0xFF,
 };
+// Recipient record: address, orcpt, mailbox, notify, then an optional flags byte
+// (absent in files written before it existed, and when no flag is set).
+constexpr std::uint8_t kRecipientCategorize = 1;
 
 void put_u32(std::string& o, std::uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) {
@@ -128,6 +131,9 @@ std::string encode_envelope(const Envelope& e) {
     put_str(tmp, r.orcpt);
     put_str(tmp, r.mailbox);
     tmp.push_back(static_cast<char>(r.notify));
+    if (r.categorize) {
+      tmp.push_back(static_cast<char>(kRecipientCategorize));  // optional flags byte
+    }
     record(o, kRecipient, tmp);
   }
   record(o, kBody, std::string(1, static_cast<char>(e.body)));
@@ -191,8 +197,15 @@ Result<Envelope> decode_envelope(std::string_view records) {
         Cursor rc(p);
         Recipient r;
         if (!rc.str(r.address) || !rc.str(r.orcpt) || !rc.str(r.mailbox) || !rc.u8(r.notify) ||
-            !rc.empty() || r.address.empty()) {
+            r.address.empty()) {
           return bad("recipient record");
+        }
+        if (!rc.empty()) {  // the optional flags byte
+          std::uint8_t flags = 0;
+          if (!rc.u8(flags) || !rc.empty() || (flags & ~kRecipientCategorize) != 0) {
+            return bad("recipient record");
+          }
+          r.categorize = (flags & kRecipientCategorize) != 0;
         }
         e.recipients.push_back(std::move(r));
         break;

@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "queue/queue_file.h"
 
 namespace bh::queue {
@@ -15,6 +16,7 @@ namespace bh::queue {
 namespace {
 
 constexpr const char* kLmtpHop = "lmtp";
+constexpr const char* kCategorizeHop = "categorizer";
 
 std::int64_t unix_seconds(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -130,6 +132,12 @@ void QueueManager::set_remote(RemoteDeliverer* remote, Router router) {
   BH_CHECK(!started_);
   remote_ = remote;
   router_ = std::move(router);
+}
+
+void QueueManager::set_categorizer(RemoteDeliverer* categorizer) {
+  std::lock_guard lock(mu_);
+  BH_CHECK(!started_);
+  categorizer_ = categorizer;
 }
 
 void QueueManager::set_local_remote(RemoteDeliverer* lmtp) {
@@ -719,6 +727,20 @@ void QueueManager::prepare(Work& w) {
     if (r.state != RecipientState::kPending) {
       continue;
     }
+    if (r.categorize) {
+      const auto index = static_cast<std::size_t>(&r - w.env.recipients.data());
+      if (categorizer_ == nullptr) {
+        r.last_result = "4.3.5 waiting for categorization: no directory categorizer configured";
+        w.error = transient_error("4.3.5", "no directory categorizer configured");
+        continue;
+      }
+      auto [it, fresh] = w.jobs.try_emplace(kCategorizeHop);
+      if (fresh) {
+        fill_job(it->second, w, kCategorizeHop, "categorizer", "");
+      }
+      it->second.recipients.push_back({index, r.address, r.notify, r.orcpt});
+      continue;
+    }
     if (r.mailbox.empty()) {
       const auto index = static_cast<std::size_t>(&r - w.env.recipients.data());
       Result<RouteChoice> route = permanent_error("5.4.4", "no route to a non-local recipient (relay not configured)");
@@ -1046,7 +1068,9 @@ void QueueManager::dispatch(Work& w) {
                            " recipient(s)");
     std::string id = w.id;
     RemoteJob copy = job;
-    RemoteDeliverer* to = job.next_hop == kLmtpHop ? local_remote_ : remote_;
+    RemoteDeliverer* to = job.next_hop == kLmtpHop          ? local_remote_
+                          : job.next_hop == kCategorizeHop ? categorizer_
+                                                           : remote_;
     to->deliver(std::move(job), [this, id, copy = std::move(copy)](RemoteResult r) mutable {
       {
         std::lock_guard lock(mu_);
@@ -1063,6 +1087,7 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
     std::string id, path;
     Envelope env;
     std::vector<DsnOutcome> report;
+    bool due_now = false;
   };
   std::vector<ToSettle> settled;
   std::vector<std::tuple<std::string, Envelope, std::vector<Note>>> told;
@@ -1102,6 +1127,15 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
       Envelope& env = *e.envelope;
       const auto now = clock_.now();
       std::vector<Note> notes;
+      if (d.job.next_hop == kCategorizeHop) {
+        expand(d, env, notes);
+        told.emplace_back(d.id, env, std::move(notes));
+        if (--e.in_flight == 0) {
+          settled.push_back({d.id, store_.path_of(d.id), env, std::move(e.report), true});
+          e.report.clear();
+        }
+        continue;
+      }
       for (const auto& r : d.result.recipients) {
         if (r.index >= env.recipients.size()) {
           continue;
@@ -1172,15 +1206,85 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
   flush_events();
   bool removed = false;
   for (auto& t : settled) {
-    removed = settle(t.id, std::move(t.env), std::move(t.report), t.path) || removed;
+    removed = settle(t.id, std::move(t.env), std::move(t.report), t.path, t.due_now) || removed;
   }
   if (removed) {
     sync_removals();
   }
 }
 
+// The categorizer's answers for one message (with mu_ held): expanded recipients are
+// done and the recipients they became are appended, once each (case-insensitive
+// address; a mailbox already in the message is not added again); 5xx fails the
+// recipient with a report; 4xx leaves it pending for the next attempt.
+void QueueManager::expand(const RemoteDone& d, Envelope& env, std::vector<Note>& notes) {
+  const auto now = clock_.now();
+  auto& e = entries_[d.id];
+  std::set<std::string> have_address, have_mailbox;
+  for (const auto& r : env.recipients) {
+    if (!r.categorize) {
+      have_address.insert(ascii_lower(r.address));
+      if (!r.mailbox.empty()) {
+        have_mailbox.insert(r.mailbox);
+      }
+    }
+  }
+  std::vector<Recipient> added;
+  for (const auto& r : d.result.recipients) {
+    if (r.index >= env.recipients.size() || !env.recipients[r.index].categorize ||
+        env.recipients[r.index].state != RecipientState::kPending) {
+      continue;
+    }
+    Recipient& rcpt = env.recipients[r.index];
+    switch (r.status) {
+      case RemoteStatus::kDelivered: {
+        std::size_t fresh = 0;
+        for (const auto& x : r.expanded) {
+          if (x.address.empty() || !have_address.insert(ascii_lower(x.address)).second ||
+              (!x.mailbox.empty() && !have_mailbox.insert(x.mailbox).second)) {
+            continue;  // already a recipient of this message
+          }
+          if (env.recipients.size() + added.size() >= kMaxAddedRecipients) {
+            break;  // the categorizer's own cap is lower; this only bounds the state file
+          }
+          Recipient n;
+          n.address = x.address;
+          n.mailbox = x.mailbox;
+          n.notify = rcpt.notify;
+          n.orcpt = rcpt.orcpt.empty() ? "rfc822;" + rcpt.address : rcpt.orcpt;
+          n.added = true;
+          added.push_back(std::move(n));
+          ++fresh;
+        }
+        rcpt.state = RecipientState::kDelivered;
+        rcpt.last_result = "2.1.5 expanded by the categorizer into " + std::to_string(fresh) +
+                           " new recipient(s)" + (r.reply.empty() ? "" : ": " + r.reply);
+        ++counters_.expanded_recipients;
+        counters_.added_recipients += fresh;
+        notes.push_back({QueueEvent::Kind::kExpanded, r.index, rcpt.last_result, kCategorizeHop});
+        break;
+      }
+      case RemoteStatus::kPermanent:
+        rcpt.state = RecipientState::kFailed;
+        rcpt.last_result = with_code(status_for(r.enhanced, '5', "5.1.1"), r.reply);
+        ++counters_.failed_recipients;
+        log::warn("queue", d.id + ": " + rcpt.address + ": categorizer: " + r.reply);
+        e.report.push_back({r.index, DsnAction::kFailed, status_for(r.enhanced, '5', "5.1.1"), "",
+                            "x-bridgehead; " + r.reply, now, std::nullopt});
+        notes.push_back({QueueEvent::Kind::kFailed, r.index, rcpt.last_result, kCategorizeHop});
+        break;
+      case RemoteStatus::kTransient:
+        rcpt.last_result = with_code(status_for(r.enhanced, '4', "4.4.3"), r.reply);
+        notes.push_back({QueueEvent::Kind::kDeferred, r.index, rcpt.last_result, kCategorizeHop});
+        break;
+    }
+  }
+  env.recipients.insert(env.recipients.end(), std::make_move_iterator(added.begin()),
+                        std::make_move_iterator(added.end()));
+}
+
 bool QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
-                          const std::string& path) {
+                          const std::string& path, bool due_now) {
   const auto now = clock_.now();
   DeliveryState st;
   std::uint32_t attempts = 1;
@@ -1252,11 +1356,16 @@ bool QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
     }
     log::error("queue", id + ": cannot remove finished message: " + r.error().message);
   }
-  // Still pending: a durable schedule, so a restart keeps it.
-  const auto next = next_retry_time(attempts);
+  // Still pending: a durable schedule, so a restart keeps it. Recipients the categorizer
+  // added are written here, before any of them is tried.
+  const bool expanded_now = due_now && std::any_of(env.recipients.begin(), env.recipients.end(), [](const Recipient& r) {
+    return r.added && r.state == RecipientState::kPending && r.last_result.empty();
+  });
+  const auto next = expanded_now ? now : next_retry_time(attempts);
   st.attempts = attempts;
-  st.next_attempt_unix = unix_seconds(next);
+  st.next_attempt_unix = expanded_now ? 0 : unix_seconds(next);
   st.recipients = recipient_states(env);
+  st.added = added_recipients(env);
   if (auto r = store_.save_state(id, st); !r.ok()) {
     log::warn("queue", id + ": cannot save delivery state: " + r.error().message);
   }
@@ -1281,6 +1390,11 @@ bool QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
   s.next_attempt_unix = st.next_attempt_unix;
   s.state = MessageState::kRetry;
   retry_.emplace(next, id);
+  if (expanded_now) {
+    log::info("queue", id + ": categorized; the expanded recipients are due now");
+    cv_.notify_one();
+    return false;
+  }
   ++counters_.deferred;
   log::warn("queue", id + ": deferred (attempt " + std::to_string(attempts) + "): " + s.last_error);
   return false;

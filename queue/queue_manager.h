@@ -125,6 +125,8 @@ struct QueueCounters {
   std::uint64_t dsns = 0;               // delivery status notifications queued
   std::uint64_t deleted = 0;            // removed by the operator
   std::uint64_t in_queue = 0;
+  std::uint64_t expanded_recipients = 0;  // recipients expanded by the categorizer
+  std::uint64_t added_recipients = 0;     // recipients they became
 };
 
 // One next hop as the operator sees it (Get-Queue): state "active" (a job in flight),
@@ -168,6 +170,14 @@ class QueueManager {
   // Local mailboxes handed over by LMTP instead of written as Maildir: recipients with a
   // mailbox go to `lmtp` as one job of next hop "lmtp" (one recipient per mailbox).
   void set_local_remote(RemoteDeliverer* lmtp);
+  // Recipients marked Recipient::categorize go first to `categorizer` as one job of next
+  // hop "categorizer" (the node adapts directory::Categorizer to RemoteDeliverer): a
+  // recipient it expands is done ("2.1.5 expanded") and the recipients it became are
+  // appended to the message (Recipient::added, kept in state/<id> before any of them is
+  // tried) and delivered at once; 5xx fails it with a report; 4xx (directory down)
+  // keeps the message queued and retries on the usual schedule. Without one, such
+  // recipients wait (4.3.5) until a node with a categorizer picks the message up.
+  void set_categorizer(RemoteDeliverer* categorizer);
   // Observer of received/delivered/deferred/failed (queue/queue_events.h); must outlive
   // the manager; set before start().
   void set_events(QueueEvents* events);
@@ -259,8 +269,9 @@ class QueueManager {
   // a durable retry schedule.
   // True when the message is done and its queue file removed (the caller then calls
   // sync_removals() once for all of them).
+  // `due_now`: recipients were just added (expansion): try them at once.
   bool settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
-              const std::string& path);
+              const std::string& path, bool due_now = false);
   void sync_removals();
   void sync_removals_now();
   static constexpr std::chrono::milliseconds kRemovalSyncEvery{5};
@@ -278,6 +289,7 @@ class QueueManager {
     std::string reply, next_hop;
   };
   void notify(const std::string& id, const Envelope& env, const std::vector<Note>& notes) const;
+  void expand(const RemoteDone& d, Envelope& env, std::vector<Note>& notes);
   void flush_events() const;
   void deliver_batch(const std::vector<std::string>& ids);
   void prepare(Work& w);
@@ -294,6 +306,7 @@ class QueueManager {
   DeliveredHook hook_;
   RemoteDeliverer* remote_ = nullptr;
   RemoteDeliverer* local_remote_ = nullptr;
+  RemoteDeliverer* categorizer_ = nullptr;
   Router router_;
   std::optional<DsnSetup> dsn_;
   QueueEvents* events_ = nullptr;

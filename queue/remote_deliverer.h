@@ -54,6 +54,9 @@ struct RemoteRecipientResult {
   RemoteStatus status = RemoteStatus::kTransient;
   std::string enhanced;       // "2.0.0", "4.4.1", "5.1.1", ...
   std::string reply;          // the remote reply ("550 5.1.1 <x>: unknown") or our diagnostic
+  // The categorizer's job (next hop "categorizer"): kDelivered means "expanded", into
+  // these recipients (address and, for a local mailbox, its folder).
+  std::vector<Recipient> expanded;
 };
 
 struct RemoteResult {

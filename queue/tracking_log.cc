@@ -530,6 +530,9 @@ void QueueTracker::on_event(const QueueEvent& ev) {
     case QueueEvent::Kind::kReported:
       t.event = TrackingEventType::kDsnSent;
       break;
+    case QueueEvent::Kind::kExpanded:
+      t.event = TrackingEventType::kCategorized;
+      break;
   }
   if (ev.recipient != nullptr) {
     t.recipient = ev.recipient->address;

@@ -195,14 +195,20 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
       return;
     }
     services_->directory->resolve(
-        a.address, [self = shared_from_this()](Result<directory::Resolution> r) {
+        a.address, [self = shared_from_this(), authenticated = a.authenticated](Result<directory::Resolution> r) {
           RecipientVerdict v;
           if (!r.ok()) {
             v.kind = RecipientVerdict::Kind::kError;
             v.error = r.error();
+          } else if (r->senders_must_authenticate && !authenticated) {
+            v.kind = RecipientVerdict::Kind::kError;
+            v.error = permanent_error("5.7.1", "this group accepts mail only from authenticated senders");
           } else if (r->kind == directory::RecipientKind::kLocalMailbox) {
             v.kind = RecipientVerdict::Kind::kLocal;
             v.mailbox = r->mailbox;
+          } else if (r->kind == directory::RecipientKind::kCategorize) {
+            v.kind = RecipientVerdict::Kind::kLocal;
+            v.categorize = true;
           } else {
             v.kind = RecipientVerdict::Kind::kUnknown;
           }

@@ -1302,6 +1302,7 @@ Actions ServerSession::on_recipient_result(RecipientVerdict v) {
         s.reply(250, "2.1.5", "<" + addr + ">");
       } else {
         s.pending_rcpt.mailbox = v.mailbox;
+        s.pending_rcpt.categorize = v.categorize;
         s.env.recipients.push_back(std::move(s.pending_rcpt));
         ++s.counters.recipients;
         s.reply(250, "2.1.5", "Ok");

@@ -142,6 +142,7 @@ enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls, kAuth,
 struct RecipientVerdict {
   enum class Kind { kLocal, kUnknown, kError } kind = Kind::kUnknown;
   std::string mailbox;  // kLocal: mailbox name to store in the envelope
+  bool categorize = false;  // kLocal: expanded by the categorizer after spool
   Error error;          // kError: transient 4.4.3 etc.
 };
 

@@ -86,7 +86,9 @@ TEST(LdapDirectory, FilterAndRequest) {
   EXPECT_EQ(r.filter, kAliceFilter);
   EXPECT_EQ(r.base, "ou=people,dc=example,dc=test");
   EXPECT_EQ(r.scope, LdapScope::kSubtree);
-  EXPECT_EQ(r.attributes, (std::vector<std::string>{"proxyAddresses", "mail", "bhHomeServer"}));
+  EXPECT_EQ(r.attributes, (std::vector<std::string>{"proxyAddresses", "mail", "bhHomeServer", "objectClass",
+                                                    "msExchDynamicDLFilter", "targetAddress", "altRecipient",
+                                                    "msExchRequireAuthToSendTo"}));
   EXPECT_EQ(r.size_limit, 2);
 }
 
@@ -125,9 +127,34 @@ TEST(LdapDirectory, NotFoundAndNoMailboxAreUnknown) {
   auto r = f.resolve("nobody@example.test");
   ASSERT_TRUE(r && r->ok());
   EXPECT_EQ((*r)->kind, RecipientKind::kUnknown);
-  // A mail-enabled entry without a home server (a contact): unknown for now.
+  // A mail-enabled entry without a home server, a target or members: not deliverable.
   EXPECT_EQ(f.dir.classify("c@example.test", {user("cn=c", {"SMTP:c@example.test"}, "", "")})->kind,
             RecipientKind::kUnknown);
+}
+
+TEST(LdapDirectory, GroupsContactsAndForwardsAreAcceptedForTheCategorizer) {
+  Fixture f;
+  LdapEntry g = user("cn=g", {"SMTP:g@example.test"}, "", "");
+  g.attributes["objectclass"] = {"top", "groupOfNames"};
+  auto r = f.dir.classify("g@example.test", {g});
+  EXPECT_EQ(r->kind, RecipientKind::kCategorize);
+  EXPECT_FALSE(r->senders_must_authenticate);
+  EXPECT_TRUE(r->mailbox.empty());
+  g.attributes["msexchrequireauthtosendto"] = {"TRUE"};
+  EXPECT_TRUE(f.dir.classify("g@example.test", {g})->senders_must_authenticate);
+
+  LdapEntry q = user("cn=q", {"SMTP:q@example.test"}, "", "");
+  q.attributes["msexchdynamicdlfilter"] = {"(l=Oslo)"};
+  EXPECT_EQ(f.dir.classify("q@example.test", {q})->kind, RecipientKind::kCategorize);
+
+  LdapEntry c = user("cn=c", {"SMTP:c@example.test"}, "", "");
+  c.attributes["targetaddress"] = {"SMTP:c@partner.example"};
+  EXPECT_EQ(f.dir.classify("c@example.test", {c})->kind, RecipientKind::kCategorize);
+
+  LdapEntry m = user("uid=m", {"SMTP:m@example.test"}, "", "n1");
+  EXPECT_EQ(f.dir.classify("m@example.test", {m})->kind, RecipientKind::kLocalMailbox);
+  m.attributes["altrecipient"] = {"cn=c"};
+  EXPECT_EQ(f.dir.classify("m@example.test", {m})->kind, RecipientKind::kCategorize);
 }
 
 TEST(LdapDirectory, TwoEntriesAreAmbiguousPermanent) {

@@ -69,6 +69,53 @@ TEST(DeliveryState, AppliesToTheEnvelopeOnlyWithinItsRecipients) {
   EXPECT_EQ(small.recipients[0].state, RecipientState::kPending);  // nothing half-applied
 }
 
+TEST(DeliveryState, RecipientsAddedByTheCategorizerRoundTripAndAreAppendedOnce) {
+  DeliveryState s;
+  Recipient a;
+  a.address = "carol@example.org";
+  a.mailbox = "carol_40example.org";
+  a.orcpt = "rfc822;all staff@example.org";
+  a.notify = kNotifyFailure | kNotifySuccess;
+  a.added = true;
+  Recipient b;
+  b.address = "x@partner.example";  // relayed: no mailbox, and no orcpt
+  b.added = true;
+  s.added = {a, b};
+  s.recipients.push_back({0, RecipientState::kDelivered, "2.1.5 expanded"});
+  s.recipients.push_back({3, RecipientState::kFailed, "5.1.1 x"});
+  auto d = decode_delivery_state(encode_delivery_state(s));
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  ASSERT_EQ(d->added.size(), 2u);
+  EXPECT_EQ(d->added[0].address, a.address);
+  EXPECT_EQ(d->added[0].mailbox, a.mailbox);
+  EXPECT_EQ(d->added[0].orcpt, a.orcpt);
+  EXPECT_EQ(d->added[0].notify, a.notify);
+  EXPECT_TRUE(d->added[1].mailbox.empty());
+  EXPECT_TRUE(d->added[1].orcpt.empty());
+  EXPECT_TRUE(d->added[1].added);
+
+  Envelope e = testing::sample(2);
+  ASSERT_TRUE(apply_delivery_state(*d, e).ok());
+  ASSERT_EQ(e.recipients.size(), 4u);
+  EXPECT_EQ(e.recipients[2].address, "carol@example.org");
+  EXPECT_EQ(e.recipients[3].state, RecipientState::kFailed);
+  EXPECT_EQ(added_recipients(e).size(), 2u);
+  ASSERT_TRUE(apply_delivery_state(*d, e).ok());  // already there: not appended twice
+  EXPECT_EQ(e.recipients.size(), 4u);
+
+  for (std::string bad : {"BHQS 1\nadded 0 =a =b\nend\n", "BHQS 1\nadded 0 a =b =c\nend\n",
+                          "BHQS 1\nadded 0 = =b =c\nend\n", "BHQS 1\nadded 999 =a =b =c\nend\n",
+                          "BHQS 1\nadded 0 =a%0D =b =c\nend\n", "BHQS 1\nadded 0 =a =b =c =d\nend\n"}) {
+    EXPECT_FALSE(decode_delivery_state(bad).ok()) << bad;
+  }
+  DeliveryState wrong;
+  wrong.added = {a};
+  wrong.recipients.push_back({5, RecipientState::kDelivered, ""});
+  Envelope small = testing::sample(2);
+  EXPECT_FALSE(apply_delivery_state(wrong, small).ok());
+  EXPECT_EQ(small.recipients.size(), 2u);  // nothing half-applied
+}
+
 TEST(DeliveryState, StoreSavesLoadsAndForgetsItBesideTheQueueFile) {
   testing::TempDir t;
   std::string id;

@@ -77,6 +77,38 @@ TEST(QueueFile, Xexch50BlobRoundTripsBinaryAndIsCapped) {
   EXPECT_FALSE(decode_envelope(records).ok());
 }
 
+TEST(QueueFile, TheCategorizeFlagRoundTripsAndOlderRecordsStillRead) {
+  Envelope e = testing::sample(2);
+  e.id = "C1";
+  e.recipients[1].categorize = true;
+  e.recipients[1].mailbox.clear();
+  const std::string records = encode_envelope(e);
+  auto d = decode_envelope(records);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_FALSE(d->recipients[0].categorize);
+  EXPECT_TRUE(d->recipients[1].categorize);
+  // Without the flag the record is byte for byte what it was before the flag existed.
+  Envelope plain = testing::sample(1);
+  plain.id = "C2";
+  std::string r = encode_envelope(plain);
+  plain.recipients[0].categorize = true;
+  EXPECT_EQ(encode_envelope(plain).size(), r.size() + 1);
+  // An unknown flag bit, or a second flags byte, is corruption.
+  const Recipient& x = plain.recipients[0];
+  const std::size_t len = 12 + x.address.size() + x.orcpt.size() + x.mailbox.size() + 2;
+  std::string good = encode_envelope(plain);
+  const std::size_t at = good.find(std::string(1, '\3') + be32(static_cast<std::uint32_t>(len)));
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(good[at + 5 + len - 1], '\1');
+  std::string unknown_bit = good;
+  unknown_bit[at + 5 + len - 1] = '\3';
+  EXPECT_FALSE(decode_envelope(unknown_bit).ok());
+  std::string two_bytes = good;
+  two_bytes.replace(at + 1, 4, be32(static_cast<std::uint32_t>(len + 1)));
+  two_bytes.insert(at + 5 + len, 1, '\1');
+  EXPECT_FALSE(decode_envelope(two_bytes).ok());
+}
+
 TEST(QueueFile, NullSenderAndEmptyFieldsRoundTrip) {
   Envelope e = testing::sample(1);
   e.id = "X";

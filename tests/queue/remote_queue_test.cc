@@ -601,6 +601,134 @@ TEST(RemoteQueue, LocalMailboxesGoByLmtpOneRecipientPerMailbox) {
   qm.stop();
 }
 
+Recipient to_categorize(const std::string& address, std::uint8_t notify = kNotifyUnspecified) {
+  Recipient r = rcpt(address, "", notify);
+  r.categorize = true;
+  return r;
+}
+
+RemoteResult expanded(std::size_t index, std::vector<std::pair<std::string, std::string>> to) {
+  RemoteResult r;
+  RemoteRecipientResult rr;
+  rr.index = index;
+  rr.status = RemoteStatus::kDelivered;
+  rr.enhanced = "2.1.5";
+  for (auto& [address, mailbox] : to) {
+    Recipient n;
+    n.address = address;
+    n.mailbox = mailbox;
+    rr.expanded.push_back(n);
+  }
+  r.recipients.push_back(rr);
+  return r;
+}
+
+// A group goes to the categorizer first; what it becomes is kept in state/<id> before any
+// of it is tried, delivered at once (local copies and relayed addresses), once each.
+TEST(RemoteQueue, AGroupIsExpandedByTheCategorizerThenDeliveredOnceEachAcrossARestart) {
+  TempDir t;
+  std::string id;
+  {
+    Node n(t.path(), fast());
+    FakeRemote cat;
+    n.qm.set_categorizer(&cat);
+    id = n.s.put("x\r\n", from("s@example.net", {rcpt("bob@example.org", "bob"),
+                                                   to_categorize("staff@example.org", kNotifyFailure)}))
+             .value();
+    n.qm.start({id});
+    ASSERT_TRUE(wait_until([&] { return cat.size() == 1; }));
+    auto job = cat.job(0);
+    EXPECT_EQ(job.next_hop, "categorizer");
+    ASSERT_EQ(job.recipients.size(), 1u);
+    EXPECT_EQ(job.recipients[0].address, "staff@example.org");
+    ASSERT_TRUE(wait_until([&] { return count(t.path() + "/mb/bob/new") == 1; }));  // not held back
+    cat.answer_with(0, expanded(1, {{"carol@example.org", "carol"},
+                                    {"BOB@example.org", "bob"},  // already a recipient
+                                    {"x@partner.example", ""},
+                                    {"X@Partner.example", ""}}));
+    ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+    EXPECT_EQ(n.remote.job(0).next_hop, "mx:internet:partner.example");
+    ASSERT_EQ(n.remote.job(0).recipients.size(), 1u);
+    EXPECT_EQ(n.remote.job(0).recipients[0].orcpt, "rfc822;staff@example.org");
+    EXPECT_EQ(n.remote.job(0).recipients[0].notify, kNotifyFailure);
+    ASSERT_TRUE(wait_until([&] { return count(t.path() + "/mb/carol/new") == 1; }));
+    auto d = n.qm.show(id);
+    ASSERT_TRUE(d.has_value());
+    ASSERT_EQ(d->envelope.recipients.size(), 4u);
+    EXPECT_EQ(d->envelope.recipients[1].state, RecipientState::kDelivered);
+    EXPECT_EQ(d->envelope.recipients[1].last_result.rfind("2.1.5 expanded by the categorizer into 2", 0), 0u)
+        << d->envelope.recipients[1].last_result;
+    auto st = n.s.store.load_state(id);
+    ASSERT_TRUE(st.ok() && st->has_value());
+    EXPECT_EQ((*st)->added.size(), 2u);
+    EXPECT_EQ(n.qm.counters().expanded_recipients, 1u);
+    n.qm.stop();  // the relayed recipient is still out
+  }
+  // Restart: the expansion is not run again; only the relayed recipient is left.
+  Node n(t.path(), fast());
+  FakeRemote cat;
+  n.qm.set_categorizer(&cat);
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  EXPECT_EQ(cat.size(), 0u);
+  ASSERT_EQ(n.remote.job(0).recipients.size(), 1u);
+  EXPECT_EQ(n.remote.job(0).recipients[0].address, "x@partner.example");
+  n.remote.answer(0, {"250"});
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(id)); }));
+  EXPECT_EQ(count(t.path() + "/mb/carol/new"), 1u);
+  EXPECT_EQ(count(t.path() + "/mb/bob/new"), 1u);
+  n.qm.stop();
+}
+
+// The directory down: the group waits and is categorized again on the retry schedule; a
+// permanent answer bounces it with a report.
+TEST(RemoteQueue, ACategorizerFaultKeepsTheGroupQueuedAndAPermanentOneBounces) {
+  TempDir t;
+  Node n(t.path(), fast());
+  FakeRemote cat;
+  n.qm.set_categorizer(&cat);
+  auto id = n.s.put("x\r\n", from("sender@example.org", {to_categorize("staff@example.org"),
+                                                          to_categorize("gone@example.org")}))
+                .value();
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return cat.size() == 1; }));
+  cat.answer(0, {"450", "450"});
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 1; }));
+  EXPECT_TRUE(fs::exists(n.s.store.path_of(id)));
+  n.s.clock.advance(seconds(60));
+  ASSERT_TRUE(wait_until([&] { return cat.size() == 2; }));
+  ASSERT_EQ(cat.job(1).recipients.size(), 2u);
+  RemoteResult r = expanded(0, {{"carol@example.org", "carol"}});
+  RemoteRecipientResult gone;
+  gone.index = 1;
+  gone.status = RemoteStatus::kPermanent;
+  gone.enhanced = "5.1.1";
+  gone.reply = "no such recipient";
+  r.recipients.push_back(gone);
+  cat.answer_with(1, r);
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(id)); }));
+  EXPECT_EQ(count(t.path() + "/mb/carol/new"), 1u);
+  ASSERT_TRUE(wait_until([&] { return n.reports("sender").size() == 1; }));
+  auto reports = n.reports("sender");
+  EXPECT_NE(reports[0].find("gone@example.org"), std::string::npos);
+  EXPECT_NE(reports[0].find("5.1.1"), std::string::npos);
+  n.qm.stop();
+}
+
+// Without a categorizer (a node whose directory section was removed) the group waits.
+TEST(RemoteQueue, WithoutACategorizerTheGroupWaitsAndIsNotRoutedByItsDomain) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto id = n.s.put("x\r\n", from("s@example.net", {to_categorize("staff@example.org")})).value();
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 1; }));
+  EXPECT_EQ(n.remote.size(), 0u);
+  auto d = n.qm.show(id);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->summary.last_error.rfind("4.3.5", 0), 0u) << d->summary.last_error;
+  n.qm.stop();
+}
+
 EtrnRequest etrn_req(EtrnRequest::Kind kind, std::string name) {
   EtrnRequest r;
   r.kind = kind;

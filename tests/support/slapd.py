@@ -8,7 +8,8 @@ Options: `schemas` (extra schema files, included after inetorgperson, e.g.
 deploy/ldap/bridgehead.schema), `listeners` (how many loopback ports one slapd serves,
 like a DC on 389 and a GC on 3268 over one database: `uris`, `ports`), `log_stats` (run
 slapd in the foreground with `-d stats` into `log_path`, so a test can read the filters
-it was sent), `indexes` (extra "index" lines). For outage tests: pause() / resume()
+it was sent), `indexes` (extra "index" lines), `limits` (extra database lines such as
+sizelimit). For outage tests: pause() / resume()
 (SIGSTOP / SIGCONT), kill_hard() (SIGKILL), and start() again on the same ports and data.
 """
 import os
@@ -26,7 +27,7 @@ ADMIN_PW = "adminpw"
 
 
 class Slapd:
-    def __init__(self, ldif="", schemas=(), listeners=1, log_stats=False, indexes=()):
+    def __init__(self, ldif="", schemas=(), listeners=1, log_stats=False, indexes=(), limits=()):
         self.dir = tempfile.mkdtemp(prefix="bh-slapd-")
         os.mkdir(os.path.join(self.dir, "db"))
         self.ports = [free_port() for _ in range(listeners)]
@@ -38,7 +39,13 @@ class Slapd:
         self.log_path = os.path.join(self.dir, "slapd.log")
         self.proc = None
         includes = "".join(f"include {os.path.abspath(p)}\n" for p in schemas)
-        index_lines = "".join(f"index {i}\n" for i in indexes)
+        # objectClass is indexed in every real deployment (Debian's default slapd config
+        # does it): without it back-mdb scans the whole subtree for every search, since it
+        # adds "(objectClass=referral)" to each subtree filter.
+        index_lines = "index objectClass eq\n" + "".join(f"index {i}\n" for i in indexes)
+        # e.g. "sizelimit size.soft=100 size.hard=100 size.prtotal=unlimited" (the rootdn
+        # is never limited: bind as another entry to feel them).
+        index_lines += "".join(f"{l}\n" for l in limits)
         conf = os.path.join(self.dir, "slapd.conf")
         with open(conf, "w") as f:
             f.write(f"""include /etc/ldap/schema/core.schema

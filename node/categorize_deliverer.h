@@ -1,0 +1,33 @@
+#pragma once
+// CategorizeDeliverer: directory::Categorizer seen by the queue as the RemoteDeliverer of
+// next hop "categorizer" (queue/queue_manager.h set_categorizer): every recipient of a
+// job is categorized at once (they share the LDAP connection's pipeline); the answer
+// comes back when the last one is done.
+// Per recipient: an expansion is kDelivered with the recipients it became (a mailbox
+// with its folder; an outside address, or a group for another expansion server, with
+// none); a permanent error is kPermanent; a directory fault is kTransient (4.4.3).
+// A group handed to another expansion server cannot be sent there yet (node-to-node
+// routing is issue 7): it fails transiently (4.4.0) and stays queued.
+// Threading: deliver() from any thread; `done` on the categorizer's searcher thread.
+// Borrows the categorizer, which must outlive every job in flight.
+
+#include <atomic>
+#include <cstdint>
+
+#include "directory/categorizer.h"
+#include "queue/remote_deliverer.h"
+
+namespace bh::node {
+
+class CategorizeDeliverer final : public queue::RemoteDeliverer {
+ public:
+  explicit CategorizeDeliverer(directory::Categorizer& categorizer) : categorizer_(categorizer) {}
+  void deliver(queue::RemoteJob job, Done done) override;
+  std::uint64_t categorized() const { return categorized_.load(); }
+
+ private:
+  directory::Categorizer& categorizer_;
+  std::atomic<std::uint64_t> categorized_{0};
+};
+
+}  // namespace bh::node
