@@ -139,6 +139,18 @@ class Session : public std::enable_shared_from_this<Session> {
       } else {
         reply(http::status::ok, st_->handlers.track(*params));
       }
+    } else if (target == "/v1/resolve" || target.rfind("/v1/resolve?", 0) == 0) {
+      auto q = parse_query(target.size() > 11 ? std::string_view(target).substr(12) : "", {"address"});
+      if (!q.ok() || q->count("address") == 0 || q->at("address").empty()) {
+        reply(http::status::bad_request, {{"error", q.ok() ? "address=... is required" : q.error().message}});
+      } else if (!st_->handlers.resolve) {
+        reply(http::status::not_found, {{"error", "this node has no directory resolver"}});
+      } else if (auto r = st_->handlers.resolve(q->at("address")); r.ok()) {
+        reply(http::status::ok, *r);
+      } else {
+        reply(r.error().transient() ? http::status::service_unavailable : http::status::bad_request,
+              {{"error", r.error().enhanced + " " + r.error().message}});
+      }
     } else if (target == "/v1/status") {
       reply(http::status::ok, st_->handlers.status());
     } else if (target == "/v1/queues" && st_->handlers.queues) {
@@ -195,7 +207,8 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       return;
     }
-    if (path == "/v1/status" || path == "/v1/queue" || path == "/v1/queues" || path == "/v1/track") {
+    if (path == "/v1/status" || path == "/v1/queue" || path == "/v1/queues" || path == "/v1/track" ||
+        path == "/v1/resolve") {
       reply(http::status::method_not_allowed, {{"error", path + " only answers GET"}});
       return;
     }

@@ -7,7 +7,7 @@
 // handler has none), POST /v1/queue/<id>/{retry,freeze,thaw}, DELETE /v1/queue/<id>
 // [?ndr=1], GET /v1/queues, POST /v1/queues/{retry,freeze,thaw}?hop=<next hop>,
 // GET /v1/track?<query> (parse_track_query; 400 if malformed, 404 if the node has no
-// tracking handler).
+// tracking handler), GET /v1/resolve?address=A (404 if the node has no resolver).
 // Limits: 8 KiB of request header (431 beyond), no body, 10 s to send a request, one
 // request per connection, 64 concurrent admin connections.
 // Threading: everything, handlers included, runs on the io_context given to the
@@ -72,6 +72,9 @@ struct AdminHandlers {
   std::function<std::optional<nlohmann::json>(const std::string& id)> queue_show;
   // Unset: the node keeps no tracking log (404).
   std::function<nlohmann::json(const TrackParams&)> track;
+  // GET /v1/resolve?address=A: the categorizer's decision for one address (bhctl
+  // resolve). A transient error (directory down) answers 503, a permanent one 400.
+  std::function<Result<nlohmann::json>(const std::string& address)> resolve;
 };
 
 class AdminServer {

@@ -43,7 +43,9 @@ int usage() {
                "  queue freeze --hop H | queue thaw --hop H   suspend / resume a next hop\n"
                "  queue delete ID [--ndr]                remove; --ndr tells the sender\n"
                "  track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N]\n"
-               "                    search the message tracking log (newest N events, default 100)\n");
+               "                    search the message tracking log (newest N events, default 100)\n"
+               "  resolve ADDRESS   the categorizer's decision tree for ADDRESS: entry, matched\n"
+               "                    attribute, groups expanded, forwards, home servers\n");
   return 2;
 }
 
@@ -279,6 +281,9 @@ int main(int argc, char** argv) {
     verb = http::verb::delete_;
     target = "/v1/queue/" + id + (ndr ? "?ndr=1" : "");
     options_ok = track_params.empty();
+  } else if (words.size() == 2 && words[0] == "resolve") {
+    target = "/v1/resolve?address=" + percent_encode(words[1]);
+    options_ok = track_params.empty();
   } else if (words == std::vector<std::string>{"track"}) {
     target = "/v1/track";
     options_ok = query({"message_id", "sender", "recipient", "queue_id", "limit"});
@@ -317,6 +322,28 @@ int main(int argc, char** argv) {
       }
     }
     print_table({"SECTION", "KEY", "VALUE"}, rows);
+  } else if (words[0] == "resolve") {
+    const json& trace = at(b, "trace");
+    if (trace.is_array()) {
+      for (const auto& line : trace) {
+        std::cout << printable(str(line)) << "\n";
+      }
+    }
+    std::vector<std::vector<std::string>> rows;
+    const json& list = at(b, "recipients");
+    if (list.is_array()) {
+      for (const auto& x : list) {
+        rows.push_back({printable(str(at(x, "address"))), printable(str(at(x, "mailbox"))),
+                        printable(str(at(x, "home_server"))), printable(str(at(x, "expansion_server")))});
+      }
+    }
+    std::cout << "\n";
+    print_table({"RECIPIENT", "MAILBOX", "HOME SERVER", "EXPANSION SERVER"}, rows);
+    std::cout << rows.size() << " recipient(s)";
+    if (at(b, "error").is_string()) {
+      std::cout << "; not deliverable: " << printable(str(at(b, "error")));
+    }
+    std::cout << "\n";
   } else if (words[0] == "track") {
     std::vector<std::vector<std::string>> rows;
     const json& list = at(b, "events");

@@ -844,6 +844,57 @@ int main(int argc, char** argv) {
       }
       return detail_json(*d);
     };
+    // bhctl resolve: the categorizer's tree on a directory node; the file directory's
+    // answer otherwise. Waits on the admin thread, at most the lookup timeout + 1 s.
+    h.resolve = [&categorizer, recipients, ldap_timeout](const std::string& address) -> bh::Result<json> {
+      if (address.size() > 320 || address.find_first_of(std::string("\r\n\0", 3)) != std::string::npos ||
+          address.find('@') == std::string::npos) {
+        return bh::permanent_error("5.1.3", "not an address: " + address);
+      }
+      json out = {{"address", address}, {"recipients", json::array()}, {"trace", json::array()}};
+      if (!categorizer) {
+        auto answer = std::make_shared<std::promise<bh::Result<bh::directory::Resolution>>>();
+        auto f = answer->get_future();
+        recipients->resolve(address, [answer](bh::Result<bh::directory::Resolution> r) { answer->set_value(r); });
+        if (f.wait_for(ldap_timeout + std::chrono::seconds(1)) != std::future_status::ready) {
+          return bh::transient_error("4.4.3", "the directory did not answer in time");
+        }
+        auto r = f.get();
+        if (!r.ok()) {
+          return r.error();
+        }
+        out["trace"].push_back(address);
+        if (r->kind == bh::directory::RecipientKind::kLocalMailbox) {
+          out["trace"].push_back("  file directory: mailbox " + r->mailbox);
+          out["recipients"].push_back({{"address", address}, {"mailbox", r->mailbox}});
+        } else {
+          out["trace"].push_back("  file directory: no such mailbox");
+          out["error"] = "5.1.1 no such recipient";
+        }
+        return out;
+      }
+      auto answer = std::make_shared<std::promise<bh::directory::CategorizeOutcome>>();
+      auto f = answer->get_future();
+      categorizer->categorize(address, [answer](bh::directory::CategorizeOutcome o) { answer->set_value(std::move(o)); });
+      if (f.wait_for(ldap_timeout * 4 + std::chrono::seconds(1)) != std::future_status::ready) {
+        return bh::transient_error("4.4.3", "the directory did not answer in time");
+      }
+      auto o = f.get();
+      if (o.error && o.error->transient()) {
+        return *o.error;
+      }
+      for (const auto& r : o.recipients) {
+        out["recipients"].push_back({{"address", r.address},
+                                     {"mailbox", r.mailbox},
+                                     {"home_server", r.home_server},
+                                     {"expansion_server", r.expansion_server}});
+      }
+      out["trace"] = o.trace;
+      if (o.error) {
+        out["error"] = o.error->enhanced + " " + o.error->message;
+      }
+      return out;
+    };
     if (tracking) {
       h.track = [&tracking_dir, &tracking](const bh::admin::TrackParams& p) {
         tracking->flush();  // what is still buffered is found too

@@ -137,6 +137,14 @@ class AdminServerTest : public ::testing::Test {
                                             {"reply", "2.0.0 ok\x01"}, {"size", 12}, {"client_address", ""}}})},
                   {"truncated", true}, {"skipped_lines", 0}};
     };
+    h.resolve = [this](const std::string& address) -> Result<json> {
+      resolved_.push_back(address);
+      if (address == "down@example.org") {
+        return transient_error("4.4.3", "directory unavailable");
+      }
+      return json{{"address", address}, {"trace", json::array({address, "  group cn=x"})},
+                  {"recipients", json::array({{{"address", "bob@example.org"}, {"mailbox", "bob"}}})}};
+    };
     server_ = std::make_unique<AdminServer>(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0),
                                             kToken, std::move(h));
     ASSERT_FALSE(server_->start());
@@ -198,6 +206,7 @@ class AdminServerTest : public ::testing::Test {
   std::atomic<bool> on_io_thread_{false};
   std::vector<std::string> shown_;  // written on the io thread, read after a reply
   std::vector<TrackParams> tracked_;  // likewise
+  std::vector<std::string> resolved_;  // likewise
   std::vector<QueueFilter> filters_;  // likewise
   std::vector<std::string> actions_;  // likewise
 };
@@ -379,6 +388,20 @@ TEST_F(AdminServerTest, TrackPassesDecodedParametersToTheHandler) {
   EXPECT_EQ(get("/v1/trackx").status, 404);
   EXPECT_EQ(get("/v1/track?recipient=x", "").status, 401);
   EXPECT_EQ(tracked_.size(), 2u);
+}
+
+TEST_F(AdminServerTest, ResolvePassesTheDecodedAddressAndMapsErrors) {
+  auto r = get("/v1/resolve?address=staff%2Bx%40example.org");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.j()["recipients"][0]["mailbox"], "bob");
+  ASSERT_EQ(resolved_.size(), 1u);
+  EXPECT_EQ(resolved_[0], "staff+x@example.org");
+  EXPECT_EQ(get("/v1/resolve?address=down%40example.org").status, 503);
+  EXPECT_EQ(get("/v1/resolve").status, 400);
+  EXPECT_EQ(get("/v1/resolve?address=").status, 400);
+  EXPECT_EQ(get("/v1/resolve?address=a%40b&colour=1").status, 400);
+  EXPECT_EQ(get("/v1/resolve?address=" + std::string(1100, 'a')).status, 400);
+  EXPECT_EQ(resolved_.size(), 2u);  // the malformed ones never reached the handler
 }
 
 // ---- bhctl, the real binary ----

@@ -13,9 +13,12 @@ outside addresses leave through a smart host (Postfix's smtp-sink). Proves:
 - a group that takes mail only from authenticated senders: 550 5.7.1 for anonymous;
 - the directory gone while a group message waits for categorization (#59 after spool):
   the message stays queued (4.4.3) and is delivered once slapd is back, with no restart;
-- a user in the group and also named directly gets one copy.
+- a user in the group and also named directly gets one copy;
+- `bhctl resolve` prints the decision tree (entry, matched attribute, groups, contact,
+  forward) and the final recipients; `--json` too; an unknown address says why.
 """
 import glob
+import json
 import os
 import shutil
 import smtplib
@@ -204,6 +207,26 @@ class Categorizer(unittest.TestCase):
             self.assertIn(b"5.7.1", text)
             code, _ = s.rcpt("dave@example.test")
             self.assertEqual(code, 250)
+
+    def test_bhctl_resolve_prints_the_decision_tree(self):
+        r = self.node.bhctl("resolve", "Outer@example.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout
+        self.assertIn(f"entry cn=outer,{PEOPLE} (matched proxyAddresses SMTP:outer@example.test)", out)
+        self.assertIn(f"group cn=inner,{PEOPLE}", out)
+        self.assertIn("contact cn=partner," + PEOPLE + ": target pat@partner.example -> relayed", out)
+        self.assertIn("carol_40example.test", out)
+        self.assertIn("3 recipient(s)", out)
+        r = self.node.bhctl("--json", "resolve", "both@example.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual(sorted(x["address"] for x in j["recipients"]),
+                         ["both@example.test", "carol@example.test"])
+        self.assertTrue(any("deliverAndRedirect" in line for line in j["trace"]))
+        r = self.node.bhctl("resolve", "nobody@example.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("no entry has this address", r.stdout)
+        self.assertIn("not deliverable: 5.1.1", r.stdout)
 
     def test_zz_directory_down_while_waiting_for_categorization(self):
         # RCPT is answered from the cache, then slapd dies before the group is expanded.
