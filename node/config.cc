@@ -717,6 +717,9 @@ class Loader {
                         quoted(*value) + " is not an LDAP attribute name (letters, digits, '-'; or an OID)");
       }
     }
+    if (!l.tls().ca_file().empty() && l.tls().ca_file().front() != '/') {
+      return fail_key("directory.ldap.tls.ca_file", "must be an absolute path");
+    }
     for (int i = 0; i < l.group_classes_size(); ++i) {
       if (!bh::directory::is_attribute_name(l.group_classes(i))) {
         return fail_key(index("directory.ldap.group_classes", i),

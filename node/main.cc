@@ -284,6 +284,12 @@ int main(int argc, char** argv) {
     }
     lo.timeout = ldap_timeout;
     lo.max_in_flight = ldap_cfg.max_in_flight();
+    lo.tls.start_tls = ldap_cfg.tls().start_tls();
+    lo.tls.ca_file = ldap_cfg.tls().ca_file();
+    lo.tls.verify = ldap_cfg.tls().verify();
+    if (!lo.tls.verify) {
+      bh::log::warn("node", config_path + ": directory.ldap.tls.verify is false: the directory's certificate is not checked");
+    }
     ldap_client = bh::directory::LdapClient::create(ldap_io, std::move(lo));
     bh::directory::LdapDirectoryOptions dopt;
     dopt.base_dn = ldap_cfg.base_dn();

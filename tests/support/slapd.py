@@ -27,11 +27,16 @@ ADMIN_PW = "adminpw"
 
 
 class Slapd:
-    def __init__(self, ldif="", schemas=(), listeners=1, log_stats=False, indexes=(), limits=()):
+    def __init__(self, ldif="", schemas=(), listeners=1, log_stats=False, indexes=(), limits=(),
+                 tls=None):
         self.dir = tempfile.mkdtemp(prefix="bh-slapd-")
         os.mkdir(os.path.join(self.dir, "db"))
         self.ports = [free_port() for _ in range(listeners)]
         self.uris = [f"ldap://127.0.0.1:{p}/" for p in self.ports]
+        # tls=(cert, key): StartTLS on the ldap:// ports, and one more port for ldaps://.
+        self.ldaps_port = free_port() if tls else None
+        self.ldaps_uri = f"ldaps://127.0.0.1:{self.ldaps_port}/" if tls else None
+        tls_lines = (f"TLSCertificateFile {tls[0]}\nTLSCertificateKeyFile {tls[1]}\n" if tls else "")
         self.port = self.ports[0]
         self.uri = self.uris[0]
         self.pidfile = os.path.join(self.dir, "slapd.pid")
@@ -51,7 +56,7 @@ class Slapd:
             f.write(f"""include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
-{includes}pidfile {self.pidfile}
+{includes}{tls_lines}pidfile {self.pidfile}
 modulepath /usr/lib/ldap
 moduleload back_mdb
 access to attrs=userPassword by self write by anonymous auth by * none
@@ -79,7 +84,7 @@ ou: people
         self.add(base + ldif)
 
     def start(self):
-        urls = " ".join(self.uris)
+        urls = " ".join(self.uris + ([self.ldaps_uri] if self.ldaps_uri else []))
         if self.log_stats:
             # Foreground (-d keeps it attached) so the stats log lands in our file.
             log = open(self.log_path, "ab")
