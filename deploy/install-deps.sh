@@ -27,6 +27,9 @@ PKGS=(
   # Scanners run against the node by the security tests: nmap's smtp-open-relay script
   # (test_open_relay_scan.py) and testssl (test_testssl.py; the binary is /usr/bin/testssl)
   nmap testssl.sh
+  # A throwaway Samba AD domain controller (tests/support/samba_ad.py, label "samba"):
+  # samba-ad-provision is only a Recommends of samba-ad-dc but provisioning needs it
+  samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind
   iproute2 procps
 )
 

@@ -400,7 +400,9 @@ struct Categorizer::Call : std::enable_shared_from_this<Categorizer::Call> {
       s.base = dn;
       s.scope = LdapScope::kBase;
       s.filter = "(objectClass=*)";
-      s.attributes = {opt().attributes.member + ";range=" + std::to_string(hi + 1) + "-*"};
+      s.attributes = {
+          opt().attributes.member + ";range=" + std::to_string(hi + 1) + "-" +
+          (opt().member_range > 0 ? std::to_string(hi + opt().member_range) : std::string("*"))};
       search(std::move(s), [this, depth, dn, hi](Result<std::vector<LdapEntry>> r) {
         if (!r.ok()) {
           fail(r.error());
@@ -430,9 +432,21 @@ Categorizer::Categorizer(LdapSearcher& searcher, CategorizerOptions options)
 
 std::vector<std::string> Categorizer::wanted_attributes() const {
   const auto& a = options_.attributes;
-  return {a.proxy_addresses,  a.mail,           a.home_server,   a.object_class,
-          a.member,           a.target_address, a.alt_recipient, a.deliver_and_redirect,
-          a.expansion_server, a.query_filter,   a.query_base,    a.require_auth};
+  const std::string member =
+      options_.member_range > 0 ? a.member + ";range=0-" + std::to_string(options_.member_range - 1)
+                                : a.member;
+  return {a.proxy_addresses,
+          a.mail,
+          a.home_server,
+          a.object_class,
+          member,
+          a.target_address,
+          a.alt_recipient,
+          a.deliver_and_redirect,
+          a.expansion_server,
+          a.query_filter,
+          a.query_base,
+          a.require_auth};
 }
 
 void Categorizer::categorize(std::string_view address,

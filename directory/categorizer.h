@@ -74,6 +74,11 @@ struct CategorizerOptions {
   std::size_t max_recipients = 20000;
   int page_size = 500;
   std::size_t window = 256;
+  // 0: ask for `member` and follow the ranges the server chooses (Windows AD answers
+  // "member;range=0-1499" by itself). N: ask for ranges of N values explicitly
+  // ("member;range=0-(N-1)", then the next N, ...), for servers that never range on
+  // their own (Samba) and to keep each answer small.
+  std::size_t member_range = 0;
 };
 
 struct CategorizedRecipient {

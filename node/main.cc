@@ -323,6 +323,7 @@ int main(int argc, char** argv) {
     copt.max_recipients = ldap_cfg.max_expansion();
     copt.page_size = static_cast<int>(ldap_cfg.page_size());
     copt.window = ldap_cfg.expansion_window();
+    copt.member_range = ldap_cfg.member_range();
     categorizer = std::make_unique<bh::directory::Categorizer>(*ldap_client, copt);
     categorize_deliverer = std::make_unique<bh::node::CategorizeDeliverer>(*categorizer);
     manager.set_categorizer(categorize_deliverer.get());

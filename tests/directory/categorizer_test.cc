@@ -81,15 +81,7 @@ class DirectoryTwin final : public LdapSearcher {
       if (it == entries.end()) {
         return std::vector<LdapEntry>{};
       }
-      LdapEntry e = it->second;
-      for (const auto& a : req.attributes) {
-        unsigned long lo = 0, hi = 0;
-        bool last = false;
-        if (parse_range(a, "member", lo, hi, last)) {  // "member;range=N-*"
-          return std::vector<LdapEntry>{ranged(e, lo)};
-        }
-      }
-      return std::vector<LdapEntry>{range_size > 0 ? ranged(e, 0) : e};
+      return std::vector<LdapEntry>{shape(req, it->second)};
     }
     if (auto q = queries.find(req.filter); q != queries.end()) {
       std::vector<LdapEntry> out;
@@ -104,27 +96,43 @@ class DirectoryTwin final : public LdapSearcher {
         if (req.filter.find(escape_filter_value(ascii_lower(v))) != std::string::npos ||
             ascii_lower(req.filter).find("=" + escape_filter_value(ascii_lower(v)) + ")") !=
                 std::string::npos) {
-          out.push_back(range_size > 0 ? ranged(e, 0) : e);
+          out.push_back(shape(req, e));
           break;
         }
       }
     }
     return out;
   }
-  // AD: at most range_size member values, named "member;range=lo-hi" or "...lo-*".
-  LdapEntry ranged(LdapEntry e, std::size_t lo) const {
+  // The entry as a server answers `req`: member values in the range asked for, or as
+  // the server ranges them by itself (range_size).
+  LdapEntry shape(const LdapSearch& req, const LdapEntry& e) const {
+    for (const auto& a : req.attributes) {
+      unsigned long lo = 0, hi = 0;
+      bool last = false;
+      if (parse_range(a, "member", lo, hi, last)) {  // asked: "member;range=lo-hi" or "lo-*"
+        std::size_t n = last ? SIZE_MAX : hi - lo + 1;
+        return slice(e, lo, range_size > 0 ? std::min(n, range_size) : n, true);
+      }
+    }
+    return range_size > 0 ? slice(e, 0, range_size, false) : e;
+  }
+  // At most n member values from lo, named "member;range=lo-hi" ("lo-*" for the last);
+  // a plain "member" when they all fit and no range was asked for (AD's behaviour; Samba
+  // only ranges when asked, which range_size = 0 with explicit requests models).
+  static LdapEntry slice(LdapEntry e, std::size_t lo, std::size_t n, bool asked) {
     auto it = e.attributes.find("member");
-    if (it == e.attributes.end() || range_size == 0 ||
-        (lo == 0 && it->second.size() <= range_size)) {
+    if (it == e.attributes.end() || (!asked && lo == 0 && it->second.size() <= n)) {
       return e;
     }
     std::vector<std::string> all = std::move(it->second);
     e.attributes.erase(it);
-    std::size_t hi = std::min(all.size(), lo + range_size);
+    std::size_t hi =
+        std::min(all.size(), lo >= all.size() ? all.size() : lo + std::min(n, all.size() - lo));
     std::string name = "member;range=" + std::to_string(lo) + "-" +
                        (hi == all.size() ? std::string("*") : std::to_string(hi - 1));
-    e.attributes[name] = std::vector<std::string>(all.begin() + static_cast<long>(lo),
-                                                  all.begin() + static_cast<long>(hi));
+    e.attributes[name] =
+        std::vector<std::string>(all.begin() + static_cast<long>(std::min(lo, all.size())),
+                                 all.begin() + static_cast<long>(hi));
     return e;
   }
 };
@@ -288,6 +296,40 @@ TEST(Categorizer, RangedRetrievalOfALargeGroupAndAWindowOnSearchesInFlight) {
   EXPECT_EQ(range_requests, 2);  // 1500-* and 3000-*
   EXPECT_LE(f.dir.max_outstanding, 64u);
   EXPECT_NE(trace(o).find("member values 0-1499, asking for the next range"), std::string::npos);
+}
+
+// A server that never ranges on its own (Samba) when the node asks for ranges itself.
+TEST(Categorizer, ExplicitRangesAreAskedForOneAfterTheOther) {
+  Fixture f;
+  f.opt.member_range = 1000;
+  std::vector<std::string> members;
+  for (int i = 0; i < 2500; ++i) {
+    std::string dn = "cn=U" + std::to_string(i) + ",dc=example,dc=test";
+    f.dir.user(dn, "u" + std::to_string(i) + "@example.test");
+    members.push_back(dn);
+  }
+  f.dir.group("cn=Big,dc=example,dc=test", "big@example.test", members);
+  f.dir.group("cn=Small,dc=example,dc=test", "small@example.test", {members[0], members[1]});
+  auto o = f.run("big@example.test");
+  ASSERT_FALSE(o.error) << o.error->message;
+  EXPECT_EQ(o.recipients.size(), 2500u);
+  std::vector<std::string> asked;
+  for (const auto& r : f.dir.requests) {
+    for (const auto& a : r.attributes) {
+      if (a.rfind("member;range=", 0) == 0) {
+        asked.push_back(a);
+      }
+    }
+  }
+  // Every entry fetch asks for the first range; the follow-ups are the next ranges.
+  EXPECT_NE(std::find(asked.begin(), asked.end(), "member;range=1000-1999"), asked.end());
+  EXPECT_NE(std::find(asked.begin(), asked.end(), "member;range=2000-2999"), asked.end());
+  EXPECT_EQ(std::count(asked.begin(), asked.end(), "member;range=0-999"),
+            static_cast<long>(f.dir.requests.size() - 2));
+  EXPECT_EQ(asked.size(), f.dir.requests.size());
+  auto small = f.run("small@example.test");  // "member;range=0-*" at once
+  ASSERT_FALSE(small.error);
+  EXPECT_EQ(small.recipients.size(), 2u);
 }
 
 TEST(Categorizer, QueryBasedGroupRunsItsFilterInPagesAndRefusesAMalformedOne) {
