@@ -53,18 +53,14 @@ std::shared_ptr<const Snapshot> Snapshot::build(Groups groups, std::uint64_t gen
   std::shared_ptr<Snapshot> s(new Snapshot());
   s->groups_ = std::move(groups);
   s->generation_ = generation;
-  std::string hashes;
-  hashes.reserve(32 * s->groups_.size() + 16);
-  hashes.append("bh-ls-table-v1");
+  s->digest_ = table_digest(s->groups_,
+                            [](const auto& item) -> const RoutingGroup& { return *item.second; });
   s->names_.reserve(s->groups_.size());
   s->index_.reserve(s->groups_.size());
   for (const auto& [name, group] : s->groups_) {
-    const Hash h = sha256(canonical_encoding(*group));
-    hashes.append(reinterpret_cast<const char*>(h.data()), h.size());
     s->index_.emplace(std::string_view(name), static_cast<int>(s->names_.size()));
     s->names_.push_back(&name);
   }
-  s->digest_ = sha256(hashes);
 
   s->offsets_.reserve(s->names_.size() + 1);
   s->offsets_.push_back(0);

@@ -96,6 +96,20 @@ std::string canonical_encoding(const RoutingGroup& group);
 
 using Hash = std::array<std::uint8_t, 32>;
 Hash sha256(std::string_view data);
+// The digest of a whole table: SHA-256 over the SHA-256 of each entry's canonical
+// encoding, entries in name order (`groups` must be sorted by name and normalized).
+template <class Range, class Get>
+Hash table_digest(const Range& groups, Get get_group);
 std::string hex(const Hash& hash);
+
+template <class Range, class Get>
+Hash table_digest(const Range& groups, Get get_group) {
+  std::string hashes = "bh-ls-table-v1";
+  for (const auto& item : groups) {
+    const Hash h = sha256(canonical_encoding(get_group(item)));
+    hashes.append(reinterpret_cast<const char*>(h.data()), h.size());
+  }
+  return sha256(hashes);
+}
 
 }  // namespace bh::linkstate
