@@ -88,6 +88,22 @@ std::shared_ptr<const Snapshot> Snapshot::build(Groups groups, std::uint64_t gen
   return s;
 }
 
+bool has_news_for(const Snapshot& ours, const std::vector<RoutingGroup>& theirs) {
+  for (const auto& [name, mine] : ours.groups()) {
+    auto it =
+        std::lower_bound(theirs.begin(), theirs.end(), name,
+                         [](const RoutingGroup& g, const std::string& n) { return g.name < n; });
+    if (it == theirs.end() || it->name != name || it->version < mine->version) {
+      return true;
+    }
+    if (it->version == mine->version && !(*it == *mine) &&
+        sha256(canonical_encoding(*it)) < sha256(canonical_encoding(*mine))) {
+      return true;
+    }
+  }
+  return false;
+}
+
 const RoutingGroup* Snapshot::find(std::string_view group) const {
   auto it = groups_.find(group);
   return it == groups_.end() ? nullptr : it->second.get();
@@ -111,6 +127,32 @@ const RoutingGroup* LinkStateDb::find(std::string_view group) const {
 void LinkStateDb::publish() { published_.store(Snapshot::build(groups_, ++generation_)); }
 
 Result<ApplyOutcome> LinkStateDb::apply(RoutingGroup incoming) {
+  auto r = merge(std::move(incoming));
+  if (r.ok() && (*r == ApplyOutcome::kApplied || *r == ApplyOutcome::kTieWon)) {
+    publish();
+  }
+  return r;
+}
+
+LinkStateDb::ApplySummary LinkStateDb::apply_all(std::vector<RoutingGroup> entries) {
+  ApplySummary sum;
+  for (auto& g : entries) {
+    auto r = merge(std::move(g));
+    if (!r) {
+      ++sum.refused;
+    } else if (*r == ApplyOutcome::kApplied || *r == ApplyOutcome::kTieWon) {
+      ++sum.applied;
+    } else if (*r == ApplyOutcome::kStale) {
+      ++sum.stale;
+    }
+  }
+  if (sum.applied > 0) {
+    publish();
+  }
+  return sum;
+}
+
+Result<ApplyOutcome> LinkStateDb::merge(RoutingGroup incoming) {
   auto norm = normalize(std::move(incoming), options_.limits);
   if (!norm) {
     return norm.error();
@@ -143,7 +185,6 @@ Result<ApplyOutcome> LinkStateDb::apply(RoutingGroup incoming) {
   std::erase_if(pending_, [&](const auto& p) { return p.first.group == g.name; });
   std::string name = g.name;
   groups_[name] = std::make_shared<const RoutingGroup>(std::move(g));
-  publish();
   return outcome;
 }
 

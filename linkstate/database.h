@@ -98,6 +98,12 @@ class Snapshot {
   std::vector<External> externals_;
 };
 
+// Whether `ours` holds an entry that a peer holding `theirs` (sorted by name, as
+// from_org_info() returns it) would take: one it lacks, a newer one, or the winner of an
+// equal-version tie. Decides whether to answer a peer's table with ours: comparing
+// digests instead would ping-pong forever between two nodes whose limits differ.
+bool has_news_for(const Snapshot& ours, const std::vector<RoutingGroup>& theirs);
+
 enum class ApplyOutcome {
   kApplied,  // newer (or new): replaced
   kTieWon,   // same version, different content, the incoming entry won: replaced
@@ -119,6 +125,14 @@ class LinkStateDb {
   // A peer's entry. Validated (normalize()) before anything else; invalid entries are
   // permanent errors and change nothing.
   Result<ApplyOutcome> apply(RoutingGroup incoming);
+  // A whole table from a peer (OrgInfo): every entry as apply(), one snapshot published
+  // at the end (publishing costs O(table), so entry by entry would be quadratic).
+  struct ApplySummary {
+    std::size_t applied = 0;  // kApplied or kTieWon
+    std::size_t stale = 0;
+    std::size_t refused = 0;  // invalid, or the table full
+  };
+  ApplySummary apply_all(std::vector<RoutingGroup> entries);
 
   // The routing group's topology from the directory or the config. Existing source
   // bridgehead states (and changed_at) are kept for connectors and sources that remain;
@@ -153,6 +167,7 @@ class LinkStateDb {
     Clock::time_point since;
   };
 
+  Result<ApplyOutcome> merge(RoutingGroup incoming);  // apply() without publishing
   void publish();
 
   const Clock& clock_;

@@ -65,14 +65,12 @@ Result<Link2StateOutcome> handle_link2state(LinkStateDb& db, std::string_view pa
       if (info.digest() != digest_bytes(claimed)) {
         return bad("OrgInfo digest does not match its content");
       }
-      for (auto& g : *groups) {
-        auto r = db.apply(std::move(g));
-        if (r.ok() && (*r == ApplyOutcome::kApplied || *r == ApplyOutcome::kTieWon)) {
-          ++out.applied;
-        }
+      out.applied = db.apply_all(*groups).applied;
+      auto snap = db.snapshot();
+      if (has_news_for(*snap, *groups)) {
+        out.reply = link2state_table(*snap, organization);
       }
-      their_digest = info.digest();
-      break;
+      return out;
     }
     case proto::LsLink2State::BODY_NOT_SET:
       return bad("neither a digest nor a table");

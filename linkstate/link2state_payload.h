@@ -7,9 +7,9 @@
 //   link2state_digest(db) ------------------> handle_link2state(): equal digest: no reply;
 //                                             different: reply with our whole table
 //   handle_link2state(reply) <--------------- (if any)
-//     applies it; if our digest still differs from the one in the reply,
+//     applies it; if we hold an entry the server lacks or has older (has_news_for),
 //     our whole table goes out as the next X-LINK2STATE exchange
-//   ...                      ---------------> applies it; replies only if still different
+//   ...                      ---------------> applies it; replies only with news
 // Every step applies entries with LinkStateDb::apply() (newer wins, stale ignored), so
 // one exchange of each side's table brings both to the same digest.
 //

@@ -218,15 +218,10 @@ void PeerSession::handle_org_info(const proto::LsOrgInfo& info) {
   if (info.digest() != digest_bytes(claimed_digest)) {
     return close("OrgInfo digest does not match its content");
   }
-  for (auto& g : *groups) {
-    auto r = db_.apply(std::move(g));
-    if (!r) {
-      // Only the table-size limit can refuse a validated entry: keep the session, the
-      // next OrgInfo tries again once groups have been removed.
-      continue;
-    }
-  }
-  if (info.digest() != digest_bytes(db_.snapshot()->digest())) {
+  // Only the table-size limit can refuse a validated entry: keep the session, the next
+  // OrgInfo tries again once groups have been removed.
+  (void)db_.apply_all(*groups);
+  if (has_news_for(*db_.snapshot(), *groups)) {
     send_org_info();  // we know something the peer does not
   }
 }

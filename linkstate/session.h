@@ -8,9 +8,10 @@
 //   Hello(member) ----------------------> check protocol, organization, group, identity
 //                 <---------------------- Hello(master), Digest
 //   Digest ------------------------------> (differs from ours: OrgInfo)
-//   ... OrgInfo both ways while the digests differ; each side apply()s every entry and
-//       answers with its own OrgInfo only when its digest still differs from the one the
-//       peer sent (the merge is a per-group maximum, so this ends after one round trip)
+//   ... OrgInfo when the digests differ; each side apply()s every entry and answers
+//       with its own OrgInfo only when it holds an entry the peer lacks or has older
+//       (has_news_for; the merge is a per-group maximum, so this ends after one round
+//       trip, even between nodes whose table limits differ)
 //   StateChange (own bridgeheads only) --> db.report() (damped); the owner then calls
 //                                          table_changed() on every session: OrgInfo
 //   Keepalive every `keepalive` of silence; no frame for `dead_after`: peer dead

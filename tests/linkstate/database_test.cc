@@ -148,6 +148,35 @@ TEST(Apply, EqualVersionsWithDifferentContentConvergeEverywhere) {
   EXPECT_EQ(one.snapshot()->digest(), two.snapshot()->digest());
 }
 
+TEST(Apply, AWholeTableIsMergedAndPublishedOnce) {
+  ManualClock clock;
+  LinkStateDb db(clock, DbOptions{0ms, {}});
+  RoutingGroup a = group_a();
+  a.version = {2, 0, 0};
+  ASSERT_TRUE(db.apply(a).ok());
+  const auto gen = db.snapshot()->generation();
+
+  RoutingGroup old_a = group_a();
+  old_a.version = {1, 0, 0};
+  RoutingGroup b = group_b();
+  b.version = {1, 0, 0};
+  RoutingGroup bad = group_b();
+  bad.name = "C";
+  bad.master = "nobody";
+  RoutingGroup d = group_b();
+  d.name = "D";
+  const auto sum = db.apply_all({old_a, b, bad, d});
+  EXPECT_EQ(sum.applied, 2u);
+  EXPECT_EQ(sum.stale, 1u);
+  EXPECT_EQ(sum.refused, 1u);
+  EXPECT_EQ(db.snapshot()->generation(), gen + 1);
+  EXPECT_EQ(db.snapshot()->groups().size(), 3u);
+  EXPECT_EQ(db.find("A")->version, (Version{2, 0, 0}));
+  // Nothing new: nothing published.
+  EXPECT_EQ(db.apply_all({old_a, b}).applied, 0u);
+  EXPECT_EQ(db.snapshot()->generation(), gen + 1);
+}
+
 TEST(Apply, TableLimitRefusesNewGroups) {
   ManualClock clock;
   DbOptions opts{0ms, {}};

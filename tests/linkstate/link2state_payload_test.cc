@@ -100,6 +100,20 @@ TEST(Link2StatePayload, AThousandGroupsFitTheDefaultChunkLimits) {
   EXPECT_EQ(t.client.snapshot()->digest(), t.server.snapshot()->digest());
 }
 
+TEST(Link2StatePayload, ASmallerTableLimitEndsTheExchange) {
+  ManualClock clock;
+  TableLimits one;
+  one.max_groups = 1;
+  LinkStateDb small(clock, DbOptions{0ms, one});
+  LinkStateDb big(clock, DbOptions{0ms, {}});
+  ASSERT_TRUE(big.apply(group("A", {1, 0, 0})).ok());
+  ASSERT_TRUE(big.apply(group("B", {1, 0, 0})).ok());
+  auto r = handle_link2state(small, link2state_table(*big.snapshot(), "org"), "org");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_FALSE(r->reply.has_value());  // nothing the big side lacks: no answer
+}
+
 TEST(Link2StatePayload, HostilePayloadsChangeNothing) {
   ManualClock clock;
   LinkStateDb db(clock, DbOptions{0ms, {}});

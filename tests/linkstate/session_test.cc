@@ -48,9 +48,11 @@ SessionOptions opts(Role role, std::string node, std::string peer) {
 }
 
 struct Pair {
+  explicit Pair(TableLimits member_limits = {}) : member_db(clock, DbOptions{0ms, member_limits}) {}
+
   ManualClock clock;
   LinkStateDb master_db{clock, DbOptions{0ms, {}}};
-  LinkStateDb member_db{clock, DbOptions{0ms, {}}};
+  LinkStateDb member_db;
   PeerSession master{master_db, clock, opts(Role::kMaster, "m", "x")};
   PeerSession member{member_db, clock, opts(Role::kMember, "x", "m")};
 
@@ -116,6 +118,22 @@ TEST(PeerSession, BothSidesMergeWhatOnlyOneOfThemKnew) {
   EXPECT_EQ(p.member_db.snapshot()->digest(), p.master_db.snapshot()->digest());
   EXPECT_NE(p.master_db.find("B"), nullptr);
   EXPECT_NE(p.member_db.find("A"), nullptr);
+}
+
+TEST(PeerSession, ANodeThatCannotHoldEverythingDoesNotPingPong) {
+  TableLimits one_group;
+  one_group.max_groups = 1;
+  Pair p(one_group);
+  ASSERT_TRUE(p.master_db.apply(group_b()).ok());
+  p.open();  // fails with "never went quiet" if the two kept answering each other
+  EXPECT_NE(p.member_db.find("A"), nullptr);
+  EXPECT_EQ(p.member_db.find("B"), nullptr);  // refused by the member's limit
+  EXPECT_NE(p.member_db.snapshot()->digest(), p.master_db.snapshot()->digest());
+  // Each later push is one OrgInfo and no answer.
+  const auto out = p.member.frames_out();
+  p.master.table_changed();
+  p.pump();
+  EXPECT_EQ(p.member.frames_out(), out);
 }
 
 TEST(PeerSession, StateChangeReachesTheMasterWhichPushesTheNewTable) {
