@@ -49,18 +49,29 @@ const char* to_string(ApplyOutcome o) {
   return "?";
 }
 
-std::shared_ptr<const Snapshot> Snapshot::build(Groups groups, std::uint64_t generation) {
+std::shared_ptr<const Snapshot> Snapshot::build(Groups groups, std::uint64_t generation,
+                                                const Snapshot* previous) {
   std::shared_ptr<Snapshot> s(new Snapshot());
   s->groups_ = std::move(groups);
   s->generation_ = generation;
-  s->digest_ = table_digest(s->groups_,
-                            [](const auto& item) -> const RoutingGroup& { return *item.second; });
   s->names_.reserve(s->groups_.size());
   s->index_.reserve(s->groups_.size());
+  s->hashes_.reserve(s->groups_.size());
+  // The same digest as table_digest(), reusing the hash of every entry that is still
+  // the very same object as in the previous snapshot (entries are immutable).
+  std::string hashes = "bh-ls-table-v1";
+  hashes.reserve(hashes.size() + 32 * s->groups_.size());
   for (const auto& [name, group] : s->groups_) {
+    const int pv = previous != nullptr ? previous->vertex(name) : -1;
+    const Hash h = pv >= 0 && previous->find(name) == group.get()
+                       ? previous->hashes_[static_cast<std::size_t>(pv)]
+                       : sha256(canonical_encoding(*group));
+    hashes.append(reinterpret_cast<const char*>(h.data()), h.size());
+    s->hashes_.push_back(h);
     s->index_.emplace(std::string_view(name), static_cast<int>(s->names_.size()));
     s->names_.push_back(&name);
   }
+  s->digest_ = sha256(hashes);
 
   s->offsets_.reserve(s->names_.size() + 1);
   s->offsets_.push_back(0);
@@ -124,7 +135,10 @@ const RoutingGroup* LinkStateDb::find(std::string_view group) const {
   return it == groups_.end() ? nullptr : it->second.get();
 }
 
-void LinkStateDb::publish() { published_.store(Snapshot::build(groups_, ++generation_)); }
+void LinkStateDb::publish() {
+  const auto previous = published_.load();
+  published_.store(Snapshot::build(groups_, ++generation_, previous.get()));
+}
 
 Result<ApplyOutcome> LinkStateDb::apply(RoutingGroup incoming) {
   auto r = merge(std::move(incoming));

@@ -50,7 +50,9 @@ class Snapshot {
  public:
   using Groups = std::map<std::string, std::shared_ptr<const RoutingGroup>, std::less<>>;
 
-  static std::shared_ptr<const Snapshot> build(Groups groups, std::uint64_t generation);
+  // `previous` (optional) lends the hashes of entries it shares with `groups`.
+  static std::shared_ptr<const Snapshot> build(Groups groups, std::uint64_t generation,
+                                               const Snapshot* previous = nullptr);
 
   Snapshot(const Snapshot&) = delete;
   Snapshot& operator=(const Snapshot&) = delete;
@@ -91,6 +93,7 @@ class Snapshot {
   Groups groups_;
   std::uint64_t generation_ = 0;
   Hash digest_{};
+  std::vector<Hash> hashes_;  // per vertex: SHA-256 of the entry's canonical encoding
   std::vector<const std::string*> names_;
   std::unordered_map<std::string_view, int> index_;
   std::vector<std::size_t> offsets_;

@@ -8,8 +8,11 @@
 // plus two two-way chords per group to random groups, costs 1..100, so about 6N
 // routing-group connectors; every 10th group also has an SMTP connector ("*" or a
 // "*.dK.example" space). One connector in 20 is down. The timed part is
-// compute_routes() from group 0 over a prepared snapshot (median and worst of the runs);
-// building the snapshot (digest, graph index) and one for_domain() lookup are shown too.
+// compute_routes() from group 0 over a prepared snapshot (median and worst of the runs).
+// Shown too: building a snapshot from scratch (every digest, graph index), loading the
+// whole table into a LinkStateDb (apply_all: validation, merge, one publish), one state
+// change (report(): minor bump and a publish that reuses the unchanged entries' hashes),
+// and one for_domain() lookup.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -95,11 +98,32 @@ int main(int argc, char** argv) {
   if (sizes.empty()) {
     sizes = {100, 1000, 10000};
   }
-  std::printf("%8s %8s %8s %14s %14s %12s %12s %10s\n", "groups", "edges", "runs", "spf median ms",
-              "spf worst ms", "target ms", "snapshot ms", "domain us");
+  std::printf("%8s %8s %8s %14s %14s %10s %12s %10s %10s %10s\n", "groups", "edges", "runs",
+              "spf median ms", "spf worst ms", "target ms", "snapshot ms", "load ms", "change ms",
+              "domain us");
   for (int n : sizes) {
     auto groups = make_topology(n);
+    // The database path: a whole table from a peer (apply_all, one publish), then one
+    // bridgehead state change (report with no hold-down: one minor bump, one publish).
+    bh::ManualClock manual;
+    LinkStateDb db(manual, DbOptions{std::chrono::milliseconds(0), {}});
+    std::vector<RoutingGroup> entries;
+    for (const auto& [name, g] : groups) {
+      entries.push_back(*g);
+    }
     auto t0 = Clock::now();
+    const auto loaded = db.apply_all(std::move(entries));
+    const double load_ms = ms_since(t0);
+    const Connector& first = groups.begin()->second->connectors.front();
+    t0 = Clock::now();
+    const auto changed = db.report(groups.begin()->first, first.id, first.sources.front().node,
+                                   !first.sources.front().up);
+    const double change_ms = ms_since(t0);
+    if (loaded.applied != groups.size() || !changed.ok() || !*changed) {
+      std::fprintf(stderr, "database path failed\n");
+      return 1;
+    }
+    t0 = Clock::now();
     auto snap = Snapshot::build(std::move(groups), 1);
     const double build_ms = ms_since(t0);
     std::size_t edges = 0;
@@ -132,8 +156,9 @@ int main(int argc, char** argv) {
     }
     std::sort(times.begin(), times.end());
     const double target = n <= 100 ? 1 : n <= 1000 ? 5 : 50;
-    std::printf("%8d %8zu %8d %14.3f %14.3f %12.0f %12.2f %10.1f\n", n, edges, runs,
-                times[times.size() / 2], times.back(), target, build_ms, domain_us);
+    std::printf("%8d %8zu %8d %14.3f %14.3f %10.0f %12.2f %10.2f %10.2f %10.1f\n", n, edges, runs,
+                times[times.size() / 2], times.back(), target, build_ms, load_ms, change_ms,
+                domain_us);
     if (reachable < static_cast<std::size_t>(n) / 2) {
       std::fprintf(stderr, "only %zu of %d groups reachable: topology too sparse\n", reachable, n);
     }

@@ -101,6 +101,24 @@ TEST(Digest, StableAcrossInsertionOrderAndChangesWithContent) {
   EXPECT_NE(one.snapshot()->digest(), before);
 }
 
+TEST(Digest, IncrementalDigestEqualsAFullRecomputation) {
+  ManualClock clock;
+  LinkStateDb db(clock, DbOptions{0ms, {}});
+  ASSERT_TRUE(db.set_config(group_a()).ok());
+  ASSERT_TRUE(db.set_config(group_b()).ok());
+  ASSERT_TRUE(db.report("A", "ab", "a1", false).ok());
+  RoutingGroup c = group_b();
+  c.name = "C";
+  ASSERT_TRUE(db.set_config(c).ok());
+  ASSERT_TRUE(db.report("A", "ab", "a1", true).ok());
+  auto snap = db.snapshot();
+  auto fresh = Snapshot::build(snap->groups(), 0);  // no previous: every hash computed
+  EXPECT_EQ(fresh->digest(), snap->digest());
+  EXPECT_EQ(table_digest(snap->groups(),
+                         [](const auto& item) -> const RoutingGroup& { return *item.second; }),
+            snap->digest());
+}
+
 TEST(Apply, NewerWinsOlderIsStaleSameIsNoop) {
   ManualClock clock;
   LinkStateDb db(clock, DbOptions{0ms, {}});
