@@ -269,18 +269,18 @@ Result<bool> LinkStateDb::report(std::string_view group, std::string_view connec
                                  std::string_view node, bool up) {
   const RoutingGroup* g = find(group);
   if (g == nullptr) {
-    return unknown("unknown routing group \"" + std::string(group) + "\"");
+    return unknown("unknown routing group \"" + printable(group) + "\"");
   }
   const Connector* c = g->find(connector);
   if (c == nullptr) {
-    return unknown("unknown connector \"" + std::string(connector) + "\" in routing group \"" +
-                   std::string(group) + "\"");
+    return unknown("unknown connector \"" + printable(connector) + "\" in routing group \"" +
+                   printable(group) + "\"");
   }
   auto s = std::find_if(c->sources.begin(), c->sources.end(),
                         [&](const auto& x) { return x.node == node; });
   if (s == c->sources.end()) {
-    return unknown("\"" + std::string(node) + "\" is not a source bridgehead of connector \"" +
-                   std::string(connector) + "\"");
+    return unknown("\"" + printable(node) + "\" is not a source bridgehead of connector \"" +
+                   printable(connector) + "\"");
   }
   PendingKey key{std::string(group), std::string(connector), std::string(node)};
   if (s->up == up) {

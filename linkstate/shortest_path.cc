@@ -33,7 +33,7 @@ Result<Routes> compute_routes(std::shared_ptr<const Snapshot> snapshot,
   const Snapshot& s = *snapshot;
   const int src = s.vertex(local_group);
   if (src < 0) {
-    return permanent_error("", "local routing group \"" + std::string(local_group) +
+    return permanent_error("", "local routing group \"" + printable(local_group) +
                                    "\" is not in the link-state table");
   }
   Routes r;

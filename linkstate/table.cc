@@ -11,7 +11,7 @@ namespace bh::linkstate {
 namespace {
 
 Error bad(const RoutingGroup& g, const std::string& why) {
-  return permanent_error("", "routing group \"" + g.name + "\": " + why);
+  return permanent_error("", "routing group \"" + printable(g.name) + "\": " + why);
 }
 
 template <class T>
@@ -70,6 +70,19 @@ bool is_valid_name(std::string_view name) {
   });
 }
 
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 64)) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-' || c == '*';
+    out.push_back(ok ? c : '?');
+  }
+  if (text.size() > 64) {
+    out += "...";
+  }
+  return out;
+}
+
 Result<RoutingGroup> normalize(RoutingGroup g, const TableLimits& limits) {
   if (!is_valid_name(g.name)) {
     return bad(g, "invalid routing group name");
@@ -91,13 +104,13 @@ Result<RoutingGroup> normalize(RoutingGroup g, const TableLimits& limits) {
   }
   if (g.members.empty() ? !g.master.empty()
                         : !std::binary_search(g.members.begin(), g.members.end(), g.master)) {
-    return bad(g, "master \"" + g.master + "\" is not a member");
+    return bad(g, "master \"" + printable(g.master) + "\" is not a member");
   }
   std::sort(g.connectors.begin(), g.connectors.end(),
             [](const Connector& a, const Connector& b) { return a.id < b.id; });
   for (std::size_t i = 0; i < g.connectors.size(); ++i) {
     Connector& c = g.connectors[i];
-    const std::string what = "connector \"" + c.id + "\": ";
+    const std::string what = "connector \"" + printable(c.id) + "\": ";
     if (!is_valid_name(c.id)) {
       return bad(g, "invalid connector id");
     }

@@ -82,6 +82,9 @@ struct TableLimits {
 // Names of groups, nodes and connectors: 1-128 of [A-Za-z0-9._-] (they end up in
 // next-hop keys, log lines and bhctl tables).
 bool is_valid_name(std::string_view name);
+// `text` fit for an error message and a log line whatever a peer put in it: at most 64
+// octets, anything outside [A-Za-z0-9._*-] as '?', "..." when cut.
+std::string printable(std::string_view text);
 
 // Sorts the lists into canonical order, then checks: valid names, master among members
 // (or empty when there are no members), no duplicate members, connector ids, sources,

@@ -53,8 +53,7 @@ Result<RoutingGroup> from_proto(const proto::LsRoutingGroup& pg, const TableLimi
   // Counts first: nothing is copied out of an oversized entry.
   if (static_cast<std::size_t>(pg.members_size()) > limits.max_members ||
       static_cast<std::size_t>(pg.connectors_size()) > limits.max_connectors) {
-    return bad("routing group \"" + pg.name().substr(0, 128) +
-               "\": too many members or connectors");
+    return bad("routing group \"" + printable(pg.name()) + "\": too many members or connectors");
   }
   RoutingGroup g;
   g.name = pg.name();
@@ -66,13 +65,13 @@ Result<RoutingGroup> from_proto(const proto::LsRoutingGroup& pg, const TableLimi
     if (static_cast<std::size_t>(pc.sources_size()) > limits.max_bridgeheads ||
         static_cast<std::size_t>(pc.target_bridgeheads_size()) > limits.max_bridgeheads ||
         static_cast<std::size_t>(pc.address_spaces_size()) > limits.max_address_spaces) {
-      return bad("connector \"" + pc.id().substr(0, 128) + "\": too many bridgeheads or spaces");
+      return bad("connector \"" + printable(pc.id()) + "\": too many bridgeheads or spaces");
     }
     if (pc.cost() < routing::kMinCost || pc.cost() > routing::kMaxCost) {
-      return bad("connector \"" + pc.id().substr(0, 128) + "\": cost outside 1..100");
+      return bad("connector \"" + printable(pc.id()) + "\": cost outside 1..100");
     }
     if (pc.changed_at_ms() < 0 || pc.changed_at_ms() > kMaxMillis) {
-      return bad("connector \"" + pc.id().substr(0, 128) + "\": changed_at out of range");
+      return bad("connector \"" + printable(pc.id()) + "\": changed_at out of range");
     }
     Connector c;
     c.id = pc.id();
@@ -84,11 +83,12 @@ Result<RoutingGroup> from_proto(const proto::LsRoutingGroup& pg, const TableLimi
     c.target_bridgeheads.assign(pc.target_bridgeheads().begin(), pc.target_bridgeheads().end());
     for (const auto& a : pc.address_spaces()) {
       if (a.cost() < routing::kMinCost || a.cost() > routing::kMaxCost) {
-        return bad("connector \"" + c.id.substr(0, 128) + "\": address space cost outside 1..100");
+        return bad("connector \"" + printable(c.id) + "\": address space cost outside 1..100");
       }
       auto space = routing::AddressSpace::parse(a.pattern());
       if (!space) {
-        return bad("connector \"" + c.id.substr(0, 128) + "\": " + space.error().message);
+        return bad("connector \"" + printable(c.id) + "\": invalid address space \"" +
+                   printable(a.pattern()) + "\"");
       }
       c.address_spaces.push_back({std::move(space).value(), static_cast<int>(a.cost())});
     }

@@ -72,6 +72,28 @@ TEST(Wire, FromProtoRefusesBadEntries) {
                }).ok());
 }
 
+TEST(Wire, ErrorsNeverEchoRawPeerBytes) {
+  proto::LsRoutingGroup pg = to_proto(sample_group());
+  pg.set_name("evil\r\n250 OK\x00" + std::string(500, 'x'));
+  pg.mutable_connectors(0)->set_id("c\r\nQUIT");
+  pg.mutable_connectors(0)->set_cost(0);
+  for (const auto& r :
+       {from_proto(pg, {}), normalize(from_proto(to_proto(sample_group()), {}).value())}) {
+    if (r.ok()) {
+      continue;
+    }
+    const std::string& m = r.error().message;
+    EXPECT_EQ(m.find_first_of(std::string("\r\n\0", 3)), std::string::npos) << m;
+    EXPECT_LT(m.size(), 200u);
+  }
+  RoutingGroup g = sample_group();
+  g.name = "a\nb";
+  auto r = normalize(g);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("\"a?b\""), std::string::npos) << r.error().message;
+  EXPECT_EQ(printable(std::string(70, 'y')), std::string(64, 'y') + "...");
+}
+
 TEST(Wire, OrgInfoIsAllOrNothing) {
   ManualClock clock;
   LinkStateDb db(clock, DbOptions{0ms, {}});
