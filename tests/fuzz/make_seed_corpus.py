@@ -193,6 +193,19 @@ def linkstate_seeds():
             b"\xf1" + h + ls_frame(2, 11, digest),                   # one octet at a time
     ]):
         write("linkstate_frame", i, data)
+    # linkstate_link2state: knob octet, then an LsLink2State payload (digest or table).
+    table = pb(1, 1) + pb(2, "org") + pb(11, org)
+    for i, data in enumerate([
+            b"\x05" + pb(1, 1) + pb(2, "org") + pb(10, digest),
+            b"\x07" + table,                                         # digest mismatch
+            b"\x03" + pb(1, 1) + pb(2, "org") + pb(11, pb(1, "org") + pb(3, b"\x00" * 32)),
+            b"\x01" + pb(1, 2) + pb(2, "org") + pb(10, digest),       # another version
+            b"\x01" + pb(1, 1) + pb(2, "evil") + pb(10, digest),      # another organization
+            b"\x00" + pb(1, 1) + pb(2, "org") + pb(11, many),         # too many groups
+            b"\x01" + b"{FFFFFFFF} MULTI (5) ({00000000051}",         # hostile-inputs #24
+            b"\x01" + pb(1, 1) + pb(2, "org"),                        # no body
+    ]):
+        write("linkstate_link2state", i, data)
 
 
 if __name__ == "__main__":
