@@ -90,6 +90,7 @@ def main():
     for i, data in enumerate(hops):
         write("queue_hop_count", i, data)
     verb_seeds()
+    linkstate_seeds()
 
 
 def b64(raw):
@@ -139,6 +140,72 @@ def verb_seeds():
                               b"\x00a..b", b"\x00 @sub.example.org  ", b"\xff" + b"@our.domain" * 8,
                               b"\x00#q\r\nX"]):
         write("smtp_etrn", i, data)
+
+
+def pb_varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb(field, value):
+    """One protobuf field: an int is a varint, bytes/str are length-delimited."""
+    if isinstance(value, int):
+        return pb_varint(field << 3) + pb_varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return pb_varint(field << 3 | 2) + pb_varint(len(value)) + value
+
+
+def ls_frame(seq, body_field, body, protocol=1):
+    msg = pb(1, protocol) + pb(2, seq) + pb(body_field, body)
+    return struct.pack(">I", len(msg)) + msg
+
+
+def linkstate_seeds():
+    """Seeds for the 691 frame fuzz target (proto/linkstate.proto), hostile-inputs #26:
+    knob octet, then what a member sends to its master."""
+    hello = pb(1, 1) + pb(2, "x") + pb(3, "org") + pb(4, "A") + pb(5, 1)
+    digest = pb(1, b"\x00" * 32)
+    conn = (pb(1, "ab") + pb(2, "B") + pb(3, 10) + pb(4, pb(1, "x") + pb(2, 1)) +
+            pb(6, pb(1, "*.example.com") + pb(2, 5)) + pb(7, 1700000000000))
+    group = pb(1, "A") + pb(2, "x") + pb(3, "x") + pb(4, pb(1, 2) + pb(2, 1)) + pb(5, conn)
+    org = pb(1, "org") + pb(2, group) + pb(3, b"\x11" * 32)
+    change = pb(1, "A") + pb(2, "ab") + pb(3, "x") + pb(4, 0)
+    many = pb(1, "org") + b"".join(pb(2, pb(1, "g%d" % i)) for i in range(3000))
+    h = ls_frame(1, 10, hello)
+    for i, data in enumerate([
+            b"\x01" + h,
+            b"\x01" + h + ls_frame(2, 11, digest) + ls_frame(3, 14, b""),
+            b"\x03" + h + ls_frame(2, 12, org),                    # digest mismatch
+            b"\x01" + h + ls_frame(2, 13, change) + ls_frame(3, 13, change),
+            b"\x01" + h + ls_frame(1, 13, change),                  # replayed sequence
+            b"\x01" + h + ls_frame(2, 13, pb(1, "A") + pb(2, "ab") + pb(3, "m")),  # other node
+            b"\x01" + b"\xff\xff\xff\xff" + b"A" * 64,                 # 4 GiB claimed
+            b"\x00" + h[:-3],                                        # truncated
+            b"\x01" + ls_frame(1, 10, hello, protocol=2),            # another version
+            b"\x01" + struct.pack(">I", 3) + b"\xff\xff\xff",          # not protobuf
+            b"\x03" + h + ls_frame(2, 12, many),                   # 3000 groups claimed
+            b"\xf1" + h + ls_frame(2, 11, digest),                   # one octet at a time
+    ]):
+        write("linkstate_frame", i, data)
+    # linkstate_link2state: knob octet, then an LsLink2State payload (digest or table).
+    table = pb(1, 1) + pb(2, "org") + pb(11, org)
+    for i, data in enumerate([
+            b"\x05" + pb(1, 1) + pb(2, "org") + pb(10, digest),
+            b"\x07" + table,                                         # digest mismatch
+            b"\x03" + pb(1, 1) + pb(2, "org") + pb(11, pb(1, "org") + pb(3, b"\x00" * 32)),
+            b"\x01" + pb(1, 2) + pb(2, "org") + pb(10, digest),       # another version
+            b"\x01" + pb(1, 1) + pb(2, "evil") + pb(10, digest),      # another organization
+            b"\x00" + pb(1, 1) + pb(2, "org") + pb(11, many),         # too many groups
+            b"\x01" + b"{FFFFFFFF} MULTI (5) ({00000000051}",         # hostile-inputs #24
+            b"\x01" + pb(1, 1) + pb(2, "org"),                        # no body
+    ]):
+        write("linkstate_link2state", i, data)
 
 
 if __name__ == "__main__":
