@@ -717,6 +717,17 @@ class Loader {
                         quoted(*value) + " is not an LDAP attribute name (letters, digits, '-'; or an OID)");
       }
     }
+    for (int i = 0; i < l.configuration().domain_controller_size(); ++i) {
+      const std::string& u = l.configuration().domain_controller(i);
+      if (u.rfind("ldap://", 0) != 0 && u.rfind("ldaps://", 0) != 0) {
+        return fail_key(index("directory.ldap.configuration.domain_controller", i),
+                        quoted(u) + " is not an ldap:// or ldaps:// URI");
+      }
+    }
+    if (l.configuration().domain_controller_size() > 0 && l.configuration().config_dn().empty()) {
+      return fail_key("directory.ldap.configuration.config_dn",
+                      "missing or empty (where routing groups, servers and connectors are read)");
+    }
     if (!l.tls().ca_file().empty() && l.tls().ca_file().front() != '/') {
       return fail_key("directory.ldap.tls.ca_file", "must be an absolute path");
     }

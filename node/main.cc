@@ -21,6 +21,7 @@
 #include <future>
 #include <memory>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -40,6 +41,7 @@
 #include "directory/file_directory.h"
 #include "directory/ldap_client.h"
 #include "directory/ldap_directory.h"
+#include "directory/topology_reader.h"
 #include "node/categorize_deliverer.h"
 #include "node/config.h"
 #include "queue/fs_message_store.h"
@@ -246,11 +248,26 @@ int main(int argc, char** argv) {
   // Ends the LDAP client and its thread on every way out of main (the early
   // `return fatal(...)` too): pending lookups fail, the connection closes, and the
   // io_context runs out of work.
+  // The configuration role (directory.ldap.configuration): its own client to the domain
+  // controllers, the reader and its poller, on the same io_context.
+  std::shared_ptr<bh::directory::LdapClient> dc_client;
+  std::unique_ptr<bh::directory::TopologyReader> topology_reader;
+  std::shared_ptr<bh::directory::TopologyPoller> topology_poller;
+  std::mutex topology_mu;
+  std::optional<bh::directory::Topology> topology;  // the last one read (bhctl status)
   struct LdapShutdown {
     std::shared_ptr<bh::directory::LdapClient>& client;
+    std::shared_ptr<bh::directory::LdapClient>& dc;
+    std::shared_ptr<bh::directory::TopologyPoller>& poller;
     asio::executor_work_guard<asio::io_context::executor_type>& guard;
     std::thread& thread;
     void now() {
+      if (poller) {
+        poller->stop();
+      }
+      if (dc) {
+        dc->stop();
+      }
       if (client) {
         client->stop();
       }
@@ -260,7 +277,7 @@ int main(int argc, char** argv) {
       }
     }
     ~LdapShutdown() { now(); }
-  } ldap_shutdown{ldap_client, ldap_guard, ldap_thread};
+  } ldap_shutdown{ldap_client, dc_client, topology_poller, ldap_guard, ldap_thread};
   const auto& ldap_cfg = cfg.directory().ldap();
   const auto ldap_timeout = std::chrono::milliseconds(ldap_cfg.timeout_ms());
   if (ldap_cfg.global_catalog_size() > 0) {
@@ -328,6 +345,23 @@ int main(int argc, char** argv) {
     categorize_deliverer = std::make_unique<bh::node::CategorizeDeliverer>(*categorizer);
     manager.set_categorizer(categorize_deliverer.get());
     ldap_client->start();
+    if (const auto& cc = ldap_cfg.configuration(); cc.domain_controller_size() > 0) {
+      bh::directory::LdapClientOptions dco = lo;  // the same credentials and TLS
+      dco.uris.assign(cc.domain_controller().begin(), cc.domain_controller().end());
+      dc_client = bh::directory::LdapClient::create(ldap_io, std::move(dco));
+      topology_reader = std::make_unique<bh::directory::TopologyReader>(
+          *dc_client, bh::directory::TopologyReaderOptions{cc.config_dn()});
+      topology_poller = bh::directory::TopologyPoller::create(
+          ldap_io, *topology_reader, std::chrono::seconds(cc.poll_interval_s()),
+          [&topology_mu, &topology](const bh::directory::Topology& t) {
+            std::lock_guard lock(topology_mu);
+            topology = t;
+          });
+      dc_client->start();
+      topology_poller->start();
+      bh::log::info("node", name + ": configuration from LDAP " + cc.domain_controller(0) + " under " +
+                                cc.config_dn());
+    }
     ldap_thread = std::thread([&ldap_io] { ldap_io.run(); });
     bh::log::info("node", name + ": recipients from LDAP " + ldap_cfg.global_catalog(0) + " under " +
                               ldap_cfg.base_dn());
@@ -722,7 +756,7 @@ int main(int argc, char** argv) {
       }
       auto d = ldap_directory->counters();
       auto l = ldap_client->counters();
-      return json{{"kind", "ldap"}, {"lookups", d.lookups}, {"cache_hits", d.cache_hits},
+      json j{{"kind", "ldap"}, {"lookups", d.lookups}, {"cache_hits", d.cache_hits},
                   {"searches", d.searches}, {"found", d.found}, {"not_found", d.not_found},
                   {"ambiguous", d.ambiguous}, {"errors", d.errors},
                   {"cache_size", d.cache.size}, {"cache_evictions", d.cache.evictions},
@@ -733,6 +767,24 @@ int main(int argc, char** argv) {
                   {"ldap_disconnects", l.disconnects}, {"ldap_hung", l.hung},
                   {"ldap_failovers", l.failovers}, {"ldap_in_flight", l.in_flight},
                   {"ldap_max_in_flight", l.max_in_flight}, {"ldap_connected_uri", l.connected_uri}};
+      if (topology_poller) {
+        std::lock_guard lock(topology_mu);
+        j["topology_reads"] = topology_poller->reads();
+        j["topology_changes"] = topology_poller->changes();
+        j["topology_digest"] = topology ? topology->digest : "";
+        j["routing_groups"] = topology ? topology->groups.size() : 0;
+        j["servers"] = topology ? topology->servers.size() : 0;
+        j["connectors"] = 0;
+        if (topology) {
+          std::size_t n = 0;
+          for (const auto& g : topology->groups) {
+            n += g.connectors.size();
+          }
+          j["connectors"] = n;
+          j["topology_warnings"] = topology->warnings.size();
+        }
+      }
+      return j;
     };
     bh::admin::AdminHandlers h;
     h.status = [&, start_time, directory_status] {  // a copy: the lambda is local to this block
