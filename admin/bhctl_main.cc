@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/join.h"
 #include "node/config.h"
 
 namespace asio = boost::asio;
@@ -45,7 +46,11 @@ int usage() {
                "  track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N]\n"
                "                    search the message tracking log (newest N events, default 100)\n"
                "  resolve ADDRESS   the categorizer's decision tree for ADDRESS: entry, matched\n"
-               "                    attribute, groups expanded, forwards, home servers\n");
+               "                    attribute, groups expanded, forwards, home servers\n"
+               "  join --ldap URI --bind-dn DN --password-file F --base-dn DN --config-dn DN\n"
+               "       --routing-group NAME [--gc URI] [...]   (needs --config FILE; see admin/join.h)\n"
+               "                    check both directory roles, register this node, write the\n"
+               "                    directory section of FILE\n");
   return 2;
 }
 
@@ -171,6 +176,9 @@ int main(int argc, char** argv) {
   bool ndr = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "join") {  // its own options (admin/join.h); talks to the directory, not the node
+      return bh::admin::run_join(config, std::vector<std::string>(argv + i + 1, argv + argc));
+    }
     if (a == "--config" && i + 1 < argc) {
       config = argv[++i];
     } else if (a == "--admin" && i + 1 < argc) {
