@@ -342,11 +342,12 @@ int main(int argc, char** argv) {
     if (list.is_array()) {
       for (const auto& x : list) {
         rows.push_back({printable(str(at(x, "address"))), printable(str(at(x, "mailbox"))),
-                        printable(str(at(x, "home_server"))), printable(str(at(x, "expansion_server")))});
+                        printable(str(at(x, "home_server"))), printable(str(at(x, "routing_group"))),
+                        printable(str(at(x, "expansion_server")))});
       }
     }
     std::cout << "\n";
-    print_table({"RECIPIENT", "MAILBOX", "HOME SERVER", "EXPANSION SERVER"}, rows);
+    print_table({"RECIPIENT", "MAILBOX", "HOME SERVER", "ROUTING GROUP", "EXPANSION SERVER"}, rows);
     std::cout << rows.size() << " recipient(s)";
     if (at(b, "error").is_string()) {
       std::cout << "; not deliverable: " << printable(str(at(b, "error")));

@@ -905,7 +905,8 @@ int main(int argc, char** argv) {
     };
     // bhctl resolve: the categorizer's tree on a directory node; the file directory's
     // answer otherwise. Waits on the admin thread, at most the lookup timeout + 1 s.
-    h.resolve = [&categorizer, recipients, ldap_timeout](const std::string& address) -> bh::Result<json> {
+    h.resolve = [&categorizer, recipients, ldap_timeout, &topology_mu,
+                 &topology](const std::string& address) -> bh::Result<json> {
       if (address.size() > 320 || address.find_first_of(std::string("\r\n\0", 3)) != std::string::npos ||
           address.find('@') == std::string::npos) {
         return bh::permanent_error("5.1.3", "not an address: " + address);
@@ -942,10 +943,25 @@ int main(int argc, char** argv) {
       if (o.error && o.error->transient()) {
         return *o.error;
       }
+      // The home server's routing group, from the configuration role when there is one.
+      auto group_of = [&](const std::string& server) -> std::string {
+        std::lock_guard lock(topology_mu);
+        if (!topology || server.empty()) {
+          return "";
+        }
+        for (const auto& sv : topology->servers) {
+          if (bh::ascii_lower(sv.name) == bh::ascii_lower(server)) {
+            return sv.routing_group;
+          }
+        }
+        return "?";  // a home server the configuration does not know
+      };
       for (const auto& r : o.recipients) {
         out["recipients"].push_back({{"address", r.address},
                                      {"mailbox", r.mailbox},
                                      {"home_server", r.home_server},
+                                     {"routing_group", group_of(r.home_server.empty() ? r.expansion_server
+                                                                                       : r.home_server)},
                                      {"expansion_server", r.expansion_server}});
       }
       out["trace"] = o.trace;

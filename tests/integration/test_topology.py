@@ -6,6 +6,8 @@ recipients from one port (the global catalog role) and the configuration from an
 (the domain controller role) of the same slapd, every second. Proves, through
 `bhctl status --json`:
 - the whole topology is read: 3 routing groups, 6 servers, 7 connectors, no warnings;
+- `bhctl resolve` of a nested group names each member's home server and its routing
+  group (from the topology);
 - a connector added and one deleted in the directory are noticed without a restart (the
   digest and the counts change within a few polls);
 - a connector that makes no sense (cost 0) is skipped with a warning naming its DN, and
@@ -73,6 +75,18 @@ class Topology(unittest.TestCase):
         self.assertEqual(s["connectors"], 7)
         self.assertEqual(s["topology_warnings"], 0)
         self.assertEqual(len(s["topology_digest"]), 16)
+
+    def test_1b_resolve_names_the_home_servers_routing_group(self):
+        wait_until(lambda: self.status().get("routing_groups") == 3, timeout=20, what="topology read")
+        r = self.node.bhctl("--json", "resolve", "all-staff@example.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = {x["address"]: (x["home_server"], x["routing_group"]) for x in json.loads(r.stdout)["recipients"]}
+        self.assertEqual(got, {"alice@example.test": ("node1", "rg1"), "carol@example.test": ("node3", "rg2"),
+                               "dave@example.test": ("node4", "rg2"), "erin@example.test": ("node5", "rg3"),
+                               "frank@example.test": ("node6", "rg3")})
+        r = self.node.bhctl("resolve", "gina@example.test")  # forward with a copy to the mailbox
+        self.assertIn("pat@partner.example", r.stdout)
+        self.assertIn("gina_40example.test", r.stdout)
 
     def test_2_changes_are_noticed_without_a_restart(self):
         wait_until(lambda: self.status().get("routing_groups") == 3, timeout=20, what="topology read")
