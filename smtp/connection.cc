@@ -521,6 +521,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
 
   void perform(BeginMessage&) {
     spool_error_.reset();
+    held_.clear();
     auto w = services_->store->begin();
     Result<std::string> id = w.ok() ? Result<std::string>((*w)->id()) : Result<std::string>(w.error());
     if (w.ok()) {
@@ -530,6 +531,15 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   }
   void perform(BodyData& a) {
     if (!writer_ || spool_error_) {
+      return;
+    }
+    if (services_->filter) {
+      // Held for the arrival sinks; the session stops at max_message_size.
+      if (held_.size() + a.bytes.size() > services_->session.max_message_size + (64u << 10)) {
+        spool_error_ = permanent_error("5.3.4", "Error: message too big");
+        return;
+      }
+      held_.append(a.bytes);
       return;
     }
     if (auto r = writer_->write(a.bytes); !r.ok()) {
@@ -546,8 +556,64 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
       feed_now(session_.on_commit_result(Result<std::string>(std::move(e))));
       return;
     }
+    if (services_->filter) {
+      filter_then_commit(std::move(a.envelope));
+      return;
+    }
+    commit(std::move(a.envelope));
+  }
+
+  // Arrival sinks: decide on the held message, then spool and commit it (or not).
+  void filter_then_commit(queue::Envelope envelope) {
+    std::string message = std::move(held_);
+    held_.clear();
+    services_->filter(std::move(envelope), std::move(message),
+                      [self = shared_from_this()](MessageFilterResult r) {
+                        asio::post(self->socket_.get_executor(), [self, r = std::move(r)]() mutable {
+                          self->filtered(std::move(r));
+                        });
+                      },
+                      socket_.get_executor());
+  }
+
+  void filtered(MessageFilterResult r) {
+    if (dead_ || !writer_) {
+      return;  // the client is gone; nothing was acknowledged
+    }
+    using Kind = MessageFilterResult::Kind;
+    if (r.kind == Kind::kReject) {
+      writer_.reset();
+      run(session_.on_commit_result(Result<std::string>(std::move(r.error))));
+      return;
+    }
+    if (r.kind == Kind::kDiscard) {
+      std::string id = writer_->id();
+      writer_.reset();
+      run(session_.on_commit_result(Result<std::string>(std::move(id))));
+      return;
+    }
+    if (r.envelope.recipients.empty()) {
+      writer_.reset();
+      run(session_.on_commit_result(
+          Result<std::string>(permanent_error("5.7.1", "No recipients left after filtering"))));
+      return;
+    }
+    if (auto w = writer_->write(r.message); !w.ok()) {
+      spool_error_ = w.error();
+      writer_.reset();
+      if (services_->counters != nullptr) {
+        services_->counters->commit_failures++;
+      }
+      run(session_.on_commit_result(Result<std::string>(*spool_error_)));
+      return;
+    }
+    r.envelope.body_size = r.message.size();
+    commit(std::move(r.envelope));
+  }
+
+  void commit(queue::Envelope envelope) {
     services_->store->commit(
-        std::move(writer_), std::move(a.envelope),
+        std::move(writer_), std::move(envelope),
         [self = shared_from_this()](Result<std::string> id) {
           asio::post(self->socket_.get_executor(), [self, id = std::move(id)]() mutable {
             if (id.ok()) {
@@ -569,6 +635,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   }
   void perform(AbortMessage&) {
     writer_.reset();
+    held_.clear();
     spool_error_.reset();
   }
   void perform(BeginTls&) {
@@ -792,6 +859,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   std::string out_, sending_;
   std::deque<Action> pending_;
   std::unique_ptr<queue::SpoolWriter> writer_;
+  std::string held_;  // the message while arrival sinks are configured
   std::unique_ptr<AuthBackend::Exchange> exchange_;  // the SASL exchange of AUTH/X-EXPS
   // ATRN: the connection as a client (RFC 2645).
   struct TurnJob {

@@ -49,6 +49,9 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 // The basic code for a store/queue verdict (RFC 3463 class + subject): insufficient
 // storage is 452, a size refusal 552, other transient faults 451, other permanent 554.
 int store_code(const Error& e) {
+  if (e.reply_code != 0) {
+    return e.reply_code;  // chosen by an event sink
+  }
   if (e.transient()) {
     return e.enhanced == "4.3.1" ? 452 : 451;
   }
