@@ -27,6 +27,9 @@ PKGS=(
   # Scanners run against the node by the security tests: nmap's smtp-open-relay script
   # (test_open_relay_scan.py) and testssl (test_testssl.py; the binary is /usr/bin/testssl)
   nmap testssl.sh
+  # OpenDKIM as a real milter for the sink tests and benchmark (test_milter.py,
+  # tests/bench/sinks_bench.sh); opendkim-genkey is in opendkim-tools
+  opendkim opendkim-tools
   iproute2 procps
 )
 

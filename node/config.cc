@@ -23,6 +23,8 @@
 #include "directory/ldap_filter.h"
 #include "routing/address_space.h"
 #include "routing/connector.h"
+#include "sinks/message_edit.h"
+#include "sinks/milter_sink.h"
 
 namespace bh::node {
 
@@ -564,6 +566,9 @@ class Loader {
     if (!validate_odmr(c, domains)) {
       return false;
     }
+    if (!validate_sinks(*c.mutable_sinks())) {
+      return false;
+    }
 
     auto* boxes = c.mutable_directory()->mutable_file()->mutable_mailboxes();
     std::set<std::string> seen;
@@ -709,6 +714,87 @@ class Loader {
       if (!bh::directory::is_attribute_name(*value)) {
         return fail_key(std::string("directory.ldap.attributes.") + key,
                         quoted(*value) + " is not an LDAP attribute name (letters, digits, '-'; or an OID)");
+      }
+    }
+    return true;
+  }
+
+  // sinks: every definition complete for its kind, names unique, chains name defined sinks.
+  bool validate_sinks(bh::proto::Sinks& sk) {
+    std::set<std::string> names;
+    for (int i = 0; i < sk.define_size(); ++i) {
+      auto& d = *sk.mutable_define(i);
+      const std::string key = index("sinks.define", i);
+      if (d.name().empty() || d.name().find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
+                                  std::string::npos) {
+        return fail_key(key + ".name", "required: letters, digits, '-', '_' or '.'");
+      }
+      if (!names.insert(d.name()).second) {
+        return fail_key(key + ".name", quoted(d.name()) + " is defined twice");
+      }
+      using K = bh::proto::SinkKind;
+      switch (d.kind()) {
+        case K::SINK_KIND_UNSPECIFIED:
+          return fail_key(key + ".kind", "required: header_stamp, policy, journal, plugin, program or milter");
+        case K::SINK_KIND_HEADER_STAMP:
+          if (!bh::sinks::header_field_ok(d.header(), d.value()) || d.value().empty()) {
+            return fail_key(key + ".header", "header_stamp needs a header field name and a non-empty value");
+          }
+          break;
+        case K::SINK_KIND_POLICY: {
+          if (d.reject_senders_size() + d.reject_recipients_size() == 0) {
+            return fail_key(key, "policy needs reject_senders or reject_recipients");
+          }
+          for (auto* list : {d.mutable_reject_senders(), d.mutable_reject_recipients()}) {
+            for (auto& a : *list) {
+              a = ascii_lower(a);
+              if (a.find('@') == std::string::npos || a.find_first_of(" \t\r\n<>") != std::string::npos) {
+                return fail_key(key, quoted(a) + " is not user@domain or @domain");
+              }
+            }
+          }
+          const std::string& en = d.reject_enhanced();
+          if (en.size() < 5 || en[0] != static_cast<char>('0' + d.reject_code() / 100) || en[1] != '.' ||
+              en.find_first_not_of("0123456789.") != std::string::npos) {
+            return fail_key(key + ".reject_enhanced", quoted(en) + " does not match reject_code " +
+                                                          std::to_string(d.reject_code()));
+          }
+          break;
+        }
+        case K::SINK_KIND_JOURNAL: {
+          auto p = parse_path("<" + d.address() + ">", false, false, "5.1.3");
+          if (!p.ok() || p->mailbox.domain.empty()) {
+            return fail_key(key + ".address", quoted(d.address()) + " is not a mailbox address");
+          }
+          break;
+        }
+        case K::SINK_KIND_PLUGIN:
+          if (d.library().empty() || d.library().front() != '/') {
+            return fail_key(key + ".library", "plugin needs the absolute path of a shared library");
+          }
+          break;
+        case K::SINK_KIND_PROGRAM:
+          if (d.argv_size() == 0 || d.argv(0).empty() || d.argv(0).front() != '/') {
+            return fail_key(key + ".argv", "program needs argv with an absolute program path first (no shell)");
+          }
+          break;
+        case K::SINK_KIND_MILTER:
+          if (auto why = bh::sinks::check_milter_socket(d.socket()); !why.empty()) {
+            return fail_key(key + ".socket", quoted(d.socket()) + ": " + why);
+          }
+          break;
+        default:
+          return fail_key(key + ".kind", "unknown kind");
+      }
+    }
+    std::set<std::string> used;
+    for (int i = 0; i < sk.on_arrival_size(); ++i) {
+      const std::string key = index("sinks.on_arrival", i);
+      if (names.count(sk.on_arrival(i)) == 0) {
+        return fail_key(key, quoted(sk.on_arrival(i)) + " is not defined under sinks.define");
+      }
+      if (!used.insert(sk.on_arrival(i)).second) {
+        return fail_key(key, quoted(sk.on_arrival(i)) + " is listed twice");
       }
     }
     return true;

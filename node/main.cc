@@ -41,6 +41,7 @@
 #include "directory/ldap_client.h"
 #include "directory/ldap_directory.h"
 #include "node/config.h"
+#include "node/sinks_setup.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
 #include "queue/queue_manager.h"
@@ -579,6 +580,12 @@ int main(int argc, char** argv) {
         clock, bh::smtp::EtrnRateLimits{cfg.smtp().etrn_per_minute(), std::chrono::seconds(60), 4096});
   }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
+  // Event sinks (sinks/, docs/sinks.md): the arrival chain decides before each 250.
+  auto sink_setup = bh::node::build_sinks(cfg.sinks(), hostname, dsn.local_mailbox);
+  if (!sink_setup.ok()) {
+    return fatal(config_path + ": " + sink_setup.error().message);
+  }
+  svc.filter = sink_setup.value()->filter();
   auto& s = svc.session;
   const auto& c = cfg.smtp();
   const auto& t = c.timeouts();
@@ -746,6 +753,7 @@ int main(int argc, char** argv) {
                                        {"rotations", tracking->counters().rotations}}
                                  : json{{"enabled", false}}},
           {"directory", directory_status()},
+          {"sinks", sink_setup.value()->status()},
           {"store", {{"commits", sc.commits}, {"batches", sc.batches}, {"syncs", sc.syncs},
                      {"failures", sc.failures},
                      {"recovered", recovered.ready.size()},

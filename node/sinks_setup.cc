@@ -1,0 +1,150 @@
+#include "node/sinks_setup.h"
+
+#include <map>
+
+#include "sinks/builtin_sinks.h"
+#include "sinks/milter_sink.h"
+#include "sinks/plugin_sink.h"
+#include "sinks/program_sink.h"
+
+namespace bh::node {
+
+SinkSetup::~SinkSetup() {
+  if (plugin_pool) {
+    plugin_pool->join();
+  }
+}
+
+smtp::MessageFilter SinkSetup::filter() const {
+  if (!on_arrival || on_arrival->empty()) {
+    return nullptr;
+  }
+  std::shared_ptr<const sinks::MessageChain> chain = on_arrival;
+  // The executor is the connection's: the chain's timers and the milter sockets run there.
+  return [chain](queue::Envelope env, std::string message,
+                 std::function<void(smtp::MessageFilterResult)> done,
+                 boost::asio::any_io_executor ex) {
+    auto ev = std::make_shared<sinks::MessageEvent>();
+    ev->envelope = std::move(env);
+    ev->message = std::move(message);
+    chain->run(ev, ex, [done = std::move(done)](sinks::ChainOutcome o) {
+      smtp::MessageFilterResult r;
+      using K = sinks::Verdict::Kind;
+      if (o.verdict.kind == K::kReject) {
+        r.kind = smtp::MessageFilterResult::Kind::kReject;
+        r.error = std::move(o.verdict.error);
+      } else if (o.verdict.kind == K::kDiscard) {
+        r.kind = smtp::MessageFilterResult::Kind::kDiscard;
+      } else {
+        if (!o.event->quarantine.empty()) {
+          // No hold queue yet: the message goes on, marked (docs/sinks.md).
+          sinks::MessageEvent& e = *o.event;
+          e.message.insert(0, "X-Bridgehead-Quarantine: " + e.quarantine.substr(0, 200) + "\r\n");
+        }
+        r.envelope = std::move(o.event->envelope);
+        r.message = std::move(o.event->message);
+      }
+      done(std::move(r));
+    });
+  };
+}
+
+nlohmann::json SinkSetup::status() const {
+  nlohmann::json arr = nlohmann::json::array();
+  if (!on_arrival) {
+    return arr;
+  }
+  for (const auto& e : on_arrival->entries()) {
+    const auto& c = *e.counters;
+    arr.push_back({{"name", e.name},
+                   {"event", "on_arrival"},
+                   {"calls", c.calls.load()},
+                   {"continued", c.continued.load()},
+                   {"rejected", c.rejected.load()},
+                   {"stopped", c.stopped.load()},
+                   {"discarded", c.discarded.load()},
+                   {"failures", c.failures.load()},
+                   {"timeouts", c.timeouts.load()}});
+  }
+  return arr;
+}
+
+Result<std::unique_ptr<SinkSetup>> build_sinks(
+    const proto::Sinks& config, const std::string& hostname,
+    const std::function<std::string(const std::string& address)>& local_mailbox) {
+  auto setup = std::make_unique<SinkSetup>();
+  std::map<std::string, const proto::SinkDefinition*> defs;
+  for (const auto& d : config.define()) {
+    defs[d.name()] = &d;
+  }
+  std::vector<sinks::ChainEntry> entries;
+  for (const auto& name : config.on_arrival()) {
+    const proto::SinkDefinition& d = *defs.at(name);  // validated by the loader
+    sinks::ChainEntry e;
+    e.name = d.name();
+    e.deadline = std::chrono::milliseconds(d.deadline_ms());
+    switch (d.failure_policy()) {
+      case proto::SINK_FAILURE_POLICY_SKIP:
+        e.on_failure = sinks::FailurePolicy::kSkip;
+        break;
+      case proto::SINK_FAILURE_POLICY_REJECT:
+        e.on_failure = sinks::FailurePolicy::kReject;
+        break;
+      default:
+        e.on_failure = sinks::FailurePolicy::kTempfail;
+        break;
+    }
+    switch (d.kind()) {
+      case proto::SINK_KIND_HEADER_STAMP:
+        e.sink = std::make_shared<sinks::HeaderStampSink>(d.header(), d.value());
+        break;
+      case proto::SINK_KIND_POLICY: {
+        sinks::PolicyConfig p;
+        p.reject_senders.assign(d.reject_senders().begin(), d.reject_senders().end());
+        p.reject_recipients.assign(d.reject_recipients().begin(), d.reject_recipients().end());
+        p.code = static_cast<int>(d.reject_code());
+        p.enhanced = d.reject_enhanced();
+        e.sink = std::make_shared<sinks::PolicySink>(std::move(p));
+        break;
+      }
+      case proto::SINK_KIND_JOURNAL:
+        e.sink = std::make_shared<sinks::JournalSink>(d.address(), local_mailbox(d.address()));
+        break;
+      case proto::SINK_KIND_PLUGIN: {
+        if (!setup->plugin_pool) {
+          setup->plugin_pool = std::make_unique<boost::asio::thread_pool>(config.plugin_threads());
+        }
+        auto p = sinks::PluginSink::load(d.library(), d.argument(), setup->plugin_pool.get());
+        if (!p.ok()) {
+          return Error(
+              permanent_error("5.3.5", "sinks.define " + d.name() + ": " + p.error().message));
+        }
+        e.sink = std::move(p.value());
+        break;
+      }
+      case proto::SINK_KIND_PROGRAM: {
+        sinks::ProgramConfig p;
+        p.argv.assign(d.argv().begin(), d.argv().end());
+        p.timeout = e.deadline;
+        e.sink = std::make_shared<sinks::ProgramSink>(std::move(p));
+        break;
+      }
+      case proto::SINK_KIND_MILTER: {
+        sinks::MilterConfig m;
+        m.socket = d.socket();
+        m.connect_timeout = std::chrono::milliseconds(d.connect_timeout_ms());
+        m.command_timeout = std::chrono::milliseconds(d.command_timeout_ms());
+        m.hostname = hostname;
+        e.sink = std::make_shared<sinks::MilterSink>(std::move(m));
+        break;
+      }
+      default:
+        return Error(permanent_error("5.3.5", "sinks.define " + d.name() + ": unknown kind"));
+    }
+    entries.push_back(std::move(e));
+  }
+  setup->on_arrival = std::make_shared<sinks::MessageChain>(std::move(entries));
+  return setup;
+}
+
+}  // namespace bh::node

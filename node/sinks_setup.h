@@ -1,0 +1,30 @@
+#pragma once
+// Builds the arrival chain of the sinks section (sinks/, docs/sinks.md) and adapts it
+// to the SMTP connection's MessageFilter. The one place that names the concrete sinks.
+
+#include <boost/asio/thread_pool.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/result.h"
+#include "proto/config.pb.h"
+#include "sinks/sink.h"
+#include "smtp/connection.h"
+
+namespace bh::node {
+
+struct SinkSetup {
+  std::unique_ptr<boost::asio::thread_pool> plugin_pool;  // plug-in calls run here
+  std::shared_ptr<sinks::MessageChain> on_arrival;        // empty chain: no filter
+  smtp::MessageFilter filter() const;                     // null when on_arrival is empty
+  nlohmann::json status() const;                          // counters per sink, in chain order
+  ~SinkSetup();
+};
+
+// `local_mailbox`: the mailbox name for a local journal address (empty: relayed).
+Result<std::unique_ptr<SinkSetup>> build_sinks(
+    const proto::Sinks& config, const std::string& hostname,
+    const std::function<std::string(const std::string& address)>& local_mailbox);
+
+}  // namespace bh::node

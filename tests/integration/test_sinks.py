@@ -1,0 +1,121 @@
+"""Arrival sinks end to end (docs/sinks.md): the real node with an external program that
+rejects by content with a chosen code, the example shared-library plug-in (built by CMake,
+path in BH_STAMP_PLUGIN) stamping a header, the built-in header stamp, policy and journal
+sinks, their counters in `bhctl status`, and config errors naming the key."""
+import json
+import os
+import smtplib
+import stat
+import subprocess
+import tempfile
+import unittest
+
+from bhnode import BH_BIN, Node
+
+PLUGIN = os.environ.get("BH_STAMP_PLUGIN", "")
+
+MSG = (b"From: Carol <carol@example.net>\r\nTo: alice@example.org\r\nSubject: %s\r\n"
+       b"Message-ID: <%s@example.net>\r\n\r\n%s\r\n")
+
+
+def send(node, subject, body=b"hello", rcpts=("alice@example.org",)):
+    with smtplib.SMTP("127.0.0.1", node.smtp_port, timeout=20) as s:
+        s.sendmail("carol@example.net", list(rcpts), MSG % (subject, subject, body))
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class SinksTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="bh-sinks-")
+        self.filter = os.path.join(self.tmp, "filter.sh")
+        with open(self.filter, "w") as f:
+            # Run directly (the kernel reads the #! line); the node uses no shell itself.
+            f.write("#!/bin/sh\n"
+                    "if grep -qi 'cheap pills'; then echo 'REJECT 554 5.7.9 We do not want pills'; exit 0; fi\n"
+                    "echo \"ADD-HEADER X-Program-Seen: $BH_SENDER -> $BH_RECIPIENTS\"\n")
+        os.chmod(self.filter, 0o755)
+        self.node = None
+
+    def tearDown(self):
+        if self.node:
+            self.node.cleanup()
+        subprocess.run(["rm", "-rf", self.tmp])
+
+    def start(self, define, chain):
+        extra = "sinks:\n  define:\n" + "".join("    - " + d + "\n" for d in define) + \
+                "  on_arrival: [" + ", ".join(chain) + "]\n"
+        self.node = Node(mailboxes=("alice@example.org", "journal@example.org"), extra=extra).start()
+        return self.node
+
+    def status(self):
+        r = self.node.bhctl("status", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return {s["name"]: s for s in json.loads(r.stdout)["sinks"]}
+
+    def test_program_rejects_by_content_with_its_code_and_stamps_the_rest(self):
+        node = self.start([f'{{name: scan, kind: program, argv: ["{self.filter}"], deadline_ms: 10000}}'],
+                          ["scan"])
+        with self.assertRaises(smtplib.SMTPDataError) as cm:
+            send(node, b"offer", b"buy cheap pills now")
+        self.assertEqual(cm.exception.smtp_code, 554)
+        self.assertIn(b"5.7.9 We do not want pills", cm.exception.smtp_error)
+        send(node, b"fine", b"a normal message")
+        raw = read(node.wait_mail()[0])
+        self.assertIn(b"X-Program-Seen: carol@example.net -> alice@example.org\r\n", raw)
+        self.assertEqual(len(node.maildir()), 1)
+        st = self.status()["scan"]
+        self.assertEqual((st["calls"], st["rejected"], st["continued"]), (2, 1, 1))
+
+    @unittest.skipUnless(PLUGIN, "BH_STAMP_PLUGIN not set")
+    def test_shared_library_plugin_stamps_a_header(self):
+        node = self.start([f'{{name: stamp, kind: plugin, library: "{PLUGIN}", argument: "X-Plugin: stamped"}}'],
+                          ["stamp"])
+        send(node, b"plug")
+        raw = read(node.wait_mail()[0])
+        self.assertIn(b"X-Plugin: stamped\r\n", raw)
+        with self.assertRaises(smtplib.SMTPDataError) as cm:
+            send(node, b"no", b"PLUGIN-REJECT-ME")
+        self.assertEqual(cm.exception.smtp_code, 550)
+
+    def test_builtin_stamp_policy_journal_in_order(self):
+        node = self.start(['{name: stamp, kind: header_stamp, header: X-Org, value: "Example Org"}',
+                           '{name: journal, kind: journal, address: journal@example.org}',
+                           '{name: deny, kind: policy, reject_recipients: ["@blocked.example"], '
+                           'reject_code: 553, reject_enhanced: "5.7.1"}'],
+                          ["stamp", "journal", "deny"])
+        send(node, b"journaled")
+        a = read(node.wait_mail()[0])
+        j = read(node.wait_mail("journal")[0])
+        self.assertIn(b"X-Org: Example Org\r\n", a)
+        self.assertIn(b"Subject: journaled", j)
+        st = self.status()
+        self.assertEqual([st[n]["calls"] for n in ("stamp", "journal", "deny")], [1, 1, 1])
+
+    def test_config_errors_name_the_key(self):
+        cfg = os.path.join(self.tmp, "bad.yaml")
+        base = ("node: {name: n1, data_dir: %s}\nlisten: {smtp: [\"127.0.0.1:2525\"]}\n"
+                "local_domains: [example.org]\ndirectory: {file: {mailboxes: [alice@example.org]}}\n" % self.tmp)
+        cases = [
+            ("sinks: {define: [{name: m, kind: milter, socket: \"inet:8891@localhost\"}], on_arrival: [m]}",
+             "sinks.define[0].socket"),
+            ("sinks: {define: [{name: p, kind: program, argv: [\"filter.sh\"]}]}", "sinks.define[0].argv"),
+            ("sinks: {on_arrival: [nope]}", "sinks.on_arrival[0]"),
+            ("sinks: {define: [{name: x, kind: bogus}]}", "kind"),
+            ("sinks: {define: [{name: x, kind: header_stamp, header: \"X A\", value: v}]}", "sinks.define[0].header"),
+            ("sinks: {define: [{name: x, kind: journal, address: nobody}]}", "sinks.define[0].address"),
+        ]
+        for text, key in cases:
+            with open(cfg, "w") as f:
+                f.write(base + text + "\n")
+            r = subprocess.run([BH_BIN, "--check-config", "--config", cfg], capture_output=True, text=True)
+            self.assertNotEqual(r.returncode, 0, text)
+            self.assertIn(key, r.stderr, text)
+            self.assertIn("bad.yaml", r.stderr, text)
+
+
+if __name__ == "__main__":
+    unittest.main()
