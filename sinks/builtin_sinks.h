@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "sinks/protocol_sink.h"
 #include "sinks/sink.h"
 
 namespace bh::sinks {
@@ -32,11 +33,14 @@ struct PolicyConfig {
   std::string text = "Message refused by policy";
 };
 
-class PolicySink : public MessageSink {
+// As an arrival sink it refuses the whole message; in the on_command chain it answers
+// MAIL (listed sender) and RCPT (listed recipient) itself, before they are performed.
+class PolicySink : public MessageSink, public ProtocolSink {
  public:
   explicit PolicySink(PolicyConfig config) : config_(std::move(config)) {}
   void on_message(std::shared_ptr<MessageEvent> event, boost::asio::any_io_executor ex,
                   Done done) override;
+  std::optional<std::string> on_command(const CommandEvent& e) override;
 
  private:
   PolicyConfig config_;
@@ -52,6 +56,19 @@ class JournalSink : public MessageSink {
 
  private:
   std::string address_, mailbox_;
+};
+
+// Protocol sink: replies to the listed verbs keep their code and enhanced code and get
+// `text` instead (e.g. hide the software name in the banner, "CONNECT").
+class ReplyTextSink : public ProtocolSink {
+ public:
+  ReplyTextSink(std::vector<std::string> verbs, std::string text)
+      : verbs_(std::move(verbs)), text_(std::move(text)) {}
+  std::optional<std::string> on_reply(const ReplyEvent& e) override;
+
+ private:
+  std::vector<std::string> verbs_;
+  std::string text_;
 };
 
 // "user@domain" matches itself (case-insensitively); "@domain" every address there.
