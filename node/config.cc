@@ -735,7 +735,17 @@ class Loader {
       using K = bh::proto::SinkKind;
       switch (d.kind()) {
         case K::SINK_KIND_UNSPECIFIED:
-          return fail_key(key + ".kind", "required: header_stamp, policy, journal, plugin, program or milter");
+          return fail_key(key + ".kind",
+                          "required: header_stamp, policy, journal, plugin, program, milter or reply_text");
+        case K::SINK_KIND_REPLY_TEXT:
+          if (d.verbs_size() == 0 || d.value().empty() || d.value().size() > 400 ||
+              d.value().find_first_of("\r\n") != std::string::npos) {
+            return fail_key(key + ".verbs", "reply_text needs verbs and a one-line value (at most 400 octets)");
+          }
+          for (auto& v : *d.mutable_verbs()) {
+            v = ascii_upper(v);
+          }
+          break;
         case K::SINK_KIND_HEADER_STAMP:
           if (!bh::sinks::header_field_ok(d.header(), d.value()) || d.value().empty()) {
             return fail_key(key + ".header", "header_stamp needs a header field name and a non-empty value");
@@ -787,14 +797,30 @@ class Loader {
           return fail_key(key + ".kind", "unknown kind");
       }
     }
-    std::set<std::string> used;
-    for (int i = 0; i < sk.on_arrival_size(); ++i) {
-      const std::string key = index("sinks.on_arrival", i);
-      if (names.count(sk.on_arrival(i)) == 0) {
-        return fail_key(key, quoted(sk.on_arrival(i)) + " is not defined under sinks.define");
-      }
-      if (!used.insert(sk.on_arrival(i)).second) {
-        return fail_key(key, quoted(sk.on_arrival(i)) + " is listed twice");
+    std::map<std::string, bh::proto::SinkKind> kinds;
+    for (const auto& d : sk.define()) {
+      kinds[d.name()] = d.kind();
+    }
+    for (const auto& [chain, list] : {std::pair{"sinks.on_arrival", &sk.on_arrival()},
+                                      std::pair{"sinks.on_command", &sk.on_command()}}) {
+      const bool protocol = std::string(chain) == "sinks.on_command";
+      std::set<std::string> used;
+      for (int i = 0; i < list->size(); ++i) {
+        const std::string key = index(chain, i);
+        const std::string& n = list->Get(i);
+        if (names.count(n) == 0) {
+          return fail_key(key, quoted(n) + " is not defined under sinks.define");
+        }
+        if (!used.insert(n).second) {
+          return fail_key(key, quoted(n) + " is listed twice");
+        }
+        const auto k = kinds[n];
+        const bool has_protocol = k == bh::proto::SINK_KIND_POLICY || k == bh::proto::SINK_KIND_REPLY_TEXT;
+        const bool has_arrival = k != bh::proto::SINK_KIND_REPLY_TEXT;
+        if (protocol ? !has_protocol : !has_arrival) {
+          return fail_key(key, quoted(n) + (protocol ? ": only policy and reply_text sinks take protocol events"
+                                                     : ": a reply_text sink takes protocol events only"));
+        }
       }
     }
     return true;

@@ -586,6 +586,7 @@ int main(int argc, char** argv) {
     return fatal(config_path + ": " + sink_setup.error().message);
   }
   svc.filter = sink_setup.value()->filter();
+  svc.session.protocol_hooks = sink_setup.value()->hooks();
   auto& s = svc.session;
   const auto& c = cfg.smtp();
   const auto& t = c.timeouts();

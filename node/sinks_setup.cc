@@ -49,25 +49,85 @@ smtp::MessageFilter SinkSetup::filter() const {
   };
 }
 
+namespace {
+
+// The SMTP session's view of the on_command chain.
+class Hooks : public smtp::ProtocolHooks {
+ public:
+  explicit Hooks(std::shared_ptr<const sinks::ProtocolChain> chain) : chain_(std::move(chain)) {}
+  std::optional<std::string> on_command(const smtp::PeerInfo& peer, std::string_view verb,
+                                        std::string_view argument) override {
+    return chain_->on_command({peer.address, verb, argument});
+  }
+  std::optional<std::string> on_reply(const smtp::PeerInfo& peer, std::string_view verb,
+                                      std::string_view reply) override {
+    return chain_->on_reply({peer.address, verb, reply});
+  }
+
+ private:
+  std::shared_ptr<const sinks::ProtocolChain> chain_;
+};
+
+nlohmann::json counters_json(const std::string& name, const char* event,
+                             const sinks::SinkCounters& c) {
+  return {{"name", name},
+          {"event", event},
+          {"calls", c.calls.load()},
+          {"continued", c.continued.load()},
+          {"rejected", c.rejected.load()},
+          {"stopped", c.stopped.load()},
+          {"discarded", c.discarded.load()},
+          {"failures", c.failures.load()},
+          {"timeouts", c.timeouts.load()}};
+}
+
+}  // namespace
+
+std::shared_ptr<smtp::ProtocolHooks> SinkSetup::hooks() const {
+  if (!on_command || on_command->empty()) {
+    return nullptr;
+  }
+  return std::make_shared<Hooks>(on_command);
+}
+
 nlohmann::json SinkSetup::status() const {
   nlohmann::json arr = nlohmann::json::array();
-  if (!on_arrival) {
-    return arr;
+  if (on_arrival) {
+    for (const auto& e : on_arrival->entries()) {
+      arr.push_back(counters_json(e.name, "on_arrival", *e.counters));
+    }
   }
-  for (const auto& e : on_arrival->entries()) {
-    const auto& c = *e.counters;
-    arr.push_back({{"name", e.name},
-                   {"event", "on_arrival"},
-                   {"calls", c.calls.load()},
-                   {"continued", c.continued.load()},
-                   {"rejected", c.rejected.load()},
-                   {"stopped", c.stopped.load()},
-                   {"discarded", c.discarded.load()},
-                   {"failures", c.failures.load()},
-                   {"timeouts", c.timeouts.load()}});
+  if (on_command) {
+    for (const auto& e : on_command->entries()) {
+      arr.push_back(counters_json(e.name, "on_command", *e.counters));
+    }
   }
   return arr;
 }
+
+namespace {
+
+sinks::FailurePolicy policy_of(const proto::SinkDefinition& d) {
+  switch (d.failure_policy()) {
+    case proto::SINK_FAILURE_POLICY_SKIP:
+      return sinks::FailurePolicy::kSkip;
+    case proto::SINK_FAILURE_POLICY_REJECT:
+      return sinks::FailurePolicy::kReject;
+    default:
+      return sinks::FailurePolicy::kTempfail;
+  }
+}
+
+sinks::PolicyConfig policy_config(const proto::SinkDefinition& d) {
+  sinks::PolicyConfig p;
+  p.reject_senders.assign(d.reject_senders().begin(), d.reject_senders().end());
+  p.reject_recipients.assign(d.reject_recipients().begin(), d.reject_recipients().end());
+  p.code = static_cast<int>(d.reject_code());
+  p.enhanced = d.reject_enhanced();
+  return p;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<SinkSetup>> build_sinks(
     const proto::Sinks& config, const std::string& hostname,
@@ -98,15 +158,9 @@ Result<std::unique_ptr<SinkSetup>> build_sinks(
       case proto::SINK_KIND_HEADER_STAMP:
         e.sink = std::make_shared<sinks::HeaderStampSink>(d.header(), d.value());
         break;
-      case proto::SINK_KIND_POLICY: {
-        sinks::PolicyConfig p;
-        p.reject_senders.assign(d.reject_senders().begin(), d.reject_senders().end());
-        p.reject_recipients.assign(d.reject_recipients().begin(), d.reject_recipients().end());
-        p.code = static_cast<int>(d.reject_code());
-        p.enhanced = d.reject_enhanced();
-        e.sink = std::make_shared<sinks::PolicySink>(std::move(p));
+      case proto::SINK_KIND_POLICY:
+        e.sink = std::make_shared<sinks::PolicySink>(policy_config(d));
         break;
-      }
       case proto::SINK_KIND_JOURNAL:
         e.sink = std::make_shared<sinks::JournalSink>(d.address(), local_mailbox(d.address()));
         break;
@@ -144,6 +198,23 @@ Result<std::unique_ptr<SinkSetup>> build_sinks(
     entries.push_back(std::move(e));
   }
   setup->on_arrival = std::make_shared<sinks::MessageChain>(std::move(entries));
+
+  std::vector<sinks::ProtocolEntry> protocol;
+  for (const auto& name : config.on_command()) {
+    const proto::SinkDefinition& d = *defs.at(name);  // validated: policy or reply_text
+    sinks::ProtocolEntry e;
+    e.name = d.name();
+    e.deadline = std::chrono::milliseconds(d.deadline_ms());
+    e.on_failure = policy_of(d);
+    if (d.kind() == proto::SINK_KIND_POLICY) {
+      e.sink = std::make_shared<sinks::PolicySink>(policy_config(d));
+    } else {
+      e.sink = std::make_shared<sinks::ReplyTextSink>(
+          std::vector<std::string>(d.verbs().begin(), d.verbs().end()), d.value());
+    }
+    protocol.push_back(std::move(e));
+  }
+  setup->on_command = std::make_shared<sinks::ProtocolChain>(std::move(protocol));
   return setup;
 }
 

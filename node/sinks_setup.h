@@ -9,6 +9,7 @@
 
 #include "common/result.h"
 #include "proto/config.pb.h"
+#include "sinks/protocol_sink.h"
 #include "sinks/sink.h"
 #include "smtp/connection.h"
 
@@ -17,7 +18,9 @@ namespace bh::node {
 struct SinkSetup {
   std::unique_ptr<boost::asio::thread_pool> plugin_pool;  // plug-in calls run here
   std::shared_ptr<sinks::MessageChain> on_arrival;        // empty chain: no filter
+  std::shared_ptr<sinks::ProtocolChain> on_command;       // empty chain: no hooks
   smtp::MessageFilter filter() const;                     // null when on_arrival is empty
+  std::shared_ptr<smtp::ProtocolHooks> hooks() const;     // null when on_command is empty
   nlohmann::json status() const;                          // counters per sink, in chain order
   ~SinkSetup();
 };

@@ -5,6 +5,7 @@ sinks, their counters in `bhctl status`, and config errors naming the key."""
 import json
 import os
 import smtplib
+import socket
 import stat
 import subprocess
 import tempfile
@@ -45,9 +46,10 @@ class SinksTest(unittest.TestCase):
             self.node.cleanup()
         subprocess.run(["rm", "-rf", self.tmp])
 
-    def start(self, define, chain):
+    def start(self, define, chain, on_command=()):
         extra = "sinks:\n  define:\n" + "".join("    - " + d + "\n" for d in define) + \
-                "  on_arrival: [" + ", ".join(chain) + "]\n"
+                "  on_arrival: [" + ", ".join(chain) + "]\n" + \
+                "  on_command: [" + ", ".join(on_command) + "]\n"
         self.node = Node(mailboxes=("alice@example.org", "journal@example.org"), extra=extra).start()
         return self.node
 
@@ -95,6 +97,25 @@ class SinksTest(unittest.TestCase):
         st = self.status()
         self.assertEqual([st[n]["calls"] for n in ("stamp", "journal", "deny")], [1, 1, 1])
 
+    def test_protocol_events_answer_mail_and_rewrite_the_banner(self):
+        node = self.start(['{name: deny, kind: policy, reject_senders: ["@spam.example"], reject_code: 553}',
+                           '{name: banner, kind: reply_text, verbs: [connect], value: "Mail service ready"}'],
+                          [], on_command=["deny", "banner"])
+        with smtplib.SMTP("127.0.0.1", node.smtp_port, timeout=20) as s:
+            self.assertEqual(s.ehlo()[0], 250)
+            code, text = s.mail("x@spam.example")
+            self.assertEqual(code, 553)
+            self.assertIn(b"5.7.1", text)
+            self.assertEqual(s.rcpt("alice@example.org")[0], 503)  # MAIL was not performed
+            s.rset()
+            self.assertEqual(s.mail("carol@example.net")[0], 250)
+            self.assertEqual(s.rcpt("alice@example.org")[0], 250)
+        with socket.create_connection(("127.0.0.1", node.smtp_port), timeout=10) as c:
+            self.assertEqual(c.recv(512), b"220 Mail service ready\r\n")
+        st = self.status()
+        self.assertEqual(st["deny"]["event"], "on_command")
+        self.assertEqual(st["deny"]["rejected"], 1)
+
     def test_config_errors_name_the_key(self):
         cfg = os.path.join(self.tmp, "bad.yaml")
         base = ("node: {name: n1, data_dir: %s}\nlisten: {smtp: [\"127.0.0.1:2525\"]}\n"
@@ -107,6 +128,10 @@ class SinksTest(unittest.TestCase):
             ("sinks: {define: [{name: x, kind: bogus}]}", "kind"),
             ("sinks: {define: [{name: x, kind: header_stamp, header: \"X A\", value: v}]}", "sinks.define[0].header"),
             ("sinks: {define: [{name: x, kind: journal, address: nobody}]}", "sinks.define[0].address"),
+            ("sinks: {define: [{name: h, kind: header_stamp, header: X-A, value: v}], on_command: [h]}",
+             "sinks.on_command[0]"),
+            ("sinks: {define: [{name: r, kind: reply_text, verbs: [NOOP], value: v}], on_arrival: [r]}",
+             "sinks.on_arrival[0]"),
         ]
         for text, key in cases:
             with open(cfg, "w") as f:
