@@ -566,7 +566,7 @@ class Loader {
     if (!validate_odmr(c, domains)) {
       return false;
     }
-    if (!validate_sinks(*c.mutable_sinks())) {
+    if (!validate_sinks(*c.mutable_sinks(), c.routing())) {
       return false;
     }
 
@@ -720,7 +720,7 @@ class Loader {
   }
 
   // sinks: every definition complete for its kind, names unique, chains name defined sinks.
-  bool validate_sinks(bh::proto::Sinks& sk) {
+  bool validate_sinks(bh::proto::Sinks& sk, const bh::proto::Routing& routing) {
     std::set<std::string> names;
     for (int i = 0; i < sk.define_size(); ++i) {
       auto& d = *sk.mutable_define(i);
@@ -737,6 +737,26 @@ class Loader {
         case K::SINK_KIND_UNSPECIFIED:
           return fail_key(key + ".kind",
                           "required: header_stamp, policy, journal, plugin, program, milter or reply_text");
+        case K::SINK_KIND_ROUTE: {
+          if (d.domains_size() == 0) {
+            return fail_key(key + ".domains", "route needs domains (\"example.net\", \"*.example.net\" or \"*\")");
+          }
+          for (auto& dom : *d.mutable_domains()) {
+            dom = ascii_lower(dom);
+            const std::string bare = dom.rfind("*.", 0) == 0 ? dom.substr(2) : dom;
+            if (dom != "*" && !is_valid_domain(bare)) {
+              return fail_key(key + ".domains", quoted(dom) + " is not a domain pattern");
+            }
+          }
+          bool known = false;
+          for (const auto& con : routing.smtp_connectors()) {
+            known = known || ascii_lower(con.name()) == ascii_lower(d.connector());
+          }
+          if (!known) {
+            return fail_key(key + ".connector", quoted(d.connector()) + " is not one of routing.smtp_connectors");
+          }
+          break;
+        }
         case K::SINK_KIND_REPLY_TEXT:
           if (d.verbs_size() == 0 || d.value().empty() || d.value().size() > 400 ||
               d.value().find_first_of("\r\n") != std::string::npos) {
@@ -802,8 +822,10 @@ class Loader {
       kinds[d.name()] = d.kind();
     }
     for (const auto& [chain, list] : {std::pair{"sinks.on_arrival", &sk.on_arrival()},
-                                      std::pair{"sinks.on_command", &sk.on_command()}}) {
+                                      std::pair{"sinks.on_command", &sk.on_command()},
+                                      std::pair{"sinks.on_route", &sk.on_route()}}) {
       const bool protocol = std::string(chain) == "sinks.on_command";
+      const bool route = std::string(chain) == "sinks.on_route";
       std::set<std::string> used;
       for (int i = 0; i < list->size(); ++i) {
         const std::string key = index(chain, i);
@@ -815,9 +837,13 @@ class Loader {
           return fail_key(key, quoted(n) + " is listed twice");
         }
         const auto k = kinds[n];
+        if (route != (k == bh::proto::SINK_KIND_ROUTE)) {
+          return fail_key(key, quoted(n) + (route ? ": only route sinks take the routing event"
+                                                  : ": a route sink takes the routing event only (sinks.on_route)"));
+        }
         const bool has_protocol = k == bh::proto::SINK_KIND_POLICY || k == bh::proto::SINK_KIND_REPLY_TEXT;
         const bool has_arrival = k != bh::proto::SINK_KIND_REPLY_TEXT;
-        if (protocol ? !has_protocol : !has_arrival) {
+        if (!route && (protocol ? !has_protocol : !has_arrival)) {
           return fail_key(key, quoted(n) + (protocol ? ": only policy and reply_text sinks take protocol events"
                                                      : ": a reply_text sink takes protocol events only"));
         }

@@ -323,6 +323,11 @@ int main(int argc, char** argv) {
     return mailbox.get();
   };
   manager.set_dsn(dsn);
+  // Event sinks (sinks/, docs/sinks.md): built here, used by the router and the listeners.
+  auto sink_setup = bh::node::build_sinks(cfg.sinks(), hostname, dsn.local_mailbox);
+  if (!sink_setup.ok()) {
+    return fatal(config_path + ": " + sink_setup.error().message);
+  }
 
   std::shared_ptr<const bh::routing::RouteTable> routes;
   if (auto t = bh::routing::RouteTable::build(bh::node::smtp_connectors(cfg)); t.ok()) {
@@ -330,7 +335,7 @@ int main(int argc, char** argv) {
   } else {
     return fatal(config_path + ": routing: " + t.error().message);
   }
-  auto router = [&routes, &delivery_random](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
+  auto base_router = [&routes, &delivery_random](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
     auto r = routes->select(domain, delivery_random);
     if (!r.ok()) {
       return r.error();
@@ -342,6 +347,8 @@ int main(int argc, char** argv) {
     c.max_connections = r->connector->settings.max_connections;
     return c;
   };
+  // The routing event (sinks.on_route) may override the connector chosen.
+  bh::queue::Router router = sink_setup.value()->route(base_router, [&routes] { return routes; });
   // The relay client: its own io_context and thread, and c-ares when a connector uses MX.
   asio::io_context relay_io(1);
   auto relay_guard = asio::make_work_guard(relay_io);
@@ -581,10 +588,6 @@ int main(int argc, char** argv) {
   }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   // Event sinks (sinks/, docs/sinks.md): the arrival chain decides before each 250.
-  auto sink_setup = bh::node::build_sinks(cfg.sinks(), hostname, dsn.local_mailbox);
-  if (!sink_setup.ok()) {
-    return fatal(config_path + ": " + sink_setup.error().message);
-  }
   svc.filter = sink_setup.value()->filter();
   svc.session.protocol_hooks = sink_setup.value()->hooks();
   auto& s = svc.session;

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "common/text.h"
 #include "sinks/builtin_sinks.h"
 #include "sinks/milter_sink.h"
 #include "sinks/plugin_sink.h"
@@ -102,7 +103,40 @@ nlohmann::json SinkSetup::status() const {
       arr.push_back(counters_json(e.name, "on_command", *e.counters));
     }
   }
+  if (on_route) {
+    for (const auto& e : on_route->entries()) {
+      arr.push_back(counters_json(e.name, "on_route", *e.counters));
+    }
+  }
   return arr;
+}
+
+queue::Router SinkSetup::route(
+    queue::Router inner, std::function<std::shared_ptr<const routing::RouteTable>()> routes) const {
+  if (!on_route || on_route->empty()) {
+    return inner;
+  }
+  std::shared_ptr<const sinks::RouteChain> chain = on_route;
+  return [inner = std::move(inner), routes = std::move(routes),
+          chain](std::string_view domain) -> Result<queue::RouteChoice> {
+    auto r = inner(domain);
+    const std::string d = ascii_lower(domain);
+    auto o = chain->on_route({d, r.ok() ? std::string_view(r->connector) : std::string_view{}});
+    if (!o) {
+      return r;
+    }
+    auto table = routes();
+    auto con = table ? table->find(*o) : nullptr;
+    if (!con) {
+      return r;  // the connector is gone from the table (validated at load): keep the choice
+    }
+    queue::RouteChoice c;
+    c.connector = con->name;
+    c.next_hop = routing::RouteTable::next_hop(*con, d);
+    c.domain = d;
+    c.max_connections = con->settings.max_connections;
+    return c;
+  };
 }
 
 namespace {
@@ -215,6 +249,17 @@ Result<std::unique_ptr<SinkSetup>> build_sinks(
     protocol.push_back(std::move(e));
   }
   setup->on_command = std::make_shared<sinks::ProtocolChain>(std::move(protocol));
+
+  std::vector<sinks::RouteEntry> routes;
+  for (const auto& name : config.on_route()) {
+    const proto::SinkDefinition& d = *defs.at(name);  // validated: a route sink
+    sinks::RouteEntry e;
+    e.name = d.name();
+    e.sink = std::make_shared<sinks::RouteOverrideSink>(
+        std::vector<std::string>(d.domains().begin(), d.domains().end()), d.connector());
+    routes.push_back(std::move(e));
+  }
+  setup->on_route = std::make_shared<sinks::RouteChain>(std::move(routes));
   return setup;
 }
 

@@ -9,7 +9,10 @@
 
 #include "common/result.h"
 #include "proto/config.pb.h"
+#include "queue/queue_manager.h"
+#include "routing/route_table.h"
 #include "sinks/protocol_sink.h"
+#include "sinks/route_sink.h"
 #include "sinks/sink.h"
 #include "smtp/connection.h"
 
@@ -20,8 +23,13 @@ struct SinkSetup {
   std::shared_ptr<sinks::MessageChain> on_arrival;        // empty chain: no filter
   std::shared_ptr<sinks::ProtocolChain> on_command;       // empty chain: no hooks
   smtp::MessageFilter filter() const;                     // null when on_arrival is empty
-  std::shared_ptr<smtp::ProtocolHooks> hooks() const;     // null when on_command is empty
-  nlohmann::json status() const;                          // counters per sink, in chain order
+  std::shared_ptr<smtp::ProtocolHooks> hooks() const;
+  std::shared_ptr<sinks::RouteChain> on_route;  // empty chain: the router as it is
+  // `inner` with the routing event applied (inner itself when on_route is empty).
+  queue::Router route(queue::Router inner,
+                      std::function<std::shared_ptr<const routing::RouteTable>()> routes)
+      const;                      // null when on_command is empty
+  nlohmann::json status() const;  // counters per sink, in chain order
   ~SinkSetup();
 };
 

@@ -6,14 +6,71 @@ import json
 import os
 import smtplib
 import socket
+import threading
 import stat
 import subprocess
 import tempfile
 import unittest
 
-from bhnode import BH_BIN, Node
+from bhnode import BH_BIN, Node, wait_until
 
 PLUGIN = os.environ.get("BH_STAMP_PLUGIN", "")
+
+
+class TinySink:
+    """A minimal SMTP server on 127.0.0.1 (stdlib only) that accepts everything and keeps
+    (mail from, rcpts, data) of each message; enough to see where mail was routed."""
+
+    def __init__(self):
+        self.messages = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+
+    def session(self, c):
+        f = c.makefile("rb")
+        c.sendall(b"220 tiny ESMTP\r\n")
+        mail, rcpts = None, []
+        try:
+            for line in f:
+                cmd = line.strip().upper()
+                if cmd.startswith(b"EHLO") or cmd.startswith(b"HELO"):
+                    c.sendall(b"250 tiny\r\n")
+                elif cmd.startswith(b"MAIL"):
+                    mail, rcpts = line.strip()[10:], []
+                    c.sendall(b"250 ok\r\n")
+                elif cmd.startswith(b"RCPT"):
+                    rcpts.append(line.strip()[8:])
+                    c.sendall(b"250 ok\r\n")
+                elif cmd == b"DATA":
+                    c.sendall(b"354 go\r\n")
+                    data = b""
+                    for dl in f:
+                        if dl == b".\r\n":
+                            break
+                        data += dl
+                    self.messages.append((mail, rcpts, data))
+                    c.sendall(b"250 queued\r\n")
+                elif cmd == b"QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    break
+                else:
+                    c.sendall(b"250 ok\r\n")
+        finally:
+            c.close()
+
+    def close(self):
+        self.sock.close()
 
 MSG = (b"From: Carol <carol@example.net>\r\nTo: alice@example.org\r\nSubject: %s\r\n"
        b"Message-ID: <%s@example.net>\r\n\r\n%s\r\n")
@@ -116,6 +173,30 @@ class SinksTest(unittest.TestCase):
         self.assertEqual(st["deny"]["event"], "on_command")
         self.assertEqual(st["deny"]["rejected"], 1)
 
+    def test_route_sink_overrides_the_connector(self):
+        main, partner = TinySink(), TinySink()
+        try:
+            extra = ("routing:\n  smtp_connectors:\n"
+                     f'    - {{name: main, smart_hosts: ["127.0.0.1:{main.port}"], address_spaces: [{{pattern: "*"}}]}}\n'
+                     f'    - {{name: partner, smart_hosts: ["127.0.0.1:{partner.port}"],'
+                     ' address_spaces: [{pattern: "partner.example"}]}\n'
+                     "sinks:\n  define:\n"
+                     '    - {name: via-partner, kind: route, domains: ["*.override.example"], connector: partner}\n'
+                     "  on_route: [via-partner]\n")
+            self.node = Node(smtp=['relay_networks: ["127.0.0.0/8"]'], extra=extra).start()
+            send(self.node, b"overridden", rcpts=("x@mx.override.example",))
+            send(self.node, b"normal", rcpts=("y@elsewhere.example",))
+            wait_until(lambda: len(partner.messages) == 1 and len(main.messages) == 1, timeout=20,
+                       what="one message at each next hop")
+            self.assertIn(b"Subject: overridden", partner.messages[0][2])
+            self.assertIn(b"Subject: normal", main.messages[0][2])
+            st = self.status()["via-partner"]
+            self.assertEqual(st["event"], "on_route")
+            self.assertGreaterEqual(st["stopped"], 1)
+        finally:
+            main.close()
+            partner.close()
+
     def test_config_errors_name_the_key(self):
         cfg = os.path.join(self.tmp, "bad.yaml")
         base = ("node: {name: n1, data_dir: %s}\nlisten: {smtp: [\"127.0.0.1:2525\"]}\n"
@@ -132,6 +213,10 @@ class SinksTest(unittest.TestCase):
              "sinks.on_command[0]"),
             ("sinks: {define: [{name: r, kind: reply_text, verbs: [NOOP], value: v}], on_arrival: [r]}",
              "sinks.on_arrival[0]"),
+            ("sinks: {define: [{name: r, kind: route, domains: [a.example], connector: nope}]}",
+             "sinks.define[0].connector"),
+            ("sinks: {define: [{name: s, kind: header_stamp, header: X-A, value: v}], on_route: [s]}",
+             "sinks.on_route[0]"),
         ]
         for text, key in cases:
             with open(cfg, "w") as f:
