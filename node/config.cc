@@ -823,9 +823,11 @@ class Loader {
     }
     for (const auto& [chain, list] : {std::pair{"sinks.on_arrival", &sk.on_arrival()},
                                       std::pair{"sinks.on_command", &sk.on_command()},
-                                      std::pair{"sinks.on_route", &sk.on_route()}}) {
+                                      std::pair{"sinks.on_route", &sk.on_route()},
+                                      std::pair{"sinks.on_delivery", &sk.on_delivery()}}) {
       const bool protocol = std::string(chain) == "sinks.on_command";
       const bool route = std::string(chain) == "sinks.on_route";
+      const bool delivery = std::string(chain) == "sinks.on_delivery";
       std::set<std::string> used;
       for (int i = 0; i < list->size(); ++i) {
         const std::string key = index(chain, i);
@@ -837,6 +839,12 @@ class Loader {
           return fail_key(key, quoted(n) + " is listed twice");
         }
         const auto k = kinds[n];
+        if (delivery) {
+          if (k != bh::proto::SINK_KIND_PROGRAM) {
+            return fail_key(key, quoted(n) + ": only program sinks take the delivery-result event");
+          }
+          continue;
+        }
         if (route != (k == bh::proto::SINK_KIND_ROUTE)) {
           return fail_key(key, quoted(n) + (route ? ": only route sinks take the routing event"
                                                   : ": a route sink takes the routing event only (sinks.on_route)"));

@@ -425,8 +425,9 @@ int main(int argc, char** argv) {
   }
   // Runs whether or not a connector exists (the LMTP deliverer uses it too).
   std::thread relay_thread([&relay_io] { relay_io.run(); });
-  if (tracker) {
-    manager.set_events(tracker.get());
+  // The tracker, and the delivery-result event (sinks.on_delivery) on the relay's loop.
+  if (auto* events = sink_setup.value()->queue_events(tracker.get(), relay_io.get_executor())) {
+    manager.set_events(events);
   }
   manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
     bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);

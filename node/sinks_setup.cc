@@ -108,7 +108,74 @@ nlohmann::json SinkSetup::status() const {
       arr.push_back(counters_json(e.name, "on_route", *e.counters));
     }
   }
+  if (on_delivery) {
+    for (const auto& e : on_delivery->entries()) {
+      auto j = counters_json(e.name, "on_delivery", *e.counters);
+      j["dropped"] = notifier ? notifier->dropped() : 0;
+      arr.push_back(j);
+    }
+  }
   return arr;
+}
+
+namespace {
+
+// Passes every event on to the tracker, and recipient outcomes to the notifier.
+class DeliveryEvents : public queue::QueueEvents {
+ public:
+  DeliveryEvents(queue::QueueEvents* next, sinks::DeliveryNotifier* notifier)
+      : next_(next), n_(notifier) {}
+  void on_event(const queue::QueueEvent& e) override {
+    if (next_ != nullptr) {
+      next_->on_event(e);
+    }
+    const char* what = nullptr;
+    switch (e.kind) {
+      case queue::QueueEvent::Kind::kDelivered:
+        what = "delivered";
+        break;
+      case queue::QueueEvent::Kind::kRelayed:
+        what = "relayed";
+        break;
+      case queue::QueueEvent::Kind::kDeferred:
+        what = "deferred";
+        break;
+      case queue::QueueEvent::Kind::kFailed:
+        what = "failed";
+        break;
+      case queue::QueueEvent::Kind::kExpired:
+        what = "expired";
+        break;
+      default:
+        return;
+    }
+    if (e.message == nullptr || e.recipient == nullptr) {
+      return;
+    }
+    n_->notify(what, e.message->envelope, e.recipient->address, std::string(e.reply),
+               std::string(e.next_hop));
+  }
+  void flush() override {
+    if (next_ != nullptr) {
+      next_->flush();
+    }
+  }
+
+ private:
+  queue::QueueEvents* next_;
+  sinks::DeliveryNotifier* n_;
+};
+
+}  // namespace
+
+queue::QueueEvents* SinkSetup::queue_events(queue::QueueEvents* next,
+                                            boost::asio::any_io_executor ex) {
+  if (!on_delivery || on_delivery->empty()) {
+    return next;
+  }
+  notifier = std::make_unique<sinks::DeliveryNotifier>(on_delivery, std::move(ex));
+  events = std::make_unique<DeliveryEvents>(next, notifier.get());
+  return events.get();
 }
 
 queue::Router SinkSetup::route(
@@ -260,6 +327,21 @@ Result<std::unique_ptr<SinkSetup>> build_sinks(
     routes.push_back(std::move(e));
   }
   setup->on_route = std::make_shared<sinks::RouteChain>(std::move(routes));
+
+  std::vector<sinks::ChainEntry> delivery;
+  for (const auto& name : config.on_delivery()) {
+    const proto::SinkDefinition& d = *defs.at(name);  // validated: a program sink
+    sinks::ChainEntry e;
+    e.name = d.name();
+    e.deadline = std::chrono::milliseconds(d.deadline_ms());
+    e.on_failure = sinks::FailurePolicy::kSkip;  // observation only: nothing to refuse
+    sinks::ProgramConfig p;
+    p.argv.assign(d.argv().begin(), d.argv().end());
+    p.timeout = e.deadline;
+    e.sink = std::make_shared<sinks::ProgramSink>(std::move(p));
+    delivery.push_back(std::move(e));
+  }
+  setup->on_delivery = std::make_shared<sinks::MessageChain>(std::move(delivery));
   return setup;
 }
 

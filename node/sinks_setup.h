@@ -9,8 +9,10 @@
 
 #include "common/result.h"
 #include "proto/config.pb.h"
+#include "queue/queue_events.h"
 #include "queue/queue_manager.h"
 #include "routing/route_table.h"
+#include "sinks/delivery_events.h"
 #include "sinks/protocol_sink.h"
 #include "sinks/route_sink.h"
 #include "sinks/sink.h"
@@ -24,6 +26,12 @@ struct SinkSetup {
   std::shared_ptr<sinks::ProtocolChain> on_command;       // empty chain: no hooks
   smtp::MessageFilter filter() const;                     // null when on_arrival is empty
   std::shared_ptr<smtp::ProtocolHooks> hooks() const;
+  std::shared_ptr<sinks::MessageChain> on_delivery;  // program sinks; empty: none
+  std::unique_ptr<sinks::DeliveryNotifier> notifier;
+  std::unique_ptr<queue::QueueEvents> events;
+  // The queue's observer: `next` (the tracker, may be null) and then, for each recipient
+  // outcome, the on_delivery chain run on `ex`. Null when there is neither.
+  queue::QueueEvents* queue_events(queue::QueueEvents* next, boost::asio::any_io_executor ex);
   std::shared_ptr<sinks::RouteChain> on_route;  // empty chain: the router as it is
   // `inner` with the routing event applied (inner itself when on_route is empty).
   queue::Router route(queue::Router inner,

@@ -179,13 +179,19 @@ class Child : public std::enable_shared_from_this<Child> {
     for (const auto& r : e.recipients) {
       rcpts += (rcpts.empty() ? "" : ",") + r.address;
     }
-    return {"PATH=/usr/local/bin:/usr/bin:/bin",
-            "BH_SENDER=" + e.sender,
-            "BH_RECIPIENTS=" + rcpts,
-            "BH_CLIENT_ADDRESS=" + e.client_address,
-            "BH_HELO=" + e.client_helo,
-            "BH_QUEUE_ID=" + e.id,
-            "BH_SIZE=" + std::to_string(ev_->message.size())};
+    std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin",
+                                    "BH_SENDER=" + e.sender,
+                                    "BH_RECIPIENTS=" + rcpts,
+                                    "BH_CLIENT_ADDRESS=" + e.client_address,
+                                    "BH_HELO=" + e.client_helo,
+                                    "BH_QUEUE_ID=" + e.id,
+                                    "BH_SIZE=" + std::to_string(ev_->message.size())};
+    for (const auto& [name, value] : ev_->attributes) {
+      // A value is one line: no NUL (it would cut the variable) and no newline.
+      std::string v = value.substr(0, value.find_first_of(std::string("\0\r\n", 3)));
+      env.push_back("BH_" + name + "=" + v);
+    }
+    return env;
   }
 
   void read() {

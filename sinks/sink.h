@@ -36,6 +36,9 @@ struct MessageEvent {
   std::string message;
   // Set by a sink that quarantines the message (milter SMFIR_QUARANTINE): the reason.
   std::string quarantine;
+  // Extra facts of the event (delivery results: EVENT, RECIPIENT, REPLY, NEXT_HOP); a
+  // program sink gets each as BH_<NAME>. Names: upper-case letters, digits, '_'.
+  std::vector<std::pair<std::string, std::string>> attributes;
 };
 
 struct Verdict {

@@ -197,6 +197,32 @@ class SinksTest(unittest.TestCase):
             main.close()
             partner.close()
 
+    def test_delivery_results_reach_a_program(self):
+        seen = os.path.join(self.tmp, "seen")
+        notify = os.path.join(self.tmp, "notify.sh")
+        with open(notify, "w") as f:
+            f.write(f"#!/bin/sh\necho \"$BH_EVENT $BH_RECIPIENT $BH_QUEUE_ID\" >> {seen}\n")
+        os.chmod(notify, 0o755)
+        node = self.start([f'{{name: notify, kind: program, argv: ["{notify}"]}}'], [])
+        with open(node.config, "a") as f:
+            f.write("  on_delivery: [notify]\n")
+        node.stop()
+        node.start()
+        send(node, b"tracked")
+        node.wait_mail()
+
+        def lines():
+            try:
+                with open(seen) as f:
+                    return f.read().splitlines()
+            except OSError:
+                return []
+        wait_until(lambda: lines(), timeout=10, what="the delivery program's output")
+        event, rcpt, qid = lines()[0].split()
+        self.assertEqual((event, rcpt), ("delivered", "alice@example.org"))
+        self.assertTrue(qid)
+        self.assertEqual(self.status()["notify"]["event"], "on_delivery")
+
     def test_config_errors_name_the_key(self):
         cfg = os.path.join(self.tmp, "bad.yaml")
         base = ("node: {name: n1, data_dir: %s}\nlisten: {smtp: [\"127.0.0.1:2525\"]}\n"
@@ -217,6 +243,8 @@ class SinksTest(unittest.TestCase):
              "sinks.define[0].connector"),
             ("sinks: {define: [{name: s, kind: header_stamp, header: X-A, value: v}], on_route: [s]}",
              "sinks.on_route[0]"),
+            ("sinks: {define: [{name: s, kind: header_stamp, header: X-A, value: v}], on_delivery: [s]}",
+             "sinks.on_delivery[0]"),
         ]
         for text, key in cases:
             with open(cfg, "w") as f:

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <optional>
 
+#include "sinks/delivery_events.h"
+
 namespace bh::sinks {
 namespace {
 
@@ -122,6 +124,33 @@ TEST_F(ProgramSinkTest, ArgumentsAreNotShellWords) {
   EXPECT_NE(ev->message.find("X-Arg: [a; touch "), std::string::npos);
   struct stat st;
   EXPECT_NE(::stat((dir_ + "/pwned").c_str(), &st), 0);
+}
+
+TEST_F(ProgramSinkTest, DeliveryNotifierRunsTheChainWithTheOutcome) {
+  const std::string out = dir_ + "/seen";
+  ChainEntry e;
+  e.name = "notify";
+  e.on_failure = FailurePolicy::kSkip;
+  ProgramConfig cfg;
+  cfg.argv = {script(
+      "notify",
+      "#!/bin/sh\necho \"$BH_EVENT $BH_RECIPIENT $BH_NEXT_HOP [$BH_REPLY] $BH_QUEUE_ID\" >> " +
+          out + "\n")};
+  e.sink = std::make_shared<ProgramSink>(cfg);
+  auto chain = std::make_shared<MessageChain>(std::vector<ChainEntry>{e});
+  asio::io_context io;
+  DeliveryNotifier n(chain, io.get_executor(), 1);
+  queue::Envelope env;
+  env.id = "Q5";
+  n.notify("relayed", env, "bob@example.net", "250 2.0.0 ok\r\nX-Injected: 1", "smarthost:relay");
+  n.notify("deferred", env, "carol@example.net", "451", "x");  // over max_in_flight: dropped
+  EXPECT_EQ(n.dropped(), 1u);
+  io.run_for(std::chrono::seconds(10));
+  EXPECT_EQ(n.in_flight(), 0u);
+  std::ifstream f(out);
+  std::string line;
+  std::getline(f, line);
+  EXPECT_EQ(line, "relayed bob@example.net smarthost:relay [250 2.0.0 ok] Q5");
 }
 
 }  // namespace
