@@ -128,6 +128,8 @@ class SinksTest(unittest.TestCase):
         self.assertEqual(len(node.maildir()), 1)
         st = self.status()["scan"]
         self.assertEqual((st["calls"], st["rejected"], st["continued"]), (2, 1, 1))
+        table = node.bhctl("status").stdout
+        self.assertRegex(table, r"sinks\s+scan\.rejected\s+1")
 
     @unittest.skipUnless(PLUGIN, "BH_STAMP_PLUGIN not set")
     def test_shared_library_plugin_stamps_a_header(self):
