@@ -590,6 +590,8 @@ int main(int argc, char** argv) {
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   // Event sinks (sinks/, docs/sinks.md): the arrival chain decides before each 250.
   svc.filter = sink_setup.value()->filter();
+  svc.held_bytes = std::make_shared<std::atomic<std::uint64_t>>(0);
+  svc.held_limit = std::uint64_t{cfg.sinks().max_held_mb()} << 20;
   svc.session.protocol_hooks = sink_setup.value()->hooks();
   auto& s = svc.session;
   const auto& c = cfg.smtp();

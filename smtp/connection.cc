@@ -66,6 +66,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
                  *services_->clock) {}
 
   ~Connection() {
+    release_held();
     if (limiter_) {
       limiter_->release(peer_ip_);
     }
@@ -521,7 +522,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
 
   void perform(BeginMessage&) {
     spool_error_.reset();
-    held_.clear();
+    release_held();
     auto w = services_->store->begin();
     Result<std::string> id = w.ok() ? Result<std::string>((*w)->id()) : Result<std::string>(w.error());
     if (w.ok()) {
@@ -537,7 +538,18 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
       // Held for the arrival sinks; the session stops at max_message_size.
       if (held_.size() + a.bytes.size() > services_->session.max_message_size + (64u << 10)) {
         spool_error_ = permanent_error("5.3.4", "Error: message too big");
+        release_held();
         return;
+      }
+      if (const auto& b = services_->held_bytes) {
+        const std::uint64_t n = a.bytes.size();
+        if (b->fetch_add(n) + n > services_->held_limit) {
+          b->fetch_sub(n);
+          spool_error_ = transient_error("4.3.1", "Insufficient system storage, try again later");
+          release_held();
+          return;
+        }
+        held_charged_ += n;
       }
       held_.append(a.bytes);
       return;
@@ -576,7 +588,18 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
                       socket_.get_executor());
   }
 
+  // Gives the held bytes back to the node-wide budget.
+  void release_held() {
+    held_.clear();
+    held_.shrink_to_fit();
+    if (held_charged_ > 0 && services_->held_bytes) {
+      services_->held_bytes->fetch_sub(held_charged_);
+    }
+    held_charged_ = 0;
+  }
+
   void filtered(MessageFilterResult r) {
+    release_held();  // the chain is done with the message
     if (dead_ || !writer_) {
       return;  // the client is gone; nothing was acknowledged
     }
@@ -635,7 +658,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   }
   void perform(AbortMessage&) {
     writer_.reset();
-    held_.clear();
+    release_held();
     spool_error_.reset();
   }
   void perform(BeginTls&) {
@@ -860,6 +883,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   std::deque<Action> pending_;
   std::unique_ptr<queue::SpoolWriter> writer_;
   std::string held_;  // the message while arrival sinks are configured
+  std::uint64_t held_charged_ = 0;  // of held_bytes, until the chain has decided
   std::unique_ptr<AuthBackend::Exchange> exchange_;  // the SASL exchange of AUTH/X-EXPS
   // ATRN: the connection as a client (RFC 2645).
   struct TurnJob {

@@ -115,6 +115,11 @@ struct ConnectionServices {
   // Arrival sinks: when set, the message is held (bounded by session.max_message_size)
   // until the end of data, the filter decides, and only then is it spooled and committed.
   MessageFilter filter;
+  // The bytes held for `filter` across all connections of the node: a message that would
+  // pass `held_limit` is not held and gets 452 4.3.1 at its end (hostile: many large
+  // messages at once). Null: no node-wide cap.
+  std::shared_ptr<std::atomic<std::uint64_t>> held_bytes;
+  std::uint64_t held_limit = 256u << 20;
   // Called (on the connection's thread) once a message is durable and acknowledged.
   std::function<void(const std::string& queue_id)> on_queued;
   SessionConfig session;

@@ -225,6 +225,19 @@ class SinksTest(unittest.TestCase):
         self.assertTrue(qid)
         self.assertEqual(self.status()["notify"]["event"], "on_delivery")
 
+    def test_held_messages_are_capped_node_wide(self):
+        node = self.start(['{name: stamp, kind: header_stamp, header: X-Org, value: "Example Org"}'], ["stamp"])
+        node.stop()
+        with open(node.config, "a") as f:
+            f.write("  max_held_mb: 1\n")
+        node.start()
+        with self.assertRaises(smtplib.SMTPDataError) as cm:
+            send(node, b"big", b"x" * 70 + (b"\r\n" + b"x" * 70) * 20000)  # ~1.4 MiB
+        self.assertEqual(cm.exception.smtp_code, 452)
+        self.assertIn(b"4.3.1", cm.exception.smtp_error)
+        send(node, b"small")  # the budget was given back
+        self.assertIn(b"X-Org: Example Org", read(node.wait_mail()[0]))
+
     def test_config_errors_name_the_key(self):
         cfg = os.path.join(self.tmp, "bad.yaml")
         base = ("node: {name: n1, data_dir: %s}\nlisten: {smtp: [\"127.0.0.1:2525\"]}\n"
