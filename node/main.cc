@@ -939,6 +939,7 @@ int main(int argc, char** argv) {
     th.join();
   }
   ldap_shutdown.now();  // no session asks the directory any more
+  sink_setup.value()->shutdown();  // plug-in calls in flight finish while their loops exist
   // Order matters: the committer may still post answers into the (stopped) contexts,
   // so it ends first; then the sockets and handlers go with their contexts, while the
   // counters and the store they point at are still alive.

@@ -10,11 +10,13 @@
 
 namespace bh::node {
 
-SinkSetup::~SinkSetup() {
+void SinkSetup::shutdown() {
   if (plugin_pool) {
     plugin_pool->join();
   }
 }
+
+SinkSetup::~SinkSetup() { shutdown(); }
 
 smtp::MessageFilter SinkSetup::filter() const {
   if (!on_arrival || on_arrival->empty()) {

@@ -38,6 +38,9 @@ struct SinkSetup {
                       std::function<std::shared_ptr<const routing::RouteTable>()> routes)
       const;                      // null when on_command is empty
   nlohmann::json status() const;  // counters per sink, in chain order
+  // Waits for plug-in calls in flight (they post their answers to the io_contexts, so
+  // this runs before those are destroyed). Idempotent.
+  void shutdown();
   ~SinkSetup();
 };
 
