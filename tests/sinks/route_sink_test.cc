@@ -17,7 +17,8 @@ TEST(RouteSinkTest, DomainPatterns) {
 TEST(RouteSinkTest, FirstOverrideWinsInOrder) {
   RouteEntry a, b;
   a.name = "a";
-  a.sink = std::make_shared<RouteOverrideSink>(std::vector<std::string>{"*.partner.example"}, "partner");
+  a.sink =
+      std::make_shared<RouteOverrideSink>(std::vector<std::string>{"*.partner.example"}, "partner");
   b.name = "b";
   b.sink = std::make_shared<RouteOverrideSink>(std::vector<std::string>{"*"}, "backup");
   RouteChain chain({a, b});
