@@ -325,6 +325,20 @@ int main(int argc, char** argv) {
         for (const auto& [k, v] : values.items()) {
           rows.push_back({section, k, str(v)});
         }
+      } else if (values.is_array()) {
+        // A list of named items (sinks): one row per counter, keyed "name.counter".
+        for (const auto& item : values) {
+          const std::string n = item.is_object() ? str(at(item, "name")) : str(item);
+          if (!item.is_object()) {
+            rows.push_back({section, "", n});
+            continue;
+          }
+          for (const auto& [k, v] : item.items()) {
+            if (k != "name") {
+              rows.push_back({section, n + "." + k, str(v)});
+            }
+          }
+        }
       } else {
         rows.push_back({section, "", str(values)});
       }

@@ -44,6 +44,7 @@
 #include "directory/topology_reader.h"
 #include "node/categorize_deliverer.h"
 #include "node/config.h"
+#include "node/sinks_setup.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
 #include "queue/queue_manager.h"
@@ -391,6 +392,11 @@ int main(int argc, char** argv) {
     return mailbox.get();
   };
   manager.set_dsn(dsn);
+  // Event sinks (sinks/, docs/sinks.md): built here, used by the router and the listeners.
+  auto sink_setup = bh::node::build_sinks(cfg.sinks(), hostname, dsn.local_mailbox);
+  if (!sink_setup.ok()) {
+    return fatal(config_path + ": " + sink_setup.error().message);
+  }
 
   std::shared_ptr<const bh::routing::RouteTable> routes;
   if (auto t = bh::routing::RouteTable::build(bh::node::smtp_connectors(cfg)); t.ok()) {
@@ -398,7 +404,7 @@ int main(int argc, char** argv) {
   } else {
     return fatal(config_path + ": routing: " + t.error().message);
   }
-  auto router = [&routes, &delivery_random](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
+  auto base_router = [&routes, &delivery_random](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
     auto r = routes->select(domain, delivery_random);
     if (!r.ok()) {
       return r.error();
@@ -410,6 +416,8 @@ int main(int argc, char** argv) {
     c.max_connections = r->connector->settings.max_connections;
     return c;
   };
+  // The routing event (sinks.on_route) may override the connector chosen.
+  bh::queue::Router router = sink_setup.value()->route(base_router, [&routes] { return routes; });
   // The relay client: its own io_context and thread, and c-ares when a connector uses MX.
   asio::io_context relay_io(1);
   auto relay_guard = asio::make_work_guard(relay_io);
@@ -486,8 +494,9 @@ int main(int argc, char** argv) {
   }
   // Runs whether or not a connector exists (the LMTP deliverer uses it too).
   std::thread relay_thread([&relay_io] { relay_io.run(); });
-  if (tracker) {
-    manager.set_events(tracker.get());
+  // The tracker, and the delivery-result event (sinks.on_delivery) on the relay's loop.
+  if (auto* events = sink_setup.value()->queue_events(tracker.get(), relay_io.get_executor())) {
+    manager.set_events(events);
   }
   manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
     bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);
@@ -648,6 +657,11 @@ int main(int argc, char** argv) {
         clock, bh::smtp::EtrnRateLimits{cfg.smtp().etrn_per_minute(), std::chrono::seconds(60), 4096});
   }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
+  // Event sinks (sinks/, docs/sinks.md): the arrival chain decides before each 250.
+  svc.filter = sink_setup.value()->filter();
+  svc.held_bytes = std::make_shared<std::atomic<std::uint64_t>>(0);
+  svc.held_limit = std::uint64_t{cfg.sinks().max_held_mb()} << 20;
+  svc.session.protocol_hooks = sink_setup.value()->hooks();
   auto& s = svc.session;
   const auto& c = cfg.smtp();
   const auto& t = c.timeouts();
@@ -833,6 +847,7 @@ int main(int argc, char** argv) {
                                        {"rotations", tracking->counters().rotations}}
                                  : json{{"enabled", false}}},
           {"directory", directory_status()},
+          {"sinks", sink_setup.value()->status()},
           {"store", {{"commits", sc.commits}, {"batches", sc.batches}, {"syncs", sc.syncs},
                      {"failures", sc.failures},
                      {"recovered", recovered.ready.size()},
@@ -1078,6 +1093,7 @@ int main(int argc, char** argv) {
     th.join();
   }
   ldap_shutdown.now();  // no session asks the directory any more
+  sink_setup.value()->shutdown();  // plug-in calls in flight finish while their loops exist
   // Order matters: the committer may still post answers into the (stopped) contexts,
   // so it ends first; then the sockets and handlers go with their contexts, while the
   // counters and the store they point at are still alive.
