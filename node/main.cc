@@ -1042,7 +1042,10 @@ int main(int argc, char** argv) {
     });
   }
 
-  asio::signal_set signals(*ctx_ptrs[0], SIGTERM, SIGINT, SIGHUP);
+  // Held so that it can go before its io_context does (its destructor deregisters from the
+  // context's signal service: after contexts.clear() that was a use after free).
+  std::optional<asio::signal_set> signal_holder(std::in_place, *ctx_ptrs[0], SIGTERM, SIGINT, SIGHUP);
+  asio::signal_set& signals = *signal_holder;
   std::function<void(boost::system::error_code, int)> on_signal =
       [&](boost::system::error_code ec, int sig) {
         if (ec) {
@@ -1108,6 +1111,7 @@ int main(int argc, char** argv) {
   admin.reset();
   listeners.clear();
   tls_listeners.clear();
+  signal_holder.reset();
   guards.clear();
   contexts.clear();
   bh::log::info("node", "stopped");
