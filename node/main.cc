@@ -40,6 +40,7 @@
 #include "common/text.h"
 #include "directory/file_directory.h"
 #include "directory/ldap_client.h"
+#include "directory/ldap_pool.h"
 #include "directory/ldap_directory.h"
 #include "directory/topology_reader.h"
 #include "node/categorize_deliverer.h"
@@ -241,7 +242,7 @@ int main(int argc, char** argv) {
   bh::directory::RecipientDirectory* recipients = &directory;
   asio::io_context ldap_io(1);
   auto ldap_guard = asio::make_work_guard(ldap_io);
-  std::shared_ptr<bh::directory::LdapClient> ldap_client;
+  std::shared_ptr<bh::directory::LdapPool> ldap_client;  // the global catalog role
   std::unique_ptr<bh::directory::LdapDirectory> ldap_directory;
   std::unique_ptr<bh::directory::Categorizer> categorizer;
   std::unique_ptr<bh::node::CategorizeDeliverer> categorize_deliverer;
@@ -257,7 +258,7 @@ int main(int argc, char** argv) {
   std::mutex topology_mu;
   std::optional<bh::directory::Topology> topology;  // the last one read (bhctl status)
   struct LdapShutdown {
-    std::shared_ptr<bh::directory::LdapClient>& client;
+    std::shared_ptr<bh::directory::LdapPool>& client;
     std::shared_ptr<bh::directory::LdapClient>& dc;
     std::shared_ptr<bh::directory::TopologyPoller>& poller;
     asio::executor_work_guard<asio::io_context::executor_type>& guard;
@@ -308,7 +309,7 @@ int main(int argc, char** argv) {
     if (!lo.tls.verify) {
       bh::log::warn("node", config_path + ": directory.ldap.tls.verify is false: the directory's certificate is not checked");
     }
-    ldap_client = bh::directory::LdapClient::create(ldap_io, std::move(lo));
+    ldap_client = std::make_shared<bh::directory::LdapPool>(ldap_io, lo, ldap_cfg.connections());
     bh::directory::LdapDirectoryOptions dopt;
     dopt.base_dn = ldap_cfg.base_dn();
     const auto& at = ldap_cfg.attributes();
@@ -780,7 +781,8 @@ int main(int argc, char** argv) {
                   {"ldap_connects", l.connects}, {"ldap_connect_failures", l.connect_failures},
                   {"ldap_disconnects", l.disconnects}, {"ldap_hung", l.hung},
                   {"ldap_failovers", l.failovers}, {"ldap_in_flight", l.in_flight},
-                  {"ldap_max_in_flight", l.max_in_flight}, {"ldap_connected_uri", l.connected_uri}};
+                  {"ldap_max_in_flight", l.max_in_flight}, {"ldap_connected_uri", l.connected_uri},
+                  {"ldap_connections", ldap_client->size()}, {"ldap_connected", ldap_client->connected()}};
       if (topology_poller) {
         std::lock_guard lock(topology_mu);
         j["topology_reads"] = topology_poller->reads();
