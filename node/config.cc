@@ -700,6 +700,16 @@ class Loader {
     if (has_dn && l.bind_dn().empty()) {
       return fail_key("directory.ldap.bind_dn", "empty (leave bind_dn and password_file out for an anonymous bind)");
     }
+    if (!l.sasl_mechanism().empty()) {
+      if (l.sasl_mechanism() != "GSSAPI") {
+        return fail_key("directory.ldap.sasl_mechanism",
+                        quoted(l.sasl_mechanism()) + " is not supported (GSSAPI, or leave it out for a simple bind)");
+      }
+      if (has_dn || has_file) {
+        return fail_key(has_dn ? "directory.ldap.bind_dn" : "directory.ldap.password_file",
+                        "not used with sasl_mechanism GSSAPI (the node binds with auth.client_keytab)");
+      }
+    }
     if (has_dn != has_file) {
       return fail_key(has_dn ? "directory.ldap.password_file" : "directory.ldap.bind_dn",
                       "bind_dn and password_file go together");

@@ -301,6 +301,7 @@ int main(int argc, char** argv) {
       }
       lo.password = std::move(pw);
     }
+    lo.sasl_mechanism = ldap_cfg.sasl_mechanism();
     lo.timeout = ldap_timeout;
     lo.max_in_flight = ldap_cfg.max_in_flight();
     lo.tls.start_tls = ldap_cfg.tls().start_tls();
