@@ -98,8 +98,16 @@ ou: people
                                          stdout=log, stderr=log, env=self.env)
             log.close()
         else:
-            subprocess.run(["slapd", "-f", self.conf, "-h", urls, "-s", "0"], check=True,
-                           capture_output=True, env=self.env)
+            # Right after a SIGKILL the old process may not be reaped yet and still hold
+            # the port or the database lock: try again for a while, then say why.
+            for _ in range(50):
+                r = subprocess.run(["slapd", "-f", self.conf, "-h", urls, "-s", "0"],
+                                   capture_output=True, env=self.env)
+                if r.returncode == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError(f"slapd did not start on {urls}: {r.stderr.decode(errors='replace')}")
         wait_until(self._answers, timeout=10, what="slapd on " + urls)
 
     def pid(self):
