@@ -151,6 +151,13 @@ class Session : public std::enable_shared_from_this<Session> {
         reply(r.error().transient() ? http::status::service_unavailable : http::status::bad_request,
               {{"error", r.error().enhanced + " " + r.error().message}});
       }
+    } else if (target == "/v1/linkstate/lsdb" || target == "/v1/linkstate/peers" ||
+               target == "/v1/linkstate/routes") {
+      if (!st_->handlers.linkstate) {
+        reply(http::status::not_found, {{"error", "link state is not configured on this node (link_state)"}});
+      } else {
+        reply(http::status::ok, st_->handlers.linkstate(target.substr(14)));
+      }
     } else if (target == "/v1/status") {
       reply(http::status::ok, st_->handlers.status());
     } else if (target == "/v1/queues" && st_->handlers.queues) {

@@ -42,6 +42,7 @@
 #include "directory/ldap_directory.h"
 #include "node/categorize_deliverer.h"
 #include "node/config.h"
+#include "node/linkstate_service.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
 #include "queue/queue_manager.h"
@@ -376,6 +377,15 @@ int main(int argc, char** argv) {
     c.max_connections = r->connector->settings.max_connections;
     return c;
   };
+  // Link state on TCP 691 (link_state): its own thread; see node/linkstate_service.h.
+  std::unique_ptr<bh::node::LinkStateService> link_state;
+  if (!cfg.link_state().listen().empty()) {
+    auto s = bh::node::LinkStateService::create(cfg, config_path);
+    if (!s.ok()) {
+      return fatal(s.error().message);
+    }
+    link_state = std::move(s.value());
+  }
   // The relay client: its own io_context and thread, and c-ares when a connector uses MX.
   asio::io_context relay_io(1);
   auto relay_guard = asio::make_work_guard(relay_io);
@@ -927,6 +937,11 @@ int main(int argc, char** argv) {
                     {"files", r.files}};
       };
     }
+    if (link_state) {
+      h.linkstate = [ls = link_state.get()](const std::string& view) {
+        return view == "lsdb" ? ls->lsdb_json() : view == "peers" ? ls->peers_json() : ls->routes_json();
+      };
+    }
     asio::ip::tcp::endpoint aep(asio::ip::make_address(admin_ep->address), admin_ep->port);
     admin = std::make_unique<bh::admin::AdminServer>(*ctx_ptrs[0], aep, *token, std::move(h));
     if (auto ec = admin->open()) {
@@ -935,6 +950,11 @@ int main(int argc, char** argv) {
     admin->start();
   }
 
+  if (link_state) {
+    if (auto r = link_state->start(); !r.ok()) {
+      return fatal(r.error().message);
+    }
+  }
   manager.start(recovered.ready);
   for (auto& l : listeners) {
     l->start();
@@ -1010,6 +1030,7 @@ int main(int argc, char** argv) {
     th.join();
   }
   ldap_shutdown.now();  // no session asks the directory any more
+  link_state.reset();   // its thread ends; no admin request reads it any more
   // Order matters: the committer may still post answers into the (stopped) contexts,
   // so it ends first; then the sockets and handlers go with their contexts, while the
   // counters and the store they point at are still alive.

@@ -1,0 +1,209 @@
+"""Link state on TCP 691 between real nodes (issue 6; DESIGN.md §4.2, §6 label linkstate):
+each node on its own 127.0.0.x, mutual TLS with a test cluster CA, tables compared by
+digest through `bhctl --json lsdb`."""
+import os
+import socket
+import ssl
+import tempfile
+import time
+import unittest
+
+import bhnode
+import lscluster
+import tlstest
+from lscluster import group_entry
+
+
+class ThreeGroups(unittest.TestCase):
+    """3 routing groups x 2 nodes, the first of each the configured master."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = lscluster.Cluster(
+            {"RG-A": ["a1", "a2"], "RG-B": ["b1", "b2"], "RG-C": ["c1", "c2"]},
+            connectors=[("A-B", "RG-A", "RG-B", 10), ("B-C", "RG-B", "RG-C", 10),
+                        ("A-C", "RG-A", "RG-C", 50), ("B-A", "RG-B", "RG-A", 10),
+                        ("C-B", "RG-C", "RG-B", 10)],
+            masters={"RG-A": "a1", "RG-B": "b1", "RG-C": "c1"})
+        cls.c.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.cleanup()
+
+    def test_1_tables_converge_and_members_join_their_master(self):
+        c = self.c
+        digest = c.wait_converged()
+        for i in c.nodes:
+            v = c.lsdb(i)
+            self.assertEqual(v["digest"], digest)
+            self.assertEqual(sorted(g["name"] for g in v["groups"]), ["RG-A", "RG-B", "RG-C"])
+        masters = {"a2": "a1", "b2": "b1", "c2": "c1"}
+        for member, master in masters.items():
+            def joined(member=member, master=master):
+                p = c.peers(member)
+                return p["master"] == master and any(
+                    s["peer"] == master and s["state"] == "open" and s["upstream"] for s in p["sessions"])
+            bhnode.wait_until(joined, timeout=15, what=f"{member} in session with {master}")
+            p = c.peers(master)
+            self.assertEqual(p["master"], master)
+            self.assertTrue(any(s["peer"] == member and s["direction"] == "in" for s in p["sessions"]), p)
+        # Routes from RG-A: RG-C through A-B then B-C (20) rather than A-C (50).
+        r = c.routes("a2")
+        rc = [g for g in r["groups"] if g["group"] == "RG-C"][0]
+        self.assertTrue(rc["reachable"])
+        self.assertEqual(rc["cost"], 20)
+        self.assertEqual([h["connector"] for h in rc["next_hops"]], ["A-B"])
+        # bhctl's tables (not --json) name the same things.
+        out = c.nodes["a2"].bhctl("routes").stdout
+        self.assertIn("RG-C", out)
+        self.assertIn("A-B", out)
+        out = c.nodes["a2"].bhctl("lsdb").stdout
+        self.assertIn(digest, out)
+        out = c.nodes["a2"].bhctl("peers").stdout
+        self.assertIn("a1", out)
+
+    def test_2_master_dies_member_takes_over_and_fails_back(self):
+        c = self.c
+        c.wait_converged()
+        before = group_entry(c.lsdb("a2"), "RG-A")
+        self.assertEqual(before["master"], "a1")
+        c.nodes["a1"].kill()
+        t0 = time.monotonic()
+        # a2 notices the dead master (dead_after 1 s or the reset), elects itself and
+        # bumps RG-A's user version with itself as master.
+        bhnode.wait_until(lambda: c.lsdb("a2")["master"] == "a2" and
+                          group_entry(c.lsdb("a2"), "RG-A")["master"] == "a2",
+                          timeout=15, what="a2 taking over RG-A")
+        took_over = time.monotonic() - t0
+        after = group_entry(c.lsdb("a2"), "RG-A")
+        self.assertGreater(tuple(map(int, after["version"].split("."))),
+                           tuple(map(int, before["version"].split("."))))
+        print(f"\nRG-A fail-over: a2 master {took_over:.2f} s after a1 was killed", flush=True)
+        # a1 returns: it is the configured master, a2 fails back to it and both agree.
+        c.nodes["a1"].start()
+        t0 = time.monotonic()
+        digest = c.wait_converged(["a1", "a2"], pred=lambda v: group_entry(v, "RG-A")["master"] == "a1"
+                                  and v["master"] == "a1")
+        print(f"RG-A fail-back: a1 and a2 agree {time.monotonic() - t0:.2f} s after a1 restarted", flush=True)
+        back = group_entry(c.lsdb("a1"), "RG-A")
+        self.assertGreater(tuple(map(int, back["version"].split("."))),
+                           tuple(map(int, after["version"].split("."))))
+        self.assertEqual(c.lsdb("a2")["digest"], digest)
+
+
+class Refusals(unittest.TestCase):
+    """a1 runs; a2 is configured but never started: the test plays it, and others."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = lscluster.Cluster({"RG-A": ["a1", "a2"], "RG-B": ["b1"]},
+                                  connectors=[("A-B", "RG-A", "RG-B", 10)], masters={"RG-A": "a1"},
+                                  keepalive_ms=500, dead_after_ms=3000)
+        cls.c.start(["a1"])
+        cls.other = tempfile.mkdtemp(prefix="bh-ls-other-ca-")
+        tlstest.make_ca(cls.other)
+        tlstest.make_leaf(cls.other, "a2", "a2")
+        tlstest.make_leaf(cls.c.dir, "stranger", "stranger")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.cleanup()
+
+    def setUp(self):
+        self.digest = self.c.lsdb("a1")["digest"]
+
+    def tearDown(self):
+        v = self.c.lsdb("a1")
+        self.assertEqual(v["digest"], self.digest, "the table changed")
+        self.assertEqual(group_entry(v, "RG-A")["master"], "a1")
+
+    def ctx(self, who=None, ca_dir=None):
+        d = ca_dir or self.c.dir
+        return lscluster.client_context(f"{self.c.dir}/ca.pem", who and f"{d}/{who}.pem",
+                                        who and f"{d}/{who}.key")
+
+    def counters(self):
+        return self.c.peers("a1")["counters"]
+
+    def refused(self, sock):
+        """The peer ends the connection without a single frame."""
+        try:
+            data, closed = lscluster.read_until_closed(sock)
+        finally:
+            sock.close()
+        return data == b"" and closed
+
+    def handshake_fails(self, ctx):
+        try:
+            s = lscluster.connect_691(self.c.address("a1"), ctx)
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            return True
+        return self.refused(s)
+
+    def test_no_client_certificate(self):
+        n = self.counters()["tls_refused"]
+        self.assertTrue(self.handshake_fails(self.ctx()))
+        bhnode.wait_until(lambda: self.counters()["tls_refused"] > n, what="the TLS refusal counted")
+
+    def test_certificate_of_another_ca(self):
+        n = self.counters()["tls_refused"]
+        self.assertTrue(self.handshake_fails(self.ctx("a2", self.other)))
+        bhnode.wait_until(lambda: self.counters()["tls_refused"] > n, what="the TLS refusal counted")
+
+    def test_certificate_of_no_configured_node(self):
+        n = self.counters()["identity_refused"]
+        s = lscluster.connect_691(self.c.address("a1"), self.ctx("stranger"))
+        self.assertTrue(self.refused(s))
+        bhnode.wait_until(lambda: self.counters()["identity_refused"] > n, what="the identity refusal counted")
+
+    def test_node_of_another_group_is_refused(self):
+        # b1's certificate is genuine, but b1 is no member of RG-A.
+        n = self.counters()["identity_refused"]
+        s = lscluster.connect_691(self.c.address("a1"), self.ctx("b1"))
+        self.assertTrue(self.refused(s))
+        bhnode.wait_until(lambda: self.counters()["identity_refused"] > n, what="the identity refusal counted")
+
+    def session(self):
+        """A genuine a2 session: Hello, then a1's Hello and Digest come back."""
+        s = lscluster.connect_691(self.c.address("a1"), self.ctx("a2"))
+        s.sendall(lscluster.frame(1, lscluster.HELLO, lscluster.hello("a2", "test-org", "RG-A")))
+        s.settimeout(5)
+        got = b""
+        while len(got) < 4:
+            got += s.recv(65536)
+        return s
+
+    def last_refusal(self):
+        r = self.c.peers("a1")["refusals"]
+        return r[-1]["why"] if r else ""
+
+    def test_replayed_frame(self):
+        s = self.session()
+        s.sendall(lscluster.frame(1, lscluster.HELLO, lscluster.hello("a2", "test-org", "RG-A")))
+        lscluster.read_until_closed(s)
+        s.close()
+        bhnode.wait_until(lambda: "sequence 1 where 2 was due" in self.last_refusal(), what="the replay refused")
+
+    def test_forged_org_info(self):
+        # An OrgInfo claiming RG-A 9.9.9 with a2 as master, whose digest is not its content.
+        version = lscluster.pb_varint(1, 9) + lscluster.pb_varint(2, 9) + lscluster.pb_varint(3, 9)
+        group = (lscluster.pb_bytes(1, "RG-A") + lscluster.pb_bytes(2, "a2") + lscluster.pb_bytes(3, "a1") +
+                 lscluster.pb_bytes(3, "a2") + lscluster.pb_bytes(4, version))
+        info = lscluster.pb_bytes(1, "test-org") + lscluster.pb_bytes(2, group) + lscluster.pb_bytes(3, b"\x00" * 32)
+        s = self.session()
+        s.sendall(lscluster.frame(2, lscluster.ORG_INFO, info))
+        lscluster.read_until_closed(s)
+        s.close()
+        bhnode.wait_until(lambda: "digest does not match" in self.last_refusal(), what="the forgery refused")
+
+    def test_hello_naming_another_node(self):
+        s = lscluster.connect_691(self.c.address("a1"), self.ctx("a2"))
+        s.sendall(lscluster.frame(1, lscluster.HELLO, lscluster.hello("a3", "test-org", "RG-A")))
+        lscluster.read_until_closed(s)
+        s.close()
+        bhnode.wait_until(lambda: "TLS proved" in self.last_refusal(), what="the impostor refused")
+
+
+if __name__ == "__main__":
+    unittest.main()
