@@ -182,6 +182,10 @@ struct LinkStateService::Impl {
   void reassert();
   std::size_t rank(const std::string& node) const;
   ls::SessionOptions session_options(ls::Role role, const std::string& peer) const;
+  void ensure_links();
+  void link_try(const std::string& target, std::size_t i);
+  void link_retry(const std::string& target);
+  std::vector<std::string> link_candidates(const std::string& target) const;
 
   json lsdb() const;
   json peers() const;
@@ -193,7 +197,19 @@ struct LinkStateService::Impl {
   std::string self, group, configured_master;
   std::vector<std::string> members;           // of this group, sorted
   std::vector<std::string> order;             // election order: configured master, then by id
-  std::map<std::string, Endpoint> addresses;  // this group's nodes
+  std::map<std::string, Endpoint> addresses;  // every node of the organization
+  std::map<std::string, std::string> node_group;
+  std::map<std::string, std::vector<std::string>> group_order;  // election order per group
+  std::set<std::string> link_targets;  // target groups of this group's connectors
+  // The master's sessions to other routing groups (one per target group), which carry
+  // the table between groups.
+  struct Link {
+    std::shared_ptr<Conn> conn;
+    bool busy = false;  // connecting, or waiting to retry
+    milliseconds backoff{0};
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::map<std::string, Link> links;
   ls::RoutingGroup own_entry;
 
   mutable asio::io_context io{1};
@@ -228,6 +244,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   LinkStateService::Impl& svc;
   ssl::stream<tcp::socket> stream;
   bool outbound;
+  bool inter_group = false;  // the peer is a node of another routing group
   asio::steady_timer timer;
   std::string peer;    // outbound: the node dialed; inbound: the node the certificate proved
   std::string remote;  // "IP:port"
@@ -241,8 +258,9 @@ struct Conn : std::enable_shared_from_this<Conn> {
   std::function<void(std::shared_ptr<Conn>)> on_result;  // outbound: once, null on failure
 
   void begin_session() {
-    session.emplace(svc.db, svc.clock,
-                    svc.session_options(outbound ? ls::Role::kMember : ls::Role::kMaster, peer));
+    auto options = svc.session_options(outbound ? ls::Role::kMember : ls::Role::kMaster, peer);
+    options.inter_group = inter_group;
+    session.emplace(svc.db, svc.clock, std::move(options));
     session->start();
     pump();
     read();
@@ -406,11 +424,12 @@ void LinkStateService::Impl::on_accepted(tcp::socket socket) {
     if (proven.size() != 1) {
       ++counters.identity_refused;
       refuse(c->remote, "identity",
-             proven.empty() ? "the certificate names no other node of routing group " + group
+             proven.empty() ? "the certificate names no other node of the organization"
                             : "the certificate names more than one node");
       return c->close("identity refused");
     }
     c->peer = proven.front();
+    c->inter_group = node_group.at(c->peer) != group;
     c->begin_session();
   });
 }
@@ -421,6 +440,7 @@ std::shared_ptr<Conn> LinkStateService::Impl::connect(
   const Endpoint& ep = addresses.at(peer);
   auto c = std::make_shared<Conn>(*this, tcp::socket(io), client_ctx, true);
   c->peer = peer;
+  c->inter_group = node_group.at(peer) != group;
   c->remote = ep.str();
   c->on_result = std::move(done);
   conns.insert(c);
@@ -582,6 +602,12 @@ void LinkStateService::Impl::on_closed(const std::shared_ptr<Conn>& c, const std
     auto f = std::exchange(c->on_result, nullptr);
     f(nullptr);
   }
+  for (auto& [target, l] : links) {
+    if (l.conn == c) {
+      l.conn.reset();
+      link_retry(target);
+    }
+  }
   if (c == upstream) {
     upstream.reset();
     bh::log::info("linkstate", self + ": lost routing group master " + master + ": " + reason);
@@ -594,7 +620,88 @@ void LinkStateService::Impl::on_closed(const std::shared_ptr<Conn>& c, const std
   }
 }
 
+// The master keeps one session to each routing group its connectors lead to: to the node
+// our table names as that group's master, else the first of its nodes that answers.
+std::vector<std::string> LinkStateService::Impl::link_candidates(const std::string& target) const {
+  std::vector<std::string> out;
+  if (const ls::RoutingGroup* g = db.find(target);
+      g != nullptr && addresses.count(g->master) != 0) {
+    out.push_back(g->master);
+  }
+  for (const auto& n : group_order.at(target)) {
+    if (std::find(out.begin(), out.end(), n) == out.end()) {
+      out.push_back(n);
+    }
+  }
+  return out;
+}
+
+void LinkStateService::Impl::ensure_links() {
+  if (!guard) {
+    return;
+  }
+  if (master != self) {
+    for (auto& [target, l] : links) {
+      if (l.conn) {
+        auto c = std::exchange(l.conn, nullptr);
+        c->close("not the master any more");
+      }
+    }
+    return;
+  }
+  for (const auto& t : link_targets) {
+    auto& l = links[t];
+    if (!l.conn && !l.busy) {
+      link_try(t, 0);
+    }
+  }
+}
+
+void LinkStateService::Impl::link_try(const std::string& target, std::size_t i) {
+  auto cands = link_candidates(target);
+  if (i >= cands.size() || master != self) {
+    links[target].busy = false;
+    return link_retry(target);
+  }
+  links[target].busy = true;
+  connect(cands[i], [this, target, i](std::shared_ptr<Conn> c) {
+    if (!c) {
+      return link_try(target, i + 1);
+    }
+    auto& l = links[target];
+    l.busy = false;
+    l.backoff = milliseconds(0);
+    if (master != self || !guard) {
+      c->close("not the master");
+      return;
+    }
+    l.conn = c;
+    after_event();
+  });
+}
+
+void LinkStateService::Impl::link_retry(const std::string& target) {
+  auto& l = links[target];
+  if (!guard || l.busy) {
+    return;
+  }
+  const milliseconds lo(cfg.reconnect_min_ms()), hi(cfg.reconnect_max_ms());
+  l.backoff = l.backoff.count() == 0 ? lo : std::min(hi, l.backoff * 2);
+  if (!l.timer) {
+    l.timer = std::make_unique<asio::steady_timer>(io);
+  }
+  l.busy = true;
+  l.timer->expires_after(l.backoff);
+  l.timer->async_wait([this, target](boost::system::error_code ec) {
+    links[target].busy = false;
+    if (!ec) {
+      ensure_links();
+    }
+  });
+}
+
 void LinkStateService::Impl::after_event() {
+  ensure_links();
   for (int guard_loops = 0; guard_loops < 4; ++guard_loops) {
     reassert();
     auto snap = db.snapshot();
@@ -710,16 +817,19 @@ json LinkStateService::Impl::peers() const {
       continue;
     }
     const auto& s = *c->session;
-    sessions.push_back({{"peer", c->peer},
-                        {"remote", c->remote},
-                        {"direction", c->outbound ? "out" : "in"},
-                        {"role", c->outbound ? "member" : "master"},
-                        {"state", s.state() == ls::SessionState::kOpen ? "open" : "hello"},
-                        {"upstream", c == upstream},
-                        {"since_ms", unix_ms(c->since)},
-                        {"last_exchange_ms", unix_ms(s.last_received())},
-                        {"frames_in", s.frames_in()},
-                        {"frames_out", s.frames_out()}});
+    sessions.push_back(
+        {{"peer", c->peer},
+         {"remote", c->remote},
+         {"direction", c->outbound ? "out" : "in"},
+         {"inter_group", c->inter_group},
+         {"peer_group", node_group.count(c->peer) != 0 ? node_group.at(c->peer) : ""},
+         {"role", c->outbound ? "member" : "master"},
+         {"state", s.state() == ls::SessionState::kOpen ? "open" : "hello"},
+         {"upstream", c == upstream},
+         {"since_ms", unix_ms(c->since)},
+         {"last_exchange_ms", unix_ms(s.last_received())},
+         {"frames_in", s.frames_in()},
+         {"frames_out", s.frames_out()}});
   }
   return json{{"node", self},
               {"routing_group", group},
@@ -803,14 +913,35 @@ Result<std::unique_ptr<LinkStateService>> LinkStateService::create(const proto::
   if (auto r = setup_context(s.client_ctx, s.cfg.tls(), config_path); !r.ok()) {
     return r.error();
   }
+  std::map<std::string, std::string> configured;  // group -> its configured master
   for (const auto& n : s.cfg.nodes()) {
+    s.addresses[n.id()] = parse_endpoint(n.address()).value();
+    s.node_group[n.id()] = n.routing_group();
+    if (n.master()) {
+      configured[n.routing_group()] = n.id();
+    }
     if (n.routing_group() != s.group) {
       continue;
     }
     s.members.push_back(n.id());
-    s.addresses[n.id()] = parse_endpoint(n.address()).value();
     if (n.master()) {
       s.configured_master = n.id();
+    }
+  }
+  // Election order per group: the configured master, then by id (linkstate/election.h).
+  for (const auto& [id, g] : s.node_group) {  // ids in order
+    auto& o = s.group_order[g];
+    const auto it = configured.find(g);
+    if (it != configured.end() && o.empty()) {
+      o.push_back(it->second);
+    }
+    if (it == configured.end() || id != it->second) {
+      o.push_back(id);
+    }
+  }
+  for (const auto& con : s.cfg.connectors()) {
+    if (con.source_group() == s.group && !con.target_group().empty()) {
+      s.link_targets.insert(con.target_group());
     }
   }
   std::sort(s.members.begin(), s.members.end());
@@ -882,6 +1013,11 @@ void LinkStateService::stop() {
     s.acceptor.close(ec);
     s.probe_timer.cancel();
     s.db_timer.cancel();
+    for (auto& [target, l] : s.links) {
+      if (l.timer) {
+        l.timer->cancel();
+      }
+    }
     for (const auto& c : std::vector<std::shared_ptr<Conn>>(s.conns.begin(), s.conns.end())) {
       c->on_result = nullptr;
       c->close("stopping");

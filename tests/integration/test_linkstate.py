@@ -70,26 +70,41 @@ class ThreeGroups(unittest.TestCase):
         self.assertEqual(before["master"], "a1")
         c.nodes["a1"].kill()
         t0 = time.monotonic()
+        # Every running node of every group ends with one table that names a2.
+        digest = c.wait_converged(pred=lambda v: group_entry(v, "RG-A")["master"] == "a2")
+        everywhere = time.monotonic() - t0
+        print(f"\nRG-A fail-over: every running node has a2 as RG-A's master {everywhere:.2f} s "
+              "after a1 was killed", flush=True)
         # a2 notices the dead master (dead_after 1 s or the reset), elects itself and
         # bumps RG-A's user version with itself as master.
         bhnode.wait_until(lambda: c.lsdb("a2")["master"] == "a2" and
                           group_entry(c.lsdb("a2"), "RG-A")["master"] == "a2",
                           timeout=15, what="a2 taking over RG-A")
-        took_over = time.monotonic() - t0
         after = group_entry(c.lsdb("a2"), "RG-A")
         self.assertGreater(tuple(map(int, after["version"].split("."))),
                            tuple(map(int, before["version"].split("."))))
-        print(f"\nRG-A fail-over: a2 master {took_over:.2f} s after a1 was killed", flush=True)
+        self.assertEqual(c.lsdb("c2")["digest"], digest)
         # a1 returns: it is the configured master, a2 fails back to it and both agree.
         c.nodes["a1"].start()
         t0 = time.monotonic()
-        digest = c.wait_converged(["a1", "a2"], pred=lambda v: group_entry(v, "RG-A")["master"] == "a1"
-                                  and v["master"] == "a1")
-        print(f"RG-A fail-back: a1 and a2 agree {time.monotonic() - t0:.2f} s after a1 restarted", flush=True)
+        digest = c.wait_converged(pred=lambda v: group_entry(v, "RG-A")["master"] == "a1")
+        bhnode.wait_until(lambda: c.lsdb("a2")["master"] == "a1", what="a2 back with a1")
+        print(f"RG-A fail-back: every node has a1 as RG-A's master {time.monotonic() - t0:.2f} s "
+              "after a1 restarted", flush=True)
         back = group_entry(c.lsdb("a1"), "RG-A")
         self.assertGreater(tuple(map(int, back["version"].split("."))),
                            tuple(map(int, after["version"].split("."))))
-        self.assertEqual(c.lsdb("a2")["digest"], digest)
+        c.wait_converged()
+        self.assertEqual(c.lsdb("b2")["digest"], c.lsdb("a2")["digest"])
+
+    def test_3_masters_link_the_groups(self):
+        # Each group's master keeps an inter-group session to each group its connectors
+        # lead to (A -> B, A -> C, B -> A, B -> C, C -> B).
+        c = self.c
+        def linked():
+            p = c.peers("b1")
+            return {s["peer_group"] for s in p["sessions"] if s["inter_group"] and s["direction"] == "out"}
+        bhnode.wait_until(lambda: linked() == {"RG-A", "RG-C"}, timeout=15, what="b1's links to RG-A and RG-C")
 
 
 class Refusals(unittest.TestCase):
@@ -157,12 +172,15 @@ class Refusals(unittest.TestCase):
         self.assertTrue(self.refused(s))
         bhnode.wait_until(lambda: self.counters()["identity_refused"] > n, what="the identity refusal counted")
 
-    def test_node_of_another_group_is_refused(self):
-        # b1's certificate is genuine, but b1 is no member of RG-A.
-        n = self.counters()["identity_refused"]
+    def test_node_of_another_group_claiming_ours(self):
+        # b1's certificate is genuine, but b1 is no member of RG-A: it may only open an
+        # inter-group session, never a member's.
         s = lscluster.connect_691(self.c.address("a1"), self.ctx("b1"))
-        self.assertTrue(self.refused(s))
-        bhnode.wait_until(lambda: self.counters()["identity_refused"] > n, what="the identity refusal counted")
+        s.sendall(lscluster.frame(1, lscluster.HELLO, lscluster.hello("b1", "test-org", "RG-A")))
+        lscluster.read_until_closed(s)
+        s.close()
+        bhnode.wait_until(lambda: "without another routing group" in self.last_refusal(),
+                          what="the member claim refused")
 
     def session(self):
         """A genuine a2 session: Hello, then a1's Hello and Digest come back."""
