@@ -214,6 +214,19 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       return;
     }
+    if (req.method() == http::verb::post && path == "/v1/linkstate/report") {
+      auto p = parse_query(query, {"connector", "state"});
+      if (!p.ok() || p->count("connector") == 0 || p->count("state") == 0 ||
+          (p->at("state") != "up" && p->at("state") != "down")) {
+        reply(http::status::bad_request,
+              {{"error", p.ok() ? "connector= and state=up|down are required" : p.error().message}});
+      } else if (!st_->handlers.linkstate_report) {
+        reply(http::status::not_found, {{"error", "link state is not configured on this node (link_state)"}});
+      } else {
+        answer(st_->handlers.linkstate_report(p->at("connector"), p->at("state") == "up"));
+      }
+      return;
+    }
     if (path == "/v1/status" || path == "/v1/queue" || path == "/v1/queues" || path == "/v1/track" ||
         path == "/v1/resolve") {
       reply(http::status::method_not_allowed, {{"error", path + " only answers GET"}});

@@ -79,6 +79,9 @@ struct AdminHandlers {
   // GET /v1/linkstate/{lsdb,peers,routes} (bhctl lsdb, peers, routes; the view's name is
   // the argument). Unset: the node runs no link state (404).
   std::function<nlohmann::json(const std::string& view)> linkstate;
+  // POST /v1/linkstate/report?connector=C&state=up|down (bhctl link up|down C): this
+  // node's source bridgehead of connector C is up or down. 404/409 as queue_action.
+  std::function<Result<nlohmann::json>(const std::string& connector, bool up)> linkstate_report;
 };
 
 class AdminServer {

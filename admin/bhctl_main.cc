@@ -49,7 +49,8 @@ int usage() {
                "                    attribute, groups expanded, forwards, home servers\n"
                "  lsdb              link state: routing groups, versions, masters, connectors\n"
                "  peers             TCP 691 sessions: peer, state, last exchange; refusals\n"
-               "  routes            least-cost routes per routing group and address space\n");
+               "  routes            least-cost routes per routing group and address space\n"
+               "  link down|up CONNECTOR   report this node's source bridgehead of CONNECTOR\n");
   return 2;
 }
 
@@ -406,6 +407,10 @@ int main(int argc, char** argv) {
   } else if (words.size() == 1 && (words[0] == "lsdb" || words[0] == "peers" || words[0] == "routes")) {
     target = "/v1/linkstate/" + words[0];
     options_ok = track_params.empty();
+  } else if (words.size() == 3 && words[0] == "link" && (words[1] == "down" || words[1] == "up")) {
+    verb = http::verb::post;
+    target = "/v1/linkstate/report?connector=" + percent_encode(words[2]) + "&state=" + words[1];
+    options_ok = track_params.empty();
   } else if (words == std::vector<std::string>{"track"}) {
     target = "/v1/track";
     options_ok = query({"message_id", "sender", "recipient", "queue_id", "limit"});
@@ -466,6 +471,9 @@ int main(int argc, char** argv) {
       std::cout << "; not deliverable: " << printable(str(at(b, "error")));
     }
     std::cout << "\n";
+  } else if (words[0] == "link") {
+    std::cout << str(at(b, "connector")) << ": " << str(at(b, "state")) << " reported by " << str(at(b, "node"))
+              << " (master " << str(at(b, "master")) << ", hold-down " << str(at(b, "hold_down_ms")) << " ms)\n";
   } else if (target.rfind("/v1/linkstate/", 0) == 0) {
     print_link_state(words[0], b);
   } else if (words[0] == "track") {

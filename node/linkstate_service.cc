@@ -32,7 +32,9 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr auto kHandshakeTimeout = std::chrono::seconds(5);
+// Connect + TLS handshake, at most; a hung peer (accepting, never answering) counts as
+// dead after this or dead_after_ms, whichever is shorter.
+constexpr milliseconds kHandshakeTimeout = std::chrono::seconds(5);
 constexpr std::size_t kRecentRefusals = 20;
 
 std::int64_t unix_ms(Clock::time_point t) {
@@ -398,7 +400,7 @@ void LinkStateService::Impl::on_accepted(tcp::socket socket) {
   auto c = std::make_shared<Conn>(*this, std::move(socket), server_ctx, false);
   c->remote = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
   conns.insert(c);
-  c->timer.expires_after(kHandshakeTimeout);
+  c->timer.expires_after(std::min(kHandshakeTimeout, milliseconds(cfg.dead_after_ms())));
   c->timer.async_wait([c](boost::system::error_code e) {
     if (!e && !c->session) {
       c->close("TLS handshake timeout");
@@ -444,7 +446,7 @@ std::shared_ptr<Conn> LinkStateService::Impl::connect(
   c->remote = ep.str();
   c->on_result = std::move(done);
   conns.insert(c);
-  c->timer.expires_after(kHandshakeTimeout);
+  c->timer.expires_after(std::min(kHandshakeTimeout, milliseconds(cfg.dead_after_ms())));
   c->timer.async_wait([c](boost::system::error_code e) {
     if (!e && !c->session) {
       c->close("connect/TLS timeout");
@@ -1032,6 +1034,46 @@ std::shared_ptr<const ls::Snapshot> LinkStateService::snapshot() const {
   return impl_->db.snapshot();
 }
 std::shared_ptr<const ls::Routes> LinkStateService::routes() const { return impl_->routes.load(); }
+
+Result<json> LinkStateService::report(const std::string& connector, bool up) {
+  Impl& s = *impl_;
+  auto p = std::make_shared<std::promise<Result<json>>>();
+  auto fut = p->get_future();
+  asio::post(s.io, [&s, p, connector, up] {
+    const ls::RoutingGroup* g = s.db.find(s.group);
+    const ls::Connector* c = g != nullptr ? g->find(connector) : nullptr;
+    if (c == nullptr) {
+      return p->set_value(permanent_error(
+          "", "no connector \"" + ls::printable(connector) + "\" in routing group " + s.group));
+    }
+    if (std::none_of(c->sources.begin(), c->sources.end(),
+                     [&](const ls::SourceBridgehead& b) { return b.node == s.self; })) {
+      return p->set_value(permanent_error("", s.self + " is no source bridgehead of " + connector));
+    }
+    const json done{{"connector", connector},
+                    {"state", up ? "up" : "down"},
+                    {"node", s.self},
+                    {"master", s.master},
+                    {"hold_down_ms", s.cfg.hold_down_ms()}};
+    if (s.master == s.self) {
+      if (auto r = s.db.report(s.group, connector, s.self, up); !r.ok()) {
+        return p->set_value(r.error());
+      }
+      s.after_event();
+      return p->set_value(done);
+    }
+    if (!s.upstream || !s.upstream->session ||
+        !s.upstream->session->send_state_change(s.group, connector, up)) {
+      return p->set_value(transient_error("", "no session to the routing group master right now"));
+    }
+    s.upstream->pump();
+    p->set_value(done);
+  });
+  if (fut.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+    return transient_error("", "the link-state thread did not answer");
+  }
+  return fut.get();
+}
 
 json LinkStateService::lsdb_json() const {
   return impl_->call([this] { return impl_->lsdb(); });

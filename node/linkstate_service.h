@@ -63,6 +63,12 @@ class LinkStateService {
   nlohmann::json lsdb_json() const;
   nlohmann::json peers_json() const;
   nlohmann::json routes_json() const;
+  // This node's source bridgehead of `connector` (of its own routing group) is up or
+  // down: what delivery results and probes report (DESIGN.md §4.2); damped by
+  // hold_down. The master reports into its database; a member sends a StateChange to its
+  // master. Permanent error: not a connector of this group, or this node is none of its
+  // source bridgeheads; transient: no session to the master right now.
+  Result<nlohmann::json> report(const std::string& connector, bool up);
 
   struct Impl;
 

@@ -941,6 +941,9 @@ int main(int argc, char** argv) {
       h.linkstate = [ls = link_state.get()](const std::string& view) {
         return view == "lsdb" ? ls->lsdb_json() : view == "peers" ? ls->peers_json() : ls->routes_json();
       };
+      h.linkstate_report = [ls = link_state.get()](const std::string& connector, bool up) {
+        return ls->report(connector, up);
+      };
     }
     asio::ip::tcp::endpoint aep(asio::ip::make_address(admin_ep->address), admin_ep->port);
     admin = std::make_unique<bh::admin::AdminServer>(*ctx_ptrs[0], aep, *token, std::move(h));

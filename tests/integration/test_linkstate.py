@@ -2,6 +2,7 @@
 each node on its own 127.0.0.x, mutual TLS with a test cluster CA, tables compared by
 digest through `bhctl --json lsdb`."""
 import os
+import signal
 import socket
 import ssl
 import tempfile
@@ -105,6 +106,60 @@ class ThreeGroups(unittest.TestCase):
             p = c.peers("b1")
             return {s["peer_group"] for s in p["sessions"] if s["inter_group"] and s["direction"] == "out"}
         bhnode.wait_until(lambda: linked() == {"RG-A", "RG-C"}, timeout=15, what="b1's links to RG-A and RG-C")
+
+    def test_4_connector_down_floods_and_routes_change(self):
+        # B-C has both RG-B nodes as source bridgeheads: down only when both report it.
+        c = self.c
+        c.wait_converged()
+        def cost_to_c(node):
+            return [g for g in c.routes(node)["groups"] if g["group"] == "RG-C"][0]
+        self.assertEqual(cost_to_c("a2")["cost"], 20)
+        r = c.nodes["b1"].bhctl("link", "down", "B-C")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        def state_everywhere(state):
+            def ok():
+                for i in c.running():
+                    bc = [x for x in group_entry(c.lsdb(i), "RG-B")["connectors"] if x["id"] == "B-C"][0]
+                    if bc["state"] != state:
+                        return False
+                return True
+            return ok
+        time.sleep(0.5)
+        self.assertTrue(state_everywhere("up")(), "one source down is not the connector down")
+        t0 = time.monotonic()
+        # b2 is a member: its report travels as a StateChange to b1.
+        bhnode.wait_until(lambda: c.nodes["b2"].bhctl("link", "down", "B-C").returncode == 0,
+                          what="b2's report accepted")
+        bhnode.wait_until(state_everywhere("down"), timeout=15, what="B-C down on every node")
+        c.wait_converged()
+        print(f"\nB-C down on every node {time.monotonic() - t0:.2f} s after the last report", flush=True)
+        rc = cost_to_c("a2")
+        self.assertEqual((rc["cost"], [h["connector"] for h in rc["next_hops"]]), (50, ["A-C"]))
+        self.assertIn("down", c.nodes["a1"].bhctl("lsdb").stdout)
+        # Back up from one source: the connector is up again everywhere, routes return.
+        self.assertEqual(c.nodes["b2"].bhctl("link", "up", "B-C").returncode, 0)
+        bhnode.wait_until(state_everywhere("up"), timeout=15, what="B-C up again")
+        bhnode.wait_until(lambda: cost_to_c("a2")["cost"] == 20, what="the route via B-C again")
+        # Refused: not a connector of this node's group, not one of its bridgeheads.
+        r = c.nodes["b1"].bhctl("link", "down", "A-B")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("no connector", r.stderr)
+
+    def test_5_hung_master_is_declared_dead(self):
+        # SIGSTOP: the socket stays open, only dead_after_ms (1 s) can tell.
+        c = self.c
+        c.wait_converged(pred=lambda v: group_entry(v, "RG-C")["master"] == "c1")
+        os.kill(c.nodes["c1"].proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            c.wait_converged([i for i in c.running() if i != "c1"],
+                             pred=lambda v: group_entry(v, "RG-C")["master"] == "c2")
+            took = time.monotonic() - t0
+            print(f"\nRG-C: hung c1 replaced by c2 on every other node {took:.2f} s after SIGSTOP", flush=True)
+            self.assertGreater(took, 0.5)  # not before dead_after_ms
+        finally:
+            os.kill(c.nodes["c1"].proc.pid, signal.SIGCONT)
+        c.wait_converged(pred=lambda v: group_entry(v, "RG-C")["master"] == "c1")
 
 
 class Refusals(unittest.TestCase):
