@@ -230,6 +230,7 @@ struct LinkStateService::Impl {
   Clock::time_point master_since{};
   bool scanning = false;
   std::uint64_t last_generation = 0;
+  Clock::time_point table_changed_at{};  // when last_generation was seen first
   std::uint64_t route_publications = 0, failovers = 0;
   std::atomic<std::shared_ptr<const ls::Routes>> routes;
   struct Counters {
@@ -711,6 +712,7 @@ void LinkStateService::Impl::after_event() {
       break;
     }
     last_generation = snap->generation();
+    table_changed_at = clock.now();
     if (auto r = ls::compute_routes(snap, group); r.ok()) {
       routes.store(std::make_shared<const ls::Routes>(std::move(*r)));
       ++route_publications;
@@ -809,6 +811,7 @@ json LinkStateService::Impl::lsdb() const {
               {"failovers", failovers},
               {"digest", ls::hex(snap->digest())},
               {"generation", snap->generation()},
+              {"table_changed_ms", unix_ms(table_changed_at)},
               {"groups", groups}};
 }
 

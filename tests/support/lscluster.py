@@ -3,7 +3,8 @@
 node whose CN and SAN are its id, and the link_state YAML every node shares.
 
     c = Cluster({"RG-A": ["a1", "a2"], "RG-B": ["b1", "b2"]},
-                connectors=[("A-B", "RG-A", "RG-B", 10)], masters={"RG-A": "a1"})
+                connectors=[("A-B", "RG-A", "RG-B", 10, ["a1"])],  # sources optional
+                masters={"RG-A": "a1"})
     c.start()            # every node
     c.lsdb("a1")         # bhctl --json lsdb
     c.wait_converged()   # one digest everywhere
@@ -53,7 +54,8 @@ class Cluster:
         conns = []
         for c in connectors:
             cid, src, dst, cost = c[:4]
-            conns.append(f"    - {{id: {cid}, source_group: {src}, target_group: {dst}, cost: {cost}}}")
+            sources = f", source_bridgeheads: [{', '.join(c[4])}]" if len(c) > 4 else ""
+            conns.append(f"    - {{id: {cid}, source_group: {src}, target_group: {dst}, cost: {cost}{sources}}}")
         self.common = "\n".join(
             [f"  organization: {organization}", f"  keepalive_ms: {keepalive_ms}",
              f"  dead_after_ms: {dead_after_ms}", f"  hold_down_ms: {hold_down_ms}",
