@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 import unittest
@@ -276,6 +277,43 @@ class Refusals(unittest.TestCase):
         lscluster.read_until_closed(s)
         s.close()
         bhnode.wait_until(lambda: "TLS proved" in self.last_refusal(), what="the impostor refused")
+
+
+class Startup(unittest.TestCase):
+    def test_missing_certificate_stops_the_node_naming_the_key(self):
+        c = lscluster.Cluster({"RG-A": ["a1"]})
+        try:
+            os.remove(f"{c.dir}/a1.key")
+            n = c.nodes["a1"]
+            r = subprocess.run([bhnode.BH_BIN, "--config", n.config], capture_output=True, text=True, timeout=20)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("link_state.tls.key_file", r.stdout + r.stderr)
+        finally:
+            c.cleanup()
+
+    def test_bad_key_is_refused_with_file_and_line(self):
+        c = lscluster.Cluster({"RG-A": ["a1"]})
+        try:
+            n = c.nodes["a1"]
+            with open(n.config) as f:
+                text = f.read()
+            with open(n.config, "w") as f:
+                f.write(text.replace("  routing_group: RG-A\n", "  routing_group: RG-Z\n", 1))
+            r = subprocess.run([bhnode.BH_BIN, "--config", n.config], capture_output=True, text=True, timeout=20)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertRegex(r.stdout + r.stderr, n.config + r":\d+: link_state.routing_group: \"RG-Z\"")
+        finally:
+            c.cleanup()
+
+    def test_without_link_state_bhctl_says_so(self):
+        n = bhnode.Node()
+        try:
+            n.start()
+            r = n.bhctl("lsdb")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("link state is not configured", r.stderr)
+        finally:
+            n.cleanup()
 
 
 if __name__ == "__main__":
