@@ -87,7 +87,20 @@ Result<void> setup_context(ssl::context& ctx, const proto::LinkStateTls& tls,
                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
                       ssl::context::no_compression,
                   ec);
-  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  // The policy of auth/tls_context.cc (make_server_context), on both sides: TLS 1.2+
+  // with ECDHE and AEAD only, the three TLS 1.3 suites, no renegotiation.
+  SSL_CTX_set_options(ctx.native_handle(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  if (SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_cipher_list(ctx.native_handle(),
+                              "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                              "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                              "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") != 1 ||
+      SSL_CTX_set_ciphersuites(ctx.native_handle(),
+                               "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:"
+                               "TLS_AES_128_GCM_SHA256") != 1) {
+    return permanent_error(
+        "", where + ": link_state.tls: the TLS library refuses our protocol or cipher settings");
+  }
   if (ctx.load_verify_file(tls.ca_file(), ec); ec) {
     return fail("ca_file", tls.ca_file(), ec);
   }

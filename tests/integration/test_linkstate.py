@@ -222,6 +222,20 @@ class Refusals(unittest.TestCase):
         self.assertTrue(self.handshake_fails(self.ctx("a2", self.other)))
         bhnode.wait_until(lambda: self.counters()["tls_refused"] > n, what="the TLS refusal counted")
 
+    def test_tls12_without_forward_secrecy(self):
+        # A genuine certificate, but RSA key exchange: not offered (auth/tls_context policy).
+        ctx = self.ctx("a2")
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("AES256-GCM-SHA384")
+        with self.assertRaises(ssl.SSLError):
+            lscluster.connect_691(self.c.address("a1"), ctx).close()
+        # And TLS 1.2 with ECDHE is fine.
+        ok = self.ctx("a2")
+        ok.maximum_version = ssl.TLSVersion.TLSv1_2
+        s = lscluster.connect_691(self.c.address("a1"), ok)
+        self.assertEqual(s.version(), "TLSv1.2")
+        s.close()
+
     def test_certificate_of_no_configured_node(self):
         n = self.counters()["identity_refused"]
         s = lscluster.connect_691(self.c.address("a1"), self.ctx("stranger"))
