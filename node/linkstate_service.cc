@@ -1091,6 +1091,31 @@ Result<json> LinkStateService::report(const std::string& connector, bool up) {
   return fut.get();
 }
 
+std::optional<Result<LinkStateService::DomainDecision>> LinkStateService::route_domain(
+    std::string_view domain, std::uint64_t pick) const {
+  auto r = routes();
+  if (!r) {
+    return std::nullopt;
+  }
+  auto d = r->for_domain(domain);
+  switch (d.status) {
+    case ls::DomainStatus::kNoAddressSpace:
+      return std::nullopt;
+    case ls::DomainStatus::kUnreachable:
+      return Result<DomainDecision>(
+          transient_error("4.4.4", "no live route for " + std::string(domain) +
+                                       " (link state: every path to its address space is down)"));
+    case ls::DomainStatus::kRouted:
+      break;
+  }
+  if (d.routes.empty()) {
+    return std::nullopt;
+  }
+  const auto& x = d.routes[pick % d.routes.size()];
+  return Result<DomainDecision>(
+      DomainDecision{x.connector->id, x.group, x.group == r->local_group()});
+}
+
 json LinkStateService::lsdb_json() const {
   return impl_->call([this] { return impl_->lsdb(); });
 }

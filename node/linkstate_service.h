@@ -31,7 +31,9 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 #include "linkstate/database.h"
@@ -69,6 +71,20 @@ class LinkStateService {
   // master. Permanent error: not a connector of this group, or this node is none of its
   // source bridgeheads; transient: no session to the master right now.
   Result<nlohmann::json> report(const std::string& connector, bool up);
+
+  // The link-state decision for an external domain, from the published routes (any
+  // thread): nullopt when no link-state address space matches it (the static routing
+  // table decides); a transient 4.4.4 when its most specific address space has no live
+  // path (DESIGN.md §4.3: the mail stays queued and is retried until expiry, never
+  // bounced for that); else the connector chosen among the equal least-cost routes
+  // (`pick` chooses) and whether it starts in this node's routing group.
+  struct DomainDecision {
+    std::string connector;
+    std::string group;
+    bool local = false;
+  };
+  std::optional<Result<DomainDecision>> route_domain(std::string_view domain,
+                                                     std::uint64_t pick) const;
 
   struct Impl;
 

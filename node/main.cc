@@ -359,13 +359,38 @@ int main(int argc, char** argv) {
   };
   manager.set_dsn(dsn);
 
+  // Link state on TCP 691 (link_state): its own thread; see node/linkstate_service.h.
+  std::unique_ptr<bh::node::LinkStateService> link_state;
+  if (!cfg.link_state().listen().empty()) {
+    auto s = bh::node::LinkStateService::create(cfg, config_path);
+    if (!s.ok()) {
+      return fatal(s.error().message);
+    }
+    link_state = std::move(s.value());
+  }
   std::shared_ptr<const bh::routing::RouteTable> routes;
   if (auto t = bh::routing::RouteTable::build(bh::node::smtp_connectors(cfg)); t.ok()) {
     routes = t.value();
   } else {
     return fatal(config_path + ": routing: " + t.error().message);
   }
-  auto router = [&routes, &delivery_random](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
+  auto router = [&routes, &delivery_random, &link_state](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
+    // Link state first: an unreachable address space waits; a connector of this routing
+    // group that is also an SMTP connector carries it. (Connectors of other groups are
+    // not in the delivery path yet: the static table decides for those.)
+    if (auto d = link_state ? link_state->route_domain(domain, delivery_random.next()) : std::nullopt) {
+      if (!d->ok()) {
+        return d->error();
+      }
+      if (auto conn = (*d)->local ? routes->find((*d)->connector) : nullptr) {
+        bh::queue::RouteChoice c;
+        c.next_hop = bh::routing::RouteTable::next_hop(*conn, domain);
+        c.connector = conn->name;
+        c.domain = std::string(domain);
+        c.max_connections = conn->settings.max_connections;
+        return c;
+      }
+    }
     auto r = routes->select(domain, delivery_random);
     if (!r.ok()) {
       return r.error();
@@ -377,15 +402,6 @@ int main(int argc, char** argv) {
     c.max_connections = r->connector->settings.max_connections;
     return c;
   };
-  // Link state on TCP 691 (link_state): its own thread; see node/linkstate_service.h.
-  std::unique_ptr<bh::node::LinkStateService> link_state;
-  if (!cfg.link_state().listen().empty()) {
-    auto s = bh::node::LinkStateService::create(cfg, config_path);
-    if (!s.ok()) {
-      return fatal(s.error().message);
-    }
-    link_state = std::move(s.value());
-  }
   // The relay client: its own io_context and thread, and c-ares when a connector uses MX.
   asio::io_context relay_io(1);
   auto relay_guard = asio::make_work_guard(relay_io);
@@ -1033,7 +1049,6 @@ int main(int argc, char** argv) {
     th.join();
   }
   ldap_shutdown.now();  // no session asks the directory any more
-  link_state.reset();   // its thread ends; no admin request reads it any more
   // Order matters: the committer may still post answers into the (stopped) contexts,
   // so it ends first; then the sockets and handlers go with their contexts, while the
   // counters and the store they point at are still alive.
@@ -1042,6 +1057,7 @@ int main(int argc, char** argv) {
   relay_guard.reset();
   relay_io.stop();
   relay_thread.join();
+  link_state.reset();  // its thread ends; no admin request nor router reads it any more
   relay.reset();
   lmtp.reset();
   resolver.reset();

@@ -34,7 +34,11 @@ def _host():
 
 class Cluster:
     def __init__(self, groups, connectors=(), masters=None, keepalive_ms=200, dead_after_ms=1000,
-                 hold_down_ms=0, reconnect_min_ms=200, reconnect_max_ms=1000, organization="test-org"):
+                 hold_down_ms=0, reconnect_min_ms=200, reconnect_max_ms=1000, organization="test-org",
+                 raw_connectors=(), node_kw=None):
+        """`raw_connectors`: more link_state.connectors items as YAML flow mappings;
+        `node_kw`: per node id, more keyword arguments for bhnode.Node (its `extra` YAML
+        goes before the link_state section)."""
         self.dir = tempfile.mkdtemp(prefix="bh-ls-")
         tlstest.make_ca(self.dir)
         self.groups = groups
@@ -56,6 +60,7 @@ class Cluster:
             cid, src, dst, cost = c[:4]
             sources = f", source_bridgeheads: [{', '.join(c[4])}]" if len(c) > 4 else ""
             conns.append(f"    - {{id: {cid}, source_group: {src}, target_group: {dst}, cost: {cost}{sources}}}")
+        conns += [f"    - {r}" for r in raw_connectors]
         self.common = "\n".join(
             [f"  organization: {organization}", f"  keepalive_ms: {keepalive_ms}",
              f"  dead_after_ms: {dead_after_ms}", f"  hold_down_ms: {hold_down_ms}",
@@ -63,7 +68,8 @@ class Cluster:
              "  nodes:"] + nodes + (["  connectors:"] + conns if conns else []))
         self.nodes = {}
         for i in self.hosts:
-            extra = "\n".join([
+            kw = dict((node_kw or {}).get(i, {}))
+            extra = kw.pop("extra", "") + "\n".join([
                 "link_state:",
                 f"  routing_group: {self.group_of[i]}",
                 f'  listen: "{self.address(i)}"',
@@ -72,7 +78,7 @@ class Cluster:
                 f"    cert_file: {self.dir}/{i}.pem",
                 f"    key_file: {self.dir}/{i}.key",
                 self.common, ""])
-            self.nodes[i] = bhnode.Node(host=self.hosts[i], name=i, extra=extra)
+            self.nodes[i] = bhnode.Node(host=self.hosts[i], name=i, extra=extra, **kw)
 
     def address(self, node_id):
         return f"{self.hosts[node_id]}:{self.ports[node_id]}"
