@@ -42,6 +42,7 @@
 #include "directory/ldap_directory.h"
 #include "node/categorize_deliverer.h"
 #include "node/config.h"
+#include "node/linkstate_delivery.h"
 #include "node/linkstate_service.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
@@ -441,7 +442,16 @@ int main(int argc, char** argv) {
     }
   }
   bh::smtp::OdmrHold odmr_hold(relay_io.get_executor());
-  bh::smtp::SplitDeliverer split(&odmr_hold, relay.get(), relay_io.get_executor());
+  // Link up/down from real traffic: hop failures after the glitch retries, and probes.
+  std::unique_ptr<bh::node::LinkStateReporter> ls_reporter;
+  bh::queue::RemoteDeliverer* remote = relay.get();
+  if (link_state && relay) {
+    ls_reporter = std::make_unique<bh::node::LinkStateReporter>(
+        *relay, *link_state, routes, relay_io.get_executor(), cfg.queue().glitch_retries() + 1,
+        std::chrono::milliseconds(cfg.link_state().probe_ms()));
+    remote = ls_reporter.get();
+  }
+  bh::smtp::SplitDeliverer split(&odmr_hold, remote, relay_io.get_executor());
   if (!odmr_owner.empty()) {
     manager.set_remote(&split, [router, &odmr_owner](std::string_view domain)
                                    -> bh::Result<bh::queue::RouteChoice> {
@@ -457,7 +467,7 @@ int main(int argc, char** argv) {
       return router(domain);
     });
   } else if (relay) {
-    manager.set_remote(relay.get(), router);
+    manager.set_remote(remote, router);
   }
   // Local delivery by LMTP (delivery.lmtp) instead of Maildir: on the relay's io_context.
   std::unique_ptr<bh::smtp::LmtpDeliverer> lmtp;
@@ -1057,6 +1067,7 @@ int main(int argc, char** argv) {
   relay_guard.reset();
   relay_io.stop();
   relay_thread.join();
+  ls_reporter.reset();
   link_state.reset();  // its thread ends; no admin request nor router reads it any more
   relay.reset();
   lmtp.reset();

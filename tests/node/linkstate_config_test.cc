@@ -69,6 +69,7 @@ TEST(LinkStateConfig, AcceptedWithDefaultsAndNormalized) {
   EXPECT_EQ(ls.keepalive_ms(), 10000u);
   EXPECT_EQ(ls.dead_after_ms(), 35000u);
   EXPECT_EQ(ls.hold_down_ms(), 600000u);
+  EXPECT_EQ(ls.probe_ms(), 60000u);
   EXPECT_EQ(ls.connectors(0).cost(), 10u);
   // Source bridgeheads default to every node of the source group.
   ASSERT_EQ(ls.connectors(0).source_bridgeheads_size(), 2);

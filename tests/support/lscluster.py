@@ -35,7 +35,7 @@ def _host():
 class Cluster:
     def __init__(self, groups, connectors=(), masters=None, keepalive_ms=200, dead_after_ms=1000,
                  hold_down_ms=0, reconnect_min_ms=200, reconnect_max_ms=1000, organization="test-org",
-                 raw_connectors=(), node_kw=None):
+                 raw_connectors=(), node_kw=None, link_state_lines=()):
         """`raw_connectors`: more link_state.connectors items as YAML flow mappings;
         `node_kw`: per node id, more keyword arguments for bhnode.Node (its `extra` YAML
         goes before the link_state section)."""
@@ -64,8 +64,8 @@ class Cluster:
         self.common = "\n".join(
             [f"  organization: {organization}", f"  keepalive_ms: {keepalive_ms}",
              f"  dead_after_ms: {dead_after_ms}", f"  hold_down_ms: {hold_down_ms}",
-             f"  reconnect_min_ms: {reconnect_min_ms}", f"  reconnect_max_ms: {reconnect_max_ms}",
-             "  nodes:"] + nodes + (["  connectors:"] + conns if conns else []))
+             f"  reconnect_min_ms: {reconnect_min_ms}", f"  reconnect_max_ms: {reconnect_max_ms}"] +
+            ["  " + l for l in link_state_lines] + ["  nodes:"] + nodes + (["  connectors:"] + conns if conns else []))
         self.nodes = {}
         for i in self.hosts:
             kw = dict((node_kw or {}).get(i, {}))
