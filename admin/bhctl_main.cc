@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/join.h"
 #include "node/config.h"
 
 namespace asio = boost::asio;
@@ -47,6 +48,10 @@ int usage() {
                "                    search the message tracking log (newest N events, default 100)\n"
                "  resolve ADDRESS   the categorizer's decision tree for ADDRESS: entry, matched\n"
                "                    attribute, groups expanded, forwards, home servers\n"
+               "  join --ldap URI --bind-dn DN --password-file F --base-dn DN --config-dn DN\n"
+               "       --routing-group NAME [--gc URI] [...]   (needs --config FILE; see admin/join.h)\n"
+               "                    check both directory roles, register this node, write the\n"
+               "                    directory section of FILE\n"
                "  lsdb              link state: routing groups, versions, masters, connectors\n"
                "  peers             TCP 691 sessions: peer, state, last exchange; refusals\n"
                "  routes            least-cost routes per routing group and address space\n"
@@ -291,6 +296,9 @@ int main(int argc, char** argv) {
   bool ndr = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "join") {  // its own options (admin/join.h); talks to the directory, not the node
+      return bh::admin::run_join(config, std::vector<std::string>(argv + i + 1, argv + argc));
+    }
     if (a == "--config" && i + 1 < argc) {
       config = argv[++i];
     } else if (a == "--admin" && i + 1 < argc) {
@@ -444,6 +452,20 @@ int main(int argc, char** argv) {
         for (const auto& [k, v] : values.items()) {
           rows.push_back({section, k, str(v)});
         }
+      } else if (values.is_array()) {
+        // A list of named items (sinks): one row per counter, keyed "name.counter".
+        for (const auto& item : values) {
+          const std::string n = item.is_object() ? str(at(item, "name")) : str(item);
+          if (!item.is_object()) {
+            rows.push_back({section, "", n});
+            continue;
+          }
+          for (const auto& [k, v] : item.items()) {
+            if (k != "name") {
+              rows.push_back({section, n + "." + k, str(v)});
+            }
+          }
+        }
       } else {
         rows.push_back({section, "", str(values)});
       }
@@ -461,11 +483,12 @@ int main(int argc, char** argv) {
     if (list.is_array()) {
       for (const auto& x : list) {
         rows.push_back({printable(str(at(x, "address"))), printable(str(at(x, "mailbox"))),
-                        printable(str(at(x, "home_server"))), printable(str(at(x, "expansion_server")))});
+                        printable(str(at(x, "home_server"))), printable(str(at(x, "routing_group"))),
+                        printable(str(at(x, "expansion_server")))});
       }
     }
     std::cout << "\n";
-    print_table({"RECIPIENT", "MAILBOX", "HOME SERVER", "EXPANSION SERVER"}, rows);
+    print_table({"RECIPIENT", "MAILBOX", "HOME SERVER", "ROUTING GROUP", "EXPANSION SERVER"}, rows);
     std::cout << rows.size() << " recipient(s)";
     if (at(b, "error").is_string()) {
       std::cout << "; not deliverable: " << printable(str(at(b, "error")));

@@ -20,6 +20,9 @@ struct Error {
   FailureClass cls = FailureClass::kPermanent;
   std::string enhanced;  // "4.3.0", "5.1.1", ...
   std::string message;   // human text, safe to put on the wire (no CR/LF)
+  // The basic SMTP reply code to use instead of the default one for the command (an
+  // event sink's chosen code: sinks/); 0: the default. Must agree with `cls`.
+  int reply_code = 0;
 
   bool transient() const { return cls == FailureClass::kTransient; }
   // Basic SMTP reply code for this error when it ends a command that has no more
@@ -28,10 +31,10 @@ struct Error {
 };
 
 inline Error transient_error(std::string enhanced, std::string message) {
-  return Error{FailureClass::kTransient, std::move(enhanced), std::move(message)};
+  return Error{FailureClass::kTransient, std::move(enhanced), std::move(message), 0};
 }
 inline Error permanent_error(std::string enhanced, std::string message) {
-  return Error{FailureClass::kPermanent, std::move(enhanced), std::move(message)};
+  return Error{FailureClass::kPermanent, std::move(enhanced), std::move(message), 0};
 }
 
 [[noreturn]] inline void bug(const char* what, const char* file, int line) {

@@ -30,6 +30,9 @@ PKGS=(
   # A throwaway Samba AD domain controller (tests/support/samba_ad.py, label "samba"):
   # samba-ad-provision is only a Recommends of samba-ad-dc but provisioning needs it
   samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind
+  # OpenDKIM as a real milter for the sink tests and benchmark (test_milter.py,
+  # tests/bench/sinks_bench.sh); opendkim-genkey is in opendkim-tools
+  opendkim opendkim-tools
   iproute2 procps
 )
 

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <lber.h>
 #include <ldap.h>
+#include <sasl/sasl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <utility>
@@ -40,6 +42,16 @@ int ldap_scope(LdapScope s) {
       return LDAP_SCOPE_SUBTREE;
   }
   return LDAP_SCOPE_SUBTREE;
+}
+
+// SASL interaction for GSSAPI: nothing to ask; every prompt takes its default (an empty
+// authorization identity: act as the authenticated principal).
+int sasl_defaults(LDAP*, unsigned, void*, void* in) {
+  for (auto* i = static_cast<sasl_interact_t*>(in); i != nullptr && i->id != SASL_CB_LIST_END; ++i) {
+    i->result = i->defresult != nullptr ? i->defresult : "";
+    i->len = static_cast<unsigned>(std::strlen(static_cast<const char*>(i->result)));
+  }
+  return LDAP_SUCCESS;
 }
 
 void unbind(LDAP* ld) {
@@ -317,11 +329,17 @@ void LdapClient::connect() {
           continue;
         }
       }
-      std::string pw = o.bind_dn.empty() ? std::string() : o.password;
-      berval cred{static_cast<ber_len_t>(pw.size()), pw.data()};
-      rc = ldap_sasl_bind_s(ld, o.bind_dn.c_str(), LDAP_SASL_SIMPLE, &cred, nullptr, nullptr,
-                            nullptr);
-      std::fill(pw.begin(), pw.end(), '\0');
+      if (o.sasl_mechanism == "GSSAPI") {
+        ldap_set_option(ld, LDAP_OPT_X_SASL_NOCANON, LDAP_OPT_ON);
+        rc = ldap_sasl_interactive_bind_s(ld, nullptr, "GSSAPI", nullptr, nullptr, LDAP_SASL_QUIET,
+                                          sasl_defaults, nullptr);
+      } else {
+        std::string pw = o.bind_dn.empty() ? std::string() : o.password;
+        berval cred{static_cast<ber_len_t>(pw.size()), pw.data()};
+        rc = ldap_sasl_bind_s(ld, o.bind_dn.c_str(), LDAP_SASL_SIMPLE, &cred, nullptr, nullptr,
+                              nullptr);
+        std::fill(pw.begin(), pw.end(), '\0');
+      }
       if (rc != LDAP_SUCCESS) {
         c.failures++;
         c.error = o.uris[i] + ": bind: " + ldap_err2string(rc);

@@ -106,6 +106,10 @@ struct LdapClientOptions {
   std::vector<std::string> uris;            // tried in order: the first that binds is used
   std::string bind_dn;                      // empty: anonymous simple bind
   std::string password;                     // simple bind password (with bind_dn)
+  // "GSSAPI": a SASL GSSAPI bind (RFC 4752) with the process's Kerberos credentials
+  // (KRB5_CLIENT_KTNAME / KRB5CCNAME) for ldap/<URI host>; bind_dn and password unused.
+  // The host is taken from the URI as written (LDAP_OPT_X_SASL_NOCANON: no reverse DNS).
+  std::string sasl_mechanism;
   std::chrono::milliseconds timeout{5000};  // per search; also per URI for connect+bind
   std::chrono::milliseconds reconnect_initial{100};
   std::chrono::milliseconds reconnect_max{2000};

@@ -24,6 +24,8 @@
 #include "directory/ldap_filter.h"
 #include "routing/address_space.h"
 #include "routing/connector.h"
+#include "sinks/message_edit.h"
+#include "sinks/milter_sink.h"
 
 namespace bh::node {
 
@@ -565,6 +567,9 @@ class Loader {
     if (!validate_odmr(c, domains)) {
       return false;
     }
+    if (!validate_sinks(*c.mutable_sinks(), c.routing())) {
+      return false;
+    }
     if (lines_.count("link_state")) {
       if (auto e = validate_link_state(c)) {
         return fail_key(e->key, e->message);
@@ -701,6 +706,16 @@ class Loader {
     if (has_dn && l.bind_dn().empty()) {
       return fail_key("directory.ldap.bind_dn", "empty (leave bind_dn and password_file out for an anonymous bind)");
     }
+    if (!l.sasl_mechanism().empty()) {
+      if (l.sasl_mechanism() != "GSSAPI") {
+        return fail_key("directory.ldap.sasl_mechanism",
+                        quoted(l.sasl_mechanism()) + " is not supported (GSSAPI, or leave it out for a simple bind)");
+      }
+      if (has_dn || has_file) {
+        return fail_key(has_dn ? "directory.ldap.bind_dn" : "directory.ldap.password_file",
+                        "not used with sasl_mechanism GSSAPI (the node binds with auth.client_keytab)");
+      }
+    }
     if (has_dn != has_file) {
       return fail_key(has_dn ? "directory.ldap.password_file" : "directory.ldap.bind_dn",
                       "bind_dn and password_file go together");
@@ -723,6 +738,17 @@ class Loader {
                         quoted(*value) + " is not an LDAP attribute name (letters, digits, '-'; or an OID)");
       }
     }
+    for (int i = 0; i < l.configuration().domain_controller_size(); ++i) {
+      const std::string& u = l.configuration().domain_controller(i);
+      if (u.rfind("ldap://", 0) != 0 && u.rfind("ldaps://", 0) != 0) {
+        return fail_key(index("directory.ldap.configuration.domain_controller", i),
+                        quoted(u) + " is not an ldap:// or ldaps:// URI");
+      }
+    }
+    if (l.configuration().domain_controller_size() > 0 && l.configuration().config_dn().empty()) {
+      return fail_key("directory.ldap.configuration.config_dn",
+                      "missing or empty (where routing groups, servers and connectors are read)");
+    }
     if (!l.tls().ca_file().empty() && l.tls().ca_file().front() != '/') {
       return fail_key("directory.ldap.tls.ca_file", "must be an absolute path");
     }
@@ -730,6 +756,147 @@ class Loader {
       if (!bh::directory::is_attribute_name(l.group_classes(i))) {
         return fail_key(index("directory.ldap.group_classes", i),
                         quoted(l.group_classes(i)) + " is not an object class name");
+      }
+    }
+    return true;
+  }
+
+  // sinks: every definition complete for its kind, names unique, chains name defined sinks.
+  bool validate_sinks(bh::proto::Sinks& sk, const bh::proto::Routing& routing) {
+    std::set<std::string> names;
+    for (int i = 0; i < sk.define_size(); ++i) {
+      auto& d = *sk.mutable_define(i);
+      const std::string key = index("sinks.define", i);
+      if (d.name().empty() || d.name().find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
+                                  std::string::npos) {
+        return fail_key(key + ".name", "required: letters, digits, '-', '_' or '.'");
+      }
+      if (!names.insert(d.name()).second) {
+        return fail_key(key + ".name", quoted(d.name()) + " is defined twice");
+      }
+      using K = bh::proto::SinkKind;
+      switch (d.kind()) {
+        case K::SINK_KIND_UNSPECIFIED:
+          return fail_key(key + ".kind",
+                          "required: header_stamp, policy, journal, plugin, program, milter or reply_text");
+        case K::SINK_KIND_ROUTE: {
+          if (d.domains_size() == 0) {
+            return fail_key(key + ".domains", "route needs domains (\"example.net\", \"*.example.net\" or \"*\")");
+          }
+          for (auto& dom : *d.mutable_domains()) {
+            dom = ascii_lower(dom);
+            const std::string bare = dom.rfind("*.", 0) == 0 ? dom.substr(2) : dom;
+            if (dom != "*" && !is_valid_domain(bare)) {
+              return fail_key(key + ".domains", quoted(dom) + " is not a domain pattern");
+            }
+          }
+          bool known = false;
+          for (const auto& con : routing.smtp_connectors()) {
+            known = known || ascii_lower(con.name()) == ascii_lower(d.connector());
+          }
+          if (!known) {
+            return fail_key(key + ".connector", quoted(d.connector()) + " is not one of routing.smtp_connectors");
+          }
+          break;
+        }
+        case K::SINK_KIND_REPLY_TEXT:
+          if (d.verbs_size() == 0 || d.value().empty() || d.value().size() > 400 ||
+              d.value().find_first_of("\r\n") != std::string::npos) {
+            return fail_key(key + ".verbs", "reply_text needs verbs and a one-line value (at most 400 octets)");
+          }
+          for (auto& v : *d.mutable_verbs()) {
+            v = ascii_upper(v);
+          }
+          break;
+        case K::SINK_KIND_HEADER_STAMP:
+          if (!bh::sinks::header_field_ok(d.header(), d.value()) || d.value().empty()) {
+            return fail_key(key + ".header", "header_stamp needs a header field name and a non-empty value");
+          }
+          break;
+        case K::SINK_KIND_POLICY: {
+          if (d.reject_senders_size() + d.reject_recipients_size() == 0) {
+            return fail_key(key, "policy needs reject_senders or reject_recipients");
+          }
+          for (auto* list : {d.mutable_reject_senders(), d.mutable_reject_recipients()}) {
+            for (auto& a : *list) {
+              a = ascii_lower(a);
+              if (a.find('@') == std::string::npos || a.find_first_of(" \t\r\n<>") != std::string::npos) {
+                return fail_key(key, quoted(a) + " is not user@domain or @domain");
+              }
+            }
+          }
+          const std::string& en = d.reject_enhanced();
+          if (en.size() < 5 || en[0] != static_cast<char>('0' + d.reject_code() / 100) || en[1] != '.' ||
+              en.find_first_not_of("0123456789.") != std::string::npos) {
+            return fail_key(key + ".reject_enhanced", quoted(en) + " does not match reject_code " +
+                                                          std::to_string(d.reject_code()));
+          }
+          break;
+        }
+        case K::SINK_KIND_JOURNAL: {
+          auto p = parse_path("<" + d.address() + ">", false, false, "5.1.3");
+          if (!p.ok() || p->mailbox.domain.empty()) {
+            return fail_key(key + ".address", quoted(d.address()) + " is not a mailbox address");
+          }
+          break;
+        }
+        case K::SINK_KIND_PLUGIN:
+          if (d.library().empty() || d.library().front() != '/') {
+            return fail_key(key + ".library", "plugin needs the absolute path of a shared library");
+          }
+          break;
+        case K::SINK_KIND_PROGRAM:
+          if (d.argv_size() == 0 || d.argv(0).empty() || d.argv(0).front() != '/') {
+            return fail_key(key + ".argv", "program needs argv with an absolute program path first (no shell)");
+          }
+          break;
+        case K::SINK_KIND_MILTER:
+          if (auto why = bh::sinks::check_milter_socket(d.socket()); !why.empty()) {
+            return fail_key(key + ".socket", quoted(d.socket()) + ": " + why);
+          }
+          break;
+        default:
+          return fail_key(key + ".kind", "unknown kind");
+      }
+    }
+    std::map<std::string, bh::proto::SinkKind> kinds;
+    for (const auto& d : sk.define()) {
+      kinds[d.name()] = d.kind();
+    }
+    for (const auto& [chain, list] : {std::pair{"sinks.on_arrival", &sk.on_arrival()},
+                                      std::pair{"sinks.on_command", &sk.on_command()},
+                                      std::pair{"sinks.on_route", &sk.on_route()},
+                                      std::pair{"sinks.on_delivery", &sk.on_delivery()}}) {
+      const bool protocol = std::string(chain) == "sinks.on_command";
+      const bool route = std::string(chain) == "sinks.on_route";
+      const bool delivery = std::string(chain) == "sinks.on_delivery";
+      std::set<std::string> used;
+      for (int i = 0; i < list->size(); ++i) {
+        const std::string key = index(chain, i);
+        const std::string& n = list->Get(i);
+        if (names.count(n) == 0) {
+          return fail_key(key, quoted(n) + " is not defined under sinks.define");
+        }
+        if (!used.insert(n).second) {
+          return fail_key(key, quoted(n) + " is listed twice");
+        }
+        const auto k = kinds[n];
+        if (delivery) {
+          if (k != bh::proto::SINK_KIND_PROGRAM) {
+            return fail_key(key, quoted(n) + ": only program sinks take the delivery-result event");
+          }
+          continue;
+        }
+        if (route != (k == bh::proto::SINK_KIND_ROUTE)) {
+          return fail_key(key, quoted(n) + (route ? ": only route sinks take the routing event"
+                                                  : ": a route sink takes the routing event only (sinks.on_route)"));
+        }
+        const bool has_protocol = k == bh::proto::SINK_KIND_POLICY || k == bh::proto::SINK_KIND_REPLY_TEXT;
+        const bool has_arrival = k != bh::proto::SINK_KIND_REPLY_TEXT;
+        if (!route && (protocol ? !has_protocol : !has_arrival)) {
+          return fail_key(key, quoted(n) + (protocol ? ": only policy and reply_text sinks take protocol events"
+                                                     : ": a reply_text sink takes protocol events only"));
+        }
       }
     }
     return true;

@@ -21,6 +21,7 @@
 #include <future>
 #include <memory>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -39,11 +40,14 @@
 #include "common/text.h"
 #include "directory/file_directory.h"
 #include "directory/ldap_client.h"
+#include "directory/ldap_pool.h"
 #include "directory/ldap_directory.h"
+#include "directory/topology_reader.h"
 #include "node/categorize_deliverer.h"
 #include "node/config.h"
 #include "node/linkstate_delivery.h"
 #include "node/linkstate_service.h"
+#include "node/sinks_setup.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
 #include "queue/queue_manager.h"
@@ -240,7 +244,7 @@ int main(int argc, char** argv) {
   bh::directory::RecipientDirectory* recipients = &directory;
   asio::io_context ldap_io(1);
   auto ldap_guard = asio::make_work_guard(ldap_io);
-  std::shared_ptr<bh::directory::LdapClient> ldap_client;
+  std::shared_ptr<bh::directory::LdapPool> ldap_client;  // the global catalog role
   std::unique_ptr<bh::directory::LdapDirectory> ldap_directory;
   std::unique_ptr<bh::directory::Categorizer> categorizer;
   std::unique_ptr<bh::node::CategorizeDeliverer> categorize_deliverer;
@@ -248,11 +252,26 @@ int main(int argc, char** argv) {
   // Ends the LDAP client and its thread on every way out of main (the early
   // `return fatal(...)` too): pending lookups fail, the connection closes, and the
   // io_context runs out of work.
+  // The configuration role (directory.ldap.configuration): its own client to the domain
+  // controllers, the reader and its poller, on the same io_context.
+  std::shared_ptr<bh::directory::LdapClient> dc_client;
+  std::unique_ptr<bh::directory::TopologyReader> topology_reader;
+  std::shared_ptr<bh::directory::TopologyPoller> topology_poller;
+  std::mutex topology_mu;
+  std::optional<bh::directory::Topology> topology;  // the last one read (bhctl status)
   struct LdapShutdown {
-    std::shared_ptr<bh::directory::LdapClient>& client;
+    std::shared_ptr<bh::directory::LdapPool>& client;
+    std::shared_ptr<bh::directory::LdapClient>& dc;
+    std::shared_ptr<bh::directory::TopologyPoller>& poller;
     asio::executor_work_guard<asio::io_context::executor_type>& guard;
     std::thread& thread;
     void now() {
+      if (poller) {
+        poller->stop();
+      }
+      if (dc) {
+        dc->stop();
+      }
       if (client) {
         client->stop();
       }
@@ -262,7 +281,7 @@ int main(int argc, char** argv) {
       }
     }
     ~LdapShutdown() { now(); }
-  } ldap_shutdown{ldap_client, ldap_guard, ldap_thread};
+  } ldap_shutdown{ldap_client, dc_client, topology_poller, ldap_guard, ldap_thread};
   const auto& ldap_cfg = cfg.directory().ldap();
   const auto ldap_timeout = std::chrono::milliseconds(ldap_cfg.timeout_ms());
   if (ldap_cfg.global_catalog_size() > 0) {
@@ -284,6 +303,7 @@ int main(int argc, char** argv) {
       }
       lo.password = std::move(pw);
     }
+    lo.sasl_mechanism = ldap_cfg.sasl_mechanism();
     lo.timeout = ldap_timeout;
     lo.max_in_flight = ldap_cfg.max_in_flight();
     lo.tls.start_tls = ldap_cfg.tls().start_tls();
@@ -292,7 +312,7 @@ int main(int argc, char** argv) {
     if (!lo.tls.verify) {
       bh::log::warn("node", config_path + ": directory.ldap.tls.verify is false: the directory's certificate is not checked");
     }
-    ldap_client = bh::directory::LdapClient::create(ldap_io, std::move(lo));
+    ldap_client = std::make_shared<bh::directory::LdapPool>(ldap_io, lo, ldap_cfg.connections());
     bh::directory::LdapDirectoryOptions dopt;
     dopt.base_dn = ldap_cfg.base_dn();
     const auto& at = ldap_cfg.attributes();
@@ -330,6 +350,23 @@ int main(int argc, char** argv) {
     categorize_deliverer = std::make_unique<bh::node::CategorizeDeliverer>(*categorizer);
     manager.set_categorizer(categorize_deliverer.get());
     ldap_client->start();
+    if (const auto& cc = ldap_cfg.configuration(); cc.domain_controller_size() > 0) {
+      bh::directory::LdapClientOptions dco = lo;  // the same credentials and TLS
+      dco.uris.assign(cc.domain_controller().begin(), cc.domain_controller().end());
+      dc_client = bh::directory::LdapClient::create(ldap_io, std::move(dco));
+      topology_reader = std::make_unique<bh::directory::TopologyReader>(
+          *dc_client, bh::directory::TopologyReaderOptions{cc.config_dn()});
+      topology_poller = bh::directory::TopologyPoller::create(
+          ldap_io, *topology_reader, std::chrono::seconds(cc.poll_interval_s()),
+          [&topology_mu, &topology](const bh::directory::Topology& t) {
+            std::lock_guard lock(topology_mu);
+            topology = t;
+          });
+      dc_client->start();
+      topology_poller->start();
+      bh::log::info("node", name + ": configuration from LDAP " + cc.domain_controller(0) + " under " +
+                                cc.config_dn());
+    }
     ldap_thread = std::thread([&ldap_io] { ldap_io.run(); });
     bh::log::info("node", name + ": recipients from LDAP " + ldap_cfg.global_catalog(0) + " under " +
                               ldap_cfg.base_dn());
@@ -359,6 +396,11 @@ int main(int argc, char** argv) {
     return mailbox.get();
   };
   manager.set_dsn(dsn);
+  // Event sinks (sinks/, docs/sinks.md): built here, used by the router and the listeners.
+  auto sink_setup = bh::node::build_sinks(cfg.sinks(), hostname, dsn.local_mailbox);
+  if (!sink_setup.ok()) {
+    return fatal(config_path + ": " + sink_setup.error().message);
+  }
 
   // Link state on TCP 691 (link_state): its own thread; see node/linkstate_service.h.
   std::unique_ptr<bh::node::LinkStateService> link_state;
@@ -375,7 +417,7 @@ int main(int argc, char** argv) {
   } else {
     return fatal(config_path + ": routing: " + t.error().message);
   }
-  auto router = [&routes, &delivery_random, &link_state](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
+  auto base_router = [&routes, &delivery_random, &link_state](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
     // Link state first: an unreachable address space waits; a connector of this routing
     // group that is also an SMTP connector carries it. (Connectors of other groups are
     // not in the delivery path yet: the static table decides for those.)
@@ -403,6 +445,8 @@ int main(int argc, char** argv) {
     c.max_connections = r->connector->settings.max_connections;
     return c;
   };
+  // The routing event (sinks.on_route) may override the connector chosen.
+  bh::queue::Router router = sink_setup.value()->route(base_router, [&routes] { return routes; });
   // The relay client: its own io_context and thread, and c-ares when a connector uses MX.
   asio::io_context relay_io(1);
   auto relay_guard = asio::make_work_guard(relay_io);
@@ -488,8 +532,9 @@ int main(int argc, char** argv) {
   }
   // Runs whether or not a connector exists (the LMTP deliverer uses it too).
   std::thread relay_thread([&relay_io] { relay_io.run(); });
-  if (tracker) {
-    manager.set_events(tracker.get());
+  // The tracker, and the delivery-result event (sinks.on_delivery) on the relay's loop.
+  if (auto* events = sink_setup.value()->queue_events(tracker.get(), relay_io.get_executor())) {
+    manager.set_events(events);
   }
   manager.set_delivered_hook([](const std::string& id, const std::string& mailbox, const std::string& path) {
     bh::log::info("deliver", id + ": mailbox " + mailbox + ": " + path);
@@ -650,6 +695,11 @@ int main(int argc, char** argv) {
         clock, bh::smtp::EtrnRateLimits{cfg.smtp().etrn_per_minute(), std::chrono::seconds(60), 4096});
   }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
+  // Event sinks (sinks/, docs/sinks.md): the arrival chain decides before each 250.
+  svc.filter = sink_setup.value()->filter();
+  svc.held_bytes = std::make_shared<std::atomic<std::uint64_t>>(0);
+  svc.held_limit = std::uint64_t{cfg.sinks().max_held_mb()} << 20;
+  svc.session.protocol_hooks = sink_setup.value()->hooks();
   auto& s = svc.session;
   const auto& c = cfg.smtp();
   const auto& t = c.timeouts();
@@ -758,7 +808,7 @@ int main(int argc, char** argv) {
       }
       auto d = ldap_directory->counters();
       auto l = ldap_client->counters();
-      return json{{"kind", "ldap"}, {"lookups", d.lookups}, {"cache_hits", d.cache_hits},
+      json j{{"kind", "ldap"}, {"lookups", d.lookups}, {"cache_hits", d.cache_hits},
                   {"searches", d.searches}, {"found", d.found}, {"not_found", d.not_found},
                   {"ambiguous", d.ambiguous}, {"errors", d.errors},
                   {"cache_size", d.cache.size}, {"cache_evictions", d.cache.evictions},
@@ -768,7 +818,26 @@ int main(int argc, char** argv) {
                   {"ldap_connects", l.connects}, {"ldap_connect_failures", l.connect_failures},
                   {"ldap_disconnects", l.disconnects}, {"ldap_hung", l.hung},
                   {"ldap_failovers", l.failovers}, {"ldap_in_flight", l.in_flight},
-                  {"ldap_max_in_flight", l.max_in_flight}, {"ldap_connected_uri", l.connected_uri}};
+                  {"ldap_max_in_flight", l.max_in_flight}, {"ldap_connected_uri", l.connected_uri},
+                  {"ldap_connections", ldap_client->size()}, {"ldap_connected", ldap_client->connected()}};
+      if (topology_poller) {
+        std::lock_guard lock(topology_mu);
+        j["topology_reads"] = topology_poller->reads();
+        j["topology_changes"] = topology_poller->changes();
+        j["topology_digest"] = topology ? topology->digest : "";
+        j["routing_groups"] = topology ? topology->groups.size() : 0;
+        j["servers"] = topology ? topology->servers.size() : 0;
+        j["connectors"] = 0;
+        if (topology) {
+          std::size_t n = 0;
+          for (const auto& g : topology->groups) {
+            n += g.connectors.size();
+          }
+          j["connectors"] = n;
+          j["topology_warnings"] = topology->warnings.size();
+        }
+      }
+      return j;
     };
     bh::admin::AdminHandlers h;
     h.status = [&, start_time, directory_status] {  // a copy: the lambda is local to this block
@@ -817,6 +886,7 @@ int main(int argc, char** argv) {
                                        {"rotations", tracking->counters().rotations}}
                                  : json{{"enabled", false}}},
           {"directory", directory_status()},
+          {"sinks", sink_setup.value()->status()},
           {"store", {{"commits", sc.commits}, {"batches", sc.batches}, {"syncs", sc.syncs},
                      {"failures", sc.failures},
                      {"recovered", recovered.ready.size()},
@@ -889,7 +959,8 @@ int main(int argc, char** argv) {
     };
     // bhctl resolve: the categorizer's tree on a directory node; the file directory's
     // answer otherwise. Waits on the admin thread, at most the lookup timeout + 1 s.
-    h.resolve = [&categorizer, recipients, ldap_timeout](const std::string& address) -> bh::Result<json> {
+    h.resolve = [&categorizer, recipients, ldap_timeout, &topology_mu,
+                 &topology](const std::string& address) -> bh::Result<json> {
       if (address.size() > 320 || address.find_first_of(std::string("\r\n\0", 3)) != std::string::npos ||
           address.find('@') == std::string::npos) {
         return bh::permanent_error("5.1.3", "not an address: " + address);
@@ -926,10 +997,25 @@ int main(int argc, char** argv) {
       if (o.error && o.error->transient()) {
         return *o.error;
       }
+      // The home server's routing group, from the configuration role when there is one.
+      auto group_of = [&](const std::string& server) -> std::string {
+        std::lock_guard lock(topology_mu);
+        if (!topology || server.empty()) {
+          return "";
+        }
+        for (const auto& sv : topology->servers) {
+          if (bh::ascii_lower(sv.name) == bh::ascii_lower(server)) {
+            return sv.routing_group;
+          }
+        }
+        return "?";  // a home server the configuration does not know
+      };
       for (const auto& r : o.recipients) {
         out["recipients"].push_back({{"address", r.address},
                                      {"mailbox", r.mailbox},
                                      {"home_server", r.home_server},
+                                     {"routing_group", group_of(r.home_server.empty() ? r.expansion_server
+                                                                                       : r.home_server)},
                                      {"expansion_server", r.expansion_server}});
       }
       out["trace"] = o.trace;
@@ -1008,7 +1094,10 @@ int main(int argc, char** argv) {
     });
   }
 
-  asio::signal_set signals(*ctx_ptrs[0], SIGTERM, SIGINT, SIGHUP);
+  // Held so that it can go before its io_context does (its destructor deregisters from the
+  // context's signal service: after contexts.clear() that was a use after free).
+  std::optional<asio::signal_set> signal_holder(std::in_place, *ctx_ptrs[0], SIGTERM, SIGINT, SIGHUP);
+  asio::signal_set& signals = *signal_holder;
   std::function<void(boost::system::error_code, int)> on_signal =
       [&](boost::system::error_code ec, int sig) {
         if (ec) {
@@ -1059,6 +1148,7 @@ int main(int argc, char** argv) {
     th.join();
   }
   ldap_shutdown.now();  // no session asks the directory any more
+  sink_setup.value()->shutdown();  // plug-in calls in flight finish while their loops exist
   // Order matters: the committer may still post answers into the (stopped) contexts,
   // so it ends first; then the sockets and handlers go with their contexts, while the
   // counters and the store they point at are still alive.
@@ -1075,6 +1165,7 @@ int main(int argc, char** argv) {
   admin.reset();
   listeners.clear();
   tls_listeners.clear();
+  signal_holder.reset();
   guards.clear();
   contexts.clear();
   bh::log::info("node", "stopped");

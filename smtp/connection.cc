@@ -66,6 +66,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
                  *services_->clock) {}
 
   ~Connection() {
+    release_held();
     if (limiter_) {
       limiter_->release(peer_ip_);
     }
@@ -527,6 +528,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
 
   void perform(BeginMessage&) {
     spool_error_.reset();
+    release_held();
     auto w = services_->store->begin();
     Result<std::string> id = w.ok() ? Result<std::string>((*w)->id()) : Result<std::string>(w.error());
     if (w.ok()) {
@@ -536,6 +538,26 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   }
   void perform(BodyData& a) {
     if (!writer_ || spool_error_) {
+      return;
+    }
+    if (services_->filter) {
+      // Held for the arrival sinks; the session stops at max_message_size.
+      if (held_.size() + a.bytes.size() > services_->session.max_message_size + (64u << 10)) {
+        spool_error_ = permanent_error("5.3.4", "Error: message too big");
+        release_held();
+        return;
+      }
+      if (const auto& b = services_->held_bytes) {
+        const std::uint64_t n = a.bytes.size();
+        if (b->fetch_add(n) + n > services_->held_limit) {
+          b->fetch_sub(n);
+          spool_error_ = transient_error("4.3.1", "Insufficient system storage, try again later");
+          release_held();
+          return;
+        }
+        held_charged_ += n;
+      }
+      held_.append(a.bytes);
       return;
     }
     if (auto r = writer_->write(a.bytes); !r.ok()) {
@@ -552,8 +574,75 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
       feed_now(session_.on_commit_result(Result<std::string>(std::move(e))));
       return;
     }
+    if (services_->filter) {
+      filter_then_commit(std::move(a.envelope));
+      return;
+    }
+    commit(std::move(a.envelope));
+  }
+
+  // Arrival sinks: decide on the held message, then spool and commit it (or not).
+  void filter_then_commit(queue::Envelope envelope) {
+    std::string message = std::move(held_);
+    held_.clear();
+    services_->filter(std::move(envelope), std::move(message),
+                      [self = shared_from_this()](MessageFilterResult r) {
+                        asio::post(self->socket_.get_executor(), [self, r = std::move(r)]() mutable {
+                          self->filtered(std::move(r));
+                        });
+                      },
+                      socket_.get_executor());
+  }
+
+  // Gives the held bytes back to the node-wide budget.
+  void release_held() {
+    held_.clear();
+    held_.shrink_to_fit();
+    if (held_charged_ > 0 && services_->held_bytes) {
+      services_->held_bytes->fetch_sub(held_charged_);
+    }
+    held_charged_ = 0;
+  }
+
+  void filtered(MessageFilterResult r) {
+    release_held();  // the chain is done with the message
+    if (dead_ || !writer_) {
+      return;  // the client is gone; nothing was acknowledged
+    }
+    using Kind = MessageFilterResult::Kind;
+    if (r.kind == Kind::kReject) {
+      writer_.reset();
+      run(session_.on_commit_result(Result<std::string>(std::move(r.error))));
+      return;
+    }
+    if (r.kind == Kind::kDiscard) {
+      std::string id = writer_->id();
+      writer_.reset();
+      run(session_.on_commit_result(Result<std::string>(std::move(id))));
+      return;
+    }
+    if (r.envelope.recipients.empty()) {
+      writer_.reset();
+      run(session_.on_commit_result(
+          Result<std::string>(permanent_error("5.7.1", "No recipients left after filtering"))));
+      return;
+    }
+    if (auto w = writer_->write(r.message); !w.ok()) {
+      spool_error_ = w.error();
+      writer_.reset();
+      if (services_->counters != nullptr) {
+        services_->counters->commit_failures++;
+      }
+      run(session_.on_commit_result(Result<std::string>(*spool_error_)));
+      return;
+    }
+    r.envelope.body_size = r.message.size();
+    commit(std::move(r.envelope));
+  }
+
+  void commit(queue::Envelope envelope) {
     services_->store->commit(
-        std::move(writer_), std::move(a.envelope),
+        std::move(writer_), std::move(envelope),
         [self = shared_from_this()](Result<std::string> id) {
           asio::post(self->socket_.get_executor(), [self, id = std::move(id)]() mutable {
             if (id.ok()) {
@@ -575,6 +664,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   }
   void perform(AbortMessage&) {
     writer_.reset();
+    release_held();
     spool_error_.reset();
   }
   void perform(BeginTls&) {
@@ -798,6 +888,8 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   std::string out_, sending_;
   std::deque<Action> pending_;
   std::unique_ptr<queue::SpoolWriter> writer_;
+  std::string held_;  // the message while arrival sinks are configured
+  std::uint64_t held_charged_ = 0;  // of held_bytes, until the chain has decided
   std::unique_ptr<AuthBackend::Exchange> exchange_;  // the SASL exchange of AUTH/X-EXPS
   // ATRN: the connection as a client (RFC 2645).
   struct TurnJob {

@@ -50,6 +50,21 @@ struct ListenerCounters {
   std::atomic<std::uint64_t> atrn_turns{0}, etrn_runs{0};
 };
 
+// Arrival sinks (sinks/, wired in node/): what they decided about one complete message.
+struct MessageFilterResult {
+  enum class Kind { kAccept, kReject, kDiscard };
+  Kind kind = Kind::kAccept;
+  Error error;               // kReject: the reply (4xx or 5xx; reply_code if chosen)
+  queue::Envelope envelope;  // kAccept: possibly changed (sender, recipients)
+  std::string message;       // kAccept: what to spool instead (changed headers/body)
+};
+// Called on the connection's thread with the envelope and the whole message at the end
+// of DATA/BDAT, before it is committed, and the connection's executor (for the filter's
+// own timers and sockets); `done` may be called on any thread.
+using MessageFilter = std::function<void(queue::Envelope envelope, std::string message,
+                                         std::function<void(MessageFilterResult)> done,
+                                         boost::asio::any_io_executor ex)>;
+
 struct ConnectionServices {
   queue::MessageStore* store = nullptr;
   directory::RecipientDirectory* directory = nullptr;
@@ -97,6 +112,14 @@ struct ConnectionServices {
   // A complete X-LINK2STATE payload from a peer node (the link-state engine's input);
   // called on the connection's thread, must not block. Unset: logged and dropped.
   std::function<void(const std::string& peer, std::string payload)> on_link_state;
+  // Arrival sinks: when set, the message is held (bounded by session.max_message_size)
+  // until the end of data, the filter decides, and only then is it spooled and committed.
+  MessageFilter filter;
+  // The bytes held for `filter` across all connections of the node: a message that would
+  // pass `held_limit` is not held and gets 452 4.3.1 at its end (hostile: many large
+  // messages at once). Null: no node-wide cap.
+  std::shared_ptr<std::atomic<std::uint64_t>> held_bytes;
+  std::uint64_t held_limit = 256u << 20;
   // Called (on the connection's thread) once a message is durable and acknowledged.
   std::function<void(const std::string& queue_id)> on_queued;
   SessionConfig session;

@@ -49,6 +49,9 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 // The basic code for a store/queue verdict (RFC 3463 class + subject): insufficient
 // storage is 452, a size refusal 552, other transient faults 451, other permanent 554.
 int store_code(const Error& e) {
+  if (e.reply_code != 0) {
+    return e.reply_code;  // chosen by an event sink
+  }
   if (e.transient()) {
     return e.enhanced == "4.3.1" ? 452 : 451;
   }
@@ -80,6 +83,7 @@ struct ServerSession::Impl {
   bool started = false, pregreet = false, closed = false;
   bool greeted = false, esmtp = false, tls_active = false;
   std::string helo;
+  std::string hook_verb = "CONNECT";  // the command protocol sinks see replies for
   Mode mode = Mode::kCommand;
   Awaiting awaiting = Awaiting::kNothing;
   LineReader in;  // command lines, and body octets that arrived behind a command
@@ -145,7 +149,26 @@ struct ServerSession::Impl {
       l.append(enhanced).push_back(' ');
     }
     l.append(text);
+    if (cfg.protocol_hooks && !hook_verb.empty()) {
+      // A protocol sink may rewrite the reply, keeping its class (the state already changed).
+      if (auto r = cfg.protocol_hooks->on_reply(peer, hook_verb, l); r && sink_line_ok(*r) && (*r)[0] == l[0]) {
+        l = *r;
+      }
+    }
     send(l);
+  }
+  // A reply line from a sink: "NNN text" with a 2xx-5xx code, printable, at most 512 octets.
+  static bool sink_line_ok(std::string_view l) {
+    if (l.size() < 4 || l.size() > 512 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' ||
+        l[2] < '0' || l[2] > '9' || l[3] != ' ') {
+      return false;
+    }
+    for (char c : l) {
+      if (static_cast<unsigned char>(c) < 0x20) {
+        return false;
+      }
+    }
+    return true;
   }
   // A reply to a client mistake: counted, and the session ends past max_errors.
   void error_reply(int code, std::string_view enhanced, std::string_view text) {
@@ -369,6 +392,18 @@ struct ServerSession::Impl {
           error_reply(501, "5.5.2", "Syntax error: invalid character in command");
         } else {
           error_reply(500, "5.5.2", "Error: command unrecognized");
+        }
+        return;
+      }
+    }
+    if (cfg.protocol_hooks) {
+      // BDAT is never answered by a sink: its chunk octets would then be read as commands.
+      hook_verb = verb;
+      if (auto r = verb == "BDAT" ? std::nullopt : cfg.protocol_hooks->on_command(peer, verb, arg);
+          r && sink_line_ok(*r) && ((*r)[0] == '4' || (*r)[0] == '5')) {
+        send(*r);
+        if (r->compare(0, 3, "421") == 0) {
+          close();
         }
         return;
       }

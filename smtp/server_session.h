@@ -28,6 +28,24 @@
 
 namespace bh::smtp {
 
+struct PeerInfo;
+
+// Protocol event sinks (sinks/, wired in node/; docs/sinks.md): called synchronously on
+// the session's thread, so they must be quick and must not block (in-memory decisions).
+class ProtocolHooks {
+ public:
+  virtual ~ProtocolHooks() = default;
+  // A command line before it is performed (`verb` upper-case; "CONNECT" for the banner
+  // is not a command and never comes here). nullopt: let it pass; a reply line
+  // ("550 5.7.1 text", 4xx or 5xx) answers it instead and the command is not performed.
+  virtual std::optional<std::string> on_command(const PeerInfo& peer, std::string_view verb,
+                                                std::string_view argument) = 0;
+  // A single-line reply about to be sent for `verb` ("CONNECT" for the banner): nullopt
+  // keeps it; a line with the same first digit replaces it (others are ignored).
+  virtual std::optional<std::string> on_reply(const PeerInfo& peer, std::string_view verb,
+                                              std::string_view reply) = 0;
+};
+
 struct SessionConfig {
   std::string hostname = "localhost";  // our name in the banner, EHLO and Received
   std::uint64_t max_message_size = 35ull << 20;  // SIZE, enforced while streaming
@@ -74,6 +92,8 @@ struct SessionConfig {
   std::chrono::milliseconds data_init_timeout{std::chrono::minutes(2)};
   std::chrono::milliseconds data_block_timeout{std::chrono::minutes(3)};
   std::chrono::milliseconds data_term_timeout{std::chrono::minutes(10)};
+  // Protocol event sinks; null: none.
+  std::shared_ptr<ProtocolHooks> protocol_hooks;
 };
 
 struct PeerInfo {

@@ -140,6 +140,23 @@ def verb_seeds():
                               b"\x00a..b", b"\x00 @sub.example.org  ", b"\xff" + b"@our.domain" * 8,
                               b"\x00#q\r\nX"]):
         write("smtp_etrn", i, data)
+    # sinks_milter_reply: knob octet (feed size), then milter packets.
+    def mp(cmd, data=b""):
+        return struct.pack(">I", len(data) + 1) + cmd + data
+    optneg = mp(b"O", struct.pack(">III", 6, 0x1ff, 0))
+    for i, data in enumerate([
+            b"\x00" + optneg + mp(b"c") + mp(b"c"),
+            b"\x03" + mp(b"i", struct.pack(">I", 0) + b"DKIM-Signature\0v=1; a=rsa-sha256;\n\tb=abc\0") + mp(b"a"),
+            b"\x07" + mp(b"h", b"X-Spam\0yes\0") + mp(b"m", struct.pack(">I", 1) + b"Subject\0\0") + mp(b"c"),
+            b"\x01" + mp(b"y", b"554 5.7.1 Rejected\0") + mp(b"y", b"451 later\0") + mp(b"y", b"250 ok\0"),
+            b"\x00" + mp(b"b", b"new body\r\n") + mp(b"+", b"<x@y>\0") + mp(b"-", b"<x@y>\0") + mp(b"q", b"spam\0"),
+            b"\x00" + mp(b"h", b"X\0a\r\nInjected: 1\0") + mp(b"h", b"X A\0b\0"),
+            b"\x02" + struct.pack(">I", 0) + b"x",
+            b"\x02" + struct.pack(">I", 0xffffffff) + b"O",
+            b"\x05" + mp(b"p") * 5 + mp(b"t") + mp(b"d") + mp(b"r") + mp(b"s") + mp(b"f") + mp(b"4"),
+            b"\x00" + mp(b"2", b"<a@b>\0ORCPT=x\0") + mp(b"e", b"<s@t>\0") + mp(b"l", struct.pack(">I", 2) + b"{x}\0"),
+    ]):
+        write("sinks_milter_reply", i, data)
 
 
 def pb_varint(n):

@@ -12,8 +12,10 @@ over ldap:// on loopback. Proves, over SMTP with smtplib:
 - hostile-inputs #59: slapd SIGSTOPped -> 451 4.4.3 within timeout_ms + 1 s; SIGCONT -> 250
   again; slapd SIGKILLed -> 451 4.4.3; restarted on the same port -> 250 again; the node
   is never restarted;
+- directory.ldap.connections: 3 connections come up, and all reconnect by themselves
+  after slapd is killed and restarted;
 - 200 concurrent RCPTs while slapd is paused are all in flight at once on one LDAP
-  connection (counters: max in flight >= 200, one connect), and all get 250 once it
+  connection (connections: 1) (counters: max in flight >= 200, one connect), and all get 250 once it
   resumes (the time is printed, not asserted).
 """
 import json
@@ -50,7 +52,7 @@ USERS = (user("alice", "A.Liddell@example.test", ["alice@example.test"], mail="a
          + user("carol", "carol@example.test", home=None))
 
 
-def ldap_node(tmp, slapd_uris, timeout_ms, smtp=None):
+def ldap_node(tmp, slapd_uris, timeout_ms, smtp=None, connections=1):
     pw = os.path.join(tmp, "ldap.pw")
     with open(pw, "w") as f:
         f.write(ADMIN_PW + "\n")
@@ -64,6 +66,7 @@ def ldap_node(tmp, slapd_uris, timeout_ms, smtp=None):
         f"  timeout_ms: {timeout_ms}",
         "  positive_ttl_s: 0",  # every RCPT asks slapd: the outage tests need that
         "  negative_ttl_s: 0",
+        f"  connections: {connections}",
         "  attributes:",
         "    home_server: bhHomeServer",
     ]
@@ -237,6 +240,38 @@ class LdapOutages(unittest.TestCase):
         d = status(self.node)
         self.assertGreaterEqual(d["ldap_disconnects"], 1)
         self.assertGreaterEqual(d["ldap_connects"], 2)
+
+
+class LdapPool(unittest.TestCase):
+    """directory.ldap.connections: 3 connections, all up; after slapd is killed and
+    restarted every one of them reconnects on its own, and lookups spread over them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="bh-ldappool-")
+        cls.slapd = Slapd(USERS, schemas=[SCHEMA], indexes=["proxyAddresses,mail eq"])
+        cls.node = ldap_node(cls.tmp, [cls.slapd.uri], 1500, connections=3).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.cleanup()
+        cls.slapd.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_three_connections_reconnect_on_their_own(self):
+        wait_until(lambda: status(self.node)["ldap_connected"] == 3, timeout=15, what="3 connections")
+        self.assertEqual(status(self.node)["ldap_connections"], 3)
+        self.slapd.kill_hard()
+        self.slapd.start()
+        c = Client(self.node)
+        try:
+            wait_until(lambda: c.rcpt("alice@example.test")[0] == 250, timeout=15, what="250 again")
+            for _ in range(30):
+                self.assertEqual(c.rcpt("bob@example.test")[0], 250)
+        finally:
+            c.close()
+        wait_until(lambda: status(self.node)["ldap_connected"] == 3, timeout=15, what="all 3 back")
+        self.assertGreaterEqual(status(self.node)["ldap_connects"], 6)
 
 
 class LdapPipelining(unittest.TestCase):

@@ -9,7 +9,9 @@ deploy/ldap/bridgehead.schema), `listeners` (how many loopback ports one slapd s
 like a DC on 389 and a GC on 3268 over one database: `uris`, `ports`), `log_stats` (run
 slapd in the foreground with `-d stats` into `log_path`, so a test can read the filters
 it was sent), `indexes` (extra "index" lines), `limits` (extra database lines such as
-sizelimit). For outage tests: pause() / resume()
+sizelimit), `global_lines` (extra lines before the database, e.g. sasl-host), `env`
+(slapd's environment: KRB5_KTNAME, KRB5_CONFIG for GSSAPI), `acl` (replaces the
+"access to * by * read" line). For outage tests: pause() / resume()
 (SIGSTOP / SIGCONT), kill_hard() (SIGKILL), and start() again on the same ports and data.
 """
 import os
@@ -28,7 +30,7 @@ ADMIN_PW = "adminpw"
 
 class Slapd:
     def __init__(self, ldif="", schemas=(), listeners=1, log_stats=False, indexes=(), limits=(),
-                 tls=None):
+                 tls=None, env=None, global_lines=(), acl=None):
         self.dir = tempfile.mkdtemp(prefix="bh-slapd-")
         os.mkdir(os.path.join(self.dir, "db"))
         self.ports = [free_port() for _ in range(listeners)]
@@ -37,6 +39,10 @@ class Slapd:
         self.ldaps_port = free_port() if tls else None
         self.ldaps_uri = f"ldaps://127.0.0.1:{self.ldaps_port}/" if tls else None
         tls_lines = (f"TLSCertificateFile {tls[0]}\nTLSCertificateKeyFile {tls[1]}\n" if tls else "")
+        # e.g. "sasl-host 127.0.0.1" for GSSAPI binds; env: KRB5_KTNAME, KRB5_CONFIG.
+        tls_lines += "".join(f"{l}\n" for l in global_lines)
+        self.env = dict(os.environ, **(env or {}))
+        acl = acl or "access to * by * read"
         self.port = self.ports[0]
         self.uri = self.uris[0]
         self.pidfile = os.path.join(self.dir, "slapd.pid")
@@ -60,7 +66,7 @@ include /etc/ldap/schema/inetorgperson.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
 access to attrs=userPassword by self write by anonymous auth by * none
-access to * by * read
+{acl}
 database mdb
 maxsize 104857600
 suffix "{SUFFIX}"
@@ -89,11 +95,11 @@ ou: people
             # Foreground (-d keeps it attached) so the stats log lands in our file.
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(["slapd", "-f", self.conf, "-h", urls, "-d", "stats"],
-                                         stdout=log, stderr=log)
+                                         stdout=log, stderr=log, env=self.env)
             log.close()
         else:
             subprocess.run(["slapd", "-f", self.conf, "-h", urls, "-s", "0"], check=True,
-                           capture_output=True)
+                           capture_output=True, env=self.env)
         wait_until(self._answers, timeout=10, what="slapd on " + urls)
 
     def pid(self):

@@ -1,0 +1,52 @@
+#pragma once
+// Builds the arrival chain of the sinks section (sinks/, docs/sinks.md) and adapts it
+// to the SMTP connection's MessageFilter. The one place that names the concrete sinks.
+
+#include <boost/asio/thread_pool.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/result.h"
+#include "proto/config.pb.h"
+#include "queue/queue_events.h"
+#include "queue/queue_manager.h"
+#include "routing/route_table.h"
+#include "sinks/delivery_events.h"
+#include "sinks/protocol_sink.h"
+#include "sinks/route_sink.h"
+#include "sinks/sink.h"
+#include "smtp/connection.h"
+
+namespace bh::node {
+
+struct SinkSetup {
+  std::unique_ptr<boost::asio::thread_pool> plugin_pool;  // plug-in calls run here
+  std::shared_ptr<sinks::MessageChain> on_arrival;        // empty chain: no filter
+  std::shared_ptr<sinks::ProtocolChain> on_command;       // empty chain: no hooks
+  smtp::MessageFilter filter() const;                     // null when on_arrival is empty
+  std::shared_ptr<smtp::ProtocolHooks> hooks() const;
+  std::shared_ptr<sinks::MessageChain> on_delivery;  // program sinks; empty: none
+  std::unique_ptr<sinks::DeliveryNotifier> notifier;
+  std::unique_ptr<queue::QueueEvents> events;
+  // The queue's observer: `next` (the tracker, may be null) and then, for each recipient
+  // outcome, the on_delivery chain run on `ex`. Null when there is neither.
+  queue::QueueEvents* queue_events(queue::QueueEvents* next, boost::asio::any_io_executor ex);
+  std::shared_ptr<sinks::RouteChain> on_route;  // empty chain: the router as it is
+  // `inner` with the routing event applied (inner itself when on_route is empty).
+  queue::Router route(queue::Router inner,
+                      std::function<std::shared_ptr<const routing::RouteTable>()> routes)
+      const;                      // null when on_command is empty
+  nlohmann::json status() const;  // counters per sink, in chain order
+  // Waits for plug-in calls in flight (they post their answers to the io_contexts, so
+  // this runs before those are destroyed). Idempotent.
+  void shutdown();
+  ~SinkSetup();
+};
+
+// `local_mailbox`: the mailbox name for a local journal address (empty: relayed).
+Result<std::unique_ptr<SinkSetup>> build_sinks(
+    const proto::Sinks& config, const std::string& hostname,
+    const std::function<std::string(const std::string& address)>& local_mailbox);
+
+}  // namespace bh::node
