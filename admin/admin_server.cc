@@ -151,6 +151,13 @@ class Session : public std::enable_shared_from_this<Session> {
         reply(r.error().transient() ? http::status::service_unavailable : http::status::bad_request,
               {{"error", r.error().enhanced + " " + r.error().message}});
       }
+    } else if (target == "/v1/linkstate/lsdb" || target == "/v1/linkstate/peers" ||
+               target == "/v1/linkstate/routes") {
+      if (!st_->handlers.linkstate) {
+        reply(http::status::not_found, {{"error", "link state is not configured on this node (link_state)"}});
+      } else {
+        reply(http::status::ok, st_->handlers.linkstate(target.substr(14)));
+      }
     } else if (target == "/v1/status") {
       reply(http::status::ok, st_->handlers.status());
     } else if (target == "/v1/queues" && st_->handlers.queues) {
@@ -204,6 +211,19 @@ class Session : public std::enable_shared_from_this<Session> {
         answer(st_->handlers.hop_freeze(hop, path == "/v1/queues/freeze"));
       } else {
         reply(http::status::not_found, {{"error", "no such resource"}});
+      }
+      return;
+    }
+    if (req.method() == http::verb::post && path == "/v1/linkstate/report") {
+      auto p = parse_query(query, {"connector", "state"});
+      if (!p.ok() || p->count("connector") == 0 || p->count("state") == 0 ||
+          (p->at("state") != "up" && p->at("state") != "down")) {
+        reply(http::status::bad_request,
+              {{"error", p.ok() ? "connector= and state=up|down are required" : p.error().message}});
+      } else if (!st_->handlers.linkstate_report) {
+        reply(http::status::not_found, {{"error", "link state is not configured on this node (link_state)"}});
+      } else {
+        answer(st_->handlers.linkstate_report(p->at("connector"), p->at("state") == "up"));
       }
       return;
     }

@@ -7,7 +7,8 @@
 // handler has none), POST /v1/queue/<id>/{retry,freeze,thaw}, DELETE /v1/queue/<id>
 // [?ndr=1], GET /v1/queues, POST /v1/queues/{retry,freeze,thaw}?hop=<next hop>,
 // GET /v1/track?<query> (parse_track_query; 400 if malformed, 404 if the node has no
-// tracking handler), GET /v1/resolve?address=A (404 if the node has no resolver).
+// tracking handler), GET /v1/resolve?address=A (404 if the node has no resolver),
+// GET /v1/linkstate/{lsdb,peers,routes} (404 without link state).
 // Limits: 8 KiB of request header (431 beyond), no body, 10 s to send a request, one
 // request per connection, 64 concurrent admin connections.
 // Threading: everything, handlers included, runs on the io_context given to the
@@ -75,6 +76,12 @@ struct AdminHandlers {
   // GET /v1/resolve?address=A: the categorizer's decision for one address (bhctl
   // resolve). A transient error (directory down) answers 503, a permanent one 400.
   std::function<Result<nlohmann::json>(const std::string& address)> resolve;
+  // GET /v1/linkstate/{lsdb,peers,routes} (bhctl lsdb, peers, routes; the view's name is
+  // the argument). Unset: the node runs no link state (404).
+  std::function<nlohmann::json(const std::string& view)> linkstate;
+  // POST /v1/linkstate/report?connector=C&state=up|down (bhctl link up|down C): this
+  // node's source bridgehead of connector C is up or down. 404/409 as queue_action.
+  std::function<Result<nlohmann::json>(const std::string& connector, bool up)> linkstate_report;
 };
 
 class AdminServer {

@@ -4,7 +4,8 @@
 //   nouns: status | queue list [filters] | queue show ID | queue hops |
 //          queue retry ID | queue retry --hop H | queue freeze|thaw ID | queue freeze|thaw --hop H |
 //          queue delete ID [--ndr] |
-//          track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N]
+//          track [--message-id X] [--sender X] [--recipient X] [--queue-id X] [--limit N] |
+//          resolve ADDRESS | lsdb | peers | routes
 // Exit codes: 0 ok, 1 the node said no or could not be reached, 2 usage.
 
 #include <algorithm>
@@ -50,7 +51,11 @@ int usage() {
                "  join --ldap URI --bind-dn DN --password-file F --base-dn DN --config-dn DN\n"
                "       --routing-group NAME [--gc URI] [...]   (needs --config FILE; see admin/join.h)\n"
                "                    check both directory roles, register this node, write the\n"
-               "                    directory section of FILE\n");
+               "                    directory section of FILE\n"
+               "  lsdb              link state: routing groups, versions, masters, connectors\n"
+               "  peers             TCP 691 sessions: peer, state, last exchange; refusals\n"
+               "  routes            least-cost routes per routing group and address space\n"
+               "  link down|up CONNECTOR   report this node's source bridgehead of CONNECTOR\n");
   return 2;
 }
 
@@ -164,6 +169,121 @@ std::string printable(std::string s) {
 
 std::string str(const json& j) {
   return j.is_string() ? j.get<std::string>() : j.is_null() ? "-" : j.dump();
+}
+
+std::string join(const json& list, const char* sep = ",") {
+  std::string out;
+  if (list.is_array()) {
+    for (const auto& x : list) {
+      out += (out.empty() ? "" : sep) + printable(str(x));
+    }
+  }
+  return out.empty() ? "-" : out;
+}
+
+std::string when_ms(const json& ms) {
+  if (!ms.is_number() || ms.get<std::int64_t>() <= 0) {
+    return "-";
+  }
+  return when(json(ms.get<std::int64_t>() / 1000));
+}
+
+void print_link_state(const std::string& view, const json& b) {
+  std::vector<std::vector<std::string>> rows;
+  if (view == "lsdb") {
+    std::cout << "node " << printable(str(at(b, "node"))) << " in " << printable(str(at(b, "routing_group")))
+              << ", master " << printable(str(at(b, "master"))) << "; digest " << str(at(b, "digest"))
+              << " (generation " << str(at(b, "generation")) << ")\n\n";
+    const json& groups = at(b, "groups");
+    std::vector<std::vector<std::string>> conns;
+    if (groups.is_array()) {
+      for (const auto& g : groups) {
+        rows.push_back({printable(str(at(g, "name"))), str(at(g, "version")), printable(str(at(g, "master"))),
+                        join(at(g, "members"))});
+        const json& cs = at(g, "connectors");
+        if (cs.is_array()) {
+          for (const auto& c : cs) {
+            std::string down;
+            for (const auto& s : at(c, "sources")) {
+              if (!at(s, "up").get<bool>()) {
+                down += (down.empty() ? "" : ",") + printable(str(at(s, "node")));
+              }
+            }
+            conns.push_back({printable(str(at(g, "name"))), printable(str(at(c, "id"))),
+                             printable(str(at(c, "target_group"))), str(at(c, "cost")), str(at(c, "state")),
+                             when_ms(at(c, "changed_at_ms")), down.empty() ? "-" : down});
+          }
+        }
+      }
+    }
+    print_table({"GROUP", "VERSION", "MASTER", "MEMBERS"}, rows);
+    std::cout << "\n";
+    print_table({"GROUP", "CONNECTOR", "TARGET", "COST", "STATE", "CHANGED", "SOURCES DOWN"}, conns);
+  } else if (view == "peers") {
+    const json& list = at(b, "sessions");
+    if (list.is_array()) {
+      for (const auto& x : list) {
+        rows.push_back({printable(str(at(x, "peer"))), printable(str(at(x, "remote"))), str(at(x, "direction")),
+                        str(at(x, "role")), str(at(x, "state")), when_ms(at(x, "since_ms")),
+                        when_ms(at(x, "last_exchange_ms")), str(at(x, "frames_in")), str(at(x, "frames_out"))});
+      }
+    }
+    std::cout << "node " << printable(str(at(b, "node"))) << ", master " << printable(str(at(b, "master")))
+              << ", 691 on " << printable(str(at(b, "listen"))) << "\n\n";
+    print_table({"PEER", "REMOTE", "DIR", "OUR ROLE", "STATE", "SINCE", "LAST EXCHANGE", "IN", "OUT"}, rows);
+    std::cout << rows.size() << " session(s)";
+    const json& c = at(b, "counters");
+    if (c.is_object()) {
+      std::cout << "; refused: " << str(at(c, "tls_refused")) << " TLS, " << str(at(c, "identity_refused"))
+                << " identity";
+    }
+    std::cout << "\n";
+  } else {
+    std::vector<std::vector<std::string>> spaces;
+    const json& groups = at(b, "groups");
+    if (groups.is_array()) {
+      for (const auto& g : groups) {
+        const json& hops = at(g, "next_hops");
+        std::string first = "-", next = "-", alt = "-", state = "-";
+        if (hops.is_array() && !hops.empty()) {
+          first = printable(str(at(hops[0], "connector")));
+          next = printable(str(at(hops[0], "next_hop")));
+          state = str(at(hops[0], "state"));
+          std::string more;
+          for (std::size_t i = 1; i < hops.size(); ++i) {
+            more += (more.empty() ? "" : ",") + printable(str(at(hops[i], "connector")));
+          }
+          alt = more.empty() ? "-" : more;
+        }
+        const bool local = at(g, "local").is_boolean() && at(g, "local").get<bool>();
+        const bool reach = at(g, "reachable").is_boolean() && at(g, "reachable").get<bool>();
+        rows.push_back({printable(str(at(g, "group"))), local ? "(local)" : first, local ? "-" : next,
+                        reach ? str(at(g, "cost")) : "-", local ? "-" : alt,
+                        local ? "local" : reach ? state : "unreachable"});
+      }
+    }
+    const json& as = at(b, "address_spaces");
+    if (as.is_array()) {
+      for (const auto& a : as) {
+        const json& rs = at(a, "routes");
+        std::string conn = "-", group = "-", cost = "-", alt = "-";
+        if (rs.is_array() && !rs.empty()) {
+          conn = printable(str(at(rs[0], "connector")));
+          group = printable(str(at(rs[0], "group")));
+          cost = str(at(rs[0], "cost"));
+          std::string more;
+          for (std::size_t i = 1; i < rs.size(); ++i) {
+            more += (more.empty() ? "" : ",") + printable(str(at(rs[i], "connector")));
+          }
+          alt = more.empty() ? "-" : more;
+        }
+        spaces.push_back({printable(str(at(a, "pattern"))), conn, group, cost, alt, str(at(a, "status"))});
+      }
+    }
+    print_table({"GROUP", "CONNECTOR", "NEXT HOP", "COST", "ALTERNATIVES", "STATE"}, rows);
+    std::cout << "\n";
+    print_table({"ADDRESS SPACE", "CONNECTOR", "IN GROUP", "COST", "ALTERNATIVES", "STATE"}, spaces);
+  }
 }
 
 }  // namespace
@@ -292,6 +412,13 @@ int main(int argc, char** argv) {
   } else if (words.size() == 2 && words[0] == "resolve") {
     target = "/v1/resolve?address=" + percent_encode(words[1]);
     options_ok = track_params.empty();
+  } else if (words.size() == 1 && (words[0] == "lsdb" || words[0] == "peers" || words[0] == "routes")) {
+    target = "/v1/linkstate/" + words[0];
+    options_ok = track_params.empty();
+  } else if (words.size() == 3 && words[0] == "link" && (words[1] == "down" || words[1] == "up")) {
+    verb = http::verb::post;
+    target = "/v1/linkstate/report?connector=" + percent_encode(words[2]) + "&state=" + words[1];
+    options_ok = track_params.empty();
   } else if (words == std::vector<std::string>{"track"}) {
     target = "/v1/track";
     options_ok = query({"message_id", "sender", "recipient", "queue_id", "limit"});
@@ -367,6 +494,11 @@ int main(int argc, char** argv) {
       std::cout << "; not deliverable: " << printable(str(at(b, "error")));
     }
     std::cout << "\n";
+  } else if (words[0] == "link") {
+    std::cout << str(at(b, "connector")) << ": " << str(at(b, "state")) << " reported by " << str(at(b, "node"))
+              << " (master " << str(at(b, "master")) << ", hold-down " << str(at(b, "hold_down_ms")) << " ms)\n";
+  } else if (target.rfind("/v1/linkstate/", 0) == 0) {
+    print_link_state(words[0], b);
   } else if (words[0] == "track") {
     std::vector<std::vector<std::string>> rows;
     const json& list = at(b, "events");

@@ -181,8 +181,12 @@ void PeerSession::handle_hello(const proto::LsHello& h) {
   if (h.organization() != options_.organization) {
     return close("Hello from another organization");
   }
-  if (h.routing_group() != options_.routing_group) {
+  if (!options_.inter_group && h.routing_group() != options_.routing_group) {
     return close("Hello from another routing group");
+  }
+  if (options_.inter_group &&
+      (!is_valid_name(h.routing_group()) || h.routing_group() == options_.routing_group)) {
+    return close("inter-group Hello without another routing group");
   }
   if (!is_valid_name(h.node()) || h.node() == options_.node) {
     return close("Hello with an invalid node id");
@@ -196,6 +200,7 @@ void PeerSession::handle_hello(const proto::LsHello& h) {
     return close("Hello with the wrong role");
   }
   peer_node_ = h.node();
+  peer_group_ = h.routing_group();
   state_ = SessionState::kOpen;
   if (options_.role == Role::kMaster) {
     send_hello();
@@ -229,6 +234,9 @@ void PeerSession::handle_org_info(const proto::LsOrgInfo& info) {
 void PeerSession::handle_state_change(const proto::LsStateChange& c) {
   if (options_.role != Role::kMaster) {
     return close("StateChange sent to a member");
+  }
+  if (options_.inter_group) {
+    return close("StateChange between routing groups");
   }
   if (c.node() != peer_node_) {
     return close("StateChange about another node's bridgehead");

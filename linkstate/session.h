@@ -53,6 +53,10 @@ struct SessionOptions {
   // The node id the TLS handshake proved for the peer; the peer's Hello must name it.
   // Empty only where nothing could prove it (unit tests).
   std::string expected_peer;
+  // Between routing groups (the adapter's bridgehead links, in place of X-LINK2STATE
+  // until the SMTP side carries it): the peer's Hello names another routing group (not
+  // ours); tables are exchanged as inside a group, and StateChange is refused.
+  bool inter_group = false;
   std::chrono::milliseconds keepalive{std::chrono::seconds(10)};
   std::chrono::milliseconds dead_after{std::chrono::seconds(35)};
   WireLimits limits;
@@ -85,6 +89,7 @@ class PeerSession {
   bool closed() const { return state_ == SessionState::kClosed; }
   const std::string& close_reason() const { return close_reason_; }
   const std::string& peer_node() const { return peer_node_; }
+  const std::string& peer_group() const { return peer_group_; }
   std::uint64_t frames_in() const { return rx_sequence_; }
   std::uint64_t frames_out() const { return tx_sequence_; }
   Clock::time_point last_received() const { return last_rx_; }
@@ -107,6 +112,7 @@ class PeerSession {
   SessionState state_ = SessionState::kAwaitHello;
   std::string close_reason_;
   std::string peer_node_;
+  std::string peer_group_;
   std::string out_;
   std::uint64_t rx_sequence_ = 0;
   std::uint64_t tx_sequence_ = 0;

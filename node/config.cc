@@ -1,4 +1,5 @@
 #include "node/config.h"
+#include "node/linkstate_config.h"
 
 #include <arpa/inet.h>
 #include <google/protobuf/descriptor.h>
@@ -568,6 +569,11 @@ class Loader {
     }
     if (!validate_sinks(*c.mutable_sinks(), c.routing())) {
       return false;
+    }
+    if (lines_.count("link_state")) {
+      if (auto e = validate_link_state(c)) {
+        return fail_key(e->key, e->message);
+      }
     }
 
     auto* boxes = c.mutable_directory()->mutable_file()->mutable_mailboxes();

@@ -45,6 +45,8 @@
 #include "directory/topology_reader.h"
 #include "node/categorize_deliverer.h"
 #include "node/config.h"
+#include "node/linkstate_delivery.h"
+#include "node/linkstate_service.h"
 #include "node/sinks_setup.h"
 #include "queue/fs_message_store.h"
 #include "queue/maildir.h"
@@ -400,13 +402,38 @@ int main(int argc, char** argv) {
     return fatal(config_path + ": " + sink_setup.error().message);
   }
 
+  // Link state on TCP 691 (link_state): its own thread; see node/linkstate_service.h.
+  std::unique_ptr<bh::node::LinkStateService> link_state;
+  if (!cfg.link_state().listen().empty()) {
+    auto s = bh::node::LinkStateService::create(cfg, config_path);
+    if (!s.ok()) {
+      return fatal(s.error().message);
+    }
+    link_state = std::move(s.value());
+  }
   std::shared_ptr<const bh::routing::RouteTable> routes;
   if (auto t = bh::routing::RouteTable::build(bh::node::smtp_connectors(cfg)); t.ok()) {
     routes = t.value();
   } else {
     return fatal(config_path + ": routing: " + t.error().message);
   }
-  auto base_router = [&routes, &delivery_random](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
+  auto base_router = [&routes, &delivery_random, &link_state](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
+    // Link state first: an unreachable address space waits; a connector of this routing
+    // group that is also an SMTP connector carries it. (Connectors of other groups are
+    // not in the delivery path yet: the static table decides for those.)
+    if (auto d = link_state ? link_state->route_domain(domain, delivery_random.next()) : std::nullopt) {
+      if (!d->ok()) {
+        return d->error();
+      }
+      if (auto conn = (*d)->local ? routes->find((*d)->connector) : nullptr) {
+        bh::queue::RouteChoice c;
+        c.next_hop = bh::routing::RouteTable::next_hop(*conn, domain);
+        c.connector = conn->name;
+        c.domain = std::string(domain);
+        c.max_connections = conn->settings.max_connections;
+        return c;
+      }
+    }
     auto r = routes->select(domain, delivery_random);
     if (!r.ok()) {
       return r.error();
@@ -459,7 +486,16 @@ int main(int argc, char** argv) {
     }
   }
   bh::smtp::OdmrHold odmr_hold(relay_io.get_executor());
-  bh::smtp::SplitDeliverer split(&odmr_hold, relay.get(), relay_io.get_executor());
+  // Link up/down from real traffic: hop failures after the glitch retries, and probes.
+  std::unique_ptr<bh::node::LinkStateReporter> ls_reporter;
+  bh::queue::RemoteDeliverer* remote = relay.get();
+  if (link_state && relay) {
+    ls_reporter = std::make_unique<bh::node::LinkStateReporter>(
+        *relay, *link_state, routes, relay_io.get_executor(), cfg.queue().glitch_retries() + 1,
+        std::chrono::milliseconds(cfg.link_state().probe_ms()));
+    remote = ls_reporter.get();
+  }
+  bh::smtp::SplitDeliverer split(&odmr_hold, remote, relay_io.get_executor());
   if (!odmr_owner.empty()) {
     manager.set_remote(&split, [router, &odmr_owner](std::string_view domain)
                                    -> bh::Result<bh::queue::RouteChoice> {
@@ -475,7 +511,7 @@ int main(int argc, char** argv) {
       return router(domain);
     });
   } else if (relay) {
-    manager.set_remote(relay.get(), router);
+    manager.set_remote(remote, router);
   }
   // Local delivery by LMTP (delivery.lmtp) instead of Maildir: on the relay's io_context.
   std::unique_ptr<bh::smtp::LmtpDeliverer> lmtp;
@@ -1013,6 +1049,14 @@ int main(int argc, char** argv) {
                     {"files", r.files}};
       };
     }
+    if (link_state) {
+      h.linkstate = [ls = link_state.get()](const std::string& view) {
+        return view == "lsdb" ? ls->lsdb_json() : view == "peers" ? ls->peers_json() : ls->routes_json();
+      };
+      h.linkstate_report = [ls = link_state.get()](const std::string& connector, bool up) {
+        return ls->report(connector, up);
+      };
+    }
     asio::ip::tcp::endpoint aep(asio::ip::make_address(admin_ep->address), admin_ep->port);
     admin = std::make_unique<bh::admin::AdminServer>(*ctx_ptrs[0], aep, *token, std::move(h));
     if (auto ec = admin->open()) {
@@ -1021,6 +1065,11 @@ int main(int argc, char** argv) {
     admin->start();
   }
 
+  if (link_state) {
+    if (auto r = link_state->start(); !r.ok()) {
+      return fatal(r.error().message);
+    }
+  }
   manager.start(recovered.ready);
   for (auto& l : listeners) {
     l->start();
@@ -1108,6 +1157,8 @@ int main(int argc, char** argv) {
   relay_guard.reset();
   relay_io.stop();
   relay_thread.join();
+  ls_reporter.reset();
+  link_state.reset();  // its thread ends; no admin request nor router reads it any more
   relay.reset();
   lmtp.reset();
   resolver.reset();

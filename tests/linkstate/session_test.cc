@@ -290,6 +290,53 @@ TEST(PeerSession, TruncatedFrameWaitsAndChangesNothing) {
   EXPECT_TRUE(p.master.closed());
 }
 
+TEST(PeerSession, InterGroupSessionsExchangeTablesButNoStateChanges) {
+  ManualClock clock;
+  LinkStateDb a_db{clock, DbOptions{0ms, {}}};
+  LinkStateDb b_db{clock, DbOptions{0ms, {}}};
+  ASSERT_TRUE(a_db.set_config(group_a()).ok());
+  ASSERT_TRUE(b_db.set_config(group_b()).ok());
+  auto o_b = opts(Role::kMember, "b1", "m");
+  o_b.routing_group = "B";
+  o_b.inter_group = true;
+  auto o_a = opts(Role::kMaster, "m", "b1");
+  o_a.inter_group = true;
+  PeerSession a(a_db, clock, o_a), b(b_db, clock, o_b);
+  b.start();
+  for (int i = 0; i < 20; ++i) {
+    auto to_a = b.take_output(), to_b = a.take_output();
+    a.on_bytes(to_a);
+    b.on_bytes(to_b);
+  }
+  ASSERT_EQ(a.state(), SessionState::kOpen) << a.close_reason();
+  EXPECT_EQ(a.peer_group(), "B");
+  EXPECT_EQ(a_db.snapshot()->digest(), b_db.snapshot()->digest());
+  EXPECT_NE(b_db.find("A"), nullptr);
+  // A bridgehead of another group reports nothing about ours.
+  proto::LsFrame f;
+  auto* c = f.mutable_state_change();
+  c->set_routing_group("A");
+  c->set_connector("ab");
+  c->set_node("b1");
+  a.on_bytes(frame_bytes(f, b.frames_out() + 1));
+  EXPECT_TRUE(a.closed());
+  EXPECT_NE(a.close_reason().find("between routing groups"), std::string::npos) << a.close_reason();
+  // Without inter_group the same Hello is refused; with it, one naming our group is.
+  ManualClock c2;
+  LinkStateDb db2{c2, DbOptions{0ms, {}}};
+  auto o = opts(Role::kMaster, "m", "x");
+  o.inter_group = true;
+  PeerSession same(db2, c2, o);
+  proto::LsFrame h;
+  h.mutable_hello()->set_protocol(proto::LS_PROTOCOL_V1);
+  h.mutable_hello()->set_node("x");
+  h.mutable_hello()->set_organization("org");
+  h.mutable_hello()->set_routing_group("A");
+  h.mutable_hello()->set_role(proto::LS_ROLE_MEMBER);
+  same.on_bytes(frame_bytes(h, 1));
+  EXPECT_TRUE(same.closed());
+}
+
 TEST(PeerSession, HelloChecks) {
   auto refused = [](auto edit, const char* reason_part) {
     ManualClock clock;

@@ -15,9 +15,9 @@ BH_BIN = os.environ.get("BH_BIN", "build/default/node/bridgehead")
 BHCTL_BIN = os.environ.get("BHCTL_BIN", "build/default/admin/bhctl")
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -33,27 +33,30 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
 
 class Node:
     """A bridgehead process. `smtp` holds extra YAML lines under the smtp: key;
-    `directory`, when given, the lines under directory: instead of the file mailboxes."""
+    `directory`, when given, the lines under directory: instead of the file mailboxes.
+    `host` is the loopback address the node listens on (127.0.0.x, one per node in
+    multi-node tests), `name` its node.name."""
 
     def __init__(self, mailboxes=("alice@example.org", "bob@example.org"),
                  domains=("example.org",), smtp=None, queue=None, data_dir=None, extra="",
-                 listen=(), env=None, smtps=False, directory=None):
+                 listen=(), env=None, smtps=False, directory=None, host="127.0.0.1", name="node1"):
+        self.host = host
         self.base = tempfile.mkdtemp(prefix="bh-it-")
         self.data_dir = data_dir or os.path.join(self.base, "node1")
-        self.smtp_port = free_port()
-        self.admin_port = free_port()
+        self.smtp_port = free_port(host)
+        self.admin_port = free_port(host)
         # Implicit TLS (listen.smtps); the caller adds the tls: section in `extra`.
         self.smtps_port = free_port() if smtps else None
         self.config = os.path.join(self.base, "node1.yaml")
         self.log_path = os.path.join(self.base, "node1.log")
         lines = [
             "node:",
-            "  name: node1",
+            f"  name: {name}",
             "  hostname: mx.example.org",
             f"  data_dir: {self.data_dir}",
             "listen:",
-            f'  smtp: ["127.0.0.1:{self.smtp_port}"]',
-            f'  admin: "127.0.0.1:{self.admin_port}"',
+            f'  smtp: ["{host}:{self.smtp_port}"]',
+            f'  admin: "{host}:{self.admin_port}"',
         ] + ["  " + l for l in listen] + [
             "local_domains: [" + ", ".join(domains) + "]",
             "directory:",
@@ -89,7 +92,7 @@ class Node:
         if self.proc.poll() is not None:
             raise AssertionError("bridgehead exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
         try:
-            with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1) as s:
+            with socket.create_connection((self.host, self.smtp_port), timeout=1) as s:
                 return s.recv(512).startswith(b"220 ")
         except OSError:
             return False
@@ -148,7 +151,7 @@ class Node:
     def bhctl(self, *args, token_file=None):
         cmd = [BHCTL_BIN, "--config", self.config] + list(args)
         if token_file:
-            cmd = [BHCTL_BIN, "--admin", f"127.0.0.1:{self.admin_port}", "--token-file", token_file] + list(args)
+            cmd = [BHCTL_BIN, "--admin", f"{self.host}:{self.admin_port}", "--token-file", token_file] + list(args)
         return subprocess.run(cmd, capture_output=True, text=True, timeout=20)
 
 

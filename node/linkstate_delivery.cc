@@ -1,0 +1,120 @@
+#include "node/linkstate_delivery.h"
+
+#include "common/log.h"
+
+namespace bh::node {
+
+namespace asio = boost::asio;
+using tcp = boost::asio::ip::tcp;
+
+LinkStateReporter::LinkStateReporter(queue::RemoteDeliverer& inner, LinkStateService& link_state,
+                                     std::shared_ptr<const routing::RouteTable> table,
+                                     asio::any_io_executor executor,
+                                     std::uint32_t failures_for_down,
+                                     std::chrono::milliseconds probe)
+    : inner_(inner),
+      link_state_(link_state),
+      table_(std::move(table)),
+      executor_(std::move(executor)),
+      failures_for_down_(std::max<std::uint32_t>(1, failures_for_down)),
+      probe_(probe) {}
+
+LinkStateReporter::~LinkStateReporter() {
+  *alive_ = false;
+  std::lock_guard lock(mu_);
+  for (auto& [name, st] : state_) {
+    if (st.timer) {
+      st.timer->cancel();
+    }
+  }
+}
+
+void LinkStateReporter::deliver(queue::RemoteJob job, Done done) {
+  std::string connector = job.connector;
+  inner_.deliver(std::move(job), [this, connector, done = std::move(done)](queue::RemoteResult r) {
+    on_result(connector, r.hop_error.has_value());
+    done(std::move(r));
+  });
+}
+
+void LinkStateReporter::on_result(const std::string& connector, bool hop_failed) {
+  bool change = false, up = false;
+  {
+    std::lock_guard lock(mu_);
+    auto& st = state_[connector];
+    if (hop_failed) {
+      if (++st.failures >= failures_for_down_ && !st.down) {
+        st.down = change = true;
+      }
+    } else {
+      st.failures = 0;
+      if (st.down) {
+        st.down = false;
+        change = up = true;
+      }
+    }
+  }
+  if (change) {
+    report(connector, up);
+  }
+}
+
+void LinkStateReporter::report(const std::string& connector, bool up) {
+  auto r = link_state_.report(connector, up);
+  if (!r.ok()) {
+    bh::log::debug("linkstate", "connector " + connector + " not reported: " + r.error().message);
+    return;
+  }
+  bh::log::info("linkstate", "connector " + connector + " reported " + (up ? "up" : "down") +
+                                 (up ? "" : " after failed deliveries"));
+  if (!up) {
+    arm_probe(connector);
+  }
+}
+
+void LinkStateReporter::arm_probe(const std::string& connector) {
+  std::lock_guard lock(mu_);
+  auto& st = state_[connector];
+  if (!st.timer) {
+    st.timer = std::make_unique<asio::steady_timer>(executor_);
+  }
+  st.timer->expires_after(probe_);
+  st.timer->async_wait([this, alive = alive_, connector](boost::system::error_code ec) {
+    if (!ec && *alive) {
+      probe(connector);
+    }
+  });
+}
+
+void LinkStateReporter::probe(const std::string& connector) {
+  {
+    std::lock_guard lock(mu_);
+    if (!state_[connector].down) {
+      return;
+    }
+  }
+  auto c = table_->find(connector);
+  if (!c || c->smart_hosts.empty() || !c->smart_hosts.front().is_ip) {
+    return arm_probe(connector);  // nothing to probe without DNS: a delivery will tell
+  }
+  const auto& h = c->smart_hosts.front();
+  boost::system::error_code ec;
+  tcp::endpoint ep(asio::ip::make_address(h.host, ec), h.port != 0 ? h.port : c->settings.port);
+  if (ec) {
+    return arm_probe(connector);
+  }
+  auto socket = std::make_shared<tcp::socket>(executor_);
+  socket->async_connect(ep, [this, alive = alive_, socket, connector](boost::system::error_code e) {
+    if (!*alive) {
+      return;
+    }
+    boost::system::error_code ignored;
+    socket->close(ignored);
+    if (e) {
+      return arm_probe(connector);
+    }
+    on_result(connector, false);  // the probe connected: up
+  });
+}
+
+}  // namespace bh::node

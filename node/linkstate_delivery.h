@@ -1,0 +1,60 @@
+#pragma once
+// LinkStateReporter: link up/down from real traffic (DESIGN.md §4.2, issue 6). Wraps the
+// node's RemoteDeliverer; for every job it watches the hop result of the connector:
+// `failures_for_down` hop failures in a row (connect, greeting, TLS: RemoteResult::
+// hop_error; the queue's glitch retries spent) report this node's source bridgehead of
+// that connector down (LinkStateService::report, damped there by hold_down); while down,
+// a TCP connect to the connector's first smart host (IP literals only: no DNS here) every
+// `probe` interval, or any successful delivery through it, reports it up again.
+// Connectors that link state does not know are ignored (report() refuses them).
+//
+// Threading: deliver() from any thread; results arrive on any thread (a mutex guards the
+// per-connector state); probes run on `executor`. Ownership: borrows the inner
+// deliverer, the service and the route table; all outlive it (node/main.cc).
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "node/linkstate_service.h"
+#include "queue/remote_deliverer.h"
+#include "routing/route_table.h"
+
+namespace bh::node {
+
+class LinkStateReporter final : public queue::RemoteDeliverer {
+ public:
+  LinkStateReporter(queue::RemoteDeliverer& inner, LinkStateService& link_state,
+                    std::shared_ptr<const routing::RouteTable> table,
+                    boost::asio::any_io_executor executor, std::uint32_t failures_for_down,
+                    std::chrono::milliseconds probe);
+  ~LinkStateReporter() override;
+
+  void deliver(queue::RemoteJob job, Done done) override;
+
+ private:
+  struct State {
+    std::uint32_t failures = 0;
+    bool down = false;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+  };
+  void on_result(const std::string& connector, bool hop_failed);
+  void report(const std::string& connector, bool up);
+  void arm_probe(const std::string& connector);
+  void probe(const std::string& connector);
+
+  queue::RemoteDeliverer& inner_;
+  LinkStateService& link_state_;
+  std::shared_ptr<const routing::RouteTable> table_;
+  boost::asio::any_io_executor executor_;
+  const std::uint32_t failures_for_down_;
+  const std::chrono::milliseconds probe_;
+  std::mutex mu_;
+  std::map<std::string, State> state_;  // guarded by mu_
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace bh::node

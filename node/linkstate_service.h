@@ -1,0 +1,96 @@
+#pragma once
+// LinkStateService: the running link-state engine of a node (DESIGN.md §4.2, §4.3;
+// docs/linkstate-protocol.md §3, §5): the Asio/TLS adapter for TCP 691 around the sans-I/O
+// core of linkstate/ (LinkStateDb, PeerSession, elect_master, compute_routes).
+//
+// What it does:
+//  - Seeds the LinkStateDb from the `link_state` config (every routing group with its
+//    members, configured master and connectors; set_config as the directory would).
+//  - Listens on link_state.listen and accepts mutual TLS 1.2/1.3 with the cluster CA:
+//    a peer whose certificate does not verify, or whose certificate names (CN, SAN DNS)
+//    are not exactly one configured node of this routing group, is dropped and counted.
+//    Accepted sessions take the master role (PeerSession, expected_peer = that node).
+//  - Election: the candidates are this group's nodes in elect_master's order (the
+//    configured master, then by id). A node connects, as member, to the first candidate
+//    that answers; reaching itself, it is the master (set_config with itself as master,
+//    reasserted whenever a merge says otherwise). Every reconnect_min_ms it probes the
+//    candidates ahead of its current master and moves to the first one that answers
+//    (fail-back); when its master's session ends (dead peer, error) it starts over
+//    (fail-over). elect_master(configured, members, live) makes the decision, with live
+//    = this node and the nodes that answered.
+//  - Everything of one node's link state runs on one thread (its own io_context): the
+//    database, every PeerSession, the timers (session deadlines, db.tick()).
+//  - Publishes: when the snapshot's generation moves, every session is told
+//    (table_changed), and compute_routes() of the new snapshot replaces routes()
+//    atomically.
+//
+// Threading: start()/stop() from the owner's thread; routes(), snapshot() and the
+// *_json() calls from any thread (the JSON ones post to the link-state thread and wait
+// at most 2 s).
+// Errors: create() and open() fail permanently naming the config key and the file.
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "linkstate/database.h"
+#include "linkstate/shortest_path.h"
+#include "proto/config.pb.h"
+
+namespace bh::node {
+
+// The link_state topology as linkstate::RoutingGroup entries (normalized), one per group
+// named in link_state.nodes; `masters` overrides the master per group (else the
+// configured one, else the lowest id).
+Result<std::vector<linkstate::RoutingGroup>> link_state_topology(const bh::proto::LinkState& ls);
+
+class LinkStateService {
+ public:
+  // `config_path` only names the file in errors. Loads the TLS files and seeds the db.
+  static Result<std::unique_ptr<LinkStateService>> create(const bh::proto::Config& config,
+                                                          const std::string& config_path);
+  ~LinkStateService();
+
+  // Binds link_state.listen (fails naming the key), then runs the link-state thread.
+  Result<void> start();
+  void stop();
+
+  std::shared_ptr<const linkstate::Snapshot> snapshot() const;
+  // Null until the first snapshot has been computed.
+  std::shared_ptr<const linkstate::Routes> routes() const;
+
+  nlohmann::json lsdb_json() const;
+  nlohmann::json peers_json() const;
+  nlohmann::json routes_json() const;
+  // This node's source bridgehead of `connector` (of its own routing group) is up or
+  // down: what delivery results and probes report (DESIGN.md §4.2); damped by
+  // hold_down. The master reports into its database; a member sends a StateChange to its
+  // master. Permanent error: not a connector of this group, or this node is none of its
+  // source bridgeheads; transient: no session to the master right now.
+  Result<nlohmann::json> report(const std::string& connector, bool up);
+
+  // The link-state decision for an external domain, from the published routes (any
+  // thread): nullopt when no link-state address space matches it (the static routing
+  // table decides); a transient 4.4.4 when its most specific address space has no live
+  // path (DESIGN.md §4.3: the mail stays queued and is retried until expiry, never
+  // bounced for that); else the connector chosen among the equal least-cost routes
+  // (`pick` chooses) and whether it starts in this node's routing group.
+  struct DomainDecision {
+    std::string connector;
+    std::string group;
+    bool local = false;
+  };
+  std::optional<Result<DomainDecision>> route_domain(std::string_view domain,
+                                                     std::uint64_t pick) const;
+
+  struct Impl;
+
+ private:
+  explicit LinkStateService(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bh::node
