@@ -306,7 +306,7 @@ class LdapPipelining(unittest.TestCase):
                 s.sendall(f"EHLO c{i}.example.net\r\nMAIL FROM:<s@example.net>\r\n"
                           f"RCPT TO:<u{i}@example.test>\r\n".encode())
                 socks.append(s)
-            wait_until(lambda: status(self.node)["ldap_in_flight"] >= self.N, timeout=15,
+            wait_until(lambda: status(self.node)["ldap_in_flight"] >= self.N, timeout=40,
                        interval=0.1, what=f"{self.N} searches in flight")
         finally:
             t0 = time.monotonic()
