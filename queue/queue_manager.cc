@@ -1087,7 +1087,6 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
     std::string id, path;
     Envelope env;
     std::vector<DsnOutcome> report;
-    bool due_now = false;
   };
   std::vector<ToSettle> settled;
   std::vector<std::tuple<std::string, Envelope, std::vector<Note>>> told;
@@ -1131,7 +1130,7 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
         expand(d, env, notes);
         told.emplace_back(d.id, env, std::move(notes));
         if (--e.in_flight == 0) {
-          settled.push_back({d.id, store_.path_of(d.id), env, std::move(e.report), true});
+          settled.push_back({d.id, store_.path_of(d.id), env, std::move(e.report)});
           e.report.clear();
         }
         continue;
@@ -1206,7 +1205,7 @@ void QueueManager::apply_remote(std::vector<RemoteDone> done) {
   flush_events();
   bool removed = false;
   for (auto& t : settled) {
-    removed = settle(t.id, std::move(t.env), std::move(t.report), t.path, t.due_now) || removed;
+    removed = settle(t.id, std::move(t.env), std::move(t.report), t.path) || removed;
   }
   if (removed) {
     sync_removals();
@@ -1284,7 +1283,7 @@ void QueueManager::expand(const RemoteDone& d, Envelope& env, std::vector<Note>&
 }
 
 bool QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
-                          const std::string& path, bool due_now) {
+                          const std::string& path) {
   const auto now = clock_.now();
   DeliveryState st;
   std::uint32_t attempts = 1;
@@ -1357,8 +1356,9 @@ bool QueueManager::settle(const std::string& id, Envelope env, std::vector<DsnOu
     log::error("queue", id + ": cannot remove finished message: " + r.error().message);
   }
   // Still pending: a durable schedule, so a restart keeps it. Recipients the categorizer
-  // added are written here, before any of them is tried.
-  const bool expanded_now = due_now && std::any_of(env.recipients.begin(), env.recipients.end(), [](const Recipient& r) {
+  // added are written here, before any of them is tried; while one was never tried, the
+  // message is due at once (whichever job of the attempt answered last).
+  const bool expanded_now = std::any_of(env.recipients.begin(), env.recipients.end(), [](const Recipient& r) {
     return r.added && r.state == RecipientState::kPending && r.last_result.empty();
   });
   const auto next = expanded_now ? now : next_retry_time(attempts);

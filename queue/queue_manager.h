@@ -269,9 +269,8 @@ class QueueManager {
   // a durable retry schedule.
   // True when the message is done and its queue file removed (the caller then calls
   // sync_removals() once for all of them).
-  // `due_now`: recipients were just added (expansion): try them at once.
   bool settle(const std::string& id, Envelope env, std::vector<DsnOutcome> report,
-              const std::string& path, bool due_now = false);
+              const std::string& path);
   void sync_removals();
   void sync_removals_now();
   static constexpr std::chrono::milliseconds kRemovalSyncEvery{5};

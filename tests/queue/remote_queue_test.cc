@@ -680,6 +680,26 @@ TEST(RemoteQueue, AGroupIsExpandedByTheCategorizerThenDeliveredOnceEachAcrossARe
   n.qm.stop();
 }
 
+// A group and a relayed recipient in one attempt: whichever job answers last, the members
+// are tried at once (no clock advance here: a retry would never come).
+TEST(RemoteQueue, ExpandedRecipientsAreDueAtOnceWhenARelayJobAnswersLast) {
+  TempDir t;
+  Node n(t.path(), fast());
+  FakeRemote cat;
+  n.qm.set_categorizer(&cat);
+  auto id = n.s.put("x\r\n", from("s@example.net", {to_categorize("staff@example.org"),
+                                                    rcpt("x@remote.example")}))
+                .value();
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return cat.size() == 1 && n.remote.size() == 1; }));
+  cat.answer_with(0, expanded(0, {{"carol@example.org", "carol"}}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the categorizer answers first
+  n.remote.answer(0, {"250"});
+  ASSERT_TRUE(wait_until([&] { return count(t.path() + "/mb/carol/new") == 1; }));
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(id)); }));
+  n.qm.stop();
+}
+
 // The directory down: the group waits and is categorized again on the retry schedule; a
 // permanent answer bounces it with a report.
 TEST(RemoteQueue, ACategorizerFaultKeepsTheGroupQueuedAndAPermanentOneBounces) {
