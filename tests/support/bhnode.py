@@ -15,10 +15,38 @@ BH_BIN = os.environ.get("BH_BIN", "build/default/node/bridgehead")
 BHCTL_BIN = os.environ.get("BHCTL_BIN", "build/default/admin/bhctl")
 
 
+# Ports handed out by free_port() to any test of this machine in the last hour. A test
+# that restarts a server on "its" port after a kill (slapd, a sink) must not find that
+# a test running beside it was given the same port in between and started something
+# there: the kernel hands a just-released port to the next bind(0) quite happily.
+_PORTS_DIR = os.path.join(tempfile.gettempdir(), "bh-test-ports")
+_PORT_TTL_S = 3600
+
+
+def claim_port(port):
+    os.makedirs(_PORTS_DIR, exist_ok=True)
+    path = os.path.join(_PORTS_DIR, str(port))
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except FileExistsError:
+        try:
+            if time.time() - os.path.getmtime(path) > _PORT_TTL_S:
+                os.utime(path)  # an old claim: reuse it
+                return True
+        except OSError:
+            pass
+        return False
+
+
 def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if claim_port(port):
+            return port
+    raise AssertionError("no free port that no other test was given in the last hour")
 
 
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):

@@ -109,6 +109,9 @@ ou: people
             else:
                 raise AssertionError(f"slapd did not start on {urls}: {r.stderr.decode(errors='replace')}")
         wait_until(self._answers, timeout=10, what="slapd on " + urls)
+        if self.proc is not None and self.proc.poll() is not None:
+            # Something answers on our port, but it is not our slapd (it failed to bind).
+            raise AssertionError(f"slapd exited ({self.proc.returncode}); another process holds {urls}")
 
     def pid(self):
         if self.proc is not None:
