@@ -510,6 +510,20 @@ int main(int argc, char** argv) {
     if (cluster_relay) {
       rel.node_id = name;
       rel.organization = cfg.link_state().organization();
+      // X-LINK2STATE to bridgeheads of other routing groups: our table goes with the mail.
+      rel.link2state_for = [&link_state, &cfg](const std::string& connector) -> std::string {
+        const std::string node = bh::node::node_of_connector(connector);
+        for (const auto& n : cfg.link_state().nodes()) {
+          if (n.id() == node) {
+            return n.routing_group() == cfg.link_state().routing_group() ? std::string()
+                                                                         : link_state->link2state_table();
+          }
+        }
+        return {};
+      };
+      rel.on_link2state_reply = [&link_state](const std::string& connector, std::string payload) {
+        link_state->apply_link2state(bh::node::node_of_connector(connector), std::move(payload));
+      };
     }
     std::string service = cfg.auth().service().empty() ? "smtp" : cfg.auth().service();
     rel.gssapi = [service](const std::string& host) {
@@ -744,6 +758,13 @@ int main(int argc, char** argv) {
     svc.etrn = [&manager](const bh::queue::EtrnRequest& r) { return manager.etrn(r); };
     svc.etrn_limiter = std::make_shared<bh::smtp::EtrnRateLimiter>(
         clock, bh::smtp::EtrnRateLimits{cfg.smtp().etrn_per_minute(), std::chrono::seconds(60), 4096});
+  }
+  if (link_state) {
+    // X-LINK2STATE from a bridgehead of another routing group (peer sessions only).
+    svc.on_link_state = [ls = link_state.get()](const std::string& peer, std::string payload,
+                                                std::function<void(std::optional<std::string>)> done) {
+      ls->exchange_link2state(peer, std::move(payload), std::move(done));
+    };
   }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   // Event sinks (sinks/, docs/sinks.md): the arrival chain decides before each 250.

@@ -430,11 +430,17 @@ class Job : public std::enable_shared_from_this<Job> {
     if (connector_->internal && !opt.node_id.empty()) {
       m.properties = next_hop_properties(job_, opt.node_id, opt.organization);
     }
+    if (connector_->internal && opt.link2state_for) {
+      m.link2state = opt.link2state_for(connector_->name);
+    }
     return m;
   }
 
   void on_attempt(AttemptOutcome o) {
     auto& c = shared_->counters;
+    if (!o.result.link2state_reply.empty() && shared_->options.on_link2state_reply) {
+      shared_->options.on_link2state_reply(connector_->name, std::move(o.result.link2state_reply));
+    }
     RelayAttempt info;
     info.queue_id = job_.queue_id;
     info.target = o.target.str();
