@@ -1045,6 +1045,26 @@ Result<std::unique_ptr<LinkStateService>> LinkStateService::create(const proto::
   return std::unique_ptr<LinkStateService>(new LinkStateService(std::move(impl)));
 }
 
+void LinkStateService::set_directory_group(linkstate::RoutingGroup g) {
+  asio::post(impl_->io, [impl = impl_.get(), g = std::move(g)]() mutable {
+    if (g.name != impl->group || g.connectors == impl->own_entry.connectors) {
+      return;
+    }
+    bh::log::info("linkstate", "routing group " + g.name + ": " + std::to_string(g.connectors.size()) +
+                                   " connector(s) from the directory");
+    impl->own_entry.connectors = std::move(g.connectors);
+    if (impl->master == impl->self) {
+      ls::RoutingGroup entry = impl->own_entry;
+      entry.master = impl->self;
+      if (auto r = impl->db.set_config(std::move(entry)); !r.ok()) {
+        bh::log::error("linkstate", "set_config " + impl->group + " from the directory: " + r.error().message);
+        return;
+      }
+      impl->after_event();
+    }
+  });
+}
+
 std::string LinkStateService::link2state_table() const {
   auto snap = impl_->db.snapshot();
   return snap ? ls::link2state_table(*snap, impl_->cfg.organization()) : std::string();

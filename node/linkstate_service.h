@@ -76,6 +76,14 @@ class LinkStateService {
   // source bridgeheads; transient: no session to the master right now.
   Result<nlohmann::json> report(const std::string& connector, bool up);
 
+  // The directory's configuration role (directory/topology_reader.h) read this node's
+  // routing group anew (any thread): its connectors (costs, bridgeheads, address spaces)
+  // replace the configured ones; the master writes them into the table (a major bump when
+  // they changed) and floods them. Members, masters and node addresses stay those of
+  // link_state.nodes (the 691 mesh and its certificates are configured per node).
+  // Entries of other groups are ignored here: their own masters publish them.
+  void set_directory_group(linkstate::RoutingGroup group);
+
   // X-LINK2STATE (docs/linkstate-protocol.md §4), between bridgeheads of different
   // routing groups over their SMTP sessions:
   //  - link2state_table(): our whole table as the payload a relaying bridgehead sends

@@ -260,6 +260,17 @@ int main(int argc, char** argv) {
   std::shared_ptr<bh::directory::TopologyPoller> topology_poller;
   std::mutex topology_mu;
   std::optional<bh::directory::Topology> topology;  // the last one read (bhctl status)
+  // The running link-state engine, for the topology poller (set once it runs, under
+  // topology_mu): this node's routing group from the directory goes into its table.
+  bh::node::LinkStateService* topology_sink = nullptr;
+  const std::string own_group = cfg.link_state().routing_group();
+  auto feed_topology = [&own_group](bh::node::LinkStateService* ls, const bh::directory::Topology& t) {
+    for (const auto& g : t.groups) {
+      if (ls != nullptr && g.name == own_group) {
+        ls->set_directory_group(g);
+      }
+    }
+  };
   struct LdapShutdown {
     std::shared_ptr<bh::directory::LdapPool>& client;
     std::shared_ptr<bh::directory::LdapClient>& dc;
@@ -362,9 +373,10 @@ int main(int argc, char** argv) {
           *dc_client, bh::directory::TopologyReaderOptions{cc.config_dn()});
       topology_poller = bh::directory::TopologyPoller::create(
           ldap_io, *topology_reader, std::chrono::seconds(cc.poll_interval_s()),
-          [&topology_mu, &topology](const bh::directory::Topology& t) {
+          [&topology_mu, &topology, &topology_sink, feed_topology](const bh::directory::Topology& t) {
             std::lock_guard lock(topology_mu);
             topology = t;
+            feed_topology(topology_sink, t);
           });
       dc_client->start();
       topology_poller->start();
@@ -461,7 +473,10 @@ int main(int argc, char** argv) {
         c.max_connections = conn->settings.max_connections;
         return c;
       }
-      if (auto table = link_state->routes()) {
+      // A connector this node is a source bridgehead of but has no SMTP connector for
+      // is left to the static table (sending it to a fellow source would bounce it back).
+      if (auto table = link_state->routes();
+          table && !bh::node::is_source_bridgehead(*table, (*d)->group, (*d)->connector, name)) {
         return node_choice(bh::node::hop_to_connector(*table, name, (*d)->group, (*d)->connector,
                                                       delivery_random.next()));
       }
@@ -1145,6 +1160,14 @@ int main(int argc, char** argv) {
       return fatal(r.error().message);
     }
   }
+  if (link_state) {
+    std::lock_guard lock(topology_mu);
+    topology_sink = link_state.get();
+    if (topology) {
+      feed_topology(topology_sink, *topology);  // what the directory said before we ran
+    }
+  }
+
   manager.start(recovered.ready);
   for (auto& l : listeners) {
     l->start();
@@ -1233,6 +1256,10 @@ int main(int argc, char** argv) {
   relay_io.stop();
   relay_thread.join();
   ls_reporter.reset();
+  {
+    std::lock_guard lock(topology_mu);
+    topology_sink = nullptr;  // the poller stops feeding it
+  }
   link_state.reset();  // its thread ends; no admin request nor router reads it any more
   relay.reset();
   lmtp.reset();
