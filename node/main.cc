@@ -502,6 +502,21 @@ int main(int argc, char** argv) {
   };
   // The routing event (sinks.on_route) may override the connector chosen.
   bh::queue::Router router = sink_setup.value()->route(base_router, [&routes] { return routes; });
+  // When this node last sent its table to each node of another routing group
+  // (X-LINK2STATE with mail, or the periodic sync below).
+  struct Link2StateSent {
+    std::mutex mu;
+    std::map<std::string, std::chrono::steady_clock::time_point> at;  // internal connector -> when
+    void note(const std::string& connector) {
+      std::lock_guard lock(mu);
+      at[connector] = std::chrono::steady_clock::now();
+    }
+    bool due(const std::string& connector, std::chrono::milliseconds every) {
+      std::lock_guard lock(mu);
+      auto it = at.find(connector);
+      return it == at.end() || std::chrono::steady_clock::now() - it->second >= every;
+    }
+  } l2s_sent;
   // The relay client: its own io_context and thread, and c-ares when a connector uses MX.
   asio::io_context relay_io(1);
   auto relay_guard = asio::make_work_guard(relay_io);
@@ -526,12 +541,15 @@ int main(int argc, char** argv) {
       rel.node_id = name;
       rel.organization = cfg.link_state().organization();
       // X-LINK2STATE to bridgeheads of other routing groups: our table goes with the mail.
-      rel.link2state_for = [&link_state, &cfg](const std::string& connector) -> std::string {
+      rel.link2state_for = [&link_state, &cfg, &l2s_sent](const std::string& connector) -> std::string {
         const std::string node = bh::node::node_of_connector(connector);
         for (const auto& n : cfg.link_state().nodes()) {
           if (n.id() == node) {
-            return n.routing_group() == cfg.link_state().routing_group() ? std::string()
-                                                                         : link_state->link2state_table();
+            if (n.routing_group() == cfg.link_state().routing_group()) {
+              return {};
+            }
+            l2s_sent.note(connector);
+            return link_state->link2state_table();
           }
         }
         return {};
@@ -609,6 +627,38 @@ int main(int argc, char** argv) {
     lmtp = std::make_unique<bh::smtp::LmtpDeliverer>(relay_io, lo);
     manager.set_local_remote(lmtp.get());
     bh::log::info("node", name + ": local mailboxes are delivered by LMTP to " + to);
+  }
+  // Periodic X-LINK2STATE (link_state.link2state_sync_ms): with each target bridgehead
+  // of this node's routing-group connectors that no mail went to for that long.
+  asio::steady_timer l2s_timer(relay_io);
+  std::function<void()> l2s_tick;
+  const std::chrono::milliseconds l2s_every(cfg.link_state().link2state_sync_ms());
+  if (link_state && relay && l2s_every.count() > 0) {
+    l2s_tick = [&] {
+      l2s_timer.expires_after(l2s_every);
+      l2s_timer.async_wait([&](boost::system::error_code ec) {
+        if (ec) {
+          return;
+        }
+        auto table = link_state->routes();
+        const auto* own = table ? table->snapshot().find(table->local_group()) : nullptr;
+        for (const auto& c : own ? own->connectors : std::vector<bh::linkstate::Connector>{}) {
+          const bool source = std::any_of(c.sources.begin(), c.sources.end(),
+                                          [&](const auto& x) { return x.up && x.node == name; });
+          if (!source || c.target_group.empty()) {
+            continue;
+          }
+          for (const auto& t : c.target_bridgeheads) {
+            const std::string conn = bh::node::node_connector_name(t);
+            if (routes->find(conn) && l2s_sent.due(conn, l2s_every)) {
+              relay->sync_link_state(conn, [](bh::queue::RemoteResult) {});
+            }
+          }
+        }
+        l2s_tick();
+      });
+    };
+    l2s_tick();
   }
   // Runs whether or not a connector exists (the LMTP deliverer uses it too).
   std::thread relay_thread([&relay_io] { relay_io.run(); });

@@ -168,6 +168,10 @@ class SmtpRelay final : public queue::RemoteDeliverer {
   SmtpRelay& operator=(const SmtpRelay&) = delete;
 
   void deliver(queue::RemoteJob job, Done done) override;
+  // A session with no mail through internal connector `connector`: log in and exchange
+  // X-LINK2STATE (RelayOptions::link2state_for), then QUIT (the periodic sync between
+  // routing groups when no mail flows). `done` gets the hop's result (no recipients).
+  void sync_link_state(const std::string& connector, Done done);
 
   const RelayCounters& counters() const;
 
