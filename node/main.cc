@@ -540,6 +540,13 @@ int main(int argc, char** argv) {
     if (cluster_relay) {
       rel.node_id = name;
       rel.organization = cfg.link_state().organization();
+      for (const auto& n : cfg.link_state().nodes()) {
+        if (n.id() == name && !n.smtp().empty()) {
+          if (auto h = bh::routing::parse_smart_host(n.smtp()); h.ok() && h->is_ip) {
+            rel.internal_source_ip = h->host;  // the next node sees this node's own address
+          }
+        }
+      }
       // X-LINK2STATE to bridgeheads of other routing groups: our table goes with the mail.
       rel.link2state_for = [&link_state, &cfg, &l2s_sent](const std::string& connector) -> std::string {
         const std::string node = bh::node::node_of_connector(connector);
@@ -873,6 +880,12 @@ int main(int argc, char** argv) {
   svc.pregreet_wait = std::chrono::milliseconds(c.pregreet_wait_ms());
   svc.max_sessions = c.max_sessions();
   svc.max_sessions_per_ip = c.max_sessions_per_ip();
+  for (const auto& n : cfg.link_state().nodes()) {
+    if (auto h = bh::routing::parse_smart_host(n.smtp()); !n.smtp().empty() && h.ok() && h->is_ip &&
+                                                          n.id() != cfg.node().name()) {
+      svc.rate_exempt.insert(h->host);  // the other nodes open one connection per message
+    }
+  }
   if (c.max_connections_per_ip_per_minute() > 0) {  // one bucket per IP for all listeners
     svc.rate_limiter = std::make_shared<bh::smtp::ConnectionRateLimiter>(
         c.max_connections_per_ip_per_minute(), clock);

@@ -76,6 +76,19 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
         return;
       }
       ep = tcp::endpoint(addr, setup_.target.port);
+      auto src = setup_.source_ip.empty() ? asio::ip::address()
+                                          : asio::ip::make_address(setup_.source_ip, ec);
+      if (!setup_.source_ip.empty() && !ec && src.is_v4() == addr.is_v4()) {
+        socket().open(ep.protocol(), ec);
+        if (!ec) {
+          socket().bind(tcp::endpoint(src, 0), ec);
+        }
+        if (ec) {
+          fail_connect(transient_error("4.4.1", "cannot connect from " + setup_.source_ip + ": " +
+                                                    ec.message()));
+          return;
+        }
+      }
     } else {
       ep = typename Protocol::endpoint(setup_.target.unix_path);
     }

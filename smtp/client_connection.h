@@ -53,6 +53,10 @@ struct AttemptSetup {
   int body_fd = -1;         // the queue file; owned by the caller, open until the report
   std::uint64_t body_offset = 0, body_length = 0;
   std::chrono::milliseconds connect_timeout{30000};
+  // TCP only: connect from this local IP (a node of the organization connects from its
+  // own address, so the next node sees who it is); empty: the kernel's choice. An IP of
+  // the other family than the target is ignored.
+  std::string source_ip;
 };
 
 // The outcome of one attempt: a connect failure, or the session's result.

@@ -911,8 +911,8 @@ struct ClientSession::Impl {
         }
         return;
       case Stage::kXexch50Blob:
-        if (r.code == 554 && r.enhanced_or_generic() == "5.4.6") {
-          decide_accepted(r);  // the server saw a routing loop
+        if ((r.transient() || r.permanent()) && r.enhanced_or_generic().substr(1) == ".4.6") {
+          decide_accepted(r);  // the server saw a loop: 4.4.6 later, 5.4.6 never
           quit();
         } else {
           start_body();

@@ -150,8 +150,9 @@ struct OutboundMessage {
   // Recipient entry per entry of `recipients`. Sent after the last RCPT, for the
   // accepted recipients only, when the server offers XEXCH50 after our X-EXPS login
   // (the session says EHLO again after it to see the peer verbs). A refused XEXCH50 is
-  // no reason to stop: the message goes on without them; a 554 5.4.6 (the server saw a
-  // routing loop) fails every accepted recipient with that reply.
+  // no reason to stop: the message goes on without them; a loop reply (X.4.6: 451 4.4.6
+  // "passed through here already", 554 5.4.6 "too many hops") ends the transaction and
+  // every accepted recipient gets that reply (4xx: retried later, 5xx: failed).
   std::optional<Xexch50Props> properties;
   // An X-LINK2STATE payload (our link-state table) for a bridgehead of another routing
   // group: sent after the X-EXPS login and before MAIL when the server offers the verb,

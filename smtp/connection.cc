@@ -1000,7 +1000,8 @@ void Listener::accept_next() {
       auto local = socket.local_endpoint(e2);
       if (!e1 && !e2) {
         std::string ip = ip_string(remote);
-        if (services_->rate_limiter && !services_->rate_limiter->admit(ip)) {
+        if (services_->rate_limiter && services_->rate_exempt.count(ip) == 0 &&
+            !services_->rate_limiter->admit(ip)) {
           if (services_->counters != nullptr) {
             services_->counters->rejected_rate++;
           }

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -113,6 +114,10 @@ struct ConnectionServices {
   // A complete X-LINK2STATE payload from a peer node (the link-state engine's input);
   // called on the connection's thread, must not block; `done` (any thread, exactly once)
   // gives the payload to send back in the 250, or none. Unset: logged, plain 250.
+  // Client IPs that the per-IP connection rate (rate_limiter) does not apply to: the
+  // organization's other nodes (link_state.nodes[].smtp), which open one connection per
+  // relayed message.
+  std::set<std::string> rate_exempt;
   std::function<void(const std::string& peer, std::string payload,
                      std::function<void(std::optional<std::string>)> done)>
       on_link_state;

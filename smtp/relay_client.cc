@@ -420,6 +420,9 @@ class Job : public std::enable_shared_from_this<Job> {
     setup.body_offset = job_.body_offset;
     setup.body_length = job_.body_length;
     setup.connect_timeout = opt.connect_timeout;
+    if (connector_->internal) {
+      setup.source_ip = opt.internal_source_ip;
+    }
     start_attempt(
         strand_, shared_->tls, std::move(setup), std::move(cfg), message_for_hop(),
         [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); });

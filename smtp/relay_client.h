@@ -109,6 +109,8 @@ struct RelayOptions {
   // whether this node's categorizer produced it. Empty node_id: never.
   std::string node_id;
   std::string organization;
+  // Internal connectors connect from this IP (this node's SMTP address); empty: any.
+  std::string internal_source_ip;
   // X-LINK2STATE between bridgeheads of different routing groups (internal connectors
   // only): the payload for the node behind `connector` ("" for none: same group), and
   // what to do with the table that node sent back in its 250. Both on the job's strand.

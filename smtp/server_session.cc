@@ -719,15 +719,19 @@ struct ServerSession::Impl {
       xexch50_buf.clear();
       return error_reply(500, "5.5.2", "Error processing XEXCH50 command");
     }
-    if ((!cfg.node_id.empty() && passed_through(*props, cfg.node_id)) ||
-        props->hops.size() >= kMaxHops) {
-      // A message that already passed through here (or went round too often) would
-      // circle for ever: refuse the transaction, not only the properties.
-      const std::string why = props->hops.size() >= kMaxHops
-                                  ? "too many hops (" + std::to_string(props->hops.size()) + ")"
-                                  : "it already passed through " + cfg.node_id;
+    if (props->hops.size() >= kMaxHops) {
+      // Round and round: refuse the transaction, for good.
       reset_transaction();
-      return error_reply(554, "5.4.6", "Routing loop detected: " + why);
+      return error_reply(554, "5.4.6",
+                         "Routing loop detected: too many hops (" + std::to_string(props->hops.size()) + ")");
+    }
+    if (!cfg.node_id.empty() && passed_through(*props, cfg.node_id)) {
+      // Back here: the sender's routes and ours disagree for now (a connector just came
+      // back, a table not yet everywhere). Not now, and not for good: the sender keeps
+      // it and routes it again later; the hop cap above ends a loop that never settles.
+      reset_transaction();
+      return error_reply(451, "4.4.6", "Routing loop detected: it already passed through " + cfg.node_id +
+                                           "; try again later");
     }
     // From a peer: a recipient it already expanded or redirected is not categorized here
     // again (a mailbox with a forward keeps its mailbox; a group has none and is kept).

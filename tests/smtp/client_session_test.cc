@@ -1216,6 +1216,18 @@ TEST(ClientSession, Xexch50LoopReplyFailsTheRecipientsWithoutData) {
   EXPECT_EQ(d.sent().find("DATA"), std::string::npos);
 }
 
+TEST(ClientSession, Xexch50PassedThroughReplyKeepsTheRecipientsForLater) {
+  Driver d(sasl_config("X-EXPS"), with_properties({"a@example.net"}));
+  log_in_as_peer(d);
+  d.feed("250 ok\r\n250 ok\r\n354 go\r\n451 4.4.6 Routing loop detected: it already passed through mx\r\n");
+  ASSERT_EQ(d.writes.back(), "QUIT\r\n");
+  d.feed("221 bye\r\n");
+  ASSERT_TRUE(d.result);
+  EXPECT_EQ(outcome(d, 0).status, DeliveryStatus::kTransient);
+  EXPECT_EQ(outcome(d, 0).enhanced, "4.4.6");
+  EXPECT_EQ(d.sent().find("DATA"), std::string::npos);
+}
+
 TEST(ClientSession, NoXexch50WithoutAPeerLoginOrOffer) {
   // Properties, but an ordinary AUTH server that never offers XEXCH50: plain delivery.
   Driver d(sasl_config("AUTH"), with_properties({"a@example.net"}));
