@@ -15,10 +15,11 @@
 # reads deploy/ldap/sample-organization.ldif (tests/integration/test_cluster.py uses the
 # same definition with free ports).
 set -Eeuo pipefail
+# Absolute (relative to where it was called from), as the processes' command lines name it.
+DEMO_DIR=$(realpath -m -s "${BH_DEMO_DIR:-/tmp/bridgehead-demo}")
+if [ -n "${BH_BIN_DIR:-}" ]; then BH_BIN_DIR=$(realpath -m "$BH_BIN_DIR"); fi
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-DEMO_DIR=${BH_DEMO_DIR:-/tmp/bridgehead-demo}
-DEMO_DIR=${DEMO_DIR%/}
 MARKER=.bridgehead-demo
 HELPER=(python3 "$ROOT/deploy/cluster/democluster.py")
 SENDER=alice@example.test
@@ -111,7 +112,7 @@ bash deploy/install-deps.sh
 
 if [ -n "${BH_BIN_DIR:-}" ]; then
   step "using the binaries in $BH_BIN_DIR"
-  BIN_DIR=$(cd "$BH_BIN_DIR" && pwd)
+  BIN_DIR=$BH_BIN_DIR
 else
   step "build (release preset: bridgehead, bhctl)"
   cmake --preset release >/dev/null

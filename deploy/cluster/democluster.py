@@ -638,6 +638,17 @@ userPassword: {self.ldap_password}
         return out
 
 
+def received_path(raw):
+    """The `by` host of each Received field of a message, oldest first: its hop list."""
+    head = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n\t", b" ").replace(b"\r\n ", b" ")
+    hops = []
+    for line in reversed(head.split(b"\r\n")):
+        if line.lower().startswith(b"received:"):
+            words = line.decode(errors="replace").split()
+            hops.append(words[words.index("by") + 1] if "by" in words else "?")
+    return hops
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -721,8 +732,12 @@ def main(argv):
         got = c.delivered(address, needle)
         for mbox, files in got.items():
             home = c.topology.mailboxes(address)[mbox]
-            where = ", ".join(files) if files else "NOT THERE (yet): " + c.maildir(home, mbox)
-            print(f"  {mbox:<22} on {home}: {where}")
+            if not files:
+                print(f"  {mbox:<20} on {home}: NOT THERE (yet): {c.maildir(home, mbox)}")
+            for p in files:
+                with open(p, "rb") as f:
+                    path = " > ".join(received_path(f.read()))
+                print(f"  {mbox:<20} on {home}: {p}\n  {'':<20}    via {path}")
         if not ok:
             elsewhere = [p for p in c.find_anywhere(needle) if p not in
                          {f for files in got.values() for f in files}]

@@ -104,11 +104,7 @@ def received(raw):
 
 def by_hosts(raw):
     """The `by` host of each Received field, oldest first: the path the message took."""
-    out = []
-    for r in reversed(received(raw)):
-        words = r.split()
-        out.append(words[words.index("by") + 1] if "by" in words else "?")
-    return out
+    return democluster.received_path(raw)
 
 
 class NodeProc:
