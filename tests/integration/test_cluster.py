@@ -32,6 +32,7 @@ import os
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -128,7 +129,6 @@ class NodeProc:
         if self.proc.poll() is not None:
             raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.read_log()[-3000:]}")
         try:
-            import socket
             with socket.create_connection((self.host, self.port), timeout=1) as s:
                 return s.recv(512).startswith(b"220 ")
         except OSError:
@@ -177,7 +177,8 @@ class Cluster(unittest.TestCase):
                     raise AssertionError(f"{n}: --check-config: {r.stdout}{r.stderr}")
             cls.c.start_slapd()
             for n in cls.c.nodes():
-                cls.nodes[n] = NodeProc(cls.c, n).start()
+                cls.nodes[n] = NodeProc(cls.c, n)  # known before it starts: cleaned up if it hangs
+                cls.nodes[n].start()
             cls.wait_converged()
         except BaseException:
             cls.tearDownClass()
