@@ -564,7 +564,8 @@ int main(int argc, char** argv) {
     const json& rcpts = at(b, "recipients");
     if (rcpts.is_array()) {
       for (const auto& rc : rcpts) {
-        rows.push_back({str(at(rc, "address")), str(at(rc, "mailbox")), str(at(rc, "state")),
+        std::string home = str(at(rc, "home_server"));
+        rows.push_back({str(at(rc, "address")), home.empty() ? str(at(rc, "mailbox")) : "@" + home, str(at(rc, "state")),
                         str(at(rc, "notify")), str(at(rc, "orcpt")), str(at(rc, "last_result"))});
       }
     }

@@ -98,6 +98,16 @@ Result<Resolution> LdapDirectory::classify(std::string_view address,
   Resolution r;
   r.kind = RecipientKind::kLocalMailbox;
   r.canonical = primary;
+  std::string home;
+  for (const auto& v : e.values(a.home_server)) {
+    if (home.empty()) {
+      home = v;
+    }
+  }
+  if (!options_.this_server.empty() && ascii_lower(home) != ascii_lower(options_.this_server)) {
+    r.home_server = home;
+    return r;
+  }
   r.mailbox = mailbox_folder(primary);
   return r;
 }

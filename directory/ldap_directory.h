@@ -23,8 +23,10 @@
 //    that retrying does not fix);
 //  - the searcher's error (server down, slow, busy): passed on, transient 4.4.3; never
 //    "unknown".
-// The home server is not yet compared with this node (routing to other nodes is later
-// work): any mailbox is delivered here.
+// Home server: with `this_server` set (a node of a cluster, link_state configured), a
+// mailbox whose home server is another name (case-insensitive) is kLocalMailbox with
+// `home_server` set and no `mailbox`: accepted here, routed to its server. Without it
+// every mailbox is delivered here.
 //
 // Cache: found and unknown answers are cached by lower-cased address (ResolutionCache,
 // TTLs and size from the config); errors and ambiguous answers are not.
@@ -53,6 +55,7 @@ struct LdapDirectoryOptions {
   LdapAttributeNames attributes;
   std::vector<std::string> group_classes = CategorizerOptions{}.group_classes;
   ResolutionCacheOptions cache;
+  std::string this_server;  // this node's name as home_server values name it; see above
 };
 
 struct LdapDirectoryCounters {

@@ -24,6 +24,10 @@ struct Resolution {
   RecipientKind kind = RecipientKind::kUnknown;
   std::string canonical;  // primary address of the recipient, when known
   std::string mailbox;    // local mailbox name (a folder under <data_dir>/mailboxes/)
+  // kLocalMailbox homed on another node of the organization (its home server, as the
+  // directory names it): `mailbox` is then empty and the queue routes the recipient to
+  // that server (node/cluster_routing.h). Empty: the mailbox is on this node.
+  std::string home_server;
   // A group that accepts mail only from authenticated senders (AD
   // msExchRequireAuthToSendTo): RCPT from an anonymous session gets 550 5.7.1.
   bool senders_must_authenticate = false;

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace bh::node {
 
@@ -40,6 +41,13 @@ void CategorizeDeliverer::deliver(queue::RemoteJob job, Done done) {
         r.status = queue::RemoteStatus::kDelivered;
         r.enhanced = "2.1.5";
         for (auto& x : o.recipients) {
+          if (!this_server_.empty() && !x.expansion_server.empty()) {
+            queue::Recipient n;  // that server resolves and expands the group itself
+            n.address = std::move(x.address);
+            n.home_server = std::move(x.expansion_server);
+            r.expanded.push_back(std::move(n));
+            continue;
+          }
           if (!x.expansion_server.empty()) {
             r.status = queue::RemoteStatus::kTransient;
             r.enhanced = "4.4.0";
@@ -50,7 +58,12 @@ void CategorizeDeliverer::deliver(queue::RemoteJob job, Done done) {
           }
           queue::Recipient n;
           n.address = std::move(x.address);
-          n.mailbox = std::move(x.mailbox);
+          if (!this_server_.empty() && !x.mailbox.empty() && !x.home_server.empty() &&
+              ascii_lower(x.home_server) != ascii_lower(this_server_)) {
+            n.home_server = std::move(x.home_server);  // routed to its home server
+          } else {
+            n.mailbox = std::move(x.mailbox);
+          }
           r.expanded.push_back(std::move(n));
         }
       }

@@ -6,13 +6,17 @@
 // Per recipient: an expansion is kDelivered with the recipients it became (a mailbox
 // with its folder; an outside address, or a group for another expansion server, with
 // none); a permanent error is kPermanent; a directory fault is kTransient (4.4.3).
-// A group handed to another expansion server cannot be sent there yet (node-to-node
-// routing is issue 7): it fails transiently (4.4.0) and stays queued.
+// Cluster mode (`this_server` set: link_state configured): a mailbox homed on another
+// server becomes a recipient with Recipient::home_server (routed there), and a group
+// for another expansion server becomes one recipient to that server, which expands it
+// itself. Without it, every mailbox is delivered here, and a group for another
+// expansion server fails transiently (4.4.0) and stays queued.
 // Threading: deliver() from any thread; `done` on the categorizer's searcher thread.
 // Borrows the categorizer, which must outlive every job in flight.
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "directory/categorizer.h"
 #include "queue/remote_deliverer.h"
@@ -21,12 +25,14 @@ namespace bh::node {
 
 class CategorizeDeliverer final : public queue::RemoteDeliverer {
  public:
-  explicit CategorizeDeliverer(directory::Categorizer& categorizer) : categorizer_(categorizer) {}
+  explicit CategorizeDeliverer(directory::Categorizer& categorizer, std::string this_server = {})
+      : categorizer_(categorizer), this_server_(std::move(this_server)) {}
   void deliver(queue::RemoteJob job, Done done) override;
   std::uint64_t categorized() const { return categorized_.load(); }
 
  private:
   directory::Categorizer& categorizer_;
+  const std::string this_server_;
   std::atomic<std::uint64_t> categorized_{0};
 };
 

@@ -1212,6 +1212,41 @@ std::vector<bh::routing::Connector> smtp_connectors(const bh::proto::Config& con
   return out;
 }
 
+std::vector<bh::routing::Connector> node_connectors(const bh::proto::Config& config) {
+  std::vector<bh::routing::Connector> out;
+  const auto& relay = config.link_state().relay();
+  for (const auto& n : config.link_state().nodes()) {
+    if (n.smtp().empty() || n.id() == config.node().name()) {
+      continue;
+    }
+    auto h = bh::routing::parse_smart_host(n.smtp());
+    if (!h.ok()) {
+      continue;  // validated by the loader: never happens
+    }
+    bh::routing::Connector c;
+    c.name = "node." + n.id();
+    c.kind = bh::routing::ConnectorKind::kSmartHost;
+    c.internal = true;
+    c.smart_hosts.push_back(*h);
+    c.settings.tls = relay.tls() == bh::proto::TLS_MODE_REQUIRED ? bh::routing::TlsMode::kRequired
+                     : relay.tls() == bh::proto::TLS_MODE_NONE   ? bh::routing::TlsMode::kNone
+                                                                 : bh::routing::TlsMode::kOpportunistic;
+    c.settings.tls_verify = relay.tls_verify();
+    c.settings.max_connections = relay.max_connections() == 0 ? 10 : relay.max_connections();
+    if (relay.auth_mechanism() == "GSSAPI") {
+      c.settings.auth_mechanism = "GSSAPI";
+      c.settings.auth_verb = "X-EXPS";
+      c.settings.auth_service_host = n.id();  // its principal: <auth.service>/<node id>
+    } else if (!relay.auth_username().empty()) {
+      c.settings.auth_username = relay.auth_username();
+      c.settings.auth_password_file = relay.auth_password_file();
+      c.settings.auth_verb = "X-EXPS";  // LOGIN under X-EXPS (smtp/client_session.h)
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 std::string admin_token_path(const bh::proto::Config& config) {
   return config.admin().token_file().empty() ? config.node().data_dir() + "/admin.token"
                                              : config.admin().token_file();

@@ -62,6 +62,10 @@ Result<bh::proto::Config> load_config_string(const std::string& text, const std:
 // routing::RouteTable::build.
 std::vector<bh::routing::Connector> smtp_connectors(const bh::proto::Config& config);
 
+// One internal connector "node.<id>" per other node of link_state.nodes with an SMTP
+// address (node/cluster_routing.h), with link_state.relay's TLS and login (X-EXPS).
+std::vector<bh::routing::Connector> node_connectors(const bh::proto::Config& config);
+
 // admin.token_file, or <data_dir>/admin.token when it is not set.
 std::string admin_token_path(const bh::proto::Config& config);
 

@@ -1,5 +1,6 @@
 #include "node/linkstate_config.h"
 
+#include <cctype>
 #include <map>
 #include <set>
 
@@ -100,6 +101,13 @@ std::optional<KeyError> validate_link_state(bh::proto::Config& config) {
       return err(key + ".address",
                  quoted(n.address()) + " is already the address of " + it->second);
     }
+    if (!n.smtp().empty()) {
+      auto sep = parse_endpoint(n.smtp());
+      if (!sep.ok()) {
+        return err(key + ".smtp", sep.error().message);
+      }
+      n.set_smtp(sep->str());
+    }
     if (n.master()) {
       if (auto [it, fresh] = masters.emplace(n.routing_group(), key + ".master"); !fresh) {
         return err(key + ".master", "routing group " + quoted(n.routing_group()) +
@@ -115,6 +123,35 @@ std::optional<KeyError> validate_link_state(bh::proto::Config& config) {
   if (me->second != ls.routing_group()) {
     return err(k + ".routing_group", quoted(ls.routing_group()) + " but link_state.nodes lists " +
                                          quoted(self) + " in " + quoted(me->second));
+  }
+  if (ls.has_relay()) {
+    auto& r = *ls.mutable_relay();
+    const std::string rk = k + ".relay";
+    std::string m = r.auth_mechanism();
+    for (char& ch : m) {
+      ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    }
+    if (m != "LOGIN" && m != "GSSAPI") {
+      return err(rk + ".auth_mechanism", quoted(r.auth_mechanism()) + " is not LOGIN or GSSAPI");
+    }
+    r.set_auth_mechanism(m);
+    const bool login = !r.auth_username().empty() || !r.auth_password_file().empty();
+    if (m == "LOGIN" && login) {  // neither: the nodes relay to each other without a login
+      if (r.auth_username().empty()) {
+        return err(rk + ".auth_username", "required with auth_mechanism LOGIN (the cluster's user)");
+      }
+      if (r.auth_password_file().empty() || r.auth_password_file().front() != '/') {
+        return err(rk + ".auth_password_file", "must be an absolute path");
+      }
+      if (r.tls() == bh::proto::TLS_MODE_NONE) {
+        return err(rk + ".tls", "none: credentials never travel in clear text");
+      }
+    } else if (m == "GSSAPI" && login) {
+      return err(rk + ".auth_mechanism", "GSSAPI uses auth.client_keytab, no username or password file");
+    }
+    if (r.tls() == bh::proto::TLS_MODE_NONE && r.tls_verify()) {
+      return err(rk + ".tls_verify", "true needs tls: opportunistic or required");
+    }
   }
   std::set<std::string> groups;
   for (const auto& [id, g] : node_group) {

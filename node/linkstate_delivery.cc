@@ -1,6 +1,9 @@
 #include "node/linkstate_delivery.h"
 
+#include <algorithm>
+
 #include "common/log.h"
+#include "node/cluster_routing.h"
 
 namespace bh::node {
 
@@ -11,13 +14,14 @@ LinkStateReporter::LinkStateReporter(queue::RemoteDeliverer& inner, LinkStateSer
                                      std::shared_ptr<const routing::RouteTable> table,
                                      asio::any_io_executor executor,
                                      std::uint32_t failures_for_down,
-                                     std::chrono::milliseconds probe)
+                                     std::chrono::milliseconds probe, std::string self)
     : inner_(inner),
       link_state_(link_state),
       table_(std::move(table)),
       executor_(std::move(executor)),
       failures_for_down_(std::max<std::uint32_t>(1, failures_for_down)),
-      probe_(probe) {}
+      probe_(probe),
+      self_(std::move(self)) {}
 
 LinkStateReporter::~LinkStateReporter() {
   *alive_ = false;
@@ -60,6 +64,13 @@ void LinkStateReporter::on_result(const std::string& connector, bool hop_failed)
 }
 
 void LinkStateReporter::report(const std::string& connector, bool up) {
+  if (std::string node = node_of_connector(connector); !node.empty()) {
+    report_node(node, up);
+    if (!up) {
+      arm_probe(connector);  // a TCP connect to the node's SMTP address
+    }
+    return;
+  }
   auto r = link_state_.report(connector, up);
   if (!r.ok()) {
     bh::log::debug("linkstate", "connector " + connector + " not reported: " + r.error().message);
@@ -69,6 +80,46 @@ void LinkStateReporter::report(const std::string& connector, bool up) {
                                  (up ? "" : " after failed deliveries"));
   if (!up) {
     arm_probe(connector);
+  }
+}
+
+void LinkStateReporter::report_node(const std::string& node, bool up) {
+  auto routes = link_state_.routes();
+  const auto* group = routes ? routes->snapshot().find(routes->local_group()) : nullptr;
+  if (group == nullptr) {
+    return;
+  }
+  std::vector<std::pair<std::string, bool>> changes;
+  {
+    std::lock_guard lock(mu_);
+    if (up) {
+      down_nodes_.erase(node);
+    } else {
+      down_nodes_.insert(node);
+    }
+    for (const auto& c : group->connectors) {
+      const bool mine = std::any_of(c.sources.begin(), c.sources.end(),
+                                    [&](const auto& s) { return s.node == self_; });
+      const bool targets_it = std::find(c.target_bridgeheads.begin(), c.target_bridgeheads.end(),
+                                        node) != c.target_bridgeheads.end();
+      if (!mine || !targets_it) {
+        continue;
+      }
+      const bool all_down = std::all_of(c.target_bridgeheads.begin(), c.target_bridgeheads.end(),
+                                        [&](const std::string& t) { return down_nodes_.count(t) > 0; });
+      if (up || all_down) {
+        changes.emplace_back(c.id, up);
+      }
+    }
+  }
+  for (const auto& [id, u] : changes) {
+    auto r = link_state_.report(id, u);
+    if (!r.ok()) {
+      bh::log::debug("linkstate", "connector " + id + " not reported: " + r.error().message);
+      continue;
+    }
+    bh::log::info("linkstate", "connector " + id + " reported " + (u ? "up" : "down") + ": its target bridgehead " +
+                                   node + (u ? " answers again" : " does not answer"));
   }
 }
 

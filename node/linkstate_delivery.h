@@ -7,6 +7,11 @@
 // a TCP connect to the connector's first smart host (IP literals only: no DNS here) every
 // `probe` interval, or any successful delivery through it, reports it up again.
 // Connectors that link state does not know are ignored (report() refuses them).
+// Hops to other nodes (internal connectors "node.<id>", node/cluster_routing.h) count the
+// same way per node; when that node is down, every routing-group connector of this
+// group for which this node is a source bridgehead and all of whose target bridgeheads
+// are down is reported down (the bridgehead cannot reach the other group: DESIGN.md
+// §4.2), and up again as soon as one of its target bridgeheads answers.
 //
 // Threading: deliver() from any thread; results arrive on any thread (a mutex guards the
 // per-connector state); probes run on `executor`. Ownership: borrows the inner
@@ -17,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "node/linkstate_service.h"
@@ -30,7 +36,7 @@ class LinkStateReporter final : public queue::RemoteDeliverer {
   LinkStateReporter(queue::RemoteDeliverer& inner, LinkStateService& link_state,
                     std::shared_ptr<const routing::RouteTable> table,
                     boost::asio::any_io_executor executor, std::uint32_t failures_for_down,
-                    std::chrono::milliseconds probe);
+                    std::chrono::milliseconds probe, std::string self = {});
   ~LinkStateReporter() override;
 
   void deliver(queue::RemoteJob job, Done done) override;
@@ -43,6 +49,7 @@ class LinkStateReporter final : public queue::RemoteDeliverer {
   };
   void on_result(const std::string& connector, bool hop_failed);
   void report(const std::string& connector, bool up);
+  void report_node(const std::string& node, bool up);
   void arm_probe(const std::string& connector);
   void probe(const std::string& connector);
 
@@ -54,6 +61,8 @@ class LinkStateReporter final : public queue::RemoteDeliverer {
   const std::chrono::milliseconds probe_;
   std::mutex mu_;
   std::map<std::string, State> state_;  // guarded by mu_
+  std::set<std::string> down_nodes_;     // guarded by mu_
+  const std::string self_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -246,6 +246,7 @@ struct LinkStateService::Impl {
   Clock::time_point table_changed_at{};  // when last_generation was seen first
   std::uint64_t route_publications = 0, failovers = 0;
   std::atomic<std::shared_ptr<const ls::Routes>> routes;
+  std::function<void()> on_routes;  // set before start()
   struct Counters {
     std::uint64_t accepted = 0, connects = 0, connect_failures = 0, tls_refused = 0,
                   identity_refused = 0, sessions_opened = 0, sessions_closed = 0;
@@ -729,6 +730,9 @@ void LinkStateService::Impl::after_event() {
     if (auto r = ls::compute_routes(snap, group); r.ok()) {
       routes.store(std::make_shared<const ls::Routes>(std::move(*r)));
       ++route_publications;
+      if (on_routes) {
+        on_routes();
+      }
     }
     for (const auto& c : std::vector<std::shared_ptr<Conn>>(conns.begin(), conns.end())) {
       if (c->session && !c->dead) {
@@ -984,6 +988,10 @@ Result<std::unique_ptr<LinkStateService>> LinkStateService::create(const proto::
     }
   }
   return std::unique_ptr<LinkStateService>(new LinkStateService(std::move(impl)));
+}
+
+void LinkStateService::on_routes(std::function<void()> callback) {
+  impl_->on_routes = std::move(callback);
 }
 
 Result<void> LinkStateService::start() {

@@ -29,6 +29,7 @@
 // at most 2 s).
 // Errors: create() and open() fail permanently naming the config key and the file.
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -54,6 +55,9 @@ class LinkStateService {
                                                           const std::string& config_path);
   ~LinkStateService();
 
+  // Called on the link-state thread after every new routes() is published (before
+  // start(); must not block): the queue routes waiting mail again.
+  void on_routes(std::function<void()> callback);
   // Binds link_state.listen (fails naming the key), then runs the link-state thread.
   Result<void> start();
   void stop();

@@ -45,6 +45,7 @@
 #include "directory/topology_reader.h"
 #include "node/categorize_deliverer.h"
 #include "node/config.h"
+#include "node/cluster_routing.h"
 #include "node/linkstate_delivery.h"
 #include "node/linkstate_service.h"
 #include "node/sinks_setup.h"
@@ -122,7 +123,7 @@ json detail_json(const bh::queue::MessageDetail& d) {
     if (r.notify & kNotifyDelay) notify += std::string(notify.empty() ? "" : ",") + "DELAY";
     static const char* kState[] = {"pending", "delivered", "failed"};
     j["recipients"].push_back({{"address", r.address}, {"mailbox", r.mailbox},
-                               {"orcpt", r.orcpt}, {"notify", notify},
+                               {"home_server", r.home_server}, {"orcpt", r.orcpt}, {"notify", notify},
                                {"state", kState[static_cast<int>(r.state)]},
                                {"last_result", r.last_result}});
   }
@@ -334,6 +335,9 @@ int main(int argc, char** argv) {
     dopt.cache.positive_ttl = std::chrono::seconds(ldap_cfg.positive_ttl_s());
     dopt.cache.negative_ttl = std::chrono::seconds(ldap_cfg.negative_ttl_s());
     dopt.cache.max_entries = ldap_cfg.cache_size();
+    // In a cluster (link_state configured) mailboxes homed on other nodes are routed there.
+    const bool cluster = cfg.link_state().nodes_size() > 0;
+    dopt.this_server = cluster ? name : std::string();
     ldap_directory = std::make_unique<bh::directory::LdapDirectory>(*ldap_client, clock, dopt);
     recipients = ldap_directory.get();
     bh::directory::CategorizerOptions copt;
@@ -347,7 +351,7 @@ int main(int argc, char** argv) {
     copt.window = ldap_cfg.expansion_window();
     copt.member_range = ldap_cfg.member_range();
     categorizer = std::make_unique<bh::directory::Categorizer>(*ldap_client, copt);
-    categorize_deliverer = std::make_unique<bh::node::CategorizeDeliverer>(*categorizer);
+    categorize_deliverer = std::make_unique<bh::node::CategorizeDeliverer>(*categorizer, dopt.this_server);
     manager.set_categorizer(categorize_deliverer.get());
     ldap_client->start();
     if (const auto& cc = ldap_cfg.configuration(); cc.domain_controller_size() > 0) {
@@ -411,16 +415,40 @@ int main(int argc, char** argv) {
     }
     link_state = std::move(s.value());
   }
+  // The SMTP connectors, and in a cluster one internal connector per other node with an
+  // SMTP address (node/cluster_routing.h): how mail reaches that node.
+  std::vector<bh::routing::Connector> all_connectors = bh::node::smtp_connectors(cfg);
+  const bool cluster_relay = link_state != nullptr;
+  if (cluster_relay) {
+    for (auto& c : bh::node::node_connectors(cfg)) {
+      all_connectors.push_back(std::move(c));
+    }
+  }
   std::shared_ptr<const bh::routing::RouteTable> routes;
-  if (auto t = bh::routing::RouteTable::build(bh::node::smtp_connectors(cfg)); t.ok()) {
+  if (auto t = bh::routing::RouteTable::build(std::move(all_connectors)); t.ok()) {
     routes = t.value();
   } else {
     return fatal(config_path + ": routing: " + t.error().message);
   }
-  auto base_router = [&routes, &delivery_random, &link_state](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
-    // Link state first: an unreachable address space waits; a connector of this routing
-    // group that is also an SMTP connector carries it. (Connectors of other groups are
-    // not in the delivery path yet: the static table decides for those.)
+  // A hop to another node of the organization, as the queue's next hop.
+  auto node_choice = [&routes](const bh::Result<bh::node::NodeHop>& hop) -> bh::Result<bh::queue::RouteChoice> {
+    if (!hop.ok()) {
+      return hop.error();
+    }
+    auto conn = routes->find(bh::node::node_connector_name(hop->node));
+    if (!conn) {
+      return bh::transient_error("4.4.4", "node " + hop->node + " has no SMTP address (link_state.nodes[].smtp)");
+    }
+    bh::queue::RouteChoice c;
+    c.next_hop = bh::routing::RouteTable::next_hop(*conn, "");
+    c.connector = conn->name;
+    c.max_connections = conn->settings.max_connections;
+    return c;
+  };
+  auto base_router = [&routes, &delivery_random, &link_state, &name, node_choice](std::string_view domain) -> bh::Result<bh::queue::RouteChoice> {
+    // Link state first: an unreachable address space waits; a connector this node has as
+    // an SMTP connector carries it; a connector elsewhere in the organization is reached
+    // through the nodes on the way (node/cluster_routing.h).
     if (auto d = link_state ? link_state->route_domain(domain, delivery_random.next()) : std::nullopt) {
       if (!d->ok()) {
         return d->error();
@@ -432,6 +460,10 @@ int main(int argc, char** argv) {
         c.domain = std::string(domain);
         c.max_connections = conn->settings.max_connections;
         return c;
+      }
+      if (auto table = link_state->routes()) {
+        return node_choice(bh::node::hop_to_connector(*table, name, (*d)->group, (*d)->connector,
+                                                      delivery_random.next()));
       }
     }
     auto r = routes->select(domain, delivery_random);
@@ -445,6 +477,14 @@ int main(int argc, char** argv) {
     c.max_connections = r->connector->settings.max_connections;
     return c;
   };
+  // Mailboxes homed on other nodes, and groups for other expansion servers.
+  auto server_router = [&delivery_random, &link_state, &name, node_choice](std::string_view home) -> bh::Result<bh::queue::RouteChoice> {
+    auto table = link_state ? link_state->routes() : nullptr;
+    if (!table) {
+      return bh::transient_error("4.4.4", "no link-state table yet to route to server " + std::string(home));
+    }
+    return node_choice(bh::node::hop_to_server(*table, name, home, delivery_random.next()));
+  };
   // The routing event (sinks.on_route) may override the connector chosen.
   bh::queue::Router router = sink_setup.value()->route(base_router, [&routes] { return routes; });
   // The relay client: its own io_context and thread, and c-ares when a connector uses MX.
@@ -453,7 +493,7 @@ int main(int argc, char** argv) {
   bh::SystemRandom dns_random;
   std::unique_ptr<bh::routing::AresMxResolver> resolver;
   std::unique_ptr<bh::smtp::SmtpRelay> relay;
-  if (cfg.routing().smtp_connectors_size() > 0) {
+  if (cfg.routing().smtp_connectors_size() > 0 || cluster_relay) {
     if (cfg.routing().dns().servers_size() > 0) {
       bh::routing::AresMxResolverOptions ro;
       ro.servers.assign(cfg.routing().dns().servers().begin(), cfg.routing().dns().servers().end());
@@ -467,6 +507,10 @@ int main(int argc, char** argv) {
     }
     bh::smtp::RelayOptions rel;
     rel.helo_name = hostname;
+    if (cluster_relay) {
+      rel.node_id = name;
+      rel.organization = cfg.link_state().organization();
+    }
     std::string service = cfg.auth().service().empty() ? "smtp" : cfg.auth().service();
     rel.gssapi = [service](const std::string& host) {
       return bh::auth::make_gssapi_client(service, host);
@@ -492,7 +536,7 @@ int main(int argc, char** argv) {
   if (link_state && relay) {
     ls_reporter = std::make_unique<bh::node::LinkStateReporter>(
         *relay, *link_state, routes, relay_io.get_executor(), cfg.queue().glitch_retries() + 1,
-        std::chrono::milliseconds(cfg.link_state().probe_ms()));
+        std::chrono::milliseconds(cfg.link_state().probe_ms()), name);
     remote = ls_reporter.get();
   }
   bh::smtp::SplitDeliverer split(&odmr_hold, remote, relay_io.get_executor());
@@ -512,6 +556,13 @@ int main(int argc, char** argv) {
     });
   } else if (relay) {
     manager.set_remote(remote, router);
+  }
+  if (cluster_relay && relay) {
+    manager.set_server_router(server_router);
+  }
+  if (link_state) {
+    // A new table: mail that had no route, or waits for another node, is routed again.
+    link_state->on_routes([&manager] { manager.reroute(); });
   }
   // Local delivery by LMTP (delivery.lmtp) instead of Maildir: on the relay's io_context.
   std::unique_ptr<bh::smtp::LmtpDeliverer> lmtp;
@@ -710,6 +761,9 @@ int main(int argc, char** argv) {
   s.max_command_line = c.max_command_line();
   s.max_header_bytes = c.max_header_bytes();
   s.max_hops = c.max_hops();
+  if (cfg.link_state().nodes_size() > 0) {
+    s.node_id = cfg.node().name();  // XEXCH50 hop lists naming this node are loops
+  }
   s.starttls = tls_holder != nullptr;
   s.max_errors = c.max_errors();
   s.max_junk_commands = c.max_junk_commands();

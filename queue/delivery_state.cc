@@ -70,6 +70,9 @@ std::string encode_delivery_state(const DeliveryState& s) {
     // Every field starts with '=' so an empty one still has a place.
     out += "\nadded " + std::to_string(static_cast<unsigned>(r.notify)) + " =" + escape(r.address) +
            " =" + escape(r.orcpt) + " =" + escape(r.mailbox);
+    if (!r.home_server.empty()) {
+      out += " =" + escape(r.home_server);  // a fifth field, only when there is one
+    }
   }
   out += "\nend\n";
   return out;
@@ -153,11 +156,12 @@ Result<DeliveryState> decode_delivery_state(std::string_view text) {
       }
       Recipient r;
       unsigned notify = 0;
-      if (f.size() != 4 || !number(std::string_view(f[0]), notify) || notify > 0xff) {
+      if ((f.size() != 4 && f.size() != 5) || !number(std::string_view(f[0]), notify) ||
+          notify > 0xff) {
         return bad("malformed added recipient");
       }
-      std::optional<std::string> parts[3];
-      for (int i = 0; i < 3; ++i) {
+      std::optional<std::string> parts[4];
+      for (std::size_t i = 0; i + 1 < f.size(); ++i) {
         if (f[i + 1].empty() || f[i + 1][0] != '=') {
           return bad("malformed added recipient");
         }
@@ -173,6 +177,12 @@ Result<DeliveryState> decode_delivery_state(std::string_view text) {
       r.address = std::move(*parts[0]);
       r.orcpt = std::move(*parts[1]);
       r.mailbox = std::move(*parts[2]);
+      if (f.size() == 5) {
+        if (parts[3]->empty()) {
+          return bad("malformed added recipient");
+        }
+        r.home_server = std::move(*parts[3]);
+      }
       r.added = true;
       s.added.push_back(std::move(r));
     } else {

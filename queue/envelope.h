@@ -29,6 +29,9 @@ struct Recipient {
   std::string orcpt;        // RFC 3461 ORCPT, decoded "addr-type;address", empty if absent
   std::uint8_t notify = kNotifyUnspecified;
   std::string mailbox;      // categorizer result: local mailbox name, empty if not local
+  // A mailbox of the organization homed on another node (the directory's home server):
+  // routed to that node (QueueManager::set_server_router); empty for everything else.
+  std::string home_server;
   RecipientState state = RecipientState::kPending;
   std::string last_result;  // last delivery reply/diagnostic for this recipient
   // To be expanded by the categorizer after spool (a group, contact or forwarded

@@ -19,8 +19,10 @@ enum RecordType : std::uint8_t {
   kXexch50 = 14, kEnd = 0xFF,
 };
 // Recipient record: address, orcpt, mailbox, notify, then an optional flags byte
-// (absent in files written before it existed, and when no flag is set).
+// (absent in files written before it existed, and when no flag is set); with
+// kRecipientHomeServer the home server follows the flags byte as a string.
 constexpr std::uint8_t kRecipientCategorize = 1;
+constexpr std::uint8_t kRecipientHomeServer = 2;
 
 void put_u32(std::string& o, std::uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) {
@@ -131,8 +133,13 @@ std::string encode_envelope(const Envelope& e) {
     put_str(tmp, r.orcpt);
     put_str(tmp, r.mailbox);
     tmp.push_back(static_cast<char>(r.notify));
-    if (r.categorize) {
-      tmp.push_back(static_cast<char>(kRecipientCategorize));  // optional flags byte
+    const std::uint8_t flags = (r.categorize ? kRecipientCategorize : 0) |
+                               (r.home_server.empty() ? 0 : kRecipientHomeServer);
+    if (flags != 0) {
+      tmp.push_back(static_cast<char>(flags));  // optional flags byte
+    }
+    if (!r.home_server.empty()) {
+      put_str(tmp, r.home_server);
     }
     record(o, kRecipient, tmp);
   }
@@ -202,7 +209,9 @@ Result<Envelope> decode_envelope(std::string_view records) {
         }
         if (!rc.empty()) {  // the optional flags byte
           std::uint8_t flags = 0;
-          if (!rc.u8(flags) || !rc.empty() || (flags & ~kRecipientCategorize) != 0) {
+          if (!rc.u8(flags) || (flags & ~(kRecipientCategorize | kRecipientHomeServer)) != 0 ||
+              ((flags & kRecipientHomeServer) != 0 && (!rc.str(r.home_server) || r.home_server.empty())) ||
+              !rc.empty()) {
             return bad("recipient record");
           }
           r.categorize = (flags & kRecipientCategorize) != 0;

@@ -104,6 +104,9 @@ struct QueueManager::Work {
   bool may_exist = true;
   bool drop = false;               // file gone or quarantined: forget the entry
   std::optional<Error> error;      // message-level transient failure: retry
+  // A recipient with no route right now (4.4.4 unreachable, ...): it stays pending and
+  // the message is retried, but the other recipients' copies and jobs still go.
+  std::optional<Error> route_error;
   std::vector<Copy> copies;        // one per distinct mailbox of a pending recipient
   std::map<std::string, RemoteJob> jobs;  // next hop -> recipients bound for it
   std::map<std::string, std::size_t> hop_limits;  // next hop -> its connector's limit
@@ -134,6 +137,12 @@ void QueueManager::set_remote(RemoteDeliverer* remote, Router router) {
   router_ = std::move(router);
 }
 
+void QueueManager::set_server_router(ServerRouter router) {
+  std::lock_guard lock(mu_);
+  BH_CHECK(!started_);
+  server_router_ = std::move(router);
+}
+
 void QueueManager::set_categorizer(RemoteDeliverer* categorizer) {
   std::lock_guard lock(mu_);
   BH_CHECK(!started_);
@@ -157,6 +166,7 @@ void QueueManager::fill_job(RemoteJob& job, const Work& w, const std::string& ne
   job.ret = w.env.ret;
   job.envid = w.env.envid;
   job.smtputf8 = w.env.smtputf8;
+  job.xexch50 = w.env.xexch50;
   job.path = w.path;
   job.body_offset = w.msg.body_offset;
   job.body_length = w.msg.body_length;
@@ -253,6 +263,38 @@ std::size_t QueueManager::retry_hop(const std::string& hop) {
     }
   }
   cv_.notify_one();
+  return n;
+}
+
+std::size_t QueueManager::reroute() {
+  std::size_t n = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, e] : entries_) {
+      if (e.summary.state != MessageState::kRetry) {
+        continue;
+      }
+      const bool unrouted =
+          e.summary.last_error.rfind("4.4.4", 0) == 0 ||
+          (e.envelope && std::any_of(e.envelope->recipients.begin(), e.envelope->recipients.end(),
+                                     [](const Recipient& r) {
+                                       return r.state == RecipientState::kPending &&
+                                              r.last_result.rfind("4.4.4", 0) == 0;
+                                     }));
+      const bool to_a_node = std::any_of(e.hops.begin(), e.hops.end(), [](const std::string& h) {
+        return h.rfind("smarthost:node.", 0) == 0;
+      });
+      if (unrouted || to_a_node) {
+        e.summary.state = MessageState::kQueued;  // its retry_ entry is skipped when it comes up
+        ready_.push_back(id);
+        ++n;
+      }
+    }
+  }
+  if (n > 0) {
+    log::info("queue", "routing table changed: " + std::to_string(n) + " waiting message(s) routed again");
+    cv_.notify_one();
+  }
   return n;
 }
 
@@ -738,19 +780,24 @@ void QueueManager::prepare(Work& w) {
       if (fresh) {
         fill_job(it->second, w, kCategorizeHop, "categorizer", "");
       }
-      it->second.recipients.push_back({index, r.address, r.notify, r.orcpt});
+      it->second.recipients.push_back({index, r.address, r.notify, r.orcpt, {}, false});
       continue;
     }
     if (r.mailbox.empty()) {
       const auto index = static_cast<std::size_t>(&r - w.env.recipients.data());
       Result<RouteChoice> route = permanent_error("5.4.4", "no route to a non-local recipient (relay not configured)");
-      if (remote_ != nullptr && router_) {
+      if (!r.home_server.empty()) {
+        route = remote_ != nullptr && server_router_
+                    ? server_router_(r.home_server)
+                    : Result<RouteChoice>(transient_error(
+                          "4.4.4", "no route to home server " + r.home_server + " (no cluster routing)"));
+      } else if (remote_ != nullptr && router_) {
         route = router_(domain_of(r.address));
       }
       if (!route.ok()) {
         if (route.error().transient()) {
           r.last_result = describe(route.error());
-          w.error = route.error();
+          w.route_error = route.error();
           continue;
         }
         r.state = RecipientState::kFailed;
@@ -770,7 +817,7 @@ void QueueManager::prepare(Work& w) {
           w.hop_limits[route->next_hop] = route->max_connections;
         }
       }
-      job.recipients.push_back({index, r.address, r.notify, r.orcpt});
+      job.recipients.push_back({index, r.address, r.notify, r.orcpt, r.home_server, r.added});
       continue;
     }
     if (local_remote_ != nullptr) {
@@ -786,7 +833,7 @@ void QueueManager::prepare(Work& w) {
         return w.env.recipients[x.index].mailbox == r.mailbox;
       });
       if (!dup) {
-        job.recipients.push_back({index, r.address, r.notify, r.orcpt});
+        job.recipients.push_back({index, r.address, r.notify, r.orcpt, {}, false});
       }
       continue;
     }
@@ -1008,7 +1055,9 @@ void QueueManager::finish(Work& w, bool queue_file_removed) {
     e.envelope = std::move(w.env);
   }
   auto& s = e.summary;
-  Error err = w.error ? *w.error : transient_error("4.3.0", "delivery incomplete");
+  Error err = w.error         ? *w.error
+              : w.route_error ? *w.route_error
+                              : transient_error("4.3.0", "delivery incomplete");
   s.last_error = describe(err);
   e.next_attempt = clock_.now() + backoff(std::max<std::uint32_t>(s.attempts, 1));
   s.next_attempt_unix = unix_seconds(e.next_attempt);
@@ -1249,6 +1298,7 @@ void QueueManager::expand(const RemoteDone& d, Envelope& env, std::vector<Note>&
           Recipient n;
           n.address = x.address;
           n.mailbox = x.mailbox;
+          n.home_server = x.mailbox.empty() ? x.home_server : std::string();
           n.notify = rcpt.notify;
           n.orcpt = rcpt.orcpt.empty() ? "rfc822;" + rcpt.address : rcpt.orcpt;
           n.added = true;

@@ -81,6 +81,7 @@ struct RouteChoice {
 };
 // Permanent errors bounce the recipient (5.4.4 no route); transient ones retry.
 using Router = std::function<Result<RouteChoice>(std::string_view domain)>;
+using ServerRouter = std::function<Result<RouteChoice>(std::string_view home_server)>;
 
 struct DsnSetup {
   std::string reporting_mta;  // this node's host name
@@ -166,6 +167,10 @@ class QueueManager {
   // Before start(): without them recipients with no local mailbox fail (5.4.4) and no
   // reports are sent. `remote` must outlive the manager.
   void set_remote(RemoteDeliverer* remote, Router router);
+  // Recipients with a Recipient::home_server (a mailbox of the organization homed on
+  // another node) are routed by `router` (given the home server) instead of by domain,
+  // and delivered through set_remote's deliverer. Without it they wait (4.4.4).
+  void set_server_router(ServerRouter router);
   void set_dsn(DsnSetup dsn);
   // Local mailboxes handed over by LMTP instead of written as Maildir: recipients with a
   // mailbox go to `lmtp` as one job of next hop "lmtp" (one recipient per mailbox).
@@ -198,6 +203,11 @@ class QueueManager {
                    std::chrono::milliseconds wait = std::chrono::seconds(10));
   // Every message waiting for a retry of next hop `hop` is due now; returns how many.
   std::size_t retry_hop(const std::string& hop);
+  // A new routing table was published (link state): every message waiting for a retry
+  // that had no route (last error 4.4.4, "unreachable"), or that waits for a hop to
+  // another node of the organization ("smarthost:node.<id>"), is due now and routed
+  // again with the new table. Returns how many.
+  std::size_t reroute();
   // Suspend-Queue / Resume-Queue: nothing is sent to a frozen next hop (its mail waits,
   // retry times pass) until it is thawed; kept in <queue>/frozen-hops across restarts.
   Result<void> freeze_hop(const std::string& hop, bool frozen);
@@ -307,6 +317,7 @@ class QueueManager {
   RemoteDeliverer* local_remote_ = nullptr;
   RemoteDeliverer* categorizer_ = nullptr;
   Router router_;
+  ServerRouter server_router_;
   std::optional<DsnSetup> dsn_;
   QueueEvents* events_ = nullptr;
   EtrnPolicy etrn_policy_;

@@ -39,8 +39,13 @@ struct RemoteJob {
     std::string address;
     std::uint8_t notify = kNotifyUnspecified;
     std::string orcpt;      // "addr-type;address" or empty
+    std::string home_server;  // Recipient::home_server: the node it is routed towards
+    bool expanded = false;    // added by this node's categorizer (Recipient::added)
   };
   std::vector<Rcpt> recipients;
+  // The XEXCH50 blob the message arrived with from a peer (Envelope::xexch50), so the
+  // next node hears its hop list; empty when it came from anywhere else.
+  std::string xexch50;
 
   std::string path;       // the queue file; the body is [body_offset, body_offset+body_length)
   std::uint64_t body_offset = 0;

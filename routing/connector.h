@@ -66,8 +66,12 @@ struct Connector {
   std::string name;  // unique in a RouteTable (case-insensitive); letters, digits, - _ .
   ConnectorKind kind = ConnectorKind::kDnsMx;
   std::vector<SmartHost> smart_hosts;  // kSmartHost: at least one; kDnsMx: none
-  std::vector<CostedAddressSpace> address_spaces;  // at least one
+  std::vector<CostedAddressSpace> address_spaces;  // at least one, none when `internal`
   ConnectorSettings settings;
+  // A connector to one other node of the organization (node/cluster_routing.h: named
+  // "node.<id>", its SMTP address as the one smart host): never chosen for a domain,
+  // only found by name for the next hops that routing to a node picks.
+  bool internal = false;
 };
 
 // Letters, digits, '-', '_', '.', 1-64 characters: a connector name ends up in

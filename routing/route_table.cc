@@ -49,8 +49,8 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::build(std::vector<Connecto
     if (c.kind == ConnectorKind::kDnsMx && !c.smart_hosts.empty()) {
       return bad(c.name, "a DNS MX connector has no smart hosts");
     }
-    if (c.address_spaces.empty()) {
-      return bad(c.name, "no address spaces");
+    if (c.internal != c.address_spaces.empty()) {
+      return bad(c.name, c.internal ? "a connector to a node has no address spaces" : "no address spaces");
     }
     std::vector<AddressSpace> seen;
     for (const auto& cs : c.address_spaces) {

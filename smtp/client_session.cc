@@ -160,6 +160,8 @@ ServerCapabilities parse_ehlo(const Reply& reply) {
       caps.size = true;
       // RFC 1870 §4: "SIZE" alone or "SIZE 0" announce no fixed limit.
       caps.size_limit = parse_decimal(params).value_or(0);
+    } else if (key == "XEXCH50") {
+      caps.xexch50 = true;
     } else if (key == "AUTH" || key == "X-EXPS") {
       auto& list = key == "AUTH" ? caps.auth : caps.x_exps;
       while (!params.empty()) {
@@ -186,6 +188,8 @@ struct ClientSession::Impl {
     kAuthLoginPass,
     kAuthSasl,
     kMail,
+    kXexch50,      // "XEXCH50 <octets> <count>": 354 expected
+    kXexch50Blob,  // the blob was sent: 250 expected
     kRcpt,
     kData,
     kBdat,
@@ -208,6 +212,7 @@ struct ClientSession::Impl {
   std::deque<Expect> expect;       // replies still due, in the order of the commands
   std::vector<std::size_t> rcpts;  // indexes sent as RCPT, in order
   std::size_t next_rcpt = 0;       // without PIPELINING: the next of `rcpts` to send
+  std::string xexch50_blob;        // the XEXCH50 properties, once built in after_rcpts
   std::vector<bool> decided, accepted;
   bool mail_failed = false;
   BodyMode body_mode = BodyMode::kData;
@@ -291,6 +296,9 @@ struct ClientSession::Impl {
         return "the reply to AUTH";
       case Stage::kMail:
         return "the reply to MAIL";
+      case Stage::kXexch50:
+      case Stage::kXexch50Blob:
+        return "the reply to XEXCH50";
       case Stage::kRcpt:
         return "the reply to RCPT";
       case Stage::kData:
@@ -619,7 +627,7 @@ struct ClientSession::Impl {
         command(rcpt_command(msg.recipients[i]), {Stage::kRcpt, i});
       }
       next_rcpt = rcpts.size();
-      if (body_mode == BodyMode::kData) {
+      if (body_mode == BodyMode::kData && !send_xexch50()) {
         command("DATA", {Stage::kData});
       }
     }
@@ -633,10 +641,34 @@ struct ClientSession::Impl {
   }
 
   // Every RCPT reply is in (and DATA was not pipelined).
+  bool send_xexch50() const {
+    return msg.properties.has_value() && caps.xexch50 && result.authenticated &&
+           msg.properties->recipients.size() == msg.recipients.size();
+  }
+
   void after_rcpts() {
     if (mail_failed || !any_accepted()) {
       quit();  // nobody to deliver to: no DATA
-    } else if (body_mode == BodyMode::kData) {
+    } else if (send_xexch50()) {
+      Xexch50Props p = *msg.properties;
+      p.recipients.clear();
+      for (std::size_t i : rcpts) {
+        if (accepted[i]) {
+          p.recipients.push_back(msg.properties->recipients[i]);
+        }
+      }
+      xexch50_blob = encode_xexch50_props(p);
+      command("XEXCH50 " + std::to_string(xexch50_blob.size()) + " " +
+                  std::to_string(p.recipients.size() + 1),
+              {Stage::kXexch50});
+      arm_head();
+    } else {
+      start_body();
+    }
+  }
+
+  void start_body() {
+    if (body_mode == BodyMode::kData) {
       command("DATA", {Stage::kData});
       arm_head();
     } else {
@@ -682,7 +714,7 @@ struct ClientSession::Impl {
       fail_connection(reply_error(r, describe(e.stage)), r.code);
       return;
     }
-    bool continuation_due = e.stage == Stage::kData || e.stage == Stage::kAuth ||
+    bool continuation_due = e.stage == Stage::kData || e.stage == Stage::kXexch50 || e.stage == Stage::kAuth ||
                             e.stage == Stage::kAuthLoginUser || e.stage == Stage::kAuthLoginPass ||
                             e.stage == Stage::kAuthSasl;
     if ((r.intermediate() && !continuation_due) || (r.positive() && e.stage == Stage::kData)) {
@@ -770,6 +802,10 @@ struct ClientSession::Impl {
           arm_head();
         } else if (r.code == 235) {
           result.authenticated = true;
+          if (cfg.sasl_verb == "X-EXPS" && msg.properties && !caps.xexch50) {
+            hello();  // the peer verbs are offered to the logged-in peer only
+            return;
+          }
           proceed();
         } else {
           auth_failed(r);
@@ -814,6 +850,23 @@ struct ClientSession::Impl {
           after_rcpts();
         } else {
           arm_head();  // DATA's reply is next (pipelined)
+        }
+        return;
+      case Stage::kXexch50:
+        if (r.code == 354) {
+          send(xexch50_blob);
+          expect.push_back({Stage::kXexch50Blob});
+          arm_head();
+        } else {
+          start_body();  // refused: the message goes on without its properties
+        }
+        return;
+      case Stage::kXexch50Blob:
+        if (r.code == 554 && r.enhanced_or_generic() == "5.4.6") {
+          decide_accepted(r);  // the server saw a routing loop
+          quit();
+        } else {
+          start_body();
         }
         return;
       case Stage::kData:
@@ -1016,5 +1069,16 @@ bool ClientSession::closed() const { return impl_->closed; }
 bool ClientSession::wants_body() const { return impl_->want_body; }
 const ClientResult& ClientSession::result() const { return impl_->result; }
 const ServerCapabilities& ClientSession::capabilities() const { return impl_->caps; }
+
+Result<std::string> LoginClientSasl::step(std::string_view /*challenge*/) {
+  switch (steps_++) {
+    case 0:
+      return credentials_.user;
+    case 1:
+      return credentials_.password;
+    default:
+      return transient_error("4.7.8", "LOGIN: the server asked a third question");
+  }
+}
 
 }  // namespace bh::smtp

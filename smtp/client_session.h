@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "smtp/xexch50_props.h"
 #include "queue/envelope.h"
 #include "smtp/reply_parser.h"
 
@@ -94,6 +95,21 @@ class ClientSasl {
   virtual Result<std::string> step(std::string_view challenge) = 0;
 };
 
+// LOGIN (draft-murchison-sasl-login) as a ClientSasl, for X-EXPS LOGIN between nodes
+// (AUTH LOGIN has its own path through ClientConfig::auth): the user name is the answer
+// to the first challenge, the password to the second; a third challenge is an error.
+class LoginClientSasl final : public ClientSasl {
+ public:
+  explicit LoginClientSasl(ClientCredentials credentials) : credentials_(std::move(credentials)) {}
+  std::string mechanism() const override { return "LOGIN"; }
+  Result<std::optional<std::string>> start() override { return std::optional<std::string>(); }
+  Result<std::string> step(std::string_view challenge) override;
+
+ private:
+  ClientCredentials credentials_;
+  int steps_ = 0;
+};
+
 struct ClientConfig {
   std::string helo_name = "localhost";  // our name in EHLO/LHLO/HELO
   bool lmtp = false;                    // RFC 2033: LHLO, one reply per recipient after data
@@ -129,6 +145,13 @@ struct OutboundMessage {
   std::string envid;  // decoded
   bool smtputf8 = false;
   std::uint64_t size = 0;  // body octets as stored, for SIZE= and the SIZE check
+  // XEXCH50 properties for a node of the organization (smtp/xexch50_props.h), one
+  // Recipient entry per entry of `recipients`. Sent after the last RCPT, for the
+  // accepted recipients only, when the server offers XEXCH50 after our X-EXPS login
+  // (the session says EHLO again after it to see the peer verbs). A refused XEXCH50 is
+  // no reason to stop: the message goes on without them; a 554 5.4.6 (the server saw a
+  // routing loop) fails every accepted recipient with that reply.
+  std::optional<Xexch50Props> properties;
 };
 
 // What EHLO (or LHLO) told us. After HELO everything is off.
@@ -140,6 +163,7 @@ struct ServerCapabilities {
   std::uint64_t size_limit = 0;   // SIZE n; 0 = no limit announced
   std::vector<std::string> auth;  // mechanisms, upper-cased
   std::vector<std::string> x_exps;  // X-EXPS mechanisms (Exchange peers), upper-cased
+  bool xexch50 = false;             // offered to peers only (after X-EXPS)
 };
 // Keywords from the lines after the first of a 250 EHLO reply (RFC 5321 §4.1.1.1),
 // case-insensitive; "AUTH=..." (pre-RFC 4954 form) counts as AUTH.

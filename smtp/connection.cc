@@ -207,6 +207,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
           } else if (r->kind == directory::RecipientKind::kLocalMailbox) {
             v.kind = RecipientVerdict::Kind::kLocal;
             v.mailbox = r->mailbox;
+            v.home_server = r->home_server;
           } else if (r->kind == directory::RecipientKind::kCategorize) {
             v.kind = RecipientVerdict::Kind::kLocal;
             v.categorize = true;

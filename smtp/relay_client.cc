@@ -159,6 +159,24 @@ OutboundMessage outbound_message(const queue::RemoteJob& job) {
   return m;
 }
 
+Xexch50Props next_hop_properties(const queue::RemoteJob& job, const std::string& node_id,
+                                 const std::string& organization) {
+  Xexch50Props p;
+  p.organization = organization;
+  if (!job.xexch50.empty()) {
+    if (auto got = decode_xexch50_props(job.xexch50); got.ok()) {
+      p.hops = std::move(got->hops);
+      p.categorized = got->categorized;
+    }
+  }
+  p.hops.push_back(node_id);
+  for (const auto& r : job.recipients) {
+    p.recipients.push_back({r.home_server, r.expanded});
+    p.categorized = p.categorized || r.expanded;
+  }
+  return p;
+}
+
 Result<std::string> read_password_file(const std::string& path) {
   constexpr std::size_t kMax = 4096;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -382,6 +400,13 @@ class Job : public std::enable_shared_from_this<Job> {
         return factory ? factory(host) : nullptr;
       };
       cfg.sasl_verb = connector_->settings.auth_verb;
+    } else if (connector_->settings.auth_verb == "X-EXPS" && credentials_) {
+      // X-EXPS LOGIN between the organization's nodes (a password, not Kerberos).
+      cfg.sasl = [c = *credentials_]() -> std::unique_ptr<ClientSasl> {
+        return std::make_unique<LoginClientSasl>(c);
+      };
+      cfg.sasl_verb = "X-EXPS";
+      cfg.auth.reset();
     }
     cfg.use_chunking = opt.use_chunking;
     cfg.body_chunk = kBodyChunk;
@@ -395,8 +420,17 @@ class Job : public std::enable_shared_from_this<Job> {
     setup.body_length = job_.body_length;
     setup.connect_timeout = opt.connect_timeout;
     start_attempt(
-        strand_, shared_->tls, std::move(setup), std::move(cfg), outbound_message(job_),
+        strand_, shared_->tls, std::move(setup), std::move(cfg), message_for_hop(),
         [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); });
+  }
+
+  OutboundMessage message_for_hop() const {
+    OutboundMessage m = outbound_message(job_);
+    const auto& opt = shared_->options;
+    if (connector_->internal && !opt.node_id.empty()) {
+      m.properties = next_hop_properties(job_, opt.node_id, opt.organization);
+    }
+    return m;
   }
 
   void on_attempt(AttemptOutcome o) {

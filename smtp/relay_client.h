@@ -103,6 +103,12 @@ struct RelayOptions {
   // GSSAPI connectors (ConnectorSettings::auth_mechanism): one exchange with the server
   // whose principal host is the argument. Unset: such connectors fail with 4.7.0.
   std::function<std::unique_ptr<ClientSasl>(const std::string& host)> gssapi;
+  // This node in the organization (link_state): to the other nodes (internal
+  // connectors) every message goes with XEXCH50 properties (smtp/xexch50_props.h): the
+  // hop list it arrived with plus `node_id`, and per recipient its home server and
+  // whether this node's categorizer produced it. Empty node_id: never.
+  std::string node_id;
+  std::string organization;
   // Called on the job's strand after each attempt; must not block.
   std::function<void(const RelayAttempt&)> on_attempt;
 };
@@ -119,6 +125,11 @@ struct RelayCounters {
 Result<std::vector<RelayTarget>> smart_host_targets(const routing::Connector& connector);
 // MX hosts in the resolver's order, each address in order, on `port`.
 std::vector<RelayTarget> mx_targets(const std::vector<routing::MxHost>& hosts, std::uint16_t port);
+// The XEXCH50 properties of `job` for the next node (see RelayOptions::node_id): the hop
+// list of job.xexch50 (when it decodes) with `node_id` appended; categorized when the
+// message arrived categorized or this node expanded one of its recipients.
+Xexch50Props next_hop_properties(const queue::RemoteJob& job, const std::string& node_id,
+                                 const std::string& organization);
 // What node/ can check at config load: what smart_host_targets() would refuse.
 Result<void> check_connector(const routing::Connector& connector);
 

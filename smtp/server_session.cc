@@ -22,6 +22,7 @@
 #include "smtp/line_reader.h"
 #include "smtp/link2state.h"
 #include "smtp/xexch50.h"
+#include "smtp/xexch50_props.h"
 
 namespace bh::smtp {
 
@@ -713,6 +714,29 @@ struct ServerSession::Impl {
       xexch50_buf.clear();
       return error_reply(500, "5.5.2", "Error processing XEXCH50 command");
     }
+    auto props = decode_xexch50_props(xexch50_buf);
+    if (!props.ok()) {
+      xexch50_buf.clear();
+      return error_reply(500, "5.5.2", "Error processing XEXCH50 command");
+    }
+    if ((!cfg.node_id.empty() && passed_through(*props, cfg.node_id)) ||
+        props->hops.size() >= kMaxHops) {
+      // A message that already passed through here (or went round too often) would
+      // circle for ever: refuse the transaction, not only the properties.
+      const std::string why = props->hops.size() >= kMaxHops
+                                  ? "too many hops (" + std::to_string(props->hops.size()) + ")"
+                                  : "it already passed through " + cfg.node_id;
+      reset_transaction();
+      return error_reply(554, "5.4.6", "Routing loop detected: " + why);
+    }
+    // From a peer: a recipient it already expanded or redirected is not categorized here
+    // again (a mailbox with a forward keeps its mailbox; a group has none and is kept).
+    for (std::size_t i = 0; i < props->recipients.size() && i < env.recipients.size(); ++i) {
+      auto& r = env.recipients[i];
+      if (props->recipients[i].expanded && (!r.mailbox.empty() || !r.home_server.empty())) {
+        r.categorize = false;
+      }
+    }
     env.xexch50 = std::move(xexch50_buf);
     xexch50_buf.clear();
     reply(250, "2.0.0", "XEXCH50 OK");
@@ -1338,6 +1362,7 @@ Actions ServerSession::on_recipient_result(RecipientVerdict v) {
       } else {
         s.pending_rcpt.mailbox = v.mailbox;
         s.pending_rcpt.categorize = v.categorize;
+        s.pending_rcpt.home_server = std::move(v.home_server);
         s.env.recipients.push_back(std::move(s.pending_rcpt));
         ++s.counters.recipients;
         s.reply(250, "2.1.5", "Ok");

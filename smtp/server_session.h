@@ -79,6 +79,9 @@ struct SessionConfig {
   // XEXCH50 blobs from peer nodes: at most this many octets (552 5.3.4 above; it is kept
   // in the queue file as one record, so at most queue::kMaxXexch50).
   std::size_t max_xexch50 = 60u << 10;
+  // This node's id in the organization (link_state): an XEXCH50 property bag whose hop
+  // list names it is a routing loop (554 5.4.6). Empty: no loop check by name.
+  std::string node_id;
   std::size_t max_errors = 20;           // then 421 4.7.0 and close
   std::size_t max_junk_commands = 100;   // NOOP/RSET/unknown/... without a MAIL (hostile #64)
   std::size_t max_buffered_input = 64u << 10;  // pipelined input held while waiting
@@ -163,6 +166,7 @@ struct RecipientVerdict {
   enum class Kind { kLocal, kUnknown, kError } kind = Kind::kUnknown;
   std::string mailbox;  // kLocal: mailbox name to store in the envelope
   bool categorize = false;  // kLocal: expanded by the categorizer after spool
+  std::string home_server;  // kLocal without mailbox: a mailbox homed on that node
   Error error;          // kError: transient 4.4.3 etc.
 };
 

@@ -122,6 +122,30 @@ TEST(LdapDirectory, NoPrimaryProxyFallsBackToMailThenAddress) {
   EXPECT_EQ(f.dir.classify("b2@example.test", {e})->mailbox, "b2_40example.test");
 }
 
+TEST(LdapDirectory, InAClusterAMailboxHomedElsewhereIsRoutedToItsServer) {
+  ManualClock clock;
+  TwinSearcher twin;
+  LdapDirectoryOptions o = Fixture::options({seconds(300), seconds(60), 100});
+  o.this_server = "node1";
+  LdapDirectory dir(twin, clock, o);
+  auto here = dir.classify("a@example.test", {user("uid=a", {"SMTP:a@example.test"}, "", "NODE1")});
+  ASSERT_TRUE(here.ok());
+  EXPECT_EQ(here->kind, RecipientKind::kLocalMailbox);
+  EXPECT_EQ(here->mailbox, "a_40example.test");  // the same name in another case is this node
+  EXPECT_TRUE(here->home_server.empty());
+  auto there = dir.classify("b@example.test", {user("uid=b", {"SMTP:b@example.test"}, "", "node4")});
+  ASSERT_TRUE(there.ok());
+  EXPECT_EQ(there->kind, RecipientKind::kLocalMailbox);
+  EXPECT_TRUE(there->mailbox.empty());
+  EXPECT_EQ(there->home_server, "node4");
+  EXPECT_EQ(there->canonical, "b@example.test");
+  // Outside a cluster (no this_server) every mailbox is here.
+  Fixture f;
+  auto standalone = f.dir.classify("b@example.test", {user("uid=b", {"SMTP:b@example.test"}, "", "node4")});
+  EXPECT_EQ(standalone->mailbox, "b_40example.test");
+  EXPECT_TRUE(standalone->home_server.empty());
+}
+
 TEST(LdapDirectory, NotFoundAndNoMailboxAreUnknown) {
   Fixture f;
   auto r = f.resolve("nobody@example.test");

@@ -132,5 +132,62 @@ TEST(LinkStateConfig, ErrorsNameFileLineAndKey) {
       << c.error().message;
 }
 
+// Node-to-node relay (issue 7): each node's SMTP address and how this node logs in.
+const std::string kRelay = R"(  relay:
+    auth_username: cluster
+    auth_password_file: /etc/bh/cluster.pw
+    tls: required
+)";
+
+TEST(LinkStateConfig, NodeSmtpAddressesAndTheRelayLoginBecomeInternalConnectors) {
+  std::string ls = replaced(kLinkState, "address: \"127.0.0.3:6910\"}",
+                            "address: \"127.0.0.3:6910\", smtp: \"127.0.0.3:2525\"}");
+  ls = replaced(ls, "address: \"127.0.0.2:6910\", master: true}",
+                "address: \"127.0.0.2:6910\", master: true, smtp: \"127.0.0.2:2525\"}");
+  auto c = load(ls + kRelay);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->link_state().relay().auth_mechanism(), "LOGIN");  // the default
+  auto conns = node_connectors(*c);
+  ASSERT_EQ(conns.size(), 1u) << "not this node (a1), not b1 (no smtp address)";
+  EXPECT_EQ(conns[0].name, "node.a2");
+  EXPECT_TRUE(conns[0].internal);
+  ASSERT_EQ(conns[0].smart_hosts.size(), 1u);
+  EXPECT_EQ(conns[0].smart_hosts[0].str(), "127.0.0.3:2525");
+  EXPECT_EQ(conns[0].settings.auth_verb, "X-EXPS");
+  EXPECT_EQ(conns[0].settings.auth_username, "cluster");
+  EXPECT_EQ(conns[0].settings.auth_password_file, "/etc/bh/cluster.pw");
+  EXPECT_EQ(conns[0].settings.tls, routing::TlsMode::kRequired);
+}
+
+TEST(LinkStateConfig, BadRelaySettingsNameTheKey) {
+  struct BadRelay {
+    std::string extra, expect;
+  };
+  const std::vector<BadRelay> cases = {
+      {"  relay:\n    auth_password_file: /etc/bh/pw\n", "link_state.relay.auth_username: required"},
+      {"  relay:\n    auth_username: c\n    auth_password_file: pw\n",
+       "link_state.relay.auth_password_file: must be an absolute path"},
+      {"  relay:\n    auth_username: c\n    auth_password_file: /pw\n    tls: none\n",
+       "link_state.relay.tls: none: credentials never travel in clear text"},
+      {"  relay:\n    auth_username: c\n", "link_state.relay.auth_password_file: must be an absolute path"},
+      {"  relay:\n    auth_mechanism: CRAM-MD5\n", "link_state.relay.auth_mechanism: \"CRAM-MD5\" is not LOGIN or GSSAPI"},
+      {"  relay:\n    auth_mechanism: gssapi\n    auth_username: c\n",
+       "link_state.relay.auth_mechanism: GSSAPI uses auth.client_keytab"},
+  };
+  for (const auto& b : cases) {
+    auto c = load(kLinkState + b.extra);
+    ASSERT_FALSE(c.ok()) << b.extra;
+    EXPECT_NE(c.error().message.find(b.expect), std::string::npos) << c.error().message;
+  }
+  auto bad_smtp = load(replaced(kLinkState, "address: \"127.0.0.3:6910\"}",
+                                "address: \"127.0.0.3:6910\", smtp: \"mail.example:25\"}"));
+  ASSERT_FALSE(bad_smtp.ok());
+  EXPECT_NE(bad_smtp.error().message.find("link_state.nodes[1].smtp:"), std::string::npos)
+      << bad_smtp.error().message;
+  auto gss = load(kLinkState + "  relay:\n    auth_mechanism: gssapi\n");
+  ASSERT_TRUE(gss.ok()) << gss.error().message;
+  EXPECT_EQ(gss->link_state().relay().auth_mechanism(), "GSSAPI");
+}
+
 }  // namespace
 }  // namespace bh::node

@@ -80,12 +80,19 @@ TEST(DeliveryState, RecipientsAddedByTheCategorizerRoundTripAndAreAppendedOnce) 
   Recipient b;
   b.address = "x@partner.example";  // relayed: no mailbox, and no orcpt
   b.added = true;
-  s.added = {a, b};
+  Recipient c;
+  c.address = "erin@example.org";  // homed on another node
+  c.home_server = "node5";
+  c.added = true;
+  s.added = {a, b, c};
   s.recipients.push_back({0, RecipientState::kDelivered, "2.1.5 expanded"});
   s.recipients.push_back({3, RecipientState::kFailed, "5.1.1 x"});
   auto d = decode_delivery_state(encode_delivery_state(s));
   ASSERT_TRUE(d.ok()) << d.error().message;
-  ASSERT_EQ(d->added.size(), 2u);
+  ASSERT_EQ(d->added.size(), 3u);
+  EXPECT_EQ(d->added[2].home_server, "node5");
+  EXPECT_TRUE(d->added[2].mailbox.empty());
+  EXPECT_TRUE(d->added[0].home_server.empty());
   EXPECT_EQ(d->added[0].address, a.address);
   EXPECT_EQ(d->added[0].mailbox, a.mailbox);
   EXPECT_EQ(d->added[0].orcpt, a.orcpt);
@@ -96,16 +103,18 @@ TEST(DeliveryState, RecipientsAddedByTheCategorizerRoundTripAndAreAppendedOnce) 
 
   Envelope e = testing::sample(2);
   ASSERT_TRUE(apply_delivery_state(*d, e).ok());
-  ASSERT_EQ(e.recipients.size(), 4u);
+  ASSERT_EQ(e.recipients.size(), 5u);
   EXPECT_EQ(e.recipients[2].address, "carol@example.org");
   EXPECT_EQ(e.recipients[3].state, RecipientState::kFailed);
-  EXPECT_EQ(added_recipients(e).size(), 2u);
+  EXPECT_EQ(e.recipients[4].home_server, "node5");
+  EXPECT_EQ(added_recipients(e).size(), 3u);
   ASSERT_TRUE(apply_delivery_state(*d, e).ok());  // already there: not appended twice
-  EXPECT_EQ(e.recipients.size(), 4u);
+  EXPECT_EQ(e.recipients.size(), 5u);
 
   for (std::string bad : {"BHQS 1\nadded 0 =a =b\nend\n", "BHQS 1\nadded 0 a =b =c\nend\n",
                           "BHQS 1\nadded 0 = =b =c\nend\n", "BHQS 1\nadded 999 =a =b =c\nend\n",
-                          "BHQS 1\nadded 0 =a%0D =b =c\nend\n", "BHQS 1\nadded 0 =a =b =c =d\nend\n"}) {
+                          "BHQS 1\nadded 0 =a%0D =b =c\nend\n", "BHQS 1\nadded 0 =a =b =c =\nend\n",
+                          "BHQS 1\nadded 0 =a =b =c =d =e\nend\n"}) {
     EXPECT_FALSE(decode_delivery_state(bad).ok()) << bad;
   }
   DeliveryState wrong;

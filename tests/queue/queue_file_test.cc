@@ -101,12 +101,37 @@ TEST(QueueFile, TheCategorizeFlagRoundTripsAndOlderRecordsStillRead) {
   ASSERT_NE(at, std::string::npos);
   ASSERT_EQ(good[at + 5 + len - 1], '\1');
   std::string unknown_bit = good;
-  unknown_bit[at + 5 + len - 1] = '\3';
+  unknown_bit[at + 5 + len - 1] = '\5';
   EXPECT_FALSE(decode_envelope(unknown_bit).ok());
   std::string two_bytes = good;
   two_bytes.replace(at + 1, 4, be32(static_cast<std::uint32_t>(len + 1)));
   two_bytes.insert(at + 5 + len, 1, '\1');
   EXPECT_FALSE(decode_envelope(two_bytes).ok());
+}
+
+TEST(QueueFile, TheHomeServerRoundTripsAfterTheFlags) {
+  Envelope e = testing::sample(2);
+  e.id = "H1";
+  e.recipients[1].mailbox.clear();
+  e.recipients[1].home_server = "node5";
+  e.recipients[0].categorize = true;
+  auto d = decode_envelope(encode_envelope(e));
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_TRUE(d->recipients[0].home_server.empty());
+  EXPECT_TRUE(d->recipients[0].categorize);
+  EXPECT_EQ(d->recipients[1].home_server, "node5");
+  EXPECT_FALSE(d->recipients[1].categorize);
+  // The home-server bit without its string, or with an empty one, is corruption.
+  Envelope one = testing::sample(1);
+  one.id = "H2";
+  one.recipients[0].home_server = "n";
+  std::string good = encode_envelope(one);
+  const std::string tail = std::string("\2") + be32(1) + "n";
+  const std::size_t at = good.find(tail);
+  ASSERT_NE(at, std::string::npos);
+  std::string empty_name = good;
+  empty_name.replace(at + 1, 5, be32(0) + "n");  // length 0, then a stray octet
+  EXPECT_FALSE(decode_envelope(empty_name).ok());
 }
 
 TEST(QueueFile, NullSenderAndEmptyFieldsRoundTrip) {

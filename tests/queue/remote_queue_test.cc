@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
+
 #include <algorithm>
 #include <set>
 #include <thread>
@@ -477,6 +480,62 @@ TEST(RemoteQueue, AFrozenNextHopHoldsItsMailAcrossARestartUntilThawed) {
   EXPECT_EQ(n.remote.job(0).queue_id, a);
   n.remote.answer(0, {"250"});
   ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(a)); }));
+  n.qm.stop();
+}
+
+// Mailboxes homed on other nodes (Recipient::home_server) are routed by the server
+// router, not by their (local) domain; without a route they wait, and a new routing
+// table (reroute) sends them at once, with their home server and the XEXCH50 blob the
+// message arrived with in the job.
+TEST(RemoteQueue, HomeServerRecipientsWaitForARouteAndGoWhenTheTableChanges) {
+  TempDir t;
+  Node n(t.path(), fast());
+  std::atomic<bool> reachable{false};
+  std::vector<std::string> asked;
+  std::mutex asked_mu;
+  n.qm.set_server_router([&](std::string_view home) -> Result<RouteChoice> {
+    {
+      std::lock_guard lock(asked_mu);
+      asked.emplace_back(home);
+    }
+    if (!reachable) {
+      return transient_error("4.4.4", "no live route to routing group rg2");
+    }
+    RouteChoice c;
+    c.connector = "node." + std::string(home);
+    c.next_hop = "smarthost:" + c.connector;
+    return c;
+  });
+  Recipient carol = rcpt("carol@example.org");
+  carol.home_server = "node3";
+  Envelope e = from("alice@example.org", {carol, rcpt("bob@one.test")});
+  e.xexch50 = std::string("\0\0\0\0\0\0\0\0\0\0\0\0", 12);
+  auto id = n.s.put("x\r\n", e).value();
+  n.qm.start({id});
+  // bob goes at once by his domain; carol has no route yet.
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  EXPECT_EQ(n.remote.job(0).next_hop, "mx:internet:one.test");
+  n.remote.answer(0, {"250"});
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred == 1; }));
+  {
+    std::lock_guard lock(asked_mu);
+    EXPECT_EQ(asked, std::vector<std::string>{"node3"});
+  }
+  EXPECT_EQ(n.qm.list().at(0).last_error.rfind("4.4.4", 0), 0u) << n.qm.list().at(0).last_error;
+  // A new table with a route: due now, no clock advance.
+  reachable = true;
+  EXPECT_EQ(n.qm.reroute(), 1u);
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 2; }));
+  RemoteJob j = n.remote.job(1);
+  EXPECT_EQ(j.next_hop, "smarthost:node.node3");
+  ASSERT_EQ(j.recipients.size(), 1u);
+  EXPECT_EQ(j.recipients[0].address, "carol@example.org");
+  EXPECT_EQ(j.recipients[0].home_server, "node3");
+  EXPECT_FALSE(j.recipients[0].expanded);
+  EXPECT_EQ(j.xexch50, e.xexch50);
+  n.remote.answer(1, {"250"});
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(n.s.store.path_of(id)); }));
+  EXPECT_EQ(n.qm.reroute(), 0u);  // nothing waits any more
   n.qm.stop();
 }
 

@@ -1139,4 +1139,100 @@ TEST(ClientSession, SaslFailuresAreTransientAndCancelWithAStar) {
   }
 }
 
+
+namespace {
+
+// To a node of the organization: X-EXPS, EHLO again, then XEXCH50 for the accepted
+// recipients only, then DATA.
+OutboundMessage with_properties(std::vector<std::string> rcpts) {
+  OutboundMessage m = message(std::move(rcpts));
+  Xexch50Props p;
+  p.organization = "org";
+  p.hops = {"node1", "node2"};
+  for (std::size_t i = 0; i < m.recipients.size(); ++i) {
+    p.recipients.push_back({"node" + std::to_string(i + 5), i == 0});
+  }
+  m.properties = p;
+  return m;
+}
+
+void log_in_as_peer(Driver& d) {
+  d.handle(d.session.start());
+  d.feed("220 hi\r\n250-mx\r\n250-PIPELINING\r\n250 X-EXPS GSSAPI LOGIN\r\n");
+  d.feed("334 c3J2\r\n");
+  d.feed("235 2.7.0 ok\r\n");
+  ASSERT_EQ(d.writes.back(), "EHLO relay.example.org\r\n") << "the peer verbs come after the login";
+  d.feed("250-mx\r\n250-PIPELINING\r\n250-XEXCH50\r\n250 X-LINK2STATE\r\n");
+}
+
+}  // namespace
+
+TEST(ClientSession, Xexch50GoesToAPeerForTheAcceptedRecipientsBeforeData) {
+  Driver d(sasl_config("X-EXPS"), with_properties({"a@example.net", "b@example.net", "c@example.net"}));
+  log_in_as_peer(d);
+  ASSERT_FALSE(d.result);
+  // MAIL and the RCPTs pipelined, but no DATA behind them: XEXCH50 comes first.
+  EXPECT_EQ(d.writes.back(),
+            "MAIL FROM:<sender@example.org>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\n"
+            "RCPT TO:<c@example.net>\r\n");
+  d.feed("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 ok\r\n");
+  Xexch50Props want = *with_properties({"a", "b", "c"}).properties;
+  want.recipients.erase(want.recipients.begin() + 1);  // b was refused
+  const std::string blob = encode_xexch50_props(want);
+  EXPECT_EQ(d.writes.back(), "XEXCH50 " + std::to_string(blob.size()) + " 3\r\n");
+  d.feed("354 Send binary data\r\n");
+  EXPECT_EQ(d.writes.back(), blob);
+  auto back = decode_xexch50_props(d.writes.back());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->recipients[1].home_server, "node7");
+  d.feed("250 2.0.0 XEXCH50 OK\r\n");
+  EXPECT_EQ(d.writes.back(), "DATA\r\n");
+  d.feed("354 go\r\n");
+  d.feed("250 2.0.0 queued\r\n");
+  d.feed("221 bye\r\n");
+  ASSERT_TRUE(d.result);
+  EXPECT_EQ(outcome(d, 0).status, DeliveryStatus::kDelivered) << outcome(d, 0).enhanced << " " << outcome(d, 0).text << "\n" << d.sent();
+  EXPECT_EQ(outcome(d, 1).status, DeliveryStatus::kPermanent);
+}
+
+TEST(ClientSession, Xexch50RefusedTheMessageGoesOnWithoutIt) {
+  Driver d(sasl_config("X-EXPS"), with_properties({"a@example.net"}));
+  log_in_as_peer(d);
+  d.feed("250 ok\r\n250 ok\r\n");
+  ASSERT_EQ(d.writes.back().rfind("XEXCH50 ", 0), 0u);
+  d.feed("503 5.5.1 not now\r\n");
+  EXPECT_EQ(d.writes.back(), "DATA\r\n");
+}
+
+TEST(ClientSession, Xexch50LoopReplyFailsTheRecipientsWithoutData) {
+  Driver d(sasl_config("X-EXPS"), with_properties({"a@example.net"}));
+  log_in_as_peer(d);
+  d.feed("250 ok\r\n250 ok\r\n354 go\r\n554 5.4.6 Routing loop detected: it already passed through mx\r\n");
+  ASSERT_EQ(d.writes.back(), "QUIT\r\n");
+  d.feed("221 bye\r\n");
+  ASSERT_TRUE(d.result);
+  EXPECT_EQ(outcome(d, 0).status, DeliveryStatus::kPermanent);
+  EXPECT_EQ(outcome(d, 0).enhanced, "5.4.6");
+  EXPECT_EQ(d.sent().find("DATA"), std::string::npos);
+}
+
+TEST(ClientSession, NoXexch50WithoutAPeerLoginOrOffer) {
+  // Properties, but an ordinary AUTH server that never offers XEXCH50: plain delivery.
+  Driver d(sasl_config("AUTH"), with_properties({"a@example.net"}));
+  d.handle(d.session.start());
+  d.feed("220 hi\r\n250-mx\r\n250-PIPELINING\r\n250 AUTH GSSAPI\r\n334 c3J2\r\n235 2.7.0 ok\r\n");
+  EXPECT_EQ(d.writes.back(), "MAIL FROM:<sender@example.org>\r\nRCPT TO:<a@example.net>\r\nDATA\r\n");
+  EXPECT_EQ(d.sent().find("XEXCH50"), std::string::npos);
+}
+
+TEST(ClientSession, LoginAsASaslMechanismAnswersUserThenPassword) {
+  LoginClientSasl login(ClientCredentials{"cluster", "s3cret"});
+  EXPECT_EQ(login.mechanism(), "LOGIN");
+  auto first = login.start();
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first.value().has_value());
+  EXPECT_EQ(login.step("Username:").value(), "cluster");
+  EXPECT_EQ(login.step("Password:").value(), "s3cret");
+  EXPECT_FALSE(login.step("again?").ok());
+}
 }  // namespace bh::smtp

@@ -18,9 +18,9 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 std::vector<queue::RemoteJob::Rcpt> rcpts() {
-  return {{4, "alice@example.org", queue::kNotifyUnspecified, ""},
-          {7, "nobody@example.org", queue::kNotifyUnspecified, ""},
-          {9, "bob@example.org", queue::kNotifyUnspecified, ""}};
+  return {{4, "alice@example.org", queue::kNotifyUnspecified, "", "", false},
+          {7, "nobody@example.org", queue::kNotifyUnspecified, "", "", false},
+          {9, "bob@example.org", queue::kNotifyUnspecified, "", "", false}};
 }
 
 // ---- Pure pieces ----

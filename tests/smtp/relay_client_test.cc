@@ -26,6 +26,30 @@ routing::Connector two_hosts() {
   return c;
 }
 
+TEST(RelayProperties, TheNextNodeHearsTheHopsSoFarThisNodeAndEachRecipient) {
+  queue::RemoteJob job;
+  job.recipients.push_back({0, "carol@example.test", 0, "", "node3", true});
+  job.recipients.push_back({2, "bob@example.test", 0, "", "node2", false});
+  // Straight from a client: this node is the first hop; its categorizer made carol.
+  Xexch50Props p = next_hop_properties(job, "node1", "org");
+  EXPECT_EQ(p.organization, "org");
+  EXPECT_EQ(p.hops, (std::vector<std::string>{"node1"}));
+  EXPECT_TRUE(p.categorized);
+  ASSERT_EQ(p.recipients.size(), 2u);
+  EXPECT_EQ(p.recipients[0].home_server, "node3");
+  EXPECT_TRUE(p.recipients[0].expanded);
+  EXPECT_FALSE(p.recipients[1].expanded);
+  // Arrived from node1 with its properties: node2 adds itself, and the flag stays.
+  job.xexch50 = encode_xexch50_props(p);
+  job.recipients[0].expanded = false;
+  Xexch50Props q = next_hop_properties(job, "node2", "org");
+  EXPECT_EQ(q.hops, (std::vector<std::string>{"node1", "node2"}));
+  EXPECT_TRUE(q.categorized);
+  // Properties that do not decode are not passed on (only this node is named).
+  job.xexch50 = "garbage";
+  EXPECT_EQ(next_hop_properties(job, "node2", "org").hops, (std::vector<std::string>{"node2"}));
+}
+
 TEST(RelayTargets, SmartHostsInOrderWithTheConnectorPortAsDefault) {
   auto t = smart_host_targets(two_hosts());
   ASSERT_TRUE(t.ok());

@@ -3,6 +3,7 @@
 // hostile-inputs entries are in scenarios/auth.scn.
 #include <gtest/gtest.h>
 
+#include "smtp/xexch50_props.h"
 #include "tests/smtp/session_harness.h"
 
 namespace bh::smtp::testing {
@@ -112,9 +113,15 @@ TEST(SessionPeer, XExch50BlobIsKeptInTheEnvelopeAndLinkStateIsHandedOn) {
   SessionConfig c = auth_config();
   c.auth_requires_tls = false;
   Harness h(c);
-  std::string blob("\0\0\0\2MP\0\0\0\3RCP", 13);
+  Xexch50Props props;
+  props.organization = "org";
+  props.hops = {"node1", "node2"};
+  props.categorized = true;
+  props.recipients = {{"node7", true}};
+  const std::string blob = encode_xexch50_props(props);
   talk(h, "EHLO c\r\nAUTH PLAIN AG5vZGUyAHNlY3JldA==\r\nEHLO c\r\n"
-          "MAIL FROM:<node2@example.org>\r\nRCPT TO:<alice@example.org>\r\nXEXCH50 13 2\r\n");
+          "MAIL FROM:<node2@example.org>\r\nRCPT TO:<alice@example.org>\r\nXEXCH50 " +
+              std::to_string(blob.size()) + " 2\r\n");
   h.feed(blob);
   h.feed("DATA\r\n");
   h.feed("x\r\n.\r\n");
@@ -126,6 +133,67 @@ TEST(SessionPeer, XExch50BlobIsKeptInTheEnvelopeAndLinkStateIsHandedOn) {
   EXPECT_NE(o.replies.find("250-XEXCH50\r\n250-X-LINK2STATE\r\n"), std::string::npos)
       << "EHLO after the login offers the peer verbs";
   EXPECT_EQ(o.link_states, (std::vector<std::string>{"ABCDEF"}));
+  auto back = decode_xexch50_props(o.messages[0].xexch50);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->hops, props.hops);
+  EXPECT_TRUE(back->categorized);
+  ASSERT_EQ(back->recipients.size(), 1u);
+  EXPECT_EQ(back->recipients[0].home_server, "node7");
+  EXPECT_TRUE(back->recipients[0].expanded);
+}
+
+// The blob of a peer for one recipient, announced and sent.
+std::string xexch50_exchange(const Xexch50Props& p) {
+  std::string blob = encode_xexch50_props(p);
+  return "XEXCH50 " + std::to_string(blob.size()) + " 2\r\n" + blob;
+}
+
+TEST(SessionPeer, AMessageThatAlreadyPassedThisNodeIsALoop) {
+  SessionConfig c = auth_config();
+  c.auth_requires_tls = false;
+  c.node_id = "node3";
+  Harness h(c);
+  Xexch50Props p;
+  p.hops = {"node3", "node2"};
+  p.recipients = {{}};
+  auto o = talk(h, "EHLO c\r\nAUTH PLAIN AG5vZGUyAHNlY3JldA==\r\n"
+                   "MAIL FROM:<node2@example.org>\r\nRCPT TO:<alice@example.org>\r\n" +
+                       xexch50_exchange(p) + "DATA\r\n");
+  EXPECT_NE(o.replies.find("554 5.4.6 Routing loop detected: it already passed through node3\r\n"),
+            std::string::npos)
+      << o.replies;
+  EXPECT_NE(o.replies.find("503 5.5.1"), std::string::npos) << "the transaction is gone: " << o.replies;
+  EXPECT_TRUE(o.messages.empty());
+}
+
+TEST(SessionPeer, TooManyHopsIsALoopToo) {
+  SessionConfig c = auth_config();
+  c.auth_requires_tls = false;
+  Harness h(c);
+  Xexch50Props p;
+  for (std::size_t i = 0; i < kMaxHops; ++i) {
+    p.hops.push_back("n" + std::to_string(i));
+  }
+  p.recipients = {{}};
+  auto o = talk(h, "EHLO c\r\nAUTH PLAIN AG5vZGUyAHNlY3JldA==\r\n"
+                   "MAIL FROM:<node2@example.org>\r\nRCPT TO:<alice@example.org>\r\n" +
+                       xexch50_exchange(p));
+  EXPECT_NE(o.replies.find("554 5.4.6 Routing loop detected: too many hops (30)\r\n"), std::string::npos)
+      << o.replies;
+}
+
+TEST(SessionPeer, PropertiesThatDoNotParseAreRefusedAndNothingIsKept) {
+  SessionConfig c = auth_config();
+  c.auth_requires_tls = false;
+  Harness h(c);
+  std::string blob("\0\0\0\2MP\0\0\0\3RCP", 13);  // framed, but not protobuf
+  auto o = talk(h, "EHLO c\r\nAUTH PLAIN AG5vZGUyAHNlY3JldA==\r\n"
+                   "MAIL FROM:<node2@example.org>\r\nRCPT TO:<alice@example.org>\r\nXEXCH50 13 2\r\n" +
+                       blob + "DATA\r\nx\r\n.\r\n");
+  EXPECT_NE(o.replies.find("500 5.5.2 Error processing XEXCH50 command\r\n"), std::string::npos)
+      << o.replies;
+  ASSERT_EQ(o.messages.size(), 1u);  // the message itself is still welcome
+  EXPECT_TRUE(o.messages[0].xexch50.empty());
 }
 
 TEST(SessionAtrn, AfterThe250TheSessionIsOverAndNothingMoreIsRead) {
