@@ -519,6 +519,9 @@ userPassword: {self.ldap_password}
                 f"    auth_password_file: {d}/cluster.pw",
                 "    auth_mechanism: LOGIN",
                 "    tls: required",
+                "    tls_verify: true            # the other node's certificate, against the cluster CA",
+                "routing:",
+                f"  tls_ca_file: {self.pki}/ca.pem",
             ]
         return "\n".join(lines) + "\n"
 
