@@ -309,12 +309,15 @@ class Cluster:
     say how."""
 
     def __init__(self, dir, layout=None, topology=None, timings=None, queue=None, relay_keys=None,
-                 days=30):
+                 days=30, node_timings=None):
+        """`timings`: link_state keys over DEMO_TIMINGS; `node_timings`: per node id, more
+        link_state keys for that node only (a test that needs one node slower)."""
         self.dir = os.path.abspath(dir)
         self.topology = topology or Topology.sample()
         self.layout = layout or Layout.demo(self.topology)
         self.timings = dict(DEMO_TIMINGS, **(timings or {}))
         self.queue = dict(DEMO_QUEUE, **(queue or {}))
+        self.node_timings = node_timings or {}
         self.relay_keys = relay_keys_default() if relay_keys is None else relay_keys
         self.days = days
         self.pki = os.path.join(self.dir, "pki")
@@ -489,7 +492,8 @@ userPassword: {self.ldap_password}
             f"    ca_file: {self.pki}/ca.pem",
             f"    cert_file: {self.pki}/{n}.pem",
             f"    key_file: {self.pki}/{n}.key",
-        ] + [f"  {k}: {v}" for k, v in self.timings.items()] + ["  nodes:"]
+        ] + [f"  {k}: {v}" for k, v in dict(self.timings, **self.node_timings.get(n, {})).items()] + [
+            "  nodes:"]
         for g, ids in t.groups.items():
             for i in ids:
                 item = f'id: {i}, routing_group: {g}, address: "{L.ls_address(i)}"'
