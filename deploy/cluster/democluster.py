@@ -28,8 +28,6 @@ Command line (the demo's helper; BHCTL is the bhctl binary, from $BHCTL_BIN):
     democluster.py wait-delivery DIR ADDRESS MESSAGE-ID [SECS]
                                                 each final recipient of ADDRESS has the
                                                 message in its Maildir on its home node
-Set BH_DEMO_RELAY_KEYS=0 to leave link_state.relay and link_state.nodes[].smtp out of the
-configs (for a bridgehead binary older than node-to-node relay).
 """
 import json
 import os
@@ -61,10 +59,6 @@ ORGANIZATION = "example"    # link_state.organization
 DEMO_TIMINGS = {"keepalive_ms": 1000, "dead_after_ms": 4000, "hold_down_ms": 2000,
                 "reconnect_min_ms": 250, "reconnect_max_ms": 2000, "probe_ms": 2000}
 DEMO_QUEUE = {"retry_initial_s": 2, "retry_max_s": 10, "glitch_retries": 1, "glitch_interval_s": 1}
-
-
-def relay_keys_default():
-    return os.environ.get("BH_DEMO_RELAY_KEYS", "1") != "0"
 
 
 # ---------------------------------------------------------------- the LDIF ----
@@ -308,8 +302,8 @@ class Cluster:
     (the demo script, or the test with its own Popen objects): node_argv() and the paths
     say how."""
 
-    def __init__(self, dir, layout=None, topology=None, timings=None, queue=None, relay_keys=None,
-                 days=30, node_timings=None):
+    def __init__(self, dir, layout=None, topology=None, timings=None, queue=None, days=30,
+                 node_timings=None):
         """`timings`: link_state keys over DEMO_TIMINGS; `node_timings`: per node id, more
         link_state keys for that node only (a test that needs one node slower)."""
         self.dir = os.path.abspath(dir)
@@ -318,7 +312,6 @@ class Cluster:
         self.timings = dict(DEMO_TIMINGS, **(timings or {}))
         self.queue = dict(DEMO_QUEUE, **(queue or {}))
         self.node_timings = node_timings or {}
-        self.relay_keys = relay_keys_default() if relay_keys is None else relay_keys
         self.days = days
         self.pki = os.path.join(self.dir, "pki")
         self.slapd_dir = os.path.join(self.dir, "slapd")
@@ -496,9 +489,7 @@ userPassword: {self.ldap_password}
             "  nodes:"]
         for g, ids in t.groups.items():
             for i in ids:
-                item = f'id: {i}, routing_group: {g}, address: "{L.ls_address(i)}"'
-                if self.relay_keys:
-                    item += f', smtp: "{L.smtp_address(i)}"'
+                item = f'id: {i}, routing_group: {g}, address: "{L.ls_address(i)}", smtp: "{L.smtp_address(i)}"'
                 if t.masters.get(g) == i:
                     item += ", master: true"
                 lines.append(f"    - {{{item}}}")
@@ -516,17 +507,16 @@ userPassword: {self.ldap_password}
                 item += ", address_spaces: [" + ", ".join(
                     f'{{pattern: "{p}", cost: {cost}}}' for p, cost in c["address_spaces"]) + "]"
             lines.append(f"    - {{{item}}}")
-        if self.relay_keys:
-            lines += [
-                "  relay:                       # node-to-node relay: X-EXPS LOGIN as the cluster user",
-                f"    auth_username: {CLUSTER_USER}",
-                f"    auth_password_file: {d}/cluster.pw",
-                "    auth_mechanism: LOGIN",
-                "    tls: required",
-                "    tls_verify: true            # the other node's certificate, against the cluster CA",
-                "routing:",
-                f"  tls_ca_file: {self.pki}/ca.pem",
-            ]
+        lines += [
+            "  relay:                         # node-to-node relay: X-EXPS LOGIN as the cluster user",
+            f"    auth_username: {CLUSTER_USER}",
+            f"    auth_password_file: {d}/cluster.pw",
+            "    auth_mechanism: LOGIN",
+            "    tls: required",
+            "    tls_verify: true              # the other node's certificate, against the cluster CA",
+            "routing:",
+            f"  tls_ca_file: {self.pki}/ca.pem",
+        ]
         return "\n".join(lines) + "\n"
 
     # ---- slapd ----

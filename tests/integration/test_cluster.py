@@ -171,7 +171,7 @@ class Cluster(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="bh-cluster-")
         topology = democluster.Topology.sample()
         cls.c = democluster.Cluster(cls.tmp, free_layout(topology), topology, timings=TIMINGS,
-                                    queue=QUEUE, relay_keys=True, days=2, node_timings=NODE_TIMINGS)
+                                    queue=QUEUE, days=2, node_timings=NODE_TIMINGS)
         cls.t = cls.c.topology
         cls.nodes = {}
         try:
