@@ -114,6 +114,14 @@ Result<NodeHop> hop_to_server(const linkstate::Routes& routes, std::string_view 
       "4.4.4", "server " + std::string(home) + " is in no routing group of the link-state table");
 }
 
+bool is_source_bridgehead(const linkstate::Routes& routes, std::string_view group,
+                          std::string_view connector_id, std::string_view node) {
+  const auto* g = routes.snapshot().find(group);
+  const auto* c = g ? g->find(connector_id) : nullptr;
+  return c != nullptr && std::any_of(c->sources.begin(), c->sources.end(),
+                                     [&](const auto& s) { return same(s.node, node); });
+}
+
 Result<NodeHop> hop_to_connector(const linkstate::Routes& routes, std::string_view self,
                                  std::string_view connector_group, std::string_view connector_id,
                                  std::uint64_t pick) {

@@ -57,6 +57,10 @@ Result<NodeHop> hop_towards(const linkstate::Routes& routes, std::string_view se
 Result<NodeHop> hop_to_server(const linkstate::Routes& routes, std::string_view self,
                               std::string_view home, std::uint64_t pick);
 
+// Whether `node` is a source bridgehead (up or down) of `connector_id` in `group`.
+bool is_source_bridgehead(const linkstate::Routes& routes, std::string_view group,
+                          std::string_view connector_id, std::string_view node);
+
 Result<NodeHop> hop_to_connector(const linkstate::Routes& routes, std::string_view self,
                                  std::string_view connector_group, std::string_view connector_id,
                                  std::uint64_t pick);

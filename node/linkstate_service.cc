@@ -1,5 +1,7 @@
 #include "node/linkstate_service.h"
 
+#include "linkstate/link2state_payload.h"
+
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -226,6 +228,17 @@ struct LinkStateService::Impl {
   };
   std::map<std::string, Link> links;
   ls::RoutingGroup own_entry;
+  // X-LINK2STATE exchanges over SMTP, per peer identity (link-state thread only).
+  struct Link2StateSeen {
+    std::string direction;  // "in": it sent us its table; "reply": its 250 carried its table
+    Clock::time_point at{};
+    std::size_t applied = 0;
+    std::uint64_t exchanges = 0;
+    std::string error;
+  };
+  std::map<std::string, Link2StateSeen> link2state_seen;
+  void on_link2state(const std::string& peer, const std::string& payload, const char* direction,
+                     std::function<void(std::optional<std::string>)> done);
 
   mutable asio::io_context io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
@@ -867,7 +880,49 @@ json LinkStateService::Impl::peers() const {
                 {"sessions_opened", counters.sessions_opened},
                 {"sessions_closed", counters.sessions_closed},
                 {"failovers", failovers}}},
-              {"refusals", json(std::vector<json>(refusals.begin(), refusals.end()))}};
+              {"refusals", json(std::vector<json>(refusals.begin(), refusals.end()))},
+              {"x_link2state", [&] {
+                 json x = json::array();
+                 for (const auto& [peer, seen] : link2state_seen) {
+                   x.push_back({{"peer", peer},
+                                {"direction", seen.direction},
+                                {"last_exchange_ms", unix_ms(seen.at)},
+                                {"exchanges", seen.exchanges},
+                                {"applied", seen.applied},
+                                {"error", seen.error}});
+                 }
+                 return x;
+               }()}};
+}
+
+void LinkStateService::Impl::on_link2state(const std::string& peer, const std::string& payload,
+                                           const char* direction,
+                                           std::function<void(std::optional<std::string>)> done) {
+  auto& seen = link2state_seen[peer];
+  if (link2state_seen.size() > 1024) {  // peers are the organization's nodes; stay bounded
+    link2state_seen.erase(link2state_seen.begin());
+  }
+  seen.direction = direction;
+  seen.at = clock.now();
+  ++seen.exchanges;
+  auto r = ls::handle_link2state(db, payload, cfg.organization());
+  if (!r.ok()) {
+    seen.error = r.error().message;
+    log::warn("linkstate", "X-LINK2STATE from " + peer + " refused: " + r.error().message);
+    if (done) {
+      done(std::nullopt);
+    }
+    return;
+  }
+  seen.error.clear();
+  seen.applied = r->applied;
+  log::info("linkstate", std::string("X-LINK2STATE ") + direction + " from " + peer + ": " +
+                             std::to_string(r->applied) + " entr" + (r->applied == 1 ? "y" : "ies") +
+                             " applied" + (r->reply ? ", our table goes back" : ""));
+  after_event();  // publish, and tell our 691 sessions (the master pulls what is new)
+  if (done) {
+    done(std::move(r->reply));
+  }
 }
 
 json LinkStateService::Impl::routes_view() const {
@@ -988,6 +1043,45 @@ Result<std::unique_ptr<LinkStateService>> LinkStateService::create(const proto::
     }
   }
   return std::unique_ptr<LinkStateService>(new LinkStateService(std::move(impl)));
+}
+
+void LinkStateService::set_directory_group(linkstate::RoutingGroup g) {
+  asio::post(impl_->io, [impl = impl_.get(), g = std::move(g)]() mutable {
+    if (g.name != impl->group || g.connectors == impl->own_entry.connectors) {
+      return;
+    }
+    bh::log::info("linkstate", "routing group " + g.name + ": " + std::to_string(g.connectors.size()) +
+                                   " connector(s) from the directory");
+    impl->own_entry.connectors = std::move(g.connectors);
+    if (impl->master == impl->self) {
+      ls::RoutingGroup entry = impl->own_entry;
+      entry.master = impl->self;
+      if (auto r = impl->db.set_config(std::move(entry)); !r.ok()) {
+        bh::log::error("linkstate", "set_config " + impl->group + " from the directory: " + r.error().message);
+        return;
+      }
+      impl->after_event();
+    }
+  });
+}
+
+std::string LinkStateService::link2state_table() const {
+  auto snap = impl_->db.snapshot();
+  return snap ? ls::link2state_table(*snap, impl_->cfg.organization()) : std::string();
+}
+
+void LinkStateService::exchange_link2state(const std::string& peer, std::string payload,
+                                           std::function<void(std::optional<std::string>)> done) {
+  asio::post(impl_->io, [impl = impl_.get(), peer, payload = std::move(payload),
+                         done = std::move(done)]() mutable {
+    impl->on_link2state(peer, payload, "in", std::move(done));
+  });
+}
+
+void LinkStateService::apply_link2state(const std::string& peer, std::string payload) {
+  asio::post(impl_->io, [impl = impl_.get(), peer, payload = std::move(payload)]() mutable {
+    impl->on_link2state(peer, payload, "reply", nullptr);
+  });
 }
 
 void LinkStateService::on_routes(std::function<void()> callback) {

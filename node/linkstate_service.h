@@ -76,6 +76,28 @@ class LinkStateService {
   // source bridgeheads; transient: no session to the master right now.
   Result<nlohmann::json> report(const std::string& connector, bool up);
 
+  // The directory's configuration role (directory/topology_reader.h) read this node's
+  // routing group anew (any thread): its connectors (costs, bridgeheads, address spaces)
+  // replace the configured ones; the master writes them into the table (a major bump when
+  // they changed) and floods them. Members, masters and node addresses stay those of
+  // link_state.nodes (the 691 mesh and its certificates are configured per node).
+  // Entries of other groups are ignored here: their own masters publish them.
+  void set_directory_group(linkstate::RoutingGroup group);
+
+  // X-LINK2STATE (docs/linkstate-protocol.md §4), between bridgeheads of different
+  // routing groups over their SMTP sessions:
+  //  - link2state_table(): our whole table as the payload a relaying bridgehead sends
+  //    (any thread; "" before the first snapshot);
+  //  - exchange_link2state(): a payload a peer sent us (server side): applied (newer
+  //    entries win), and `done` (on the link-state thread) gets our table when the peer
+  //    is behind, else none; a payload that does not decode changes nothing (none);
+  //  - apply_link2state(): the table a peer sent back in its 250 (client side).
+  // Each exchange is listed by peers_json() under "x_link2state".
+  std::string link2state_table() const;
+  void exchange_link2state(const std::string& peer, std::string payload,
+                           std::function<void(std::optional<std::string>)> done);
+  void apply_link2state(const std::string& peer, std::string payload);
+
   // The link-state decision for an external domain, from the published routes (any
   // thread): nullopt when no link-state address space matches it (the static routing
   // table decides); a transient 4.4.4 when its most specific address space has no live

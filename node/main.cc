@@ -260,6 +260,17 @@ int main(int argc, char** argv) {
   std::shared_ptr<bh::directory::TopologyPoller> topology_poller;
   std::mutex topology_mu;
   std::optional<bh::directory::Topology> topology;  // the last one read (bhctl status)
+  // The running link-state engine, for the topology poller (set once it runs, under
+  // topology_mu): this node's routing group from the directory goes into its table.
+  bh::node::LinkStateService* topology_sink = nullptr;
+  const std::string own_group = cfg.link_state().routing_group();
+  auto feed_topology = [&own_group](bh::node::LinkStateService* ls, const bh::directory::Topology& t) {
+    for (const auto& g : t.groups) {
+      if (ls != nullptr && g.name == own_group) {
+        ls->set_directory_group(g);
+      }
+    }
+  };
   struct LdapShutdown {
     std::shared_ptr<bh::directory::LdapPool>& client;
     std::shared_ptr<bh::directory::LdapClient>& dc;
@@ -362,9 +373,10 @@ int main(int argc, char** argv) {
           *dc_client, bh::directory::TopologyReaderOptions{cc.config_dn()});
       topology_poller = bh::directory::TopologyPoller::create(
           ldap_io, *topology_reader, std::chrono::seconds(cc.poll_interval_s()),
-          [&topology_mu, &topology](const bh::directory::Topology& t) {
+          [&topology_mu, &topology, &topology_sink, feed_topology](const bh::directory::Topology& t) {
             std::lock_guard lock(topology_mu);
             topology = t;
+            feed_topology(topology_sink, t);
           });
       dc_client->start();
       topology_poller->start();
@@ -461,7 +473,10 @@ int main(int argc, char** argv) {
         c.max_connections = conn->settings.max_connections;
         return c;
       }
-      if (auto table = link_state->routes()) {
+      // A connector this node is a source bridgehead of but has no SMTP connector for
+      // is left to the static table (sending it to a fellow source would bounce it back).
+      if (auto table = link_state->routes();
+          table && !bh::node::is_source_bridgehead(*table, (*d)->group, (*d)->connector, name)) {
         return node_choice(bh::node::hop_to_connector(*table, name, (*d)->group, (*d)->connector,
                                                       delivery_random.next()));
       }
@@ -487,6 +502,21 @@ int main(int argc, char** argv) {
   };
   // The routing event (sinks.on_route) may override the connector chosen.
   bh::queue::Router router = sink_setup.value()->route(base_router, [&routes] { return routes; });
+  // When this node last sent its table to each node of another routing group
+  // (X-LINK2STATE with mail, or the periodic sync below).
+  struct Link2StateSent {
+    std::mutex mu;
+    std::map<std::string, std::chrono::steady_clock::time_point> at;  // internal connector -> when
+    void note(const std::string& connector) {
+      std::lock_guard lock(mu);
+      at[connector] = std::chrono::steady_clock::now();
+    }
+    bool due(const std::string& connector, std::chrono::milliseconds every) {
+      std::lock_guard lock(mu);
+      auto it = at.find(connector);
+      return it == at.end() || std::chrono::steady_clock::now() - it->second >= every;
+    }
+  } l2s_sent;
   // The relay client: its own io_context and thread, and c-ares when a connector uses MX.
   asio::io_context relay_io(1);
   auto relay_guard = asio::make_work_guard(relay_io);
@@ -510,6 +540,23 @@ int main(int argc, char** argv) {
     if (cluster_relay) {
       rel.node_id = name;
       rel.organization = cfg.link_state().organization();
+      // X-LINK2STATE to bridgeheads of other routing groups: our table goes with the mail.
+      rel.link2state_for = [&link_state, &cfg, &l2s_sent](const std::string& connector) -> std::string {
+        const std::string node = bh::node::node_of_connector(connector);
+        for (const auto& n : cfg.link_state().nodes()) {
+          if (n.id() == node) {
+            if (n.routing_group() == cfg.link_state().routing_group()) {
+              return {};
+            }
+            l2s_sent.note(connector);
+            return link_state->link2state_table();
+          }
+        }
+        return {};
+      };
+      rel.on_link2state_reply = [&link_state](const std::string& connector, std::string payload) {
+        link_state->apply_link2state(bh::node::node_of_connector(connector), std::move(payload));
+      };
     }
     std::string service = cfg.auth().service().empty() ? "smtp" : cfg.auth().service();
     rel.gssapi = [service](const std::string& host) {
@@ -580,6 +627,38 @@ int main(int argc, char** argv) {
     lmtp = std::make_unique<bh::smtp::LmtpDeliverer>(relay_io, lo);
     manager.set_local_remote(lmtp.get());
     bh::log::info("node", name + ": local mailboxes are delivered by LMTP to " + to);
+  }
+  // Periodic X-LINK2STATE (link_state.link2state_sync_ms): with each target bridgehead
+  // of this node's routing-group connectors that no mail went to for that long.
+  asio::steady_timer l2s_timer(relay_io);
+  std::function<void()> l2s_tick;
+  const std::chrono::milliseconds l2s_every(cfg.link_state().link2state_sync_ms());
+  if (link_state && relay && l2s_every.count() > 0) {
+    l2s_tick = [&] {
+      l2s_timer.expires_after(l2s_every);
+      l2s_timer.async_wait([&](boost::system::error_code ec) {
+        if (ec) {
+          return;
+        }
+        auto table = link_state->routes();
+        const auto* own = table ? table->snapshot().find(table->local_group()) : nullptr;
+        for (const auto& c : own ? own->connectors : std::vector<bh::linkstate::Connector>{}) {
+          const bool source = std::any_of(c.sources.begin(), c.sources.end(),
+                                          [&](const auto& x) { return x.up && x.node == name; });
+          if (!source || c.target_group.empty()) {
+            continue;
+          }
+          for (const auto& t : c.target_bridgeheads) {
+            const std::string conn = bh::node::node_connector_name(t);
+            if (routes->find(conn) && l2s_sent.due(conn, l2s_every)) {
+              relay->sync_link_state(conn, [](bh::queue::RemoteResult) {});
+            }
+          }
+        }
+        l2s_tick();
+      });
+    };
+    l2s_tick();
   }
   // Runs whether or not a connector exists (the LMTP deliverer uses it too).
   std::thread relay_thread([&relay_io] { relay_io.run(); });
@@ -744,6 +823,13 @@ int main(int argc, char** argv) {
     svc.etrn = [&manager](const bh::queue::EtrnRequest& r) { return manager.etrn(r); };
     svc.etrn_limiter = std::make_shared<bh::smtp::EtrnRateLimiter>(
         clock, bh::smtp::EtrnRateLimits{cfg.smtp().etrn_per_minute(), std::chrono::seconds(60), 4096});
+  }
+  if (link_state) {
+    // X-LINK2STATE from a bridgehead of another routing group (peer sessions only).
+    svc.on_link_state = [ls = link_state.get()](const std::string& peer, std::string payload,
+                                                std::function<void(std::optional<std::string>)> done) {
+      ls->exchange_link2state(peer, std::move(payload), std::move(done));
+    };
   }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
   // Event sinks (sinks/, docs/sinks.md): the arrival chain decides before each 250.
@@ -1124,6 +1210,14 @@ int main(int argc, char** argv) {
       return fatal(r.error().message);
     }
   }
+  if (link_state) {
+    std::lock_guard lock(topology_mu);
+    topology_sink = link_state.get();
+    if (topology) {
+      feed_topology(topology_sink, *topology);  // what the directory said before we ran
+    }
+  }
+
   manager.start(recovered.ready);
   for (auto& l : listeners) {
     l->start();
@@ -1212,6 +1306,10 @@ int main(int argc, char** argv) {
   relay_io.stop();
   relay_thread.join();
   ls_reporter.reset();
+  {
+    std::lock_guard lock(topology_mu);
+    topology_sink = nullptr;  // the poller stops feeding it
+  }
   link_state.reset();  // its thread ends; no admin request nor router reads it any more
   relay.reset();
   lmtp.reset();

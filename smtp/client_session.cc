@@ -162,6 +162,8 @@ ServerCapabilities parse_ehlo(const Reply& reply) {
       caps.size_limit = parse_decimal(params).value_or(0);
     } else if (key == "XEXCH50") {
       caps.xexch50 = true;
+    } else if (key == "X-LINK2STATE") {
+      caps.link2state = true;
     } else if (key == "AUTH" || key == "X-EXPS") {
       auto& list = key == "AUTH" ? caps.auth : caps.x_exps;
       while (!params.empty()) {
@@ -190,6 +192,7 @@ struct ClientSession::Impl {
     kMail,
     kXexch50,      // "XEXCH50 <octets> <count>": 354 expected
     kXexch50Blob,  // the blob was sent: 250 expected
+    kLink2State,   // one X-LINK2STATE chunk line: 250 expected
     kRcpt,
     kData,
     kBdat,
@@ -213,6 +216,9 @@ struct ClientSession::Impl {
   std::vector<std::size_t> rcpts;  // indexes sent as RCPT, in order
   std::size_t next_rcpt = 0;       // without PIPELINING: the next of `rcpts` to send
   std::string xexch50_blob;        // the XEXCH50 properties, once built in after_rcpts
+  bool link2state_started = false;
+  std::vector<std::string> link2state_lines;  // the X-LINK2STATE commands to send
+  std::size_t link2state_next = 0;
   std::vector<bool> decided, accepted;
   bool mail_failed = false;
   BodyMode body_mode = BodyMode::kData;
@@ -299,6 +305,8 @@ struct ClientSession::Impl {
       case Stage::kXexch50:
       case Stage::kXexch50Blob:
         return "the reply to XEXCH50";
+      case Stage::kLink2State:
+        return "the reply to X-LINK2STATE";
       case Stage::kRcpt:
         return "the reply to RCPT";
       case Stage::kData:
@@ -463,6 +471,14 @@ struct ClientSession::Impl {
     if ((cfg.auth || cfg.sasl) && !result.authenticated) {
       authenticate();
       return;
+    }
+    if (!link2state_started && !msg.link2state.empty() && caps.link2state && result.authenticated) {
+      link2state_started = true;
+      if (auto lines = split_link2state(msg.link2state); lines.ok()) {
+        link2state_lines = std::move(lines.value());
+        next_link2state_line();
+        return;
+      }
     }
     if (auto refused = check_message()) {
       hop_fail(std::move(*refused));
@@ -667,6 +683,35 @@ struct ClientSession::Impl {
     }
   }
 
+  void next_link2state_line() {
+    command(link2state_lines[link2state_next++], {Stage::kLink2State});
+    arm_head();
+  }
+
+  // The server's reply to one chunk; after the LAST one, its table may follow in the
+  // continuation lines ("X-LINK2STATE FIRST|NEXT|LAST CHUNK=...").
+  void on_link2state_reply(const Reply& r) {
+    if (r.positive() && link2state_next < link2state_lines.size()) {
+      next_link2state_line();
+      return;
+    }
+    if (r.positive()) {
+      Link2StateReceiver back;
+      for (const auto& l : r.lines) {
+        constexpr std::string_view kVerb = "X-LINK2STATE ";
+        if (l.size() > kVerb.size() && l.compare(0, kVerb.size(), kVerb) == 0) {
+          auto step = back.feed(std::string_view(l).substr(kVerb.size()));
+          if (step.status == Link2StateStatus::kComplete) {
+            result.link2state_reply = std::move(step.payload);
+          } else if (step.status != Link2StateStatus::kAccepted) {
+            break;  // not well formed: ignored, the mail goes on
+          }
+        }
+      }
+    }
+    begin_transaction();
+  }
+
   void start_body() {
     if (body_mode == BodyMode::kData) {
       command("DATA", {Stage::kData});
@@ -802,7 +847,8 @@ struct ClientSession::Impl {
           arm_head();
         } else if (r.code == 235) {
           result.authenticated = true;
-          if (cfg.sasl_verb == "X-EXPS" && msg.properties && !caps.xexch50) {
+          if (cfg.sasl_verb == "X-EXPS" && (msg.properties || !msg.link2state.empty()) &&
+              !caps.xexch50 && !caps.link2state) {
             hello();  // the peer verbs are offered to the logged-in peer only
             return;
           }
@@ -851,6 +897,9 @@ struct ClientSession::Impl {
         } else {
           arm_head();  // DATA's reply is next (pipelined)
         }
+        return;
+      case Stage::kLink2State:
+        on_link2state_reply(r);
         return;
       case Stage::kXexch50:
         if (r.code == 354) {

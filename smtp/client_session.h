@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "smtp/link2state.h"
 #include "smtp/xexch50_props.h"
 #include "queue/envelope.h"
 #include "smtp/reply_parser.h"
@@ -152,6 +153,12 @@ struct OutboundMessage {
   // no reason to stop: the message goes on without them; a 554 5.4.6 (the server saw a
   // routing loop) fails every accepted recipient with that reply.
   std::optional<Xexch50Props> properties;
+  // An X-LINK2STATE payload (our link-state table) for a bridgehead of another routing
+  // group: sent after the X-EXPS login and before MAIL when the server offers the verb,
+  // one chunk line at a time; the server's own table may come back in the 250 to the
+  // LAST chunk (ClientResult::link2state_reply). A refused chunk only ends the exchange:
+  // the mail goes on. Empty: none.
+  std::string link2state;
 };
 
 // What EHLO (or LHLO) told us. After HELO everything is off.
@@ -164,6 +171,7 @@ struct ServerCapabilities {
   std::vector<std::string> auth;  // mechanisms, upper-cased
   std::vector<std::string> x_exps;  // X-EXPS mechanisms (Exchange peers), upper-cased
   bool xexch50 = false;             // offered to peers only (after X-EXPS)
+  bool link2state = false;          // X-LINK2STATE, likewise
 };
 // Keywords from the lines after the first of a 250 EHLO reply (RFC 5321 §4.1.1.1),
 // case-insensitive; "AUTH=..." (pre-RFC 4954 form) counts as AUTH.
@@ -192,6 +200,9 @@ struct ClientResult {
   // MAIL was sent: the server may have seen a transaction. A relay moves on to the next
   // MX only for failures before this point (RFC 5321 §5.1; docs/smtp-client.md).
   bool mail_sent = false;
+  // The X-LINK2STATE payload the server sent back in its reply to our LAST chunk
+  // (decoded, reassembled); empty when none came or it was not well formed.
+  std::string link2state_reply;
 };
 
 // ---- Actions ----

@@ -271,12 +271,21 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     feed_now(session_.on_etrn_result(std::move(r)));
   }
   void perform(LinkStateReceived& a) {
-    if (services_->on_link_state) {
-      services_->on_link_state(a.peer, std::move(a.payload));
-    } else {
+    if (!services_->on_link_state) {
       log::info("smtp", peer_ip_ + ": X-LINK2STATE from " + a.peer + ": " +
                             std::to_string(a.payload.size()) + " octets; no link-state engine here");
+      feed_now(session_.on_link_state_result(std::nullopt));
+      return;
     }
+    services_->on_link_state(
+        a.peer + " [" + peer_ip_ + "]", std::move(a.payload),
+        [self = shared_from_this()](std::optional<std::string> reply) {
+          asio::post(self->socket_.get_executor(), [self, reply = std::move(reply)]() mutable {
+            if (!self->dead_) {
+              self->run(self->session_.on_link_state_result(std::move(reply)));
+            }
+          });
+        });
   }
 
   void count(std::atomic<std::uint64_t> ListenerCounters::*counter) {

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -110,8 +111,11 @@ struct ConnectionServices {
   std::function<queue::EtrnResult(const queue::EtrnRequest&)> etrn;
   std::shared_ptr<EtrnRateLimiter> etrn_limiter;
   // A complete X-LINK2STATE payload from a peer node (the link-state engine's input);
-  // called on the connection's thread, must not block. Unset: logged and dropped.
-  std::function<void(const std::string& peer, std::string payload)> on_link_state;
+  // called on the connection's thread, must not block; `done` (any thread, exactly once)
+  // gives the payload to send back in the 250, or none. Unset: logged, plain 250.
+  std::function<void(const std::string& peer, std::string payload,
+                     std::function<void(std::optional<std::string>)> done)>
+      on_link_state;
   // Arrival sinks: when set, the message is held (bounded by session.max_message_size)
   // until the end of data, the filter decides, and only then is it spooled and committed.
   MessageFilter filter;

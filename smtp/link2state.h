@@ -106,4 +106,9 @@ class Link2StateReceiver {
 Result<std::vector<std::string>> split_link2state(std::string_view payload,
                                                   const Link2StateLimits& limits = {});
 
+// A reply to the LAST chunk may carry the server's own payload back in at most this many
+// "250-X-LINK2STATE ..." continuation lines (the client's reply parser holds 100 lines
+// of a reply and 64 KiB: 60 lines of 1024 octets stay inside both).
+inline constexpr std::size_t kMaxLink2StateReplyLines = 60;
+
 }  // namespace bh::smtp

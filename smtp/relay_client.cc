@@ -317,8 +317,9 @@ class Job : public std::enable_shared_from_this<Job> {
       }
       credentials_ = ClientCredentials{connector_->settings.auth_username, std::move(pw.value())};
     }
-    fd_ = ::open(job_.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) {
+    // A job without recipients (sync_link_state) sends no body: nothing to open.
+    fd_ = job_.recipients.empty() ? -1 : ::open(job_.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0 && !job_.recipients.empty()) {
       finish(hop_failure(job_.recipients,
                          transient_error("4.3.0", "cannot open the queue file " + job_.path + ": " +
                                                       std::strerror(errno)),
@@ -430,11 +431,17 @@ class Job : public std::enable_shared_from_this<Job> {
     if (connector_->internal && !opt.node_id.empty()) {
       m.properties = next_hop_properties(job_, opt.node_id, opt.organization);
     }
+    if (connector_->internal && opt.link2state_for) {
+      m.link2state = opt.link2state_for(connector_->name);
+    }
     return m;
   }
 
   void on_attempt(AttemptOutcome o) {
     auto& c = shared_->counters;
+    if (!o.result.link2state_reply.empty() && shared_->options.on_link2state_reply) {
+      shared_->options.on_link2state_reply(connector_->name, std::move(o.result.link2state_reply));
+    }
     RelayAttempt info;
     info.queue_id = job_.queue_id;
     info.target = o.target.str();
@@ -538,6 +545,14 @@ SmtpRelay::SmtpRelay(std::shared_ptr<Shared> shared) : shared_(std::move(shared)
 SmtpRelay::~SmtpRelay() { shared_->waiting.clear(); }
 
 const RelayCounters& SmtpRelay::counters() const { return shared_->counters; }
+
+void SmtpRelay::sync_link_state(const std::string& connector, Done done) {
+  queue::RemoteJob job;
+  job.queue_id = "link-state";
+  job.connector = connector;
+  job.next_hop = "smarthost:" + connector;
+  deliver(std::move(job), std::move(done));
+}
 
 void SmtpRelay::deliver(queue::RemoteJob job, Done done) {
   auto j = std::make_shared<Job>(shared_, std::move(job), std::move(done));

@@ -109,6 +109,11 @@ struct RelayOptions {
   // whether this node's categorizer produced it. Empty node_id: never.
   std::string node_id;
   std::string organization;
+  // X-LINK2STATE between bridgeheads of different routing groups (internal connectors
+  // only): the payload for the node behind `connector` ("" for none: same group), and
+  // what to do with the table that node sent back in its 250. Both on the job's strand.
+  std::function<std::string(const std::string& connector)> link2state_for;
+  std::function<void(const std::string& connector, std::string payload)> on_link2state_reply;
   // Called on the job's strand after each attempt; must not block.
   std::function<void(const RelayAttempt&)> on_attempt;
 };
@@ -163,6 +168,10 @@ class SmtpRelay final : public queue::RemoteDeliverer {
   SmtpRelay& operator=(const SmtpRelay&) = delete;
 
   void deliver(queue::RemoteJob job, Done done) override;
+  // A session with no mail through internal connector `connector`: log in and exchange
+  // X-LINK2STATE (RelayOptions::link2state_for), then QUIT (the periodic sync between
+  // routing groups when no mail flows). `done` gets the hop's result (no recipients).
+  void sync_link_state(const std::string& connector, Done done);
 
   const RelayCounters& counters() const;
 

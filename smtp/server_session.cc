@@ -754,7 +754,9 @@ struct ServerSession::Impl {
                          std::string("X-LINK2STATE: ") + to_string(step.status));
     }
     if (step.status == Link2StateStatus::kComplete) {
+      awaiting = Awaiting::kLinkState;  // the 250 waits for the engine's answer
       out.emplace_back(LinkStateReceived{auth_user, std::move(step.payload)});
+      return;
     }
     reply(250, "2.0.0", "OK");
   }
@@ -1504,6 +1506,31 @@ Actions ServerSession::on_tls_result(bool ok) {
 }
 const SessionCounters& ServerSession::counters() const { return impl_->counters; }
 const std::string& ServerSession::authenticated_user() const { return impl_->auth_user; }
+
+Actions ServerSession::on_link_state_result(std::optional<std::string> reply_payload) {
+  auto& s = *impl_;
+  BH_CHECK(s.awaiting == Awaiting::kLinkState);
+  s.awaiting = Awaiting::kNothing;
+  if (s.closed) {
+    return s.take();
+  }
+  if (reply_payload) {
+    // The client's reply parser holds 100 lines and 64 KiB: a table larger than that
+    // stays home (the 691 sessions between the groups carry it).
+    Link2StateLimits lim;
+    lim.max_line -= 4;  // "250-" in front: each reply line stays within 1024 octets
+    auto lines = split_link2state(*reply_payload, lim);
+    if (lines.ok() && lines->size() <= kMaxLink2StateReplyLines) {
+      for (const auto& l : *lines) {
+        s.send("250-" + l);
+      }
+    }
+  }
+  s.reply(250, "2.0.0", "OK");
+  s.arm_for_state();
+  s.process();
+  return s.take();
+}
 
 Actions ServerSession::on_etrn_result(EtrnReply r) {
   auto& s = *impl_;

@@ -133,6 +133,8 @@ struct AuthStep {
 struct AuthAbort {};
 // A complete X-LINK2STATE payload from a peer node (DESIGN.md §4.1), for the link-state
 // engine; no answer is awaited (the 250 is already sent).
+// A complete X-LINK2STATE payload from a peer -> on_link_state_result with the payload
+// to send back (our table, when the peer is behind), or none.
 struct LinkStateReceived {
   std::string peer;     // the authenticated identity that sent it
   std::string payload;  // decoded, reassembled
@@ -159,7 +161,7 @@ using Action = std::variant<SendReply, CloseConnection, ArmTimer, CheckMail, Loo
                             RunEtrn>;
 using Actions = std::vector<Action>;
 
-enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls, kAuth, kAtrn, kEtrn };
+enum class Awaiting { kNothing, kMail, kRecipient, kBegin, kCommit, kTls, kAuth, kAtrn, kEtrn, kLinkState };
 
 // The directory's answer for one RCPT/VRFY lookup.
 struct RecipientVerdict {
@@ -231,6 +233,11 @@ class ServerSession {
   Actions on_atrn_result(AtrnVerdict verdict);
   // The reply to RunEtrn (smtp/etrn.h etrn_reply or etrn_rate_limited_reply).
   Actions on_etrn_result(EtrnReply reply);
+  // The link-state engine's answer to LinkStateReceived. A reply payload goes back in the
+  // 250 to the LAST chunk, as continuation lines "250-X-LINK2STATE FIRST|NEXT|LAST
+  // CHUNK=..." (each at most 1024 octets, docs/linkstate-protocol.md §4), when it fits
+  // kMaxLink2StateReplyLines lines; else (or with none) a plain "250 2.0.0 OK".
+  Actions on_link_state_result(std::optional<std::string> reply_payload);
   // The SASL exchange after AuthStep.
   Actions on_auth_result(AuthVerdict verdict);
   // Who logged in with AUTH/X-EXPS (empty: nobody), and whether it has peer rights

@@ -23,6 +23,8 @@ import subprocess
 import tempfile
 import unittest
 
+import bhnode
+import tlstest
 from bhnode import Node, wait_until
 from slapd import ADMIN, ADMIN_PW, Slapd
 
@@ -48,7 +50,21 @@ class Topology(unittest.TestCase):
                      "  attributes:", "    home_server: bhHomeServer",
                      "  configuration:", f'    domain_controller: ["{dc}"]', f'    config_dn: "{CONFIG_DN}"',
                      "    poll_interval_s: 1"]
-        cls.node = Node(domains=("example.test",), directory=directory)
+        # Link state for node1 of rg1, with one configured connector (rg1-rg2 at cost 99):
+        # the directory's connectors of rg1 replace it (test_2b). The other nodes never
+        # run; node1 is rg1's configured master.
+        tlstest.make_ca(cls.tmp)
+        tlstest.make_leaf(cls.tmp, "node1", "node1")
+        nodes = "\n".join(
+            f'    - {{id: node{i}, routing_group: rg{(i + 1) // 2}, address: "127.0.0.1:{bhnode.free_port()}"'
+            + (", master: true}" if i == 1 else "}") for i in range(1, 7))
+        link_state = (f"link_state:\n  organization: example\n  routing_group: rg1\n"
+                      f'  listen: "127.0.0.1:{bhnode.free_port()}"\n  nodes:\n{nodes}\n'
+                      "  connectors:\n    - {id: rg1-rg2, source_group: rg1, target_group: rg2, cost: 99,"
+                      " source_bridgeheads: [node2], target_bridgeheads: [node4]}\n"
+                      f"  tls:\n    ca_file: {cls.tmp}/ca.pem\n    cert_file: {cls.tmp}/node1.pem\n"
+                      f"    key_file: {cls.tmp}/node1.key\n  hold_down_ms: 0\n")
+        cls.node = Node(domains=("example.test",), directory=directory, extra=link_state)
         cls.node.start()
 
     @classmethod
@@ -105,6 +121,28 @@ class Topology(unittest.TestCase):
         self.assertEqual(self.status()["connectors"], 7)
         wait_until(lambda: f"cn=broken,cn=rg2,{CONFIG_DN}: cost 0 is not 1-100" in self.node.read_log(),
                    timeout=5, what="the warning names the DN")
+
+    def rg1(self):
+        r = self.node.bhctl("--json", "lsdb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return next(g for g in json.loads(r.stdout)["groups"] if g["name"] == "rg1")
+
+    def test_2b_link_state_takes_this_groups_connectors_from_the_directory(self):
+        # The directory's rg1 (after test_2: rg1-rg2 at cost 10 and the internet
+        # connector) replaces the configured rg1-rg2 at cost 99 in the link-state table.
+        wait_until(lambda: {c["id"]: c["cost"] for c in self.rg1()["connectors"]} == {"rg1-rg2": 10, "internet": 5},
+                   timeout=20, what="rg1's connectors from the directory")
+        major = int(self.rg1()["version"].split(".")[0])
+        self.ldap("ldapmodify", f"dn: cn=rg1-rg2,cn=rg1,{CONFIG_DN}\nchangetype: modify\n"
+                                "replace: bhCost\nbhCost: 15\n")
+        wait_until(lambda: {c["id"]: c["cost"] for c in self.rg1()["connectors"]}.get("rg1-rg2") == 15,
+                   timeout=20, what="the new cost in the table")
+        self.assertGreater(int(self.rg1()["version"].split(".")[0]), major)
+        # Other groups' entries are their masters' business: rg2 stays as configured (no
+        # connectors of its own in this node's file).
+        r = json.loads(self.node.bhctl("--json", "lsdb").stdout)
+        rg2 = next(g for g in r["groups"] if g["name"] == "rg2")
+        self.assertEqual(rg2["connectors"], [])
 
     def test_3_the_domain_controller_down_keeps_the_last_topology(self):
         wait_until(lambda: self.status().get("routing_groups") == 3, timeout=20, what="topology read")

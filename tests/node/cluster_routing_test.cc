@@ -192,6 +192,9 @@ TEST_F(ClusterRouting, ExternalMailLeavesThroughAnotherGroupsConnector) {
   auto from_rg1 = hop_to_connector(routes("rg1"), "node1", "rg3", "internet", 0);
   ASSERT_TRUE(from_rg1.ok());
   EXPECT_EQ(from_rg1->node, "node2");
+  EXPECT_TRUE(is_source_bridgehead(routes("rg1"), "rg3", "internet", "NODE5"));
+  EXPECT_FALSE(is_source_bridgehead(routes("rg1"), "rg3", "internet", "node6"));
+  EXPECT_FALSE(is_source_bridgehead(routes("rg1"), "rg3", "nope", "node5"));
   auto missing = hop_to_connector(routes("rg1"), "node1", "rg3", "nope", 0);
   ASSERT_FALSE(missing.ok());
   EXPECT_TRUE(missing.error().transient());

@@ -1225,6 +1225,55 @@ TEST(ClientSession, NoXexch50WithoutAPeerLoginOrOffer) {
   EXPECT_EQ(d.sent().find("XEXCH50"), std::string::npos);
 }
 
+TEST(ClientSession, Link2StateGoesBeforeMailAndTheServersTableComesBack) {
+  OutboundMessage m = message({"a@example.net"});
+  m.link2state = std::string(1000, 'L');  // two chunk lines
+  Driver d(sasl_config("X-EXPS"), m);
+  d.handle(d.session.start());
+  d.feed("220 hi\r\n250-mx\r\n250 X-EXPS GSSAPI\r\n334 c3J2\r\n235 2.7.0 ok\r\n");
+  ASSERT_EQ(d.writes.back(), "EHLO relay.example.org\r\n");
+  d.feed("250-mx\r\n250-XEXCH50\r\n250 X-LINK2STATE\r\n");
+  auto lines = split_link2state(m.link2state);
+  ASSERT_TRUE(lines.ok());
+  ASSERT_EQ(lines->size(), 2u);
+  EXPECT_EQ(d.writes.back(), (*lines)[0] + "\r\n");
+  d.feed("250 2.0.0 OK\r\n");
+  EXPECT_EQ(d.writes.back(), (*lines)[1] + "\r\n");
+  // The server's table in the reply to LAST.
+  auto back = split_link2state("server-table");
+  ASSERT_TRUE(back.ok());
+  std::string reply;
+  for (const auto& l : *back) {
+    reply += "250-" + l + "\r\n";
+  }
+  d.feed(reply + "250 2.0.0 OK\r\n");
+  EXPECT_EQ(d.writes.back(), "MAIL FROM:<sender@example.org>\r\n");
+  d.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  d.feed("250 queued\r\n");
+  d.feed("221 bye\r\n");
+  ASSERT_TRUE(d.result);
+  EXPECT_EQ(d.result->link2state_reply, "server-table");
+  EXPECT_EQ(outcome(d, 0).status, DeliveryStatus::kDelivered);
+}
+
+TEST(ClientSession, ARefusedLink2StateChunkOnlyEndsTheExchange) {
+  OutboundMessage m = message({"a@example.net"});
+  m.link2state = "table";
+  Driver d(sasl_config("X-EXPS"), m);
+  d.handle(d.session.start());
+  d.feed("220 hi\r\n250-mx\r\n250-X-LINK2STATE\r\n250 X-EXPS GSSAPI\r\n334 c3J2\r\n235 2.7.0 ok\r\n");
+  ASSERT_EQ(d.writes.back().rfind("X-LINK2STATE FIRST CHUNK=", 0), 0u) << d.writes.back();
+  d.feed("503 5.5.1 out of sequence\r\n");
+  EXPECT_EQ(d.writes.back(), "MAIL FROM:<sender@example.org>\r\n");
+  // No verb offered: nothing is sent.
+  Driver quiet(sasl_config("X-EXPS"), m);
+  quiet.handle(quiet.session.start());
+  quiet.feed("220 hi\r\n250-mx\r\n250 X-EXPS GSSAPI\r\n334 c3J2\r\n235 2.7.0 ok\r\n");
+  quiet.feed("250-mx\r\n250 XEXCH50\r\n");
+  EXPECT_EQ(quiet.writes.back(), "MAIL FROM:<sender@example.org>\r\n");
+  EXPECT_EQ(quiet.sent().find("X-LINK2STATE"), std::string::npos);
+}
+
 TEST(ClientSession, LoginAsASaslMechanismAnswersUserThenPassword) {
   LoginClientSasl login(ClientCredentials{"cluster", "s3cret"});
   EXPECT_EQ(login.mechanism(), "LOGIN");

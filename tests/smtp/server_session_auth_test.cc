@@ -3,6 +3,7 @@
 // hostile-inputs entries are in scenarios/auth.scn.
 #include <gtest/gtest.h>
 
+#include "smtp/link2state.h"
 #include "smtp/xexch50_props.h"
 #include "tests/smtp/session_harness.h"
 
@@ -146,6 +147,38 @@ TEST(SessionPeer, XExch50BlobIsKeptInTheEnvelopeAndLinkStateIsHandedOn) {
 std::string xexch50_exchange(const Xexch50Props& p) {
   std::string blob = encode_xexch50_props(p);
   return "XEXCH50 " + std::to_string(blob.size()) + " 2\r\n" + blob;
+}
+
+TEST(SessionPeer, TheLinkStateEnginesTableGoesBackInTheReplyToTheLastChunk) {
+  SessionConfig c = auth_config();
+  c.auth_requires_tls = false;
+  HarnessOptions opt;
+  opt.link_state_reply = std::string(1500, 'T');  // two chunk lines back
+  Harness h(c, opt);
+  auto o = talk(h, "EHLO c\r\nAUTH PLAIN AG5vZGUyAHNlY3JldA==\r\n"
+                   "X-LINK2STATE FIRST CHUNK=QUJD\r\nX-LINK2STATE LAST CHUNK=REVG\r\nNOOP\r\n");
+  EXPECT_EQ(o.link_states, (std::vector<std::string>{"ABCDEF"}));
+  auto at = o.replies.find("250-X-LINK2STATE FIRST CHUNK=");
+  ASSERT_NE(at, std::string::npos) << o.replies;
+  auto last = o.replies.find("250-X-LINK2STATE LAST CHUNK=", at);
+  ASSERT_NE(last, std::string::npos) << o.replies;
+  auto end = o.replies.find("250 2.0.0 OK\r\n", last);
+  ASSERT_NE(end, std::string::npos) << o.replies;
+  // Every line within the verb's 1024 octets, and the reply reassembles to the table.
+  Link2StateReceiver back;
+  std::string payload;
+  std::size_t pos = at;
+  while (pos < end) {
+    auto eol = o.replies.find("\r\n", pos);
+    EXPECT_LE(eol + 2 - pos, 1024u);
+    auto step = back.feed(std::string_view(o.replies).substr(pos + 17, eol - pos - 17));
+    if (step.status == Link2StateStatus::kComplete) {
+      payload = step.payload;
+    }
+    pos = eol + 2;
+  }
+  EXPECT_EQ(payload, *opt.link_state_reply);
+  EXPECT_NE(o.replies.find("250 2.0.0 Ok", end + 5), std::string::npos) << "NOOP after it";
 }
 
 TEST(SessionPeer, AMessageThatAlreadyPassedThisNodeIsALoop) {

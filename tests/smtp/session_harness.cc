@@ -148,6 +148,7 @@ void Harness::perform(Actions actions) {
       more = session_.on_etrn_result(etrn_reply(req, r));
     } else if (auto* ls = std::get_if<LinkStateReceived>(&a)) {
       out_.link_states.push_back(ls->payload);
+      more = session_.on_link_state_result(opt_.link_state_reply);
     } else if (auto* ta = std::get_if<TurnAround>(&a)) {
       out_.turned_for = ta->domains;
     } else if (std::holds_alternative<AuthAbort>(a)) {

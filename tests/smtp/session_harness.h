@@ -4,6 +4,7 @@
 // directory fail (transient), everything else is unknown. Used by the unit tests and
 // the fuzz targets.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,8 @@ struct HarnessOptions {
   // Answers to CheckMail/LookupRecipient/BeginMessage/CommitMessage are held until
   // answer_pending(), as when the directory or store answers from another thread.
   bool deferred = false;
+  // The link-state engine's answer to every X-LINK2STATE payload (none: a plain 250).
+  std::optional<std::string> link_state_reply;
 };
 
 class Harness {
