@@ -9,6 +9,7 @@
 #include <boost/asio/ssl.hpp>
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <deque>
 #include <fstream>
 
@@ -163,9 +164,17 @@ Xexch50Props next_hop_properties(const queue::RemoteJob& job, const std::string&
                                  const std::string& organization) {
   Xexch50Props p;
   p.organization = organization;
+  // Recipients this node's categorizer made (a group's members) are new recipients: their
+  // way starts here, and may pass nodes the group passed on its way to its expansion
+  // server. A job of only such recipients starts a new hop list.
+  const bool new_leg = !job.recipients.empty() &&
+                       std::all_of(job.recipients.begin(), job.recipients.end(),
+                                   [](const queue::RemoteJob::Rcpt& r) { return r.expanded; });
   if (!job.xexch50.empty()) {
     if (auto got = decode_xexch50_props(job.xexch50); got.ok()) {
-      p.hops = std::move(got->hops);
+      if (!new_leg) {
+        p.hops = std::move(got->hops);
+      }
       p.categorized = got->categorized;
     }
   }

@@ -133,8 +133,11 @@ Result<std::vector<RelayTarget>> smart_host_targets(const routing::Connector& co
 // MX hosts in the resolver's order, each address in order, on `port`.
 std::vector<RelayTarget> mx_targets(const std::vector<routing::MxHost>& hosts, std::uint16_t port);
 // The XEXCH50 properties of `job` for the next node (see RelayOptions::node_id): the hop
-// list of job.xexch50 (when it decodes) with `node_id` appended; categorized when the
-// message arrived categorized or this node expanded one of its recipients.
+// list of job.xexch50 (when it decodes) with `node_id` appended, or only `node_id` when
+// every recipient of the job was made by this node's categorizer (a new leg: a group's
+// members may pass nodes the group passed on its way to its expansion server);
+// categorized when the message arrived categorized or this node expanded one of its
+// recipients.
 Xexch50Props next_hop_properties(const queue::RemoteJob& job, const std::string& node_id,
                                  const std::string& organization);
 // What node/ can check at config load: what smart_host_targets() would refuse.

@@ -733,11 +733,19 @@ struct ServerSession::Impl {
       return error_reply(451, "4.4.6", "Routing loop detected: it already passed through " + cfg.node_id +
                                            "; try again later");
     }
-    // From a peer: a recipient it already expanded or redirected is not categorized here
-    // again (a mailbox with a forward keeps its mailbox; a group has none and is kept).
+    // From a peer:
+    //  - a recipient on its way to another node (its home server, or a group's expansion
+    //    server) goes on there, uncategorized here: only that node categorizes it;
+    //  - one it already expanded or redirected is not categorized here again (a mailbox
+    //    with a forward keeps its mailbox; a group has none and is kept).
     for (std::size_t i = 0; i < props->recipients.size() && i < env.recipients.size(); ++i) {
       auto& r = env.recipients[i];
-      if (props->recipients[i].expanded && (!r.mailbox.empty() || !r.home_server.empty())) {
+      const auto& pr = props->recipients[i];
+      if (!pr.home_server.empty() && !cfg.node_id.empty() && r.mailbox.empty() &&
+          ascii_lower(pr.home_server) != ascii_lower(cfg.node_id)) {
+        r.home_server = pr.home_server;
+        r.categorize = false;
+      } else if (pr.expanded && (!r.mailbox.empty() || !r.home_server.empty())) {
         r.categorize = false;
       }
     }

@@ -51,7 +51,7 @@ GROUP = "all-staff@example.test"
 SENDER = "alice@example.test"
 # Quick link state and retries, so a failure is noticed and repaired within seconds.
 TIMINGS = {"keepalive_ms": 300, "dead_after_ms": 1500, "hold_down_ms": 0, "reconnect_min_ms": 200,
-           "reconnect_max_ms": 1000, "probe_ms": 500}
+           "reconnect_max_ms": 1000, "probe_ms": 500, "link2state_sync_ms": 1000}
 QUEUE = {"retry_initial_s": 1, "retry_max_s": 2, "glitch_retries": 1, "glitch_interval_s": 1}
 # node6 probes its connectors slowly: when node4 comes back, node2 reports rg1-rg2 up
 # seconds before node6 reports rg3-rg2 up, so the message waiting at node6 for rg2 is
@@ -417,6 +417,77 @@ class Cluster(unittest.TestCase):
             self.assertEqual(s.getreply()[0], 250)  # RSET
             self.assertEqual(s.getreply()[0], 250)  # NOOP
             self.assertEqual(s.noop()[0], 250)
+
+
+    # ---- 4 ----
+    def test_4_sigkill_of_the_receiving_bridgehead_during_bdat_loses_and_doubles_nothing(self):
+        """node1 -> node2 -> node4 (dave's home, rg2's bridgehead), messages of 2 MB so the
+        BDAT of one is in flight when node4 is killed (a spool file in its queue/tmp)."""
+        self.wait_converged()
+        n4 = self.nodes["node4"]
+        tokens = ["kill-" + uuid.uuid4().hex[:10] for _ in range(12)]
+        filler = ("y" * 998 + "\r\n") * 2000
+        p = self.nodes["node1"]
+        with smtplib.SMTP(p.host, p.port, timeout=60) as s:
+            s.ehlo("client.example.test")
+            for t in tokens:
+                s.sendmail(SENDER, ["dave@example.test"],
+                           f"From: {SENDER}\r\nSubject: {t}\r\n\r\n{filler}".encode())
+        tmp = os.path.join(self.c.data_dir("node4"), "queue", "tmp")
+        wait_until(lambda: os.path.isdir(tmp) and any(not f.startswith(".") for f in os.listdir(tmp)),
+                   timeout=60, interval=0.005, what="a message being spooled on node4")
+        n4.proc.kill()  # SIGKILL, mid-transfer
+        n4.proc.wait(timeout=10)
+        spooled_at_kill = len(self.copies("node4", "dave@example.test", "kill-"))
+        self.assertLess(spooled_at_kill, len(tokens), "node4 was killed after everything arrived")
+        n4.start()
+        for t in tokens:
+            self.wait_home_copy("dave@example.test", t, timeout=120)
+        wait_until(lambda: all(self.queue_empty(n) for n in ("node1", "node2", "node4")), timeout=60,
+                   what="the queues on the way to empty")
+        time.sleep(1)  # a late duplicate would show up now
+        for t in tokens:
+            self.assertEqual(self.all_copies(t), {("node4", democluster.maildir_folder("dave@example.test")): 1}, t)
+        self.assertEqual(self.bounces("kill-"), [])
+
+    # ---- 5 ----
+    def test_5_a_group_goes_to_its_expansion_server_which_expands_it(self):
+        token = "desk-" + uuid.uuid4().hex[:10]
+        self.send(["rg3-desk@example.test"], token)
+        for mbox in ("erin@example.test", "frank@example.test"):
+            self.wait_home_copy(mbox, token)
+        time.sleep(0.5)
+        for mbox in ("erin@example.test", "frank@example.test"):
+            self.assertEqual(self.all_copies(token), {
+                (self.t.home_of(m), democluster.maildir_folder(m)): 1
+                for m in ("erin@example.test", "frank@example.test")}, mbox)
+        # node1 hands the group on (one recipient for node5), node5 expands it.
+        def categorized(n):
+            return [e for e in self.tracking(n, token) if e["event"] == "categorized"]
+        wait_until(lambda: categorized("node5"), timeout=20, what="node5's categorized event")
+        self.assertTrue(categorized("node1"))
+        self.assertEqual([n for n in self.c.nodes() if categorized(n) and n not in ("node1", "node5")], [])
+
+    # ---- 6 ----
+    def test_6_x_link2state_travels_between_the_groups_over_smtp(self):
+        """With mail (node2 -> node4 carries node2's table), and without: node2 is a source
+        of rg1-rg3 (target node6), which mail does not take (rg1 -> rg2 -> rg3 is cheaper),
+        so node6 hears node2 only through the periodic sync (link2state_sync_ms)."""
+        token = "l2s-" + uuid.uuid4().hex[:10]
+        self.send(["dave@example.test"], token)
+        self.wait_home_copy("dave@example.test", token)
+
+        def heard(n, ip):
+            peers = self.c.view(n, "peers", bhctl=BHCTL_BIN)
+            return [x for x in peers.get("x_link2state", []) if x["peer"].endswith(f"[{ip}]") and
+                    x["exchanges"] >= 1 and not x["error"]]
+        node2_ip = self.c.layout.hosts["node2"]
+        wait_until(lambda: heard("node4", node2_ip), timeout=20, what="node4 heard node2's table")
+        wait_until(lambda: heard("node6", node2_ip), timeout=20, what="node6 heard node2")
+        # No mail goes that way now; the exchanges go on (every second here).
+        before = heard("node6", node2_ip)[0]["exchanges"]
+        wait_until(lambda: heard("node6", node2_ip)[0]["exchanges"] >= before + 2, timeout=20,
+                   what="node6 hearing node2 again with no mail")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,12 @@ TEST(RelayProperties, TheNextNodeHearsTheHopsSoFarThisNodeAndEachRecipient) {
   Xexch50Props q = next_hop_properties(job, "node2", "org");
   EXPECT_EQ(q.hops, (std::vector<std::string>{"node1", "node2"}));
   EXPECT_TRUE(q.categorized);
+  // Only recipients this node's categorizer made: a new leg starts here.
+  queue::RemoteJob members = job;
+  members.recipients = {{0, "frank@example.test", 0, "", "node6", true}};
+  Xexch50Props m = next_hop_properties(members, "node5", "org");
+  EXPECT_EQ(m.hops, (std::vector<std::string>{"node5"}));
+  EXPECT_TRUE(m.categorized);
   // Properties that do not decode are not passed on (only this node is named).
   job.xexch50 = "garbage";
   EXPECT_EQ(next_hop_properties(job, "node2", "org").hops, (std::vector<std::string>{"node2"}));

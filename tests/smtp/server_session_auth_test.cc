@@ -199,6 +199,33 @@ TEST(SessionPeer, AMessageThatAlreadyPassedThisNodeIsRefusedForNow) {
   EXPECT_TRUE(o.messages.empty());
 }
 
+TEST(SessionPeer, ARecipientOnItsWayToAnotherNodeIsNotCategorizedHere) {
+  SessionConfig c = auth_config();
+  c.auth_requires_tls = false;
+  c.node_id = "node4";
+  Harness h(c);
+  Xexch50Props p;
+  p.hops = {"node1", "node2"};
+  p.recipients = {{"node5", true}, {"node4", true}, {"", true}};
+  std::string blob = encode_xexch50_props(p);
+  auto o = talk(h, "EHLO c\r\nAUTH PLAIN AG5vZGUyAHNlY3JldA==\r\n"
+                   "MAIL FROM:<node2@example.org>\r\nRCPT TO:<staff@example.org>\r\n"
+                   "RCPT TO:<staff@example.org>\r\nRCPT TO:<bob@example.org>\r\nXEXCH50 " +
+                       std::to_string(blob.size()) + " 4\r\n" + blob + "DATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(o.messages.size(), 1u) << o.replies;
+  const auto& r = o.messages[0].recipients;
+  ASSERT_EQ(r.size(), 3u);
+  // For node5 (its expansion server): routed there, not expanded here.
+  EXPECT_EQ(r[0].home_server, "node5");
+  EXPECT_FALSE(r[0].categorize);
+  // For this node: it expands it.
+  EXPECT_TRUE(r[1].home_server.empty());
+  EXPECT_TRUE(r[1].categorize);
+  // A mailbox already resolved by the sender's categorizer: delivered, not redirected again.
+  EXPECT_EQ(r[2].mailbox, "bob");
+  EXPECT_FALSE(r[2].categorize);
+}
+
 TEST(SessionPeer, TooManyHopsIsALoopForGood) {
   SessionConfig c = auth_config();
   c.auth_requires_tls = false;

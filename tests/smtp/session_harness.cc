@@ -60,6 +60,9 @@ void Harness::perform(Actions actions) {
       } else if (domain == "example.org" && (local == "alice" || local == "bob")) {
         v.kind = RecipientVerdict::Kind::kLocal;
         v.mailbox = local;
+      } else if (domain == "example.org" && local == "staff") {
+        v.kind = RecipientVerdict::Kind::kLocal;  // a group: expanded after spool
+        v.categorize = true;
       } else if (l->address == "down@example.org") {
         v.kind = RecipientVerdict::Kind::kError;
         v.error = transient_error("4.4.3", "Directory unavailable");
