@@ -108,8 +108,13 @@ class Atrn(unittest.TestCase):
         # Held: nothing can deliver it, and the hop waits for the customer.
         def held():
             queues = json.loads(self.node.bhctl("--json", "queue", "hops").stdout)["queues"]
+            # Both deferred (state retry), not only counted on the hop: a message still on
+            # its way to its deferral when ATRN comes would wait for the next ATRN.
+            listed = json.loads(self.node.bhctl("--json", "queue", "list").stdout)
+            msgs = listed["messages"] if isinstance(listed, dict) else listed
             return any(q["next_hop"] == "odmr:client.example" and q["messages"] == 2 and
-                       q["in_flight"] == 0 for q in queues)
+                       q["in_flight"] == 0 for q in queues) and \
+                len(msgs) == 2 and all(m["state"] == "retry" for m in msgs)
         wait_until(held, timeout=20, what="both messages held on odmr:client.example")
         self.assertEqual(len(self.node.queue_files()), 2)
 

@@ -45,6 +45,18 @@ class CheckConfig(unittest.TestCase):
                 self.assertEqual(r.returncode, 2)
                 self.assertIn(name + expected, r.stderr)
 
+    def test_the_sample_config_of_every_role_is_valid(self):
+        # deploy/config/: standalone, routing-group master, bridgehead (issue 7).
+        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "config")
+        names = sorted(f for f in os.listdir(folder) if f.endswith(".yaml"))
+        self.assertEqual(names, ["bridgehead.yaml", "master.yaml", "standalone.yaml"])
+        for name in names:
+            with self.subTest(name=name):
+                r = subprocess.run([BH_BIN, "--check-config", "--config", os.path.join(folder, name)],
+                                   capture_output=True, text=True, timeout=20)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(": ok", r.stdout)
+
     def test_missing_file(self):
         r = subprocess.run([BH_BIN, "--check-config", "--config", "/nonexistent.yaml"],
                            capture_output=True, text=True, timeout=20)

@@ -40,7 +40,8 @@ class Package(unittest.TestCase):
         for path in ("./usr/sbin/bridgehead", "./usr/bin/bhctl", "./usr/lib/systemd/system/bridgehead.service",
                      "./usr/share/bridgehead/ldap/bridgehead.schema",
                      "./usr/share/bridgehead/ldap/sample-organization.ldif",
-                     "./usr/share/bridgehead/config/standalone.yaml", "./usr/include/bridgehead/plugin_abi.h",
+                     "./usr/share/bridgehead/config/standalone.yaml", "./usr/share/bridgehead/config/master.yaml",
+                     "./usr/share/bridgehead/config/bridgehead.yaml", "./usr/include/bridgehead/plugin_abi.h",
                      "./usr/share/doc/bridgehead/docs/configuration.md"):
             self.assertIn(path, listing)
 
