@@ -6,6 +6,8 @@
 #include <chrono>
 #include <set>
 
+#include "common/text.h"
+
 namespace bh::linkstate {
 
 namespace {
@@ -60,15 +62,7 @@ const Connector* RoutingGroup::find(std::string_view connector_id) const {
   return it != connectors.end() && it->id == connector_id ? &*it : nullptr;
 }
 
-bool is_valid_name(std::string_view name) {
-  if (name.empty() || name.size() > 128) {
-    return false;
-  }
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-  });
-}
+bool is_valid_name(std::string_view name) { return is_node_name(name); }
 
 std::string printable(std::string_view text) {
   std::string out;

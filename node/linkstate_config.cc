@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "common/text.h"
 #include "node/config.h"
 #include "routing/address_space.h"
 
@@ -41,19 +42,7 @@ std::optional<KeyError> check_file(const std::string& key, const std::string& va
 
 }  // namespace
 
-bool is_link_state_name(std::string_view name) {
-  if (name.empty() || name.size() > 128) {
-    return false;
-  }
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) {
-      return false;
-    }
-  }
-  return true;
-}
+bool is_link_state_name(std::string_view name) { return is_node_name(name); }
 
 std::optional<KeyError> validate_link_state(bh::proto::Config& config) {
   auto& ls = *config.mutable_link_state();

@@ -8,22 +8,7 @@ namespace bh::smtp {
 
 namespace {
 
-bool is_name(std::string_view s, bool may_be_empty) {
-  if (s.empty()) {
-    return may_be_empty;
-  }
-  if (s.size() > 128) {
-    return false;
-  }
-  for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) {
-      return false;
-    }
-  }
-  return true;
-}
+bool is_name(std::string_view s, bool may_be_empty) { return s.empty() ? may_be_empty : is_node_name(s); }
 
 Error bad(const std::string& why) { return permanent_error("5.5.2", "XEXCH50 properties: " + why); }
 
