@@ -146,7 +146,12 @@ void LinkStateReporter::probe(const std::string& connector) {
   }
   auto c = table_->find(connector);
   if (!c || c->smart_hosts.empty() || !c->smart_hosts.front().is_ip) {
-    return arm_probe(connector);  // nothing to probe without DNS: a delivery will tell
+    // Nothing to connect to without DNS (a DNS MX connector, a smart host by name): up
+    // again after one interval, so mail is offered to it again; the next failures take
+    // it down again. (Left down, the routes would never send it mail to find out.)
+    bh::log::info("linkstate", "connector " + connector + ": no address to probe; up again for a try");
+    on_result(connector, false);
+    return;
   }
   const auto& h = c->smart_hosts.front();
   boost::system::error_code ec;

@@ -4,8 +4,10 @@
 // `failures_for_down` hop failures in a row (connect, greeting, TLS: RemoteResult::
 // hop_error; the queue's glitch retries spent) report this node's source bridgehead of
 // that connector down (LinkStateService::report, damped there by hold_down); while down,
-// a TCP connect to the connector's first smart host (IP literals only: no DNS here) every
-// `probe` interval, or any successful delivery through it, reports it up again.
+// a TCP connect to the connector's first smart host every `probe` interval, or any
+// successful delivery through it, reports it up again. A connector with no IP literal to
+// connect to (DNS MX, a smart host by name: no DNS here) is reported up after one
+// `probe` interval, for mail to try it again (its failures take it down again).
 // Connectors that link state does not know are ignored (report() refuses them).
 // Hops to other nodes (internal connectors "node.<id>", node/cluster_routing.h) count the
 // same way per node; when that node is down, every routing-group connector of this

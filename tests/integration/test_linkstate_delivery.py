@@ -88,5 +88,47 @@ class LinkStateDelivery(unittest.TestCase):
         wait_until(lambda: not self.node.queue_files(), what="queue to empty")
 
 
+class NothingToProbe(unittest.TestCase):
+    """A connector that delivers by DNS MX (through a resolver that never answers: a
+    closed port) goes down on its failures, and has no address to probe: it is up again
+    after one probe_ms, for mail to try it again."""
+
+    @classmethod
+    def setUpClass(cls):
+        extra = ("routing:\n"
+                 "  dns:\n"
+                 f'    servers: ["127.0.0.1:{free_port()}"]\n'
+                 "    timeout_s: 1\n"
+                 "    tries: 1\n"
+                 "  smtp_connectors:\n"
+                 "    - name: far\n"
+                 "      use_dns_mx: true\n"
+                 '      address_spaces: [{pattern: "far.test"}]\n')
+        cls.c = lscluster.Cluster(
+            {"RG-F": ["f1"]},
+            raw_connectors=['{id: far, source_group: RG-F, address_spaces: [{pattern: "far.test"}]}'],
+            link_state_lines=["probe_ms: 1500"],
+            node_kw={"f1": {"extra": extra, "smtp": ['relay_networks: ["127.0.0.0/8"]'],
+                            "queue": ["glitch_retries: 0", "retry_initial_s: 30", "retry_max_s: 60"]}})
+        cls.c.start()
+        cls.node = cls.c.nodes["f1"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.cleanup()
+
+    def state(self):
+        g = self.c.lsdb("f1")["groups"][0]
+        return [x for x in g["connectors"] if x["id"] == "far"][0]["state"]
+
+    def test_up_again_after_the_interval(self):
+        import smtplib
+        with smtplib.SMTP(self.node.host, self.node.smtp_port, timeout=10) as s:
+            s.sendmail("sender@example.org", ["x@far.test"], b"Subject: far\r\n\r\nhello\r\n")
+        wait_until(lambda: self.state() == "down", timeout=20, what="far down after its failure")
+        wait_until(lambda: self.state() == "up", timeout=10, what="far up again for a try")
+        self.assertIn("connector far: no address to probe; up again for a try", self.node.read_log())
+
+
 if __name__ == "__main__":
     unittest.main()
