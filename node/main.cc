@@ -395,22 +395,35 @@ int main(int argc, char** argv) {
   dsn.random = &delivery_random;
   // On the delivery thread. The file directory answers at once; LDAP answers on its
   // thread, so this waits, at most the lookup timeout plus a margin ("" then: relayed).
-  dsn.local_mailbox = [&directory, recipients, ldap_timeout](const std::string& address) {
+  auto resolve_now = [&directory, recipients, ldap_timeout](const std::string& address)
+      -> std::optional<bh::directory::Resolution> {
     auto at = address.rfind('@');
     if (at == std::string::npos || !directory.is_local_domain(bh::normalize_domain(address.substr(at + 1)))) {
-      return std::string();
+      return std::nullopt;
     }
-    auto answer = std::make_shared<std::promise<std::string>>();
-    auto mailbox = answer->get_future();
+    auto answer = std::make_shared<std::promise<std::optional<bh::directory::Resolution>>>();
+    auto found = answer->get_future();
     recipients->resolve(address, [answer](bh::Result<bh::directory::Resolution> r) {
-      answer->set_value(r.ok() && r->kind == bh::directory::RecipientKind::kLocalMailbox ? r->mailbox
-                                                                                        : std::string());
+      answer->set_value(r.ok() && r->kind == bh::directory::RecipientKind::kLocalMailbox
+                            ? std::optional<bh::directory::Resolution>(r.value())
+                            : std::nullopt);
     });
-    if (mailbox.wait_for(ldap_timeout + std::chrono::seconds(1)) != std::future_status::ready) {
-      return std::string();
+    if (found.wait_for(ldap_timeout + std::chrono::seconds(1)) != std::future_status::ready) {
+      return std::nullopt;
     }
-    return mailbox.get();
+    return found.get();
   };
+  dsn.local_mailbox = [resolve_now](const std::string& address) {
+    auto r = resolve_now(address);
+    return r ? r->mailbox : std::string();
+  };
+  if (ldap_directory && cfg.link_state().nodes_size() > 0) {
+    // In a cluster: a report to a sender homed on another node goes to that node.
+    dsn.home_server = [resolve_now](const std::string& address) {
+      auto r = resolve_now(address);
+      return r ? r->home_server : std::string();
+    };
+  }
   manager.set_dsn(dsn);
   // Event sinks (sinks/, docs/sinks.md): built here, used by the router and the listeners.
   auto sink_setup = bh::node::build_sinks(cfg.sinks(), hostname, dsn.local_mailbox);

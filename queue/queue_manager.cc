@@ -1500,6 +1500,9 @@ void QueueManager::send_report(const Envelope& env, const std::vector<DsnOutcome
   Envelope denv = (*info)->envelope;
   for (auto& r : denv.recipients) {
     r.mailbox = dsn_->local_mailbox ? dsn_->local_mailbox(r.address) : std::string();
+    if (r.mailbox.empty() && dsn_->home_server) {
+      r.home_server = dsn_->home_server(r.address);  // a sender homed on another node
+    }
   }
   denv.received_unix = unix_seconds(clock_.now());
   denv.protocol = "local";

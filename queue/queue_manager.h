@@ -89,6 +89,9 @@ struct DsnSetup {
   // The local mailbox of an address, "" when it is not local (so a report to a local
   // sender is delivered here and one to a remote sender is relayed).
   std::function<std::string(const std::string& address)> local_mailbox;
+  // In a cluster: the node an address's mailbox is homed on when it is not this one
+  // ("" otherwise), so a report to a sender homed elsewhere goes to that node.
+  std::function<std::string(const std::string& address)> home_server;
 };
 
 enum class MessageState { kQueued, kDelivering, kRetry, kFrozen };

@@ -490,5 +490,26 @@ class Cluster(unittest.TestCase):
                    what="node6 hearing node2 again with no mail")
 
 
+    # ---- 7 ----
+    def test_7_a_report_to_a_sender_homed_on_another_node_reaches_it(self):
+        """carol (homed on node3, rg2) sends through node1 to erin (node5, rg3) with
+        NOTIFY=SUCCESS: node5 delivers and reports to carol, on node3."""
+        token = "dsn-" + uuid.uuid4().hex[:10]
+        p = self.nodes["node1"]
+        with smtplib.SMTP(p.host, p.port, timeout=30) as s:
+            s.ehlo("client.example.test")
+            s.sendmail("carol@example.test", ["erin@example.test"],
+                       f"From: carol@example.test\r\nSubject: {token}\r\n\r\nreport me\r\n".encode(),
+                       rcpt_options=["NOTIFY=SUCCESS"])
+        self.wait_home_copy("erin@example.test", token)
+
+        def report():
+            for raw in self.copies("node3", "carol@example.test", ""):
+                if b"multipart/report" in raw and token.encode() in raw and b"Action: delivered" in raw:
+                    return raw
+            return None
+        wait_until(report, timeout=60, what="the delivery report in carol's Maildir on node3")
+
+
 if __name__ == "__main__":
     unittest.main()
