@@ -53,7 +53,7 @@ int usage() {
                "                    check both directory roles, register this node, write the\n"
                "                    directory section of FILE\n"
                "  lsdb              link state: routing groups, versions, masters, connectors\n"
-               "  peers             TCP 691 sessions: peer, state, last exchange; refusals\n"
+               "  peers             TCP 691 sessions: peer, state, last exchange; refusals; X-LINK2STATE peers\n"
                "  routes            least-cost routes per routing group and address space\n"
                "  link down|up CONNECTOR   report this node's source bridgehead of CONNECTOR\n");
   return 2;
@@ -238,6 +238,17 @@ void print_link_state(const std::string& view, const json& b) {
                 << " identity";
     }
     std::cout << "\n";
+    // X-LINK2STATE over SMTP, with the bridgeheads of other routing groups.
+    const json& l2s = at(b, "x_link2state");
+    if (l2s.is_array() && !l2s.empty()) {
+      std::vector<std::vector<std::string>> xs;
+      for (const auto& x : l2s) {
+        xs.push_back({printable(str(at(x, "peer"))), str(at(x, "direction")), when_ms(at(x, "last_exchange_ms")),
+                      str(at(x, "exchanges")), str(at(x, "applied")), printable(str(at(x, "error")))});
+      }
+      std::cout << "\nX-LINK2STATE\n";
+      print_table({"PEER", "DIR", "LAST EXCHANGE", "EXCHANGES", "APPLIED", "ERROR"}, xs);
+    }
   } else {
     std::vector<std::vector<std::string>> spaces;
     const json& groups = at(b, "groups");
