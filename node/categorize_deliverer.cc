@@ -26,10 +26,42 @@ void CategorizeDeliverer::deliver(queue::RemoteJob job, Done done) {
     g->done(std::move(g->result));  // never happens: the queue sends no empty job
     return;
   }
+  // Gives recipient i's result; the last one answers the job.
+  auto complete = [g](std::size_t i, queue::RemoteRecipientResult r) {
+    bool last = false;
+    {
+      std::lock_guard lock(g->mu);
+      g->result.recipients[i] = std::move(r);
+      last = --g->left == 0;
+    }
+    if (last) {
+      g->done(std::move(g->result));
+    }
+  };
+  // A sink's reject (sinks.before_categorize / after_categorize) fails the recipient.
+  auto refused = [](std::size_t index, const Error& e) {
+    queue::RemoteRecipientResult r;
+    r.index = index;
+    r.status = e.transient() ? queue::RemoteStatus::kTransient : queue::RemoteStatus::kPermanent;
+    r.enhanced = e.enhanced;
+    r.reply = (e.reply_code != 0 ? std::to_string(e.reply_code) + " " : std::string()) + e.enhanced +
+              " " + e.message;
+    return r;
+  };
   for (std::size_t i = 0; i < job.recipients.size(); ++i) {
     const auto& rc = job.recipients[i];
-    categorizer_.categorize(rc.address, [this, g, i, index = rc.index,
-                                         address = rc.address](directory::CategorizeOutcome o) {
+    sinks::CategorizeContext ctx{job.queue_id, job.sender, rc.address};
+    auto categorize = [this, g, i, index = rc.index, ctx, complete,
+                       refused](std::optional<Error> before) {
+      if (before) {
+        log::info("categorizer", g->id + ": " + ctx.recipient +
+                                     " refused before categorization: " + before->message);
+        categorized_++;
+        complete(i, refused(index, *before));
+        return;
+      }
+    categorizer_.categorize(ctx.recipient, [this, g, i, index, ctx, complete,
+                                            refused](directory::CategorizeOutcome o) {
       queue::RemoteRecipientResult r;
       r.index = index;
       if (o.error) {
@@ -77,16 +109,32 @@ void CategorizeDeliverer::deliver(queue::RemoteJob job, Done done) {
                                      " recipients");
       }
       categorized_++;
-      bool last = false;
-      {
-        std::lock_guard lock(g->mu);
-        g->result.recipients[i] = std::move(r);
-        last = --g->left == 0;
+      if (r.status != queue::RemoteStatus::kDelivered || !sinks_ || !sinks_->has_after()) {
+        complete(i, std::move(r));
+        return;
       }
-      if (last) {
-        g->done(std::move(g->result));
+      std::vector<std::string> expanded;
+      expanded.reserve(r.expanded.size());
+      for (const auto& x : r.expanded) {
+        expanded.push_back(x.address);
       }
+      sinks_->after(ctx, expanded, [g, i, index, ctx, complete, refused,
+                                    kept = std::move(r)](std::optional<Error> after) mutable {
+        if (after) {
+          log::info("categorizer", g->id + ": " + ctx.recipient +
+                                       " refused after categorization: " + after->message);
+          complete(i, refused(index, *after));
+          return;
+        }
+        complete(i, std::move(kept));
+      });
     });
+    };
+    if (sinks_ && sinks_->has_before()) {
+      sinks_->before(ctx, std::move(categorize));
+    } else {
+      categorize(std::nullopt);
+    }
   }
 }
 

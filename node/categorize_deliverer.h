@@ -16,10 +16,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "directory/categorizer.h"
 #include "queue/remote_deliverer.h"
+#include "sinks/categorize_events.h"
 
 namespace bh::node {
 
@@ -28,12 +30,19 @@ class CategorizeDeliverer final : public queue::RemoteDeliverer {
   explicit CategorizeDeliverer(directory::Categorizer& categorizer, std::string this_server = {})
       : categorizer_(categorizer), this_server_(std::move(this_server)) {}
   void deliver(queue::RemoteJob job, Done done) override;
+  // The categorization events (sinks/categorize_events.h): before each recipient is
+  // categorized, and after, with what it became; a sink's reject fails the recipient
+  // with its code. Set before the first job; null: none.
+  void set_sinks(std::shared_ptr<const sinks::CategorizeEvents> events) {
+    sinks_ = std::move(events);
+  }
   std::uint64_t categorized() const { return categorized_.load(); }
 
  private:
   directory::Categorizer& categorizer_;
   const std::string this_server_;
   std::atomic<std::uint64_t> categorized_{0};
+  std::shared_ptr<const sinks::CategorizeEvents> sinks_;
 };
 
 }  // namespace bh::node

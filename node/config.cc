@@ -778,7 +778,7 @@ class Loader {
       switch (d.kind()) {
         case K::SINK_KIND_UNSPECIFIED:
           return fail_key(key + ".kind",
-                          "required: header_stamp, policy, journal, plugin, program, milter or reply_text");
+                          "required: header_stamp, policy, journal, plugin, program, milter, reply_text, route or outbound_policy");
         case K::SINK_KIND_ROUTE: {
           if (d.domains_size() == 0) {
             return fail_key(key + ".domains", "route needs domains (\"example.net\", \"*.example.net\" or \"*\")");
@@ -796,6 +796,22 @@ class Loader {
           }
           if (!known) {
             return fail_key(key + ".connector", quoted(d.connector()) + " is not one of routing.smtp_connectors");
+          }
+          break;
+        }
+        case K::SINK_KIND_OUTBOUND_POLICY: {
+          if (d.verbs_size() == 0 || d.connector().empty()) {
+            return fail_key(key + ".verbs", "outbound_policy needs verbs and a connector (a name or \"*\")");
+          }
+          for (auto& v : *d.mutable_verbs()) {
+            v = ascii_upper(v);
+          }
+          const std::string& en = d.reject_enhanced();
+          if (d.reject_code() / 100 != 4 || en.size() < 5 || en[0] != '4' || en[1] != '.' ||
+              en.find_first_not_of("0123456789.") != std::string::npos) {
+            return fail_key(key + ".reject_code",
+                            "outbound_policy stops a session only transiently: a 4xx reject_code and a 4.x.x "
+                            "reject_enhanced");
           }
           break;
         }
@@ -866,8 +882,13 @@ class Loader {
     for (const auto& [chain, list] : {std::pair{"sinks.on_arrival", &sk.on_arrival()},
                                       std::pair{"sinks.on_command", &sk.on_command()},
                                       std::pair{"sinks.on_route", &sk.on_route()},
-                                      std::pair{"sinks.on_delivery", &sk.on_delivery()}}) {
+                                      std::pair{"sinks.on_delivery", &sk.on_delivery()},
+                                      std::pair{"sinks.before_categorize", &sk.before_categorize()},
+                                      std::pair{"sinks.after_categorize", &sk.after_categorize()},
+                                      std::pair{"sinks.on_outbound", &sk.on_outbound()}}) {
       const bool protocol = std::string(chain) == "sinks.on_command";
+      const bool outbound = std::string(chain) == "sinks.on_outbound";
+      const bool categorize = std::string(chain).find("_categorize") != std::string::npos;
       const bool route = std::string(chain) == "sinks.on_route";
       const bool delivery = std::string(chain) == "sinks.on_delivery";
       std::set<std::string> used;
@@ -881,6 +902,21 @@ class Loader {
           return fail_key(key, quoted(n) + " is listed twice");
         }
         const auto k = kinds[n];
+        if (outbound != (k == bh::proto::SINK_KIND_OUTBOUND_POLICY)) {
+          return fail_key(key, quoted(n) + (outbound ? ": only outbound_policy sinks take outbound command events"
+                                                     : ": an outbound_policy sink takes outbound command events only "
+                                                       "(sinks.on_outbound)"));
+        }
+        if (outbound) {
+          continue;
+        }
+        if (categorize) {
+          if (k != bh::proto::SINK_KIND_POLICY && k != bh::proto::SINK_KIND_PROGRAM &&
+              k != bh::proto::SINK_KIND_PLUGIN) {
+            return fail_key(key, quoted(n) + ": only policy, program and plugin sinks take the categorization events");
+          }
+          continue;
+        }
         if (delivery) {
           if (k != bh::proto::SINK_KIND_PROGRAM) {
             return fail_key(key, quoted(n) + ": only program sinks take the delivery-result event");

@@ -550,6 +550,7 @@ int main(int argc, char** argv) {
     }
     bh::smtp::RelayOptions rel;
     rel.helo_name = hostname;
+    sink_setup.value()->outbound(rel);  // outbound command events (sinks.on_outbound)
     if (cluster_relay) {
       rel.node_id = name;
       rel.organization = cfg.link_state().organization();
@@ -682,6 +683,10 @@ int main(int argc, char** argv) {
   }
   // Runs whether or not a connector exists (the LMTP deliverer uses it too).
   std::thread relay_thread([&relay_io] { relay_io.run(); });
+  // The categorization events (sinks.before/after_categorize) on the relay's loop.
+  if (categorize_deliverer) {
+    categorize_deliverer->set_sinks(sink_setup.value()->categorize_events(relay_io.get_executor()));
+  }
   // The tracker, and the delivery-result event (sinks.on_delivery) on the relay's loop.
   if (auto* events = sink_setup.value()->queue_events(tracker.get(), relay_io.get_executor())) {
     manager.set_events(events);
@@ -852,6 +857,7 @@ int main(int argc, char** argv) {
     };
   }
   svc.on_queued = [&manager](const std::string& id) { manager.enqueue(id); };
+  svc.on_held = bh::node::SinkSetup::holder(store, manager, tracking.get());
   // Event sinks (sinks/, docs/sinks.md): the arrival chain decides before each 250.
   svc.filter = sink_setup.value()->filter();
   svc.held_bytes = std::make_shared<std::atomic<std::uint64_t>>(0);

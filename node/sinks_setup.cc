@@ -2,13 +2,53 @@
 
 #include <map>
 
+#include "common/log.h"
 #include "common/text.h"
+#include "queue/delivery_state.h"
 #include "sinks/builtin_sinks.h"
 #include "sinks/milter_sink.h"
 #include "sinks/plugin_sink.h"
 #include "sinks/program_sink.h"
 
 namespace bh::node {
+
+std::string sanitize_reason(std::string_view reason) {
+  std::string out;
+  for (char c : reason.substr(0, 200)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? ' ' : c;  // one header line: no CR, LF, NUL
+  }
+  return out.empty() ? "quarantined" : out;
+}
+
+SinkSetup::Held SinkSetup::holder(queue::FsMessageStore& store, queue::QueueManager& manager,
+                                  queue::TrackingLog* tracking) {
+  return [&store, &manager, tracking](const std::string& id, const queue::Envelope& env,
+                                      const std::string& reason) {
+    queue::DeliveryState st;
+    st.frozen = true;
+    if (auto r = store.save_state(id, st); !r.ok()) {
+      // Still frozen in this run; after a restart it would not be.
+      log::error("sinks", id + ": cannot record the quarantine hold: " + r.error().message);
+    }
+    manager.enqueue_frozen(id);
+    log::info("sinks", id + ": quarantined (" + reason + "), frozen until an operator thaws it");
+    if (tracking != nullptr) {
+      for (const auto& rc : env.recipients) {
+        queue::TrackingEvent t;
+        t.event = queue::TrackingEventType::kQuarantined;
+        t.queue_id = id;
+        t.sender = env.sender;
+        t.recipient = rc.address;
+        t.reply = reason;
+        t.size = env.body_size;
+        t.client_address = env.client_address;
+        tracking->record(std::move(t));
+      }
+      tracking->flush();
+    }
+  };
+}
 
 void SinkSetup::shutdown() {
   if (plugin_pool) {
@@ -40,9 +80,10 @@ smtp::MessageFilter SinkSetup::filter() const {
         r.kind = smtp::MessageFilterResult::Kind::kDiscard;
       } else {
         if (!o.event->quarantine.empty()) {
-          // No hold queue yet: the message goes on, marked (docs/sinks.md).
+          // Held: spooled frozen (SinkSetup::holder), marked with the reason (docs/sinks.md).
           sinks::MessageEvent& e = *o.event;
-          e.message.insert(0, "X-Bridgehead-Quarantine: " + e.quarantine.substr(0, 200) + "\r\n");
+          r.hold = sanitize_reason(e.quarantine);
+          e.message.insert(0, "X-Bridgehead-Quarantine: " + r.hold + "\r\n");
         }
         r.envelope = std::move(o.event->envelope);
         r.message = std::move(o.event->message);
@@ -103,6 +144,19 @@ nlohmann::json SinkSetup::status() const {
   if (on_command) {
     for (const auto& e : on_command->entries()) {
       arr.push_back(counters_json(e.name, "on_command", *e.counters));
+    }
+  }
+  for (const auto& [chain, event] : {std::pair{before_categorize.get(), "before_categorize"},
+                                     std::pair{after_categorize.get(), "after_categorize"}}) {
+    if (chain != nullptr) {
+      for (const auto& e : chain->entries()) {
+        arr.push_back(counters_json(e.name, event, *e.counters));
+      }
+    }
+  }
+  if (on_outbound) {
+    for (const auto& e : on_outbound->entries()) {
+      arr.push_back(counters_json(e.name, "on_outbound", *e.counters));
     }
   }
   if (on_route) {
@@ -180,6 +234,32 @@ queue::QueueEvents* SinkSetup::queue_events(queue::QueueEvents* next,
   return events.get();
 }
 
+void SinkSetup::outbound(smtp::RelayOptions& options) const {
+  if (!on_outbound || on_outbound->empty()) {
+    return;
+  }
+  std::shared_ptr<const sinks::OutboundChain> chain = on_outbound;
+  options.on_command = [chain](const smtp::OutboundHop& hop, std::string_view verb,
+                               std::string_view line) {
+    return chain->on_command({hop.next_hop, hop.connector, hop.host, verb, line});
+  };
+  options.on_reply = [chain](const smtp::OutboundHop& hop, std::string_view verb, int code,
+                             std::string_view text) {
+    sinks::OutboundReply r{hop.next_hop, hop.connector, hop.host, verb, code, text};
+    chain->on_reply(r);
+  };
+}
+
+std::shared_ptr<const sinks::CategorizeEvents> SinkSetup::categorize_events(
+    boost::asio::any_io_executor ex) const {
+  if ((!before_categorize || before_categorize->empty()) &&
+      (!after_categorize || after_categorize->empty())) {
+    return nullptr;
+  }
+  return std::make_shared<sinks::CategorizeEvents>(before_categorize, after_categorize,
+                                                   std::move(ex));
+}
+
 queue::Router SinkSetup::route(
     queue::Router inner, std::function<std::shared_ptr<const routing::RouteTable>()> routes) const {
   if (!on_route || on_route->empty()) {
@@ -230,6 +310,69 @@ sinks::PolicyConfig policy_config(const proto::SinkDefinition& d) {
   return p;
 }
 
+// One message sink (arrival and categorization chains) from its definition.
+Result<sinks::ChainEntry> message_entry(
+    const proto::SinkDefinition& d, SinkSetup& setup, const proto::Sinks& config,
+    const std::string& hostname,
+    const std::function<std::string(const std::string& address)>& local_mailbox) {
+  sinks::ChainEntry e;
+  e.name = d.name();
+  e.deadline = std::chrono::milliseconds(d.deadline_ms());
+  switch (d.failure_policy()) {
+    case proto::SINK_FAILURE_POLICY_SKIP:
+      e.on_failure = sinks::FailurePolicy::kSkip;
+      break;
+    case proto::SINK_FAILURE_POLICY_REJECT:
+      e.on_failure = sinks::FailurePolicy::kReject;
+      break;
+    default:
+      e.on_failure = sinks::FailurePolicy::kTempfail;
+      break;
+  }
+  switch (d.kind()) {
+    case proto::SINK_KIND_HEADER_STAMP:
+      e.sink = std::make_shared<sinks::HeaderStampSink>(d.header(), d.value());
+      break;
+    case proto::SINK_KIND_POLICY:
+      e.sink = std::make_shared<sinks::PolicySink>(policy_config(d));
+      break;
+    case proto::SINK_KIND_JOURNAL:
+      e.sink = std::make_shared<sinks::JournalSink>(d.address(), local_mailbox(d.address()));
+      break;
+    case proto::SINK_KIND_PLUGIN: {
+      if (!setup.plugin_pool) {
+        setup.plugin_pool = std::make_unique<boost::asio::thread_pool>(config.plugin_threads());
+      }
+      auto p = sinks::PluginSink::load(d.library(), d.argument(), setup.plugin_pool.get());
+      if (!p.ok()) {
+        return Error(
+            permanent_error("5.3.5", "sinks.define " + d.name() + ": " + p.error().message));
+      }
+      e.sink = std::move(p.value());
+      break;
+    }
+    case proto::SINK_KIND_PROGRAM: {
+      sinks::ProgramConfig p;
+      p.argv.assign(d.argv().begin(), d.argv().end());
+      p.timeout = e.deadline;
+      e.sink = std::make_shared<sinks::ProgramSink>(std::move(p));
+      break;
+    }
+    case proto::SINK_KIND_MILTER: {
+      sinks::MilterConfig m;
+      m.socket = d.socket();
+      m.connect_timeout = std::chrono::milliseconds(d.connect_timeout_ms());
+      m.command_timeout = std::chrono::milliseconds(d.command_timeout_ms());
+      m.hostname = hostname;
+      e.sink = std::make_shared<sinks::MilterSink>(std::move(m));
+      break;
+    }
+    default:
+      return Error(permanent_error("5.3.5", "sinks.define " + d.name() + ": unknown kind"));
+  }
+  return e;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<SinkSetup>> build_sinks(
@@ -240,67 +383,34 @@ Result<std::unique_ptr<SinkSetup>> build_sinks(
   for (const auto& d : config.define()) {
     defs[d.name()] = &d;
   }
-  std::vector<sinks::ChainEntry> entries;
-  for (const auto& name : config.on_arrival()) {
-    const proto::SinkDefinition& d = *defs.at(name);  // validated by the loader
-    sinks::ChainEntry e;
-    e.name = d.name();
-    e.deadline = std::chrono::milliseconds(d.deadline_ms());
-    switch (d.failure_policy()) {
-      case proto::SINK_FAILURE_POLICY_SKIP:
-        e.on_failure = sinks::FailurePolicy::kSkip;
-        break;
-      case proto::SINK_FAILURE_POLICY_REJECT:
-        e.on_failure = sinks::FailurePolicy::kReject;
-        break;
-      default:
-        e.on_failure = sinks::FailurePolicy::kTempfail;
-        break;
+  // A chain of message sinks (arrival, and the categorization events).
+  auto message_chain = [&](const google::protobuf::RepeatedPtrField<std::string>& names)
+      -> Result<std::shared_ptr<sinks::MessageChain>> {
+    std::vector<sinks::ChainEntry> entries;
+    for (const auto& name : names) {
+      auto e = message_entry(*defs.at(name), *setup, config, hostname, local_mailbox);  // validated
+      if (!e.ok()) {
+        return e.error();
+      }
+      entries.push_back(std::move(e.value()));
     }
-    switch (d.kind()) {
-      case proto::SINK_KIND_HEADER_STAMP:
-        e.sink = std::make_shared<sinks::HeaderStampSink>(d.header(), d.value());
-        break;
-      case proto::SINK_KIND_POLICY:
-        e.sink = std::make_shared<sinks::PolicySink>(policy_config(d));
-        break;
-      case proto::SINK_KIND_JOURNAL:
-        e.sink = std::make_shared<sinks::JournalSink>(d.address(), local_mailbox(d.address()));
-        break;
-      case proto::SINK_KIND_PLUGIN: {
-        if (!setup->plugin_pool) {
-          setup->plugin_pool = std::make_unique<boost::asio::thread_pool>(config.plugin_threads());
-        }
-        auto p = sinks::PluginSink::load(d.library(), d.argument(), setup->plugin_pool.get());
-        if (!p.ok()) {
-          return Error(
-              permanent_error("5.3.5", "sinks.define " + d.name() + ": " + p.error().message));
-        }
-        e.sink = std::move(p.value());
-        break;
-      }
-      case proto::SINK_KIND_PROGRAM: {
-        sinks::ProgramConfig p;
-        p.argv.assign(d.argv().begin(), d.argv().end());
-        p.timeout = e.deadline;
-        e.sink = std::make_shared<sinks::ProgramSink>(std::move(p));
-        break;
-      }
-      case proto::SINK_KIND_MILTER: {
-        sinks::MilterConfig m;
-        m.socket = d.socket();
-        m.connect_timeout = std::chrono::milliseconds(d.connect_timeout_ms());
-        m.command_timeout = std::chrono::milliseconds(d.command_timeout_ms());
-        m.hostname = hostname;
-        e.sink = std::make_shared<sinks::MilterSink>(std::move(m));
-        break;
-      }
-      default:
-        return Error(permanent_error("5.3.5", "sinks.define " + d.name() + ": unknown kind"));
-    }
-    entries.push_back(std::move(e));
+    return std::make_shared<sinks::MessageChain>(std::move(entries));
+  };
+  auto arrival = message_chain(config.on_arrival());
+  if (!arrival.ok()) {
+    return arrival.error();
   }
-  setup->on_arrival = std::make_shared<sinks::MessageChain>(std::move(entries));
+  setup->on_arrival = std::move(arrival.value());
+  auto before = message_chain(config.before_categorize());
+  if (!before.ok()) {
+    return before.error();
+  }
+  setup->before_categorize = std::move(before.value());
+  auto after = message_chain(config.after_categorize());
+  if (!after.ok()) {
+    return after.error();
+  }
+  setup->after_categorize = std::move(after.value());
 
   std::vector<sinks::ProtocolEntry> protocol;
   for (const auto& name : config.on_command()) {
@@ -318,6 +428,21 @@ Result<std::unique_ptr<SinkSetup>> build_sinks(
     protocol.push_back(std::move(e));
   }
   setup->on_command = std::make_shared<sinks::ProtocolChain>(std::move(protocol));
+
+  std::vector<sinks::OutboundEntry> outbound;
+  for (const auto& name : config.on_outbound()) {
+    const proto::SinkDefinition& d = *defs.at(name);  // validated: an outbound_policy sink
+    sinks::OutboundEntry e;
+    e.name = d.name();
+    e.deadline = std::chrono::milliseconds(d.deadline_ms());
+    e.on_failure = policy_of(d);
+    e.sink = std::make_shared<sinks::OutboundPolicySink>(
+        std::vector<std::string>{d.connector()},
+        std::vector<std::string>(d.verbs().begin(), d.verbs().end()),
+        static_cast<int>(d.reject_code()), d.reject_enhanced());
+    outbound.push_back(std::move(e));
+  }
+  setup->on_outbound = std::make_shared<sinks::OutboundChain>(std::move(outbound));
 
   std::vector<sinks::RouteEntry> routes;
   for (const auto& name : config.on_route()) {

@@ -230,6 +230,22 @@ void QueueManager::stop() {
 
 void QueueManager::enqueue(const std::string& id) { add(id, false); }
 
+void QueueManager::enqueue_frozen(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = entries_.try_emplace(id);
+  if (!inserted) {
+    return;
+  }
+  auto& e = it->second;
+  e.summary.id = id;
+  e.next_attempt = clock_.now();
+  e.state.frozen = true;
+  e.summary.state = MessageState::kFrozen;  // not in ready_: nothing is tried until a thaw
+  ++counters_.enqueued;
+  counters_.in_queue = entries_.size();
+  log::info("queue", id + ": held at acceptance (frozen)");
+}
+
 Result<void> QueueManager::act(const std::string& id, Action action, std::chrono::milliseconds wait) {
   auto done = std::make_shared<std::promise<Result<void>>>();
   auto result = done->get_future();

@@ -166,6 +166,11 @@ class QueueManager {
   void stop();
   // A committed queue id (after MessageStore::commit reported success). Idempotent.
   void enqueue(const std::string& id);
+  // A committed queue id held at acceptance (an arrival sink quarantined it): it is
+  // frozen from the start, as after act(kFreeze), until an operator thaws it. The caller
+  // has already recorded the frozen state in state/<id> (so it stays held across a
+  // restart). Idempotent.
+  void enqueue_frozen(const std::string& id);
   void set_delivered_hook(DeliveredHook hook);
   // Before start(): without them recipients with no local mailbox fail (5.4.4) and no
   // reports are sent. `remote` must outlive the manager.

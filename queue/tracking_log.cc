@@ -25,7 +25,8 @@ using nlohmann::json;
 constexpr std::string_view kFileName = "tracking.jsonl";
 
 constexpr std::string_view kNames[] = {"received", "categorized", "routed",  "deferred", "delivered",
-                                       "relayed",  "bounced",     "expired", "deleted",  "dsn_sent"};
+                                       "relayed",  "bounced",     "expired", "deleted",  "dsn_sent",
+                                       "quarantined"};
 
 std::string cut(const std::string& s) { return s.size() <= kTrackingFieldMax ? s : s.substr(0, kTrackingFieldMax); }
 

@@ -58,6 +58,7 @@ enum class TrackingEventType {
   kExpired,
   kDeleted,
   kDsnSent,
+  kQuarantined,  // held (frozen) by an arrival sink at acceptance; reply: the reason
 };
 
 // "received", "categorized", ... "dsn_sent".

@@ -239,7 +239,84 @@ struct ClientSession::Impl {
     accepted.assign(msg.recipients.size(), false);
   }
 
-  ClientActions take() { return std::exchange(out, {}); }
+  ClientActions take() {
+    if (vetoed && !closed) {
+      stop_vetoed();
+    }
+    return std::exchange(out, {});
+  }
+
+  // ---- outbound command events (ClientConfig::on_command / on_reply) ----
+  std::optional<Error> vetoed;  // a command the hook refused: the session ends with it
+  const char* verb_of(Stage s) const {
+    switch (s) {
+      case Stage::kGreeting:
+        return "CONNECT";
+      case Stage::kHello:
+        return cfg.lmtp ? "LHLO" : "EHLO";
+      case Stage::kHelo:
+        return "HELO";
+      case Stage::kStartTls:
+        return "STARTTLS";
+      case Stage::kAuth:
+      case Stage::kAuthLoginUser:
+      case Stage::kAuthLoginPass:
+      case Stage::kAuthSasl:
+        return cfg.sasl && cfg.sasl_verb == "X-EXPS" ? "X-EXPS" : "AUTH";
+      case Stage::kMail:
+        return "MAIL";
+      case Stage::kXexch50:
+      case Stage::kXexch50Blob:
+        return "XEXCH50";
+      case Stage::kLink2State:
+        return "X-LINK2STATE";
+      case Stage::kRcpt:
+        return "RCPT";
+      case Stage::kData:
+        return "DATA";
+      case Stage::kBdat:
+        return "BDAT";
+      case Stage::kFinal:
+      case Stage::kAbortDot:
+        return ".";
+      case Stage::kQuit:
+        return "QUIT";
+    }
+    return "?";
+  }
+  // True: send it. The hook sees credentials masked.
+  bool offer(const std::string& line, Stage stage) {
+    if (!cfg.on_command || stage == Stage::kQuit) {
+      return true;
+    }
+    const std::string verb = verb_of(stage);
+    const bool secret = stage == Stage::kAuth || stage == Stage::kAuthLoginUser ||
+                        stage == Stage::kAuthLoginPass || stage == Stage::kAuthSasl;
+    std::string shown = line;
+    if (secret) {
+      // "AUTH PLAIN <secret>" keeps its mechanism; a bare SASL response is all secret.
+      const std::size_t sp = line.find(' ');
+      const std::size_t sp2 = sp == std::string::npos ? sp : line.find(' ', sp + 1);
+      shown = ascii_upper(line.substr(0, sp)) == verb
+                  ? (sp2 == std::string::npos ? line : line.substr(0, sp2) + " ***")
+                  : verb + " ***";
+    }
+    auto e = cfg.on_command(verb, shown);
+    if (!e) {
+      return true;
+    }
+    vetoed = std::move(*e);
+    return false;
+  }
+  // A refused command: nothing more is sent but QUIT; the outcome carries the refusal.
+  void stop_vetoed() {
+    std::erase_if(out, [](const ClientAction& a) { return std::holds_alternative<NeedBody>(a); });
+    want_body = false;
+    hop_fail(*vetoed);
+    expect.clear();
+    send("QUIT\r\n");  // not awaited: the connection closes now
+    disconnect();
+  }
 
   // ---- output helpers ----
   void send(std::string_view bytes) {
@@ -255,6 +332,9 @@ struct ClientSession::Impl {
     out.emplace_back(SendBytes{std::string(bytes)});
   }
   void command(std::string line, Expect e) {
+    if (vetoed || !offer(line, e.stage)) {
+      return;  // the session is ending (stop_vetoed)
+    }
     line.append("\r\n");
     send(line);
     expect.push_back(e);
@@ -634,8 +714,8 @@ struct ClientSession::Impl {
     body_mode = caps.chunking && (cfg.use_chunking || msg.body == queue::BodyType::kBinaryMime)
                     ? BodyMode::kBdat
                     : BodyMode::kData;
-    result.mail_sent = true;
     command(mail_command(), {Stage::kMail});
+    result.mail_sent = !vetoed;  // a refused MAIL never reached the server
     if (caps.pipelining) {
       // RFC 2920 §3.1: MAIL, every RCPT and DATA in one group; BDAT waits for the RCPT
       // replies so no body is sent for nobody.
@@ -749,6 +829,9 @@ struct ClientSession::Impl {
     }
     Expect e = expect.front();
     expect.pop_front();
+    if (cfg.on_reply) {
+      cfg.on_reply(verb_of(e.stage), r.code, r.lines.empty() ? std::string_view{} : r.lines.front());
+    }
     if (e.stage == Stage::kQuit) {
       disconnect();  // whatever it says
       return;

@@ -127,6 +127,16 @@ struct ClientConfig {
   // failure still ends the connection as usual.
   bool hold_open = false;
   std::size_t body_chunk = 1u << 20;      // NeedBody::max_bytes (and so the BDAT size)
+  // Outbound command events (sinks/outbound_sink.h): called before each command line is
+  // sent, with its verb (upper case) and the line without CRLF (the arguments of AUTH /
+  // X-EXPS and the SASL responses masked as "***"; BDAT chunks and body data are not
+  // offered). nullopt: send it. An error: the line is not sent and the session ends with
+  // it as the hop error (transient expected: every recipient without a final reply is
+  // retried), with QUIT and Disconnect. QUIT itself is not offered.
+  std::function<std::optional<Error>(std::string_view verb, std::string_view line)> on_command;
+  // Each reply to a command, for observation: the verb it answers ("CONNECT" for the
+  // greeting, "." for the end of data), its code and first line of text.
+  std::function<void(std::string_view verb, int code, std::string_view text)> on_reply;
   ReplyLimits reply_limits;
   ClientTimeouts timeouts;
 };

@@ -647,20 +647,29 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
       return;
     }
     r.envelope.body_size = r.message.size();
-    commit(std::move(r.envelope));
+    commit(std::move(r.envelope), std::move(r.hold));
   }
 
-  void commit(queue::Envelope envelope) {
+  void commit(queue::Envelope envelope, std::string hold = {}) {
+    std::optional<queue::Envelope> held;  // a quarantined message: on_held gets its envelope
+    if (!hold.empty() && services_->on_held) {
+      held = envelope;
+    }
     services_->store->commit(
         std::move(writer_), std::move(envelope),
-        [self = shared_from_this()](Result<std::string> id) {
-          asio::post(self->socket_.get_executor(), [self, id = std::move(id)]() mutable {
+        [self = shared_from_this(), held = std::move(held),
+         hold = std::move(hold)](Result<std::string> id) mutable {
+          asio::post(self->socket_.get_executor(), [self, id = std::move(id), held = std::move(held),
+                                                    hold = std::move(hold)]() mutable {
             if (id.ok()) {
               if (self->services_->counters != nullptr) {
                 self->services_->counters->messages++;
               }
               // Durable: hand it to the queue manager even if the client is gone.
-              if (self->services_->on_queued) {
+              if (held) {
+                held->id = id.value();
+                self->services_->on_held(id.value(), *held, hold);
+              } else if (self->services_->on_queued) {
                 self->services_->on_queued(id.value());
               }
             } else if (self->services_->counters != nullptr) {

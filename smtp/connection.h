@@ -59,6 +59,7 @@ struct MessageFilterResult {
   Error error;               // kReject: the reply (4xx or 5xx; reply_code if chosen)
   queue::Envelope envelope;  // kAccept: possibly changed (sender, recipients)
   std::string message;       // kAccept: what to spool instead (changed headers/body)
+  std::string hold;          // kAccept: quarantined for this reason (empty: not held)
 };
 // Called on the connection's thread with the envelope and the whole message at the end
 // of DATA/BDAT, before it is committed, and the connection's executor (for the filter's
@@ -131,6 +132,11 @@ struct ConnectionServices {
   std::uint64_t held_limit = 256u << 20;
   // Called (on the connection's thread) once a message is durable and acknowledged.
   std::function<void(const std::string& queue_id)> on_queued;
+  // Instead of on_queued for a message the filter held (MessageFilterResult::hold): it is
+  // durable, and must be recorded as frozen before this returns (the 250 follows).
+  std::function<void(const std::string& queue_id, const queue::Envelope& envelope,
+                     const std::string& reason)>
+      on_held;
   SessionConfig session;
   std::chrono::milliseconds pregreet_wait{0};
   std::chrono::milliseconds write_timeout{std::chrono::minutes(5)};

@@ -422,6 +422,21 @@ class Job : public std::enable_shared_from_this<Job> {
     cfg.body_chunk = kBodyChunk;
     cfg.reply_limits = opt.reply_limits;
     cfg.timeouts = opt.timeouts;
+    if (opt.on_command || opt.on_reply) {
+      auto hop = std::make_shared<const OutboundHop>(
+          OutboundHop{job_.next_hop, connector_->name, target.host});
+      if (opt.on_command) {
+        cfg.on_command = [f = opt.on_command, hop](std::string_view verb, std::string_view line) {
+          return f(*hop, verb, line);
+        };
+      }
+      if (opt.on_reply) {
+        cfg.on_reply = [f = opt.on_reply, hop](std::string_view verb, int code,
+                                               std::string_view text) {
+          f(*hop, verb, code, text);
+        };
+      }
+    }
     AttemptSetup setup;
     setup.target = target;
     setup.tls_verify = connector_->settings.tls_verify;

@@ -90,6 +90,13 @@ struct RelayAttempt {
   std::optional<Error> error;  // the hop error, or the connect failure
 };
 
+// Where an attempt's commands go (RelayOptions::on_command).
+struct OutboundHop {
+  std::string next_hop;   // RemoteJob::next_hop
+  std::string connector;  // the connector's name
+  std::string host;       // RelayTarget::host
+};
+
 struct RelayOptions {
   std::string helo_name = "localhost";
   ClientTimeouts timeouts;
@@ -118,6 +125,15 @@ struct RelayOptions {
   std::function<void(const std::string& connector, std::string payload)> on_link2state_reply;
   // Called on the job's strand after each attempt; must not block.
   std::function<void(const RelayAttempt&)> on_attempt;
+  // Outbound command events (ClientConfig::on_command / on_reply, sinks/outbound_sink.h)
+  // for every attempt, told which next hop, connector and server they are for. Called on
+  // the job's strand; must not block. Unset: none.
+  std::function<std::optional<Error>(const OutboundHop& hop, std::string_view verb,
+                                     std::string_view line)>
+      on_command;
+  std::function<void(const OutboundHop& hop, std::string_view verb, int code,
+                     std::string_view text)>
+      on_reply;
 };
 
 struct RelayCounters {

@@ -13,6 +13,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -136,6 +137,57 @@ class HangingMilter:
             c.close()
 
 
+class QuarantineMilter:
+    """Speaks just enough of the milter protocol (version 6, no protocol flags: every
+    command is answered): continue to everything, and at end of message SMFIR_QUARANTINE
+    with `reason`, then continue."""
+
+    def __init__(self, reason):
+        self.reason = reason.encode()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.messages = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    @staticmethod
+    def packet(cmd, data=b""):
+        return struct.pack(">I", len(data) + 1) + cmd + data
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+
+    def session(self, c):
+        buf = b""
+        with c:
+            while True:
+                while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+                    data = c.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                n = struct.unpack(">I", buf[:4])[0]
+                cmd, buf = buf[4:5], buf[4 + n:]
+                if cmd == b"O":
+                    c.sendall(self.packet(b"O", struct.pack(">III", 6, 0x20, 0)))
+                elif cmd == b"E":
+                    self.messages += 1
+                    c.sendall(self.packet(b"q", self.reason + b"\0") + self.packet(b"c"))
+                elif cmd == b"Q":
+                    return
+                elif cmd not in (b"D", b"A"):
+                    c.sendall(self.packet(b"c"))
+
+    def close(self):
+        self.sock.close()
+
+
 def milter_extra(port, policy, command_ms=10000, deadline_ms=30000):
     return ("sinks:\n  define:\n"
             f"    - {{name: dkim, kind: milter, socket: \"inet:{port}@127.0.0.1\", failure_policy: {policy},"
@@ -237,6 +289,49 @@ class MilterTest(unittest.TestCase):
             send(self.node.smtp_port, 2)
         self.assertEqual(cm.exception.smtp_code, 550)
         self.assertTrue(self.node.alive())
+
+    def test_quarantine_holds_the_message_frozen_until_thawed(self):
+        self.fake = QuarantineMilter("suspicious attachment")
+        self.node = Node(extra=milter_extra(self.fake.port, "tempfail")).start()
+        with smtplib.SMTP("127.0.0.1", self.node.smtp_port, timeout=30) as s:
+            s.ehlo("c")
+            s.mail("alice@example.org")
+            s.rcpt("bob@example.org")
+            code, text = s.data(MSG % (1, 1))
+        self.assertEqual(code, 250)  # accepted and spooled...
+        qid = text.decode().split()[-1]
+        self.assertEqual(self.fake.messages, 1)
+
+        def queued():
+            j = json.loads(self.node.bhctl("--json", "queue", "list").stdout)
+            return [m for m in j["messages"] if m["id"] == qid]
+        m = wait_until(queued, timeout=10, what="the message in the queue")[0]
+        self.assertEqual(m["state"], "frozen")  # ...but held
+        time.sleep(1.5)
+        self.assertEqual(self.node.maildir("bob"), [])
+        self.assertEqual(queued()[0]["state"], "frozen")
+        self.assertIn("frozen", self.node.bhctl("queue", "list").stdout)
+
+        def tracked():
+            r = self.node.bhctl("--json", "track", "--queue-id", qid)
+            events = json.loads(r.stdout)["events"] if r.returncode == 0 else []
+            return [e for e in events if e["event"] == "quarantined"]
+        q = wait_until(tracked, timeout=10, what="a quarantined tracking event")[0]
+        self.assertEqual(q["reply"], "suspicious attachment")
+        self.assertEqual(q["recipient"], "bob@example.org")
+
+        # Frozen across a restart too.
+        self.node.stop()
+        self.node.start()
+        time.sleep(1)
+        self.assertEqual(queued()[0]["state"], "frozen")
+        self.assertEqual(self.node.maildir("bob"), [])
+
+        r = self.node.bhctl("queue", "thaw", qid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        raw = read(self.node.wait_mail("bob")[0])
+        self.assertIn(b"X-Bridgehead-Quarantine: suspicious attachment\r\n", raw)
+        wait_until(lambda: not queued(), timeout=10, what="the queue to empty")
 
 
 if __name__ == "__main__":

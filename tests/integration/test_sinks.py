@@ -260,6 +260,14 @@ class SinksTest(unittest.TestCase):
              "sinks.on_route[0]"),
             ("sinks: {define: [{name: s, kind: header_stamp, header: X-A, value: v}], on_delivery: [s]}",
              "sinks.on_delivery[0]"),
+            ("sinks: {define: [{name: o, kind: outbound_policy, connector: \"*\", verbs: [MAIL]}]}",
+             "sinks.define[0].reject_code"),  # 550 by default: only a transient stop is allowed
+            ("sinks: {define: [{name: o, kind: outbound_policy, connector: \"*\", verbs: [MAIL], reject_code: 451,"
+             " reject_enhanced: 4.7.0}], on_arrival: [o]}", "sinks.on_arrival[0]"),
+            ("sinks: {define: [{name: s, kind: header_stamp, header: X-A, value: v}], on_outbound: [s]}",
+             "sinks.on_outbound[0]"),
+            ("sinks: {define: [{name: s, kind: milter, socket: \"inet:8891@127.0.0.1\"}], after_categorize: [s]}",
+             "sinks.after_categorize[0]"),
         ]
         for text, key in cases:
             with open(cfg, "w") as f:

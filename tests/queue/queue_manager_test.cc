@@ -224,6 +224,41 @@ TEST(QueueManager, RestartAfterDeliveryBeforeRemovalWritesNoDuplicate) {
   EXPECT_FALSE(fs::exists(n.s.store.path_of(id)));
 }
 
+// A message held at acceptance (an arrival sink quarantined it): frozen from the start,
+// still frozen after a restart, delivered only after a thaw.
+TEST(QueueManager, EnqueueFrozenHoldsUntilThawedAcrossARestart) {
+  TempDir t;
+  std::string id;
+  {
+    Node n(t.path());
+    id = n.s.put("x\r\n", to({rcpt("alice@example.org", "alice")})).value();
+    DeliveryState st;
+    st.frozen = true;
+    ASSERT_TRUE(n.s.store.save_state(id, st).ok());  // what SinkSetup::holder does first
+    n.qm.start({});
+    n.qm.enqueue_frozen(id);
+    n.qm.enqueue(id);  // already known: stays frozen
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_EQ(n.qm.list().size(), 1u);
+    EXPECT_EQ(n.qm.list()[0].state, MessageState::kFrozen);
+    EXPECT_EQ(n.qm.counters().delivered_messages, 0u);
+    EXPECT_EQ(count(n.mb + "/alice/new"), 0u);
+    n.qm.stop();
+  }
+  Node n(t.path());
+  auto rep = n.s.store.recover();
+  ASSERT_EQ(rep.ready, std::vector<std::string>{id});
+  n.qm.start(rep.ready);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(n.qm.list().size(), 1u);
+  EXPECT_EQ(n.qm.list()[0].state, MessageState::kFrozen);
+  EXPECT_EQ(count(n.mb + "/alice/new"), 0u);
+  ASSERT_TRUE(n.qm.act(id, QueueManager::Action::kThaw).ok());
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().delivered_messages == 1; }));
+  n.qm.stop();
+  EXPECT_EQ(count(n.mb + "/alice/new"), 1u);
+}
+
 TEST(QueueManager, CorruptQueueFileAtRunTimeIsQuarantined) {
   TempDir t;
   Node n(t.path());

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -1284,6 +1285,97 @@ TEST(ClientSession, ARefusedLink2StateChunkOnlyEndsTheExchange) {
   quiet.feed("250-mx\r\n250 XEXCH50\r\n");
   EXPECT_EQ(quiet.writes.back(), "MAIL FROM:<sender@example.org>\r\n");
   EXPECT_EQ(quiet.sent().find("X-LINK2STATE"), std::string::npos);
+}
+
+// Outbound command events (ClientConfig::on_command / on_reply): the hook sees each line
+// before it leaves (credentials masked) and each reply; a refusal sends nothing more
+// but QUIT and ends the session with that error.
+TEST(ClientSession, OnCommandSeesEveryLineAndRepliesAndMasksCredentials) {
+  both_ways(
+      [] {
+        FakeServer s = tls_server();
+        s.ehlo_after_tls = "250-mx.test\r\n250 AUTH LOGIN\r\n";
+        return s;
+      },
+      [](FakeServer& s, std::size_t piece) {
+        std::vector<std::string> seen, replies;
+        ClientConfig c = config();
+        c.tls = TlsPolicy::kOpportunistic;
+        c.auth = ClientCredentials{"alice", "s3cret!"};
+        c.on_command = [&](std::string_view verb, std::string_view line) -> std::optional<Error> {
+          seen.push_back(std::string(verb) + "|" + std::string(line));
+          return std::nullopt;
+        };
+        c.on_reply = [&](std::string_view verb, int code, std::string_view) {
+          replies.push_back(std::string(verb) + " " + std::to_string(code));
+        };
+        auto d = converse(s, c, message({"a@example.net"}), "x", piece);
+        EXPECT_EQ(outcome(*d, 0).status, DeliveryStatus::kDelivered);
+        std::vector<std::string> want = {"EHLO|EHLO relay.example.org", "STARTTLS|STARTTLS",
+                                         "EHLO|EHLO relay.example.org", "AUTH|AUTH LOGIN",
+                                         "AUTH|AUTH ***", "AUTH|AUTH ***",
+                                         "MAIL|MAIL FROM:<sender@example.org>",
+                                         "RCPT|RCPT TO:<a@example.net>", "DATA|DATA"};
+        EXPECT_EQ(seen, want);  // QUIT is not offered
+        for (const auto& l : seen) {
+          EXPECT_EQ(l.find("YWxpY2U="), std::string::npos);
+          EXPECT_EQ(l.find("czNjcmV0IQ=="), std::string::npos);
+        }
+        ASSERT_GE(replies.size(), 3u);
+        EXPECT_EQ(replies.front(), "CONNECT 220");
+        EXPECT_NE(std::find(replies.begin(), replies.end(), "RCPT 250"), replies.end());
+        EXPECT_NE(std::find(replies.begin(), replies.end(), ". 250"), replies.end());
+      });
+}
+
+TEST(ClientSession, OnCommandRefusingMailEndsTheSessionTransiently) {
+  both_ways(plain_server, [](FakeServer& s, std::size_t piece) {
+    ClientConfig c = config();
+    c.on_command = [](std::string_view verb, std::string_view) -> std::optional<Error> {
+      if (verb == "MAIL") {
+        Error e = transient_error("4.7.0", "MAIL to this hop refused by policy");
+        e.reply_code = 451;
+        return e;
+      }
+      return std::nullopt;
+    };
+    auto d = converse(s, c, message({"a@example.net", "b@example.net"}), "x", piece);
+    // Nothing of the transaction left: not MAIL, nor the pipelined RCPTs and DATA.
+    EXPECT_EQ(s.commands, (std::vector<std::string>{"EHLO relay.example.org", "QUIT"}));
+    ASSERT_TRUE(d->result);
+    ASSERT_TRUE(d->result->hop_error);
+    EXPECT_TRUE(d->result->hop_error->transient());
+    EXPECT_EQ(d->result->hop_error->enhanced, "4.7.0");
+    EXPECT_FALSE(d->result->mail_sent);  // the relay may try the next MX
+    for (std::size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(outcome(*d, i).status, DeliveryStatus::kTransient);
+      EXPECT_EQ(outcome(*d, i).enhanced, "4.7.0");
+    }
+    EXPECT_EQ(d->events, (std::vector<std::string>{"Finished", "Disconnect"}));
+    EXPECT_TRUE(d->session.closed());
+  });
+}
+
+TEST(ClientSession, OnCommandRefusingDataAfterAcceptedRecipientsRetriesThem) {
+  FakeServer s;
+  s.ehlo = "250-mx.test\r\n250 8BITMIME\r\n";  // no PIPELINING: one command at a time
+  s.rcpt["b@example.net"] = "550 5.1.1 no such user\r\n";
+  ClientConfig c = config();
+  c.on_command = [](std::string_view verb, std::string_view) -> std::optional<Error> {
+    if (verb == "DATA") {
+      return transient_error("4.7.0", "no DATA today");
+    }
+    return std::nullopt;
+  };
+  auto d = converse(s, c, message({"a@example.net", "b@example.net"}), "x", 0);
+  EXPECT_EQ(s.commands.back(), "QUIT");
+  EXPECT_EQ(std::count(s.commands.begin(), s.commands.end(), "DATA"), 0);
+  EXPECT_TRUE(d->result->mail_sent);
+  EXPECT_EQ(outcome(*d, 0).status, DeliveryStatus::kTransient);  // accepted, not delivered
+  EXPECT_EQ(outcome(*d, 0).enhanced, "4.7.0");
+  EXPECT_EQ(outcome(*d, 1).status, DeliveryStatus::kPermanent);  // its own 550 stands
+  EXPECT_EQ(s.body, "");
+  EXPECT_EQ(d->need_body, 0u);
 }
 
 TEST(ClientSession, LoginAsASaslMechanismAnswersUserThenPassword) {
