@@ -118,19 +118,60 @@ Result<void> MaildirDeliverer::ensure_root() {
   return Ok{};
 }
 
+UnnamedFile& UnnamedFile::operator=(UnnamedFile&& o) noexcept {
+  if (this != &o) {
+    reset();
+    fd_ = o.fd_;
+    open_count_ = o.open_count_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+void UnnamedFile::reset() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    --*open_count_;
+    fd_ = -1;
+  }
+}
+
+Result<void> MaildirDeliverer::ensure_folders(const std::string& mailbox_dir) {
+  if (!ready_.contains(mailbox_dir)) {
+    for (const std::string& d : {mailbox_dir, mailbox_dir + "/tmp", mailbox_dir + "/new", mailbox_dir + "/cur"}) {
+      if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
+        return err(errno, "mkdir " + d);
+      }
+    }
+    ready_.insert(mailbox_dir);
+  }
+  return Ok{};
+}
+
 Result<int> MaildirDeliverer::create_tmp(StagedCopy& c) {
   const std::string name = c.new_path.substr(c.new_path.rfind('/') + 1);
-  c.tmp_path = c.mailbox_dir + "/tmp/" + name;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (!ready_.contains(c.mailbox_dir)) {
-      for (const std::string& d : {c.mailbox_dir, c.mailbox_dir + "/tmp", c.mailbox_dir + "/new",
-                                   c.mailbox_dir + "/cur"}) {
-        if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
-          return err(errno, "mkdir " + d);
-        }
-      }
-      ready_.insert(c.mailbox_dir);
+    if (auto r = ensure_folders(c.mailbox_dir); !r.ok()) {
+      return r.error();
     }
+    if (unnamed_supported_ && unnamed_open_ < kMaxUnnamed) {
+      const std::string dir = c.mailbox_dir + "/new";
+      int out = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+      if (out >= 0) {
+        c.tmp_path.clear();
+        c.unnamed = UnnamedFile(out, &unnamed_open_);
+        return out;
+      }
+      if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+        unnamed_supported_ = false;  // this file system: named temp files from now on
+      } else if (errno == ENOENT) {
+        ready_.erase(c.mailbox_dir);  // the folders went away (an operator removed them)
+        continue;
+      } else {
+        return err(errno, "create a file in " + dir);
+      }
+    }
+    c.tmp_path = c.mailbox_dir + "/tmp/" + name;
     // O_TRUNC: a leftover of an earlier, unfinished attempt has the same name.
     int out = ::open(c.tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (out >= 0) {
@@ -139,9 +180,9 @@ Result<int> MaildirDeliverer::create_tmp(StagedCopy& c) {
     if (errno != ENOENT) {
       break;
     }
-    ready_.erase(c.mailbox_dir);  // the folders went away (an operator removed them)
+    ready_.erase(c.mailbox_dir);
   }
-  return err(errno, "create " + c.tmp_path);
+  return err(errno, "create " + (c.tmp_path.empty() ? c.mailbox_dir + "/new" : c.tmp_path));
 }
 
 Result<StagedCopy> MaildirDeliverer::stage_with(const std::string& queue_id, const std::string& mailbox,
@@ -166,6 +207,14 @@ Result<StagedCopy> MaildirDeliverer::stage_with(const std::string& queue_id, con
   auto out = create_tmp(c);
   if (!out.ok()) {
     return out.error();
+  }
+  if (c.unnamed.fd() >= 0) {
+    // Stays open until publish() has named it (write errors also show at the syncfs).
+    auto copied = write_body(*out, c.new_path);
+    if (!copied.ok()) {
+      return copied.error();  // the unnamed file goes with c
+    }
+    return c;
   }
   auto copied = write_body(*out, c.tmp_path);
   if (::close(*out) != 0 && copied.ok()) {
@@ -211,6 +260,17 @@ Result<void> MaildirDeliverer::publish(const StagedCopy& c) {
     return Ok{};
   }
   // Never replace an existing name: EEXIST means an earlier attempt delivered this copy.
+  if (c.unnamed.fd() >= 0) {
+    const std::string proc = "/proc/self/fd/" + std::to_string(c.unnamed.fd());
+    int r = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, c.new_path.c_str(), AT_SYMLINK_FOLLOW);
+    if (r != 0 && errno == ENOENT) {  // no /proc: AT_EMPTY_PATH (needs CAP_DAC_READ_SEARCH)
+      r = ::linkat(c.unnamed.fd(), "", AT_FDCWD, c.new_path.c_str(), AT_EMPTY_PATH);
+    }
+    if (r == 0 || errno == EEXIST) {
+      return Ok{};
+    }
+    return err(errno, "link " + c.new_path);
+  }
   if (::renameat2(AT_FDCWD, c.tmp_path.c_str(), AT_FDCWD, c.new_path.c_str(), RENAME_NOREPLACE) == 0) {
     return Ok{};
   }

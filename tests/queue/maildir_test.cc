@@ -189,6 +189,64 @@ TEST(Maildir, LeftoverTempFromACrashedAttemptIsOverwritten) {
   EXPECT_EQ(slurp(c->new_path), "the real body\r\n");
 }
 
+TEST(Maildir, StagedCopiesAreUnnamedUntilPublishedAndNeverReplaceACopy) {
+  TempDir t;
+  testing::Store s(t.path() + "/q");
+  auto sp = spool(s, "the body\r\n");
+  MaildirDeliverer md(t.path() + "/mb", "h");
+  {
+    auto c = md.stage(sp.path, sp.m.body_offset, sp.m.body_length, sp.id, "alice");
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_GE(c->unnamed.fd(), 0);  // O_TMPFILE, as on ext4 and tmpfs
+    EXPECT_TRUE(c->tmp_path.empty());
+    EXPECT_EQ(md.unnamed_open(), 1u);
+    EXPECT_EQ(count(t.path() + "/mb/alice/tmp"), 0u);
+    EXPECT_EQ(count(t.path() + "/mb/alice/new"), 0u);
+    // Never published (a crash, a failed sync): nothing is left with a name.
+  }
+  EXPECT_EQ(md.unnamed_open(), 0u);
+  EXPECT_EQ(count(t.path() + "/mb/alice/new"), 0u);
+
+  // A copy already in new/ under the same name stays as it is; publish counts it delivered.
+  testing::spit(t.path() + "/mb/alice/new/" + md.name_for(sp.id, "alice"), "the first copy");
+  auto again = md.stage(sp.path, sp.m.body_offset, sp.m.body_length, sp.id, "alice", /*may_exist=*/false);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(md.publish(*again).ok());
+  EXPECT_EQ(slurp(again->new_path), "the first copy");
+  EXPECT_EQ(count(t.path() + "/mb/alice/new"), 1u);
+}
+
+TEST(Maildir, BeyondTheCapOfOpenUnnamedCopiesTheyAreStagedAsNamedTempFiles) {
+  TempDir t;
+  testing::Store s(t.path() + "/q");
+  auto sp = spool(s, "to many mailboxes\r\n");
+  MaildirDeliverer md(t.path() + "/mb", "h");
+  std::vector<StagedCopy> copies;
+  const std::size_t n = 140;  // kMaxUnnamed is 128
+  for (std::size_t i = 0; i < n; ++i) {
+    auto c = md.stage(sp.path, sp.m.body_offset, sp.m.body_length, sp.id, "u" + std::to_string(i), false);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    copies.push_back(std::move(c.value()));
+  }
+  EXPECT_EQ(md.unnamed_open(), 128u);
+  std::size_t named = 0;
+  for (const auto& c : copies) {
+    named += c.tmp_path.empty() ? 0 : 1;
+  }
+  EXPECT_EQ(named, n - 128);
+  ASSERT_TRUE(md.sync().ok());
+  for (const auto& c : copies) {
+    ASSERT_TRUE(md.publish(c).ok());
+  }
+  ASSERT_TRUE(md.sync().ok());
+  for (std::size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(slurp(copies[i].new_path), "to many mailboxes\r\n") << i;
+    EXPECT_EQ(count(t.path() + "/mb/u" + std::to_string(i) + "/tmp"), 0u) << i;
+  }
+  copies.clear();
+  EXPECT_EQ(md.unnamed_open(), 0u);
+}
+
 TEST(Maildir, HostileMailboxNamesArePermanentErrors) {
   TempDir t;
   testing::Store s(t.path() + "/q");
