@@ -38,6 +38,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/text.h"
+#include "common/thread_name.h"
 #include "directory/file_directory.h"
 #include "directory/ldap_client.h"
 #include "directory/ldap_pool.h"
@@ -383,7 +384,10 @@ int main(int argc, char** argv) {
       bh::log::info("node", name + ": configuration from LDAP " + cc.domain_controller(0) + " under " +
                                 cc.config_dn());
     }
-    ldap_thread = std::thread([&ldap_io] { ldap_io.run(); });
+    ldap_thread = std::thread([&ldap_io] {
+      bh::name_this_thread("bh-ldap");
+      ldap_io.run();
+    });
     bh::log::info("node", name + ": recipients from LDAP " + ldap_cfg.global_catalog(0) + " under " +
                               ldap_cfg.base_dn());
   }
@@ -682,7 +686,10 @@ int main(int argc, char** argv) {
     l2s_tick();
   }
   // Runs whether or not a connector exists (the LMTP deliverer uses it too).
-  std::thread relay_thread([&relay_io] { relay_io.run(); });
+  std::thread relay_thread([&relay_io] {
+    bh::name_this_thread("bh-relay");
+    relay_io.run();
+  });
   // The categorization events (sinks.before/after_categorize) on the relay's loop.
   if (categorize_deliverer) {
     categorize_deliverer->set_sinks(sink_setup.value()->categorize_events(relay_io.get_executor()));
@@ -1318,9 +1325,12 @@ int main(int argc, char** argv) {
 
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < workers; ++i) {
-    threads.emplace_back([ctx = ctx_ptrs[i]] { ctx->run(); });
+    threads.emplace_back([ctx = ctx_ptrs[i], i] {
+      bh::name_this_thread("bh-io-" + std::to_string(i));
+      ctx->run();
+    });
   }
-  ctx_ptrs[0]->run();
+  ctx_ptrs[0]->run();  // io context 0 on the main thread, which keeps the process name
   for (auto& ctx : contexts) {
     ctx->stop();
   }

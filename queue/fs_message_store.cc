@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "queue/queue_file.h"
 
 namespace bh::queue {
@@ -45,9 +46,15 @@ bool write_all(int fd, const char* p, std::size_t n, int& err) {
 
 class FsSpoolWriter final : public SpoolWriter {
  public:
-  FsSpoolWriter(std::string id, std::string path, int fd,
+  // `tmp_name`: the file's name under tmp/ while it is written (the id, or the name of a
+  // prepared spare); the commit renames it to queue/<id>.
+  FsSpoolWriter(std::string id, std::string tmp_name, std::string path, int fd,
                 std::function<int(std::string_view, std::string_view)> fault)
-      : id_(std::move(id)), path_(std::move(path)), fd_(fd), fault_(std::move(fault)) {
+      : id_(std::move(id)),
+        tmp_name_(std::move(tmp_name)),
+        path_(std::move(path)),
+        fd_(fd),
+        fault_(std::move(fault)) {
     buf_.reserve(kBuffer);
     buf_.append(kQueueFileHeader);
   }
@@ -113,6 +120,7 @@ class FsSpoolWriter final : public SpoolWriter {
     return fd;
   }
   const std::string& path() const { return path_; }
+  const std::string& tmp_name() const { return tmp_name_; }
 
  private:
   static constexpr std::size_t kBuffer = 64u << 10;
@@ -127,7 +135,7 @@ class FsSpoolWriter final : public SpoolWriter {
     return Ok{};
   }
 
-  std::string id_, path_;
+  std::string id_, tmp_name_, path_;
   int fd_;
   std::function<int(std::string_view, std::string_view)> fault_;
   std::string buf_;
@@ -214,7 +222,10 @@ Result<void> FsMessageStore::open() {
     BH_CHECK(!running_ && !stop_);  // open() once per store
     running_ = true;
   }
-  committer_ = std::thread([this] { committer_loop(); });
+  committer_ = std::thread([this] {
+    name_this_thread("bh-commit");
+    committer_loop();
+  });
   return Ok{};
 }
 
@@ -227,6 +238,18 @@ void FsMessageStore::close() {
   cv_.notify_all();
   if (committer_.joinable()) {
     committer_.join();
+  }
+  {
+    // Prepared files go back to spare/ under their old ids (the next open() lists them);
+    // after a crash, recover() removes them from tmp/ like any other temp file.
+    std::lock_guard lock(spare_mu_);
+    for (Prepared& p : prepared_) {
+      ::close(p.fd);
+      if (::renameat(tmp_fd_, p.name.c_str(), spare_fd_, p.name.substr(kPreparedPrefix.size()).c_str()) != 0) {
+        ::unlinkat(tmp_fd_, p.name.c_str(), 0);
+      }
+    }
+    prepared_.clear();
   }
   for (int* fd : {&root_fd_, &tmp_fd_, &queue_fd_, &spare_fd_, &state_fd_}) {
     if (*fd >= 0) {
@@ -327,6 +350,11 @@ Result<std::unique_ptr<SpoolWriter>> FsMessageStore::begin() {
     if (id_millis(id) <= newest_on_disk_ms_ && ::faccessat(queue_fd_, id.c_str(), F_OK, 0) == 0) {
       continue;
     }
+    if (auto prepared = take_prepared()) {
+      std::string path = opt_.root + "/tmp/" + prepared->name;
+      return std::unique_ptr<SpoolWriter>(std::make_unique<FsSpoolWriter>(
+          id, std::move(prepared->name), std::move(path), prepared->fd, opt_.fault));
+    }
     std::string path = opt_.root + "/tmp/" + id;
     int fd = reuse_spare(id, path);
     if (fd < 0) {
@@ -339,7 +367,7 @@ Result<std::unique_ptr<SpoolWriter>> FsMessageStore::begin() {
       return io_error(errno, "create " + path);
     }
     return std::unique_ptr<SpoolWriter>(
-        std::make_unique<FsSpoolWriter>(id, std::move(path), fd, opt_.fault));
+        std::make_unique<FsSpoolWriter>(id, id, std::move(path), fd, opt_.fault));
   }
   return transient_error("4.3.0", "Queue id collision");
 }
@@ -413,11 +441,12 @@ void FsMessageStore::committer_loop() {
         errs[i] = errno;  // NFS-style late write errors
       }
       const std::string& id = p.writer->id();
+      const std::string& tmp_name = p.writer->tmp_name();
       int e = errs[i];
       if (e == 0) {
         e = fault("rename", id);
         if (e == 0 &&
-            ::renameat2(tmp_fd_, id.c_str(), queue_fd_, id.c_str(), RENAME_NOREPLACE) != 0) {
+            ::renameat2(tmp_fd_, tmp_name.c_str(), queue_fd_, id.c_str(), RENAME_NOREPLACE) != 0) {
           e = errno;
         }
       }
@@ -425,7 +454,7 @@ void FsMessageStore::committer_loop() {
         ++renamed;
         results.emplace_back(std::move(p.done), Result<std::string>(id));
       } else {
-        ::unlinkat(tmp_fd_, id.c_str(), 0);
+        ::unlinkat(tmp_fd_, tmp_name.c_str(), 0);
         log::error("queue", "commit " + id + " failed: " + std::strerror(e));
         results.emplace_back(std::move(p.done), Result<std::string>(io_error(e, "commit " + id)));
       }
@@ -621,11 +650,46 @@ Result<void> FsMessageStore::remove(const std::string& id) {
   return r;
 }
 
-Result<void> FsMessageStore::remove_queue_file(const std::string& id) {
+std::optional<FsMessageStore::Prepared> FsMessageStore::take_prepared() {
+  std::lock_guard lock(spare_mu_);
+  if (prepared_.empty()) {
+    return std::nullopt;
+  }
+  Prepared p = std::move(prepared_.back());
+  prepared_.pop_back();
+  return p;
+}
+
+bool FsMessageStore::prepare_from(const std::string& id) {
   {
-    // Keep the inode and its blocks for a later message (see spare_ in the header). The
-    // old content stays until the file is overwritten; it is the same mail that sits in
-    // the recipient's Maildir under the same data_dir and owner.
+    std::lock_guard lock(spare_mu_);
+    if (prepared_.size() >= kMaxPrepared || tmp_fd_ < 0) {
+      return false;
+    }
+  }
+  // Outside the lock: begin() on the sessions' threads only ever waits for a pop.
+  std::string name = std::string(kPreparedPrefix) + id;  // unique, as the id is; never taken for a queue id
+  if (::renameat(queue_fd_, id.c_str(), tmp_fd_, name.c_str()) != 0) {
+    return false;
+  }
+  int fd = ::openat(tmp_fd_, name.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    ::unlinkat(tmp_fd_, name.c_str(), 0);  // out of queue/ already: removed either way
+    return true;
+  }
+  std::lock_guard lock(spare_mu_);
+  prepared_.push_back(Prepared{std::move(name), fd});
+  return true;
+}
+
+Result<void> FsMessageStore::remove_queue_file(const std::string& id) {
+  // Keep the inode and its blocks for a later message (see spare_ in the header). The
+  // old content stays until the file is overwritten; it is the same mail that sits in
+  // the recipient's Maildir under the same data_dir and owner.
+  if (prepare_from(id)) {
+    return Ok{};
+  }
+  {
     std::lock_guard lock(spare_mu_);
     if (spare_.size() < kMaxSpare && ::renameat(queue_fd_, id.c_str(), spare_fd_, id.c_str()) == 0) {
       spare_.push_back(id);

@@ -22,6 +22,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <set>
@@ -123,8 +124,22 @@ class FsMessageStore final : public MessageStore {
   // Delivered queue files are kept in spare/ and renamed back into tmp/ for new messages,
   // then overwritten in place: ext4 slows down badly when every message allocates and
   // frees an inode (its search for a free inode skips recently deleted ones) and blocks.
+  // Prepared: the delivery thread moves a delivered queue file straight to
+  // tmp/.next-<old id> and opens it, so begin() on a session's thread takes a ready
+  // descriptor with no system call, and the commit renames it to queue/<new id>: one
+  // rename per message's life instead of three (queue -> spare -> tmp -> queue). At most
+  // kMaxPrepared are held open; beyond that, spare/ as before.
+  struct Prepared {
+    std::string name;  // under tmp/
+    int fd;
+  };
+  std::optional<Prepared> take_prepared();
+  bool prepare_from(const std::string& id);  // false: not prepared, still in queue/
+  static constexpr std::size_t kMaxPrepared = 64;
+  static constexpr std::string_view kPreparedPrefix = ".next-";
   std::mutex spare_mu_;
   std::vector<std::string> spare_;
+  std::vector<Prepared> prepared_;
   std::uint64_t newest_on_disk_ms_ = 0;  // set by open(), read-only afterwards
   mutable std::mutex state_mu_;
   mutable std::unordered_set<std::string> with_state_;  // ids known to have state/<id>

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/text.h"
+#include "common/thread_name.h"
 #include "queue/queue_file.h"
 
 namespace bh::queue {
@@ -206,7 +207,10 @@ void QueueManager::start(const std::vector<std::string>& recovered_ids) {
   for (const auto& id : recovered_ids) {
     add(id, true);
   }
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("bh-queue");
+    run();
+  });
 }
 
 void QueueManager::stop() {

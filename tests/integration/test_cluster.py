@@ -434,8 +434,25 @@ class Cluster(unittest.TestCase):
                 s.sendmail(SENDER, ["dave@example.test"],
                            f"From: {SENDER}\r\nSubject: {t}\r\n\r\n{filler}".encode())
         tmp = os.path.join(self.c.data_dir("node4"), "queue", "tmp")
-        wait_until(lambda: os.path.isdir(tmp) and any(not f.startswith(".") for f in os.listdir(tmp)),
-                   timeout=60, interval=0.005, what="a message being spooled on node4")
+        # A message being spooled: a file in tmp/ that changes between two looks (tmp/ also
+        # holds delivered queue files prepared for reuse, .next-<id>, which do not change).
+        seen = {}
+
+        def spooling():
+            changed = False
+            try:
+                for name in os.listdir(tmp):
+                    try:
+                        st = os.stat(os.path.join(tmp, name))
+                    except FileNotFoundError:
+                        continue
+                    now = (st.st_size, st.st_mtime_ns)
+                    changed = changed or (name in seen and seen[name] != now)
+                    seen[name] = now
+            except FileNotFoundError:
+                pass
+            return changed
+        wait_until(spooling, timeout=60, interval=0.005, what="a message being spooled on node4")
         n4.proc.kill()  # SIGKILL, mid-transfer
         n4.proc.wait(timeout=10)
         spooled_at_kill = len(self.copies("node4", "dave@example.test", "kill-"))

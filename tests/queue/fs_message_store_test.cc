@@ -374,8 +374,13 @@ TEST(FsMessageStore, RemovedFilesAreReusedInPlaceAndCutToTheNewLength) {
     big_inode = st.st_ino;
     ASSERT_TRUE(s.store.remove(*big).ok());
     EXPECT_FALSE(std::filesystem::exists(s.store.path_of(*big)));
-    EXPECT_EQ(testing::count(t.path() + "/spare"), 1u);
+    // Prepared for the next message: open, in tmp/ under a name no queue id can have.
+    EXPECT_TRUE(std::filesystem::exists(t.path() + "/tmp/.next-" + *big));
+    EXPECT_EQ(testing::count(t.path() + "/spare"), 0u);
   }
+  // Closed with it still prepared: it went back to spare/ under its old id.
+  EXPECT_EQ(testing::count(t.path() + "/tmp"), 0u);
+  EXPECT_EQ(testing::count(t.path() + "/spare"), 1u);
   // After a restart the spare file is still known and is taken for the next message.
   testing::Store s(t.path());
   auto small = s.put("short\r\n");
@@ -389,6 +394,37 @@ TEST(FsMessageStore, RemovedFilesAreReusedInPlaceAndCutToTheNewLength) {
   EXPECT_EQ(m->body_length, 7u);
   EXPECT_LT(static_cast<std::size_t>(st.st_size), 1000u);
   EXPECT_EQ(testing::slurp(s.store.path_of(*small)).substr(m->body_offset, m->body_length), "short\r\n");
+
+  // A prepared file is taken by the next message with no rename of its own: the commit
+  // renames it from tmp/.next-<old id> to queue/<new id>, cut to the new length.
+  ASSERT_TRUE(s.store.remove(*small).ok());
+  auto next = s.put(std::string(3000, 'n'));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(testing::count(t.path() + "/tmp"), 0u);
+  ASSERT_EQ(::stat(s.store.path_of(*next).c_str(), &st), 0);
+  EXPECT_EQ(st.st_ino, big_inode);
+  auto n = read_queue_file(s.store.path_of(*next));
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(n->envelope.id, *next);
+  EXPECT_EQ(n->body_length, 3000u);
+}
+
+TEST(FsMessageStore, APreparedFileLeftByACrashIsRemovedByRecovery) {
+  testing::TempDir t;
+  {
+    testing::Store s(t.path());
+    auto id = s.put("x\r\n");
+    ASSERT_TRUE(id.ok());
+    ASSERT_TRUE(s.store.remove(*id).ok());
+    // What a SIGKILL leaves: the prepared file in tmp/ (copied aside before close()).
+    std::filesystem::copy_file(t.path() + "/tmp/.next-" + *id, t.path() + "/tmp/.next-CRASHED");
+  }
+  testing::Store s(t.path());
+  auto rep = s.store.recover();
+  EXPECT_EQ(rep.removed_temp, 1u);
+  EXPECT_TRUE(rep.ready.empty());
+  EXPECT_EQ(testing::count(t.path() + "/tmp"), 0u);
+  EXPECT_EQ(testing::count(t.path() + "/queue"), 0u);
 }
 
 }  // namespace
