@@ -633,6 +633,11 @@ void QueueManager::add(const std::string& id, bool recovered) {
     ++arrived_;
     ++counters_.enqueued;
     counters_.in_queue = entries_.size();
+    // While the delivery thread lets a batch gather, each arrival would only wake it to
+    // find the batch still short: wake it when the batch is full (or the window ends).
+    if (gather_until_ != 0 && ready_.size() < gather_until_) {
+      return;
+    }
   }
   cv_.notify_one();
 }
@@ -688,7 +693,9 @@ void QueueManager::run() {
           // Let more mail gather, once per batch: syncs are shared by the whole batch.
           gathered = true;
           const std::size_t want = opt_.batch - batch.size();
+          gather_until_ = want;
           cv_.wait_for(lock, opt_.batch_window, [&] { return stop_ || ready_.size() >= want; });
+          gather_until_ = 0;
           continue;
         }
         if (!batch.empty()) {

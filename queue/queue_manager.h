@@ -339,8 +339,9 @@ class QueueManager {
   std::vector<Command> commands_;                         // operator actions, likewise
   std::map<std::string, Hop> hops_;
   std::size_t remote_in_flight_ = 0;
-  std::size_t arrived_ = 0;
-  std::set<std::string> frozen_hops_;  // new mail since the last batch: only it waits for batch_window
+  std::size_t arrived_ = 0;        // new mail since the last batch: only it waits for batch_window
+  std::size_t gather_until_ = 0;   // while gathering a batch: ready_ size that wakes it
+  std::set<std::string> frozen_hops_;
   bool stop_ = false;
   bool started_ = false;
   QueueCounters counters_;
