@@ -105,13 +105,25 @@ YAML
 
 wait_banner $SINK_PORT; wait_banner $PF_PORT; wait_banner $BH_PORT
 
-run() {  # target port flags -> msg/s
-  local t0 t1
+# CPU time used by the whole machine (user + system + interrupts, every process and
+# kernel thread, in clock ticks) and by bridgehead alone: per message they show what each
+# target costs, and how much of the two cores was left idle.
+busy_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8; exit}' /proc/stat; }
+all_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8; exit}' /proc/stat; }
+proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+run() {  # target port flags -> seconds msg/s machine-cpu-us/msg idle% bridgehead-cpu-us/msg
+  local t0 t1 b0 b1 a0 a1 p0=0 p1=0
+  b0=$(busy_ticks); a0=$(all_ticks); [ "$1" = bridgehead ] && p0=$(proc_ticks "$BH_PID")
   t0=$(date +%s.%N)
   smtp-source $3 -s $SESSIONS -m "$N" -l 1024 -f from@example.net -t alice@example.org "127.0.0.1:$2" \
     > "$WORK/src-$1.log" 2>&1 || { echo "smtp-source to $1 failed:"; cat "$WORK/src-$1.log"; exit 1; }
   t1=$(date +%s.%N)
-  python3 -c "print(f'{$t1-$t0:.2f} {$N/($t1-$t0):.0f}')"
+  b1=$(busy_ticks); a1=$(all_ticks); [ "$1" = bridgehead ] && p1=$(proc_ticks "$BH_PID")
+  python3 -c "
+tick = 1e6 / $(getconf CLK_TCK)
+idle = 100 * (1 - ($b1 - $b0) / max(1, $a1 - $a0))
+own = f'{($p1 - $p0) * tick / $N:.0f}' if '$1' == 'bridgehead' else '-'
+print(f'{$t1-$t0:.2f} {$N/($t1-$t0):.0f} {($b1 - $b0) * tick / $N:.0f} {idle:.0f} {own}')"
 }
 rss_kib() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 
@@ -121,14 +133,14 @@ rss_kib() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 # each queue file) pays for the other's deletions. Besides the separate block groups
 # above, each disk target starts after a sync and a pause.
 SETTLE=${BH_BENCH_SETTLE:-40}
-declare -A SEC RATE
+declare -A SEC RATE CPU IDLE OWN
 for mode in new reuse; do
   flags=""; [ $mode = reuse ] && flags="-d"
   for t in smtp-sink postfix bridgehead; do
     case $t in smtp-sink) p=$SINK_PORT;; postfix) p=$PF_PORT;; bridgehead) p=$BH_PORT;; esac
     if [ $t != smtp-sink ]; then sync; sleep "$SETTLE"; fi
-    read -r s r < <(run $t $p "$flags")
-    SEC[$t-$mode]=$s; RATE[$t-$mode]=$r
+    read -r s r c i o < <(run $t $p "$flags")
+    SEC[$t-$mode]=$s; RATE[$t-$mode]=$r; CPU[$t-$mode]=$c; IDLE[$t-$mode]=$i; OWN[$t-$mode]=$o
   done
 done
 
@@ -143,14 +155,16 @@ want=$(( 2 * N ))
 
 echo
 echo "accept benchmark: $N messages x 1 KiB, $SESSIONS sessions, $(nproc) cores, fsync on, ${SETTLE} s pause before each disk target; $(date -u +%F)"
-printf '%-12s %-18s %9s %9s %12s %13s\n' target mode seconds msg/s vs_postfix vs_smtp-sink
+printf '%-12s %-18s %9s %9s %12s %13s %14s %6s %14s\n' target mode seconds msg/s vs_postfix vs_smtp-sink \
+  machine_us/msg idle% bh_us/msg
 for mode in new reuse; do
   label="new conn/msg"; [ $mode = reuse ] && label="reuse (-d)"
   for t in smtp-sink postfix bridgehead; do
     r=${RATE[$t-$mode]}
-    printf '%-12s %-18s %9s %9s %12s %13s\n' "$t" "$label" "${SEC[$t-$mode]}" "$r" \
+    printf '%-12s %-18s %9s %9s %12s %13s %14s %6s %14s\n' "$t" "$label" "${SEC[$t-$mode]}" "$r" \
       "$(python3 -c "print(f'{$r/${RATE[postfix-$mode]}:.2f}x')")" \
-      "$(python3 -c "print(f'{100*$r/${RATE[smtp-sink-$mode]}:.0f}%')")"
+      "$(python3 -c "print(f'{100*$r/${RATE[smtp-sink-$mode]}:.0f}%')")" \
+      "${CPU[$t-$mode]}" "${IDLE[$t-$mode]}" "${OWN[$t-$mode]}"
   done
 done
 echo "bridgehead: $have of $want messages accounted for (Maildir + queue); RSS after the run: $(rss_kib $BH_PID) KiB"
