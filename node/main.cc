@@ -161,6 +161,9 @@ int main(int argc, char** argv) {
   bh::log::threshold() = static_cast<int>(cfg.node().log_level()) - 1;
   const std::string& name = cfg.node().name();
   const std::string& hostname = cfg.node().hostname();
+  // A node of a cluster: link_state is configured (its validation makes listen and this
+  // node's entry in link_state.nodes required, so the two always go together).
+  const bool in_cluster = cfg.link_state().nodes_size() > 0;
   const std::string& data_dir = cfg.node().data_dir();
   const std::vector<std::string> mailbox_list(cfg.directory().file().mailboxes().begin(),
                                               cfg.directory().file().mailboxes().end());
@@ -347,9 +350,8 @@ int main(int argc, char** argv) {
     dopt.cache.positive_ttl = std::chrono::seconds(ldap_cfg.positive_ttl_s());
     dopt.cache.negative_ttl = std::chrono::seconds(ldap_cfg.negative_ttl_s());
     dopt.cache.max_entries = ldap_cfg.cache_size();
-    // In a cluster (link_state configured) mailboxes homed on other nodes are routed there.
-    const bool cluster = cfg.link_state().nodes_size() > 0;
-    dopt.this_server = cluster ? name : std::string();
+    // In a cluster mailboxes homed on other nodes are routed there.
+    dopt.this_server = in_cluster ? name : std::string();
     ldap_directory = std::make_unique<bh::directory::LdapDirectory>(*ldap_client, clock, dopt);
     recipients = ldap_directory.get();
     bh::directory::CategorizerOptions copt;
@@ -421,7 +423,7 @@ int main(int argc, char** argv) {
     auto r = resolve_now(address);
     return r ? r->mailbox : std::string();
   };
-  if (ldap_directory && cfg.link_state().nodes_size() > 0) {
+  if (ldap_directory && in_cluster) {
     // In a cluster: a report to a sender homed on another node goes to that node.
     dsn.home_server = [resolve_now](const std::string& address) {
       auto r = resolve_now(address);
@@ -437,7 +439,7 @@ int main(int argc, char** argv) {
 
   // Link state on TCP 691 (link_state): its own thread; see node/linkstate_service.h.
   std::unique_ptr<bh::node::LinkStateService> link_state;
-  if (!cfg.link_state().listen().empty()) {
+  if (in_cluster) {
     auto s = bh::node::LinkStateService::create(cfg, config_path);
     if (!s.ok()) {
       return fatal(s.error().message);
@@ -447,8 +449,7 @@ int main(int argc, char** argv) {
   // The SMTP connectors, and in a cluster one internal connector per other node with an
   // SMTP address (node/cluster_routing.h): how mail reaches that node.
   std::vector<bh::routing::Connector> all_connectors = bh::node::smtp_connectors(cfg);
-  const bool cluster_relay = link_state != nullptr;
-  if (cluster_relay) {
+  if (in_cluster) {
     for (auto& c : bh::node::node_connectors(cfg)) {
       all_connectors.push_back(std::move(c));
     }
@@ -540,7 +541,7 @@ int main(int argc, char** argv) {
   bh::SystemRandom dns_random;
   std::unique_ptr<bh::routing::AresMxResolver> resolver;
   std::unique_ptr<bh::smtp::SmtpRelay> relay;
-  if (cfg.routing().smtp_connectors_size() > 0 || cluster_relay) {
+  if (cfg.routing().smtp_connectors_size() > 0 || in_cluster) {
     if (cfg.routing().dns().servers_size() > 0) {
       bh::routing::AresMxResolverOptions ro;
       ro.servers.assign(cfg.routing().dns().servers().begin(), cfg.routing().dns().servers().end());
@@ -555,7 +556,7 @@ int main(int argc, char** argv) {
     bh::smtp::RelayOptions rel;
     rel.helo_name = hostname;
     sink_setup.value()->outbound(rel);  // outbound command events (sinks.on_outbound)
-    if (cluster_relay) {
+    if (in_cluster) {
       rel.node_id = name;
       rel.organization = cfg.link_state().organization();
       for (const auto& n : cfg.link_state().nodes()) {
@@ -629,7 +630,7 @@ int main(int argc, char** argv) {
   } else if (relay) {
     manager.set_remote(remote, router);
   }
-  if (cluster_relay && relay) {
+  if (in_cluster && relay) {
     manager.set_server_router(server_router);
   }
   if (link_state) {
@@ -667,7 +668,8 @@ int main(int argc, char** argv) {
         }
         auto table = link_state->routes();
         const auto* own = table ? table->snapshot().find(table->local_group()) : nullptr;
-        for (const auto& c : own ? own->connectors : std::vector<bh::linkstate::Connector>{}) {
+        static const std::vector<bh::linkstate::Connector> kNone;
+        for (const auto& c : own ? own->connectors : kNone) {  // both lvalues: no copy
           const bool source = std::any_of(c.sources.begin(), c.sources.end(),
                                           [&](const auto& x) { return x.up && x.node == name; });
           if (!source || c.target_group.empty()) {
@@ -880,7 +882,7 @@ int main(int argc, char** argv) {
   s.max_command_line = c.max_command_line();
   s.max_header_bytes = c.max_header_bytes();
   s.max_hops = c.max_hops();
-  if (cfg.link_state().nodes_size() > 0) {
+  if (in_cluster) {
     s.node_id = cfg.node().name();  // XEXCH50 hop lists naming this node are loops
   }
   s.starttls = tls_holder != nullptr;

@@ -601,21 +601,8 @@ userPassword: {self.ldap_password}
     def delivered(self, address, needle):
         """{mailbox: [files holding `needle`]} for each final mailbox of `address`, in the
         Maildir on its home node."""
-        out = {}
-        for mbox, home in self.topology.mailboxes(address).items():
-            d = self.maildir(home, mbox)
-            found = []
-            if os.path.isdir(d):
-                for name in sorted(os.listdir(d)):
-                    p = os.path.join(d, name)
-                    try:
-                        with open(p, "rb") as f:
-                            if needle.encode() in f.read():
-                                found.append(p)
-                    except OSError:
-                        pass
-            out[mbox] = found
-        return out
+        return {mbox: files_holding(self.maildir(home, mbox), needle)
+                for mbox, home in self.topology.mailboxes(address).items()}
 
     def find_anywhere(self, needle):
         """Every Maildir file on any node that holds `needle`."""
@@ -623,16 +610,22 @@ userPassword: {self.ldap_password}
         for n in self.nodes():
             base = os.path.join(self.data_dir(n), "mailboxes")
             for folder in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-                d = os.path.join(base, folder, "new")
-                for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-                    p = os.path.join(d, name)
-                    try:
-                        with open(p, "rb") as f:
-                            if needle.encode() in f.read():
-                                out.append(p)
-                    except OSError:
-                        pass
+                out += files_holding(os.path.join(base, folder, "new"), needle)
         return out
+
+
+def files_holding(folder, needle):
+    """The files of `folder` (sorted; none when it does not exist) whose bytes hold `needle`."""
+    found = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        p = os.path.join(folder, name)
+        try:
+            with open(p, "rb") as f:
+                if needle.encode() in f.read():
+                    found.append(p)
+        except OSError:
+            pass
+    return found
 
 
 def received_path(raw):
