@@ -176,8 +176,8 @@ struct LinkStateService::Impl {
         self(config.node().name()),
         group(cfg.routing_group()),
         db(clock, ls::DbOptions{.hold_down = milliseconds(cfg.hold_down_ms()), .limits = {}}),
-        server_ctx(ssl::context::tls_server),
-        client_ctx(ssl::context::tls_client),
+        server_ctx(std::make_shared<ssl::context>(ssl::context::tls_server)),
+        client_ctx(std::make_shared<ssl::context>(ssl::context::tls_client)),
         acceptor(io),
         probe_timer(io),
         db_timer(io) {}
@@ -245,7 +245,8 @@ struct LinkStateService::Impl {
   std::thread thread;
   SystemClock clock;
   ls::LinkStateDb db;
-  ssl::context server_ctx, client_ctx;
+  // Replaced as a pair by reload_tls() (SIGHUP); a session holds the one it began with.
+  std::shared_ptr<ssl::context> server_ctx, client_ctx;
   tcp::acceptor acceptor;
   asio::steady_timer probe_timer, db_timer;
   milliseconds probe_interval{0};
@@ -262,16 +263,23 @@ struct LinkStateService::Impl {
   std::function<void()> on_routes;  // set before start()
   struct Counters {
     std::uint64_t accepted = 0, connects = 0, connect_failures = 0, tls_refused = 0,
-                  identity_refused = 0, sessions_opened = 0, sessions_closed = 0;
+                  identity_refused = 0, sessions_opened = 0, sessions_closed = 0, tls_reloads = 0,
+                  tls_reload_failures = 0;
   } counters;
   std::deque<json> refusals;
 };
 
 struct Conn : std::enable_shared_from_this<Conn> {
-  Conn(LinkStateService::Impl& s, tcp::socket socket, ssl::context& ctx, bool out)
-      : svc(s), stream(std::move(socket), ctx), outbound(out), timer(s.io), since(s.clock.now()) {}
+  Conn(LinkStateService::Impl& s, tcp::socket socket, std::shared_ptr<ssl::context> c, bool out)
+      : svc(s),
+        ctx(std::move(c)),
+        stream(std::move(socket), *ctx),
+        outbound(out),
+        timer(s.io),
+        since(s.clock.now()) {}
 
   LinkStateService::Impl& svc;
+  std::shared_ptr<ssl::context> ctx;  // before stream: it outlives the SSL object
   ssl::stream<tcp::socket> stream;
   bool outbound;
   bool inter_group = false;  // the peer is a node of another routing group
@@ -879,6 +887,8 @@ json LinkStateService::Impl::peers() const {
                 {"identity_refused", counters.identity_refused},
                 {"sessions_opened", counters.sessions_opened},
                 {"sessions_closed", counters.sessions_closed},
+                {"tls_reloads", counters.tls_reloads},
+                {"tls_reload_failures", counters.tls_reload_failures},
                 {"failovers", failovers}}},
               {"refusals", json(std::vector<json>(refusals.begin(), refusals.end()))},
               {"x_link2state", [&] {
@@ -980,14 +990,36 @@ LinkStateService::LinkStateService(std::unique_ptr<Impl> impl) : impl_(std::move
 
 LinkStateService::~LinkStateService() { stop(); }
 
+Result<void> LinkStateService::reload_tls() {
+  Impl& s = *impl_;
+  // Loaded and checked here, on the caller's thread (file reads); swapped in on the
+  // link-state thread, where sessions take their context when they begin.
+  auto server = std::make_shared<ssl::context>(ssl::context::tls_server);
+  auto client = std::make_shared<ssl::context>(ssl::context::tls_client);
+  Result<void> r = setup_context(*server, s.cfg.tls(), s.config_path);
+  if (r.ok()) {
+    r = setup_context(*client, s.cfg.tls(), s.config_path);
+  }
+  asio::post(s.io, [&s, server = std::move(server), client = std::move(client), ok = r.ok()] {
+    if (ok) {
+      s.server_ctx = server;
+      s.client_ctx = client;
+      ++s.counters.tls_reloads;
+    } else {
+      ++s.counters.tls_reload_failures;
+    }
+  });
+  return r;
+}
+
 Result<std::unique_ptr<LinkStateService>> LinkStateService::create(const proto::Config& config,
                                                                    const std::string& config_path) {
   auto impl = std::make_unique<Impl>(config, config_path);
   Impl& s = *impl;
-  if (auto r = setup_context(s.server_ctx, s.cfg.tls(), config_path); !r.ok()) {
+  if (auto r = setup_context(*s.server_ctx, s.cfg.tls(), config_path); !r.ok()) {
     return r.error();
   }
-  if (auto r = setup_context(s.client_ctx, s.cfg.tls(), config_path); !r.ok()) {
+  if (auto r = setup_context(*s.client_ctx, s.cfg.tls(), config_path); !r.ok()) {
     return r.error();
   }
   std::map<std::string, std::string> configured;  // group -> its configured master

@@ -61,6 +61,12 @@ class LinkStateService {
   // Binds link_state.listen (fails naming the key), then runs the link-state thread.
   Result<void> start();
   void stop();
+  // SIGHUP: link_state.tls's files (CA, certificate chain, key) read again. New 691
+  // sessions, in and out, use them; sessions already up keep the ones they began with.
+  // Files that do not load or do not match keep the current ones: the error names the
+  // config file, the key and the file. Counted in peers_json() (tls_reloads,
+  // tls_reload_failures). Any thread.
+  Result<void> reload_tls();
 
   std::shared_ptr<const linkstate::Snapshot> snapshot() const;
   // Null until the first snapshot has been computed.

@@ -1293,7 +1293,8 @@ int main(int argc, char** argv) {
           return;
         }
         if (sig == SIGHUP) {
-          // Only the TLS certificate and key reload; the rest of the config needs a restart.
+          // Only the TLS certificates and keys reload (SMTP's, and link state's on 691);
+          // the rest of the config needs a restart.
           if (tls_holder) {
             if (auto r = tls_holder->reload(); r.ok()) {
               bh::log::info("node", "SIGHUP: reloaded tls.cert_file " + cfg.tls().cert_file() +
@@ -1303,8 +1304,17 @@ int main(int argc, char** argv) {
                              "SIGHUP: TLS reload failed, keeping the current certificate: " +
                                  r.error().message);
             }
-          } else {
-            bh::log::info("node", "SIGHUP: nothing to reload (no tls.cert_file)");
+          }
+          if (link_state) {
+            if (auto r = link_state->reload_tls(); r.ok()) {
+              bh::log::info("node", "SIGHUP: reloaded link_state.tls (ca_file, cert_file, key_file)");
+            } else {
+              bh::log::error("node", "SIGHUP: link_state.tls reload failed, keeping the current files: " +
+                                         r.error().message);
+            }
+          }
+          if (!tls_holder && !link_state) {
+            bh::log::info("node", "SIGHUP: nothing to reload (no tls.cert_file, no link_state)");
           }
           signals.async_wait(on_signal);
           return;

@@ -330,5 +330,57 @@ class Startup(unittest.TestCase):
             n.cleanup()
 
 
+class TlsReload(unittest.TestCase):
+    """SIGHUP reads link_state.tls's files again: new 691 sessions get the new certificate,
+    the mesh still forms with it, and a broken file keeps the current one."""
+
+    def test_sighup_reloads_the_691_certificate(self):
+        c = lscluster.Cluster({"RG-A": ["a1", "a2"]}, masters={"RG-A": "a1"})
+        try:
+            c.start()
+            c.wait_converged()
+            tlstest.make_leaf(c.dir, "probe", "probe")
+            ctx = lscluster.client_context(f"{c.dir}/ca.pem", f"{c.dir}/probe.pem", f"{c.dir}/probe.key")
+
+            def served():
+                s = lscluster.connect_691(c.address("a1"), ctx)
+                try:
+                    cert = s.getpeercert()
+                    return cert["serialNumber"], dict(x[0] for x in cert["subject"])["commonName"]
+                finally:
+                    s.close()
+
+            def counters():
+                return c.peers("a1")["counters"]
+
+            first, cn = served()
+            self.assertEqual(cn, "a1")
+            tlstest.make_leaf(c.dir, "a1-next", "a1")
+            tlstest.install(c.dir, "a1-next", cert="a1.pem", key="a1.key")
+            self.assertEqual(served()[0], first, "served before any SIGHUP")
+            c.nodes["a1"].proc.send_signal(signal.SIGHUP)
+            bhnode.wait_until(lambda: counters()["tls_reloads"] == 1, what="the 691 reload")
+            second, cn = served()
+            self.assertNotEqual(second, first)
+            self.assertEqual(cn, "a1")
+            # The mesh forms again with it: a2, restarted, must verify a1's new certificate.
+            c.nodes["a2"].stop()
+            c.nodes["a2"].start()
+            c.wait_converged(["a1", "a2"])
+            bhnode.wait_until(lambda: any(p["peer"] == "a2" and p["state"] == "open"
+                                          for p in c.peers("a1")["sessions"]),
+                              what="a2's session with a1")
+
+            with open(f"{c.dir}/a1.pem", "w") as f:
+                f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n")
+            c.nodes["a1"].proc.send_signal(signal.SIGHUP)
+            bhnode.wait_until(lambda: counters()["tls_reload_failures"] == 1, what="the failed reload")
+            self.assertEqual(counters()["tls_reloads"], 1)
+            self.assertEqual(served()[0], second, "a broken file replaced the certificate")
+            self.assertIn("link_state.tls.cert_file " + f"{c.dir}/a1.pem", c.nodes["a1"].read_log())
+        finally:
+            c.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
