@@ -1072,6 +1072,14 @@ int main(int argc, char** argv) {
                      {"failures", sc.failures},
                      {"recovered", recovered.ready.size()},
                      {"quarantined", recovered.quarantined}}},
+          {"relay", relay ? [&] {
+             const auto& rc = relay->counters();
+             return json{{"jobs", rc.jobs.load()}, {"attempts", rc.attempts.load()},
+                         {"connect_failures", rc.connect_failures.load()},
+                         {"tls_sessions", rc.tls_sessions.load()}, {"tls_resumed", rc.tls_resumed.load()},
+                         {"delivered", rc.delivered.load()}, {"transient", rc.transient.load()},
+                         {"permanent", rc.permanent.load()}};
+           }() : json{{"enabled", false}}},
       };
     };
     h.queue_list = [&manager, &clock](const bh::admin::QueueFilter& f) {

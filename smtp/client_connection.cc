@@ -157,6 +157,33 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
     } else {
       SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
     }
+    if (setup_.tls_sessions != nullptr) {
+      session_key_ = TlsSessionCache::key(t.str(), setup_.tls_verify);
+      if (SSL_SESSION* cached = setup_.tls_sessions->get(session_key_)) {
+        // A copy again (see keep_tls_session): this connection's end must not mark the
+        // cached session, which other connections may be offering.
+        if (SSL_SESSION* copy = SSL_SESSION_dup(cached)) {
+          SSL_set_session(ssl, copy);  // takes its own reference
+          SSL_SESSION_free(copy);
+        }
+        SSL_SESSION_free(cached);
+      }
+    }
+  }
+
+  // At the end of a connection whose handshake succeeded: its session (with any ticket
+  // the server sent after the handshake) for the next connection to this target.
+  void keep_tls_session() {
+    if (tls_ && setup_.tls_sessions != nullptr && !session_key_.empty()) {
+      // A copy: OpenSSL marks the connection's own session not resumable when the SSL is
+      // freed without a close_notify sent (ssl_clear_bad_session), which is how SMTP
+      // connections end after QUIT; a copy stored now is not touched by that.
+      if (SSL_SESSION* own = SSL_get1_session(stream_.native_handle())) {
+        setup_.tls_sessions->put(session_key_, SSL_SESSION_dup(own));
+        SSL_SESSION_free(own);
+      }
+      session_key_.clear();
+    }
   }
 
   // Performs actions in order; an action that must follow the previous write (NeedBody,
@@ -220,10 +247,15 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
                                       SSL_get_verify_result(self->stream_.native_handle())) +
                                   ")";
             }
+            if (self->setup_.tls_sessions != nullptr && !self->session_key_.empty()) {
+              self->setup_.tls_sessions->forget(self->session_key_);  // stale, or the server changed
+              self->session_key_.clear();
+            }
             self->run(self->session_.on_tls_failed());
             return;
           }
           self->tls_ = true;
+          self->tls_resumed_ = SSL_session_reused(self->stream_.native_handle()) == 1;
           self->run(self->session_.on_tls_established());
         });
   }
@@ -261,6 +293,7 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
     AttemptOutcome o;
     o.target = setup_.target;
     o.connected = true;
+    o.tls_resumed = tls_resumed_;
     o.result = std::move(a.result);
     if (local_error_) {
       for (auto& r : o.result.recipients) {
@@ -360,6 +393,7 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
     if (dead_) {
       return;
     }
+    keep_tls_session();
     dead_ = true;
     pending_.clear();
     timer_.cancel();
@@ -381,6 +415,8 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
   std::uint64_t timer_gen_ = 0;
   std::optional<Error> local_error_;
   std::string tls_error_;
+  std::string session_key_;  // TlsSessionCache key, once a session may be kept
+  bool tls_resumed_ = false;
   bool connected_ = false, timed_out_ = false, dead_ = false, pumping_ = false;
   bool reading_ = false, writing_ = false, handshaking_ = false, tls_ = false;
 };

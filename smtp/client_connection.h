@@ -27,6 +27,7 @@
 
 #include "common/result.h"
 #include "smtp/client_session.h"
+#include "smtp/tls_session_cache.h"
 
 namespace bh::smtp {
 
@@ -57,12 +58,16 @@ struct AttemptSetup {
   // own address, so the next node sees who it is); empty: the kernel's choice. An IP of
   // the other family than the target is ignored.
   std::string source_ip;
+  // TLS sessions to resume (and to keep this connection's in, when it ends after a
+  // handshake); null: every handshake is a full one. Must outlive the attempt.
+  TlsSessionCache* tls_sessions = nullptr;
 };
 
 // The outcome of one attempt: a connect failure, or the session's result.
 struct AttemptOutcome {
   RelayTarget target;
   bool connected = false;
+  bool tls_resumed = false;  // the handshake resumed a cached session
   std::optional<Error> connect_error;
   ClientResult result;
 };

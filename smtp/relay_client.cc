@@ -241,6 +241,7 @@ struct SmtpRelay::Shared {
   routing::MxResolver* resolver;
   RelayOptions options;
   ssl::context tls;
+  TlsSessionCache tls_sessions;
   RelayCounters counters;
 
   std::size_t active = 0;
@@ -447,6 +448,7 @@ class Job : public std::enable_shared_from_this<Job> {
     if (connector_->internal) {
       setup.source_ip = opt.internal_source_ip;
     }
+    setup.tls_sessions = &shared_->tls_sessions;
     start_attempt(
         strand_, shared_->tls, std::move(setup), std::move(cfg), message_for_hop(),
         [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); });
@@ -481,12 +483,17 @@ class Job : public std::enable_shared_from_this<Job> {
       info.authenticated = o.result.authenticated;
       info.mail_sent = o.result.mail_sent;
       info.error = o.result.hop_error;
+      info.tls_resumed = o.tls_resumed;
       if (o.result.tls) {
         c.tls_sessions++;
       }
+      if (o.tls_resumed) {
+        c.tls_resumed++;
+      }
     }
     log::info("relay",
-              job_.queue_id + ": " + info.target + (info.tls ? " (TLS)" : "") + ": " +
+              job_.queue_id + ": " + info.target +
+                  (info.tls ? (info.tls_resumed ? " (TLS, resumed)" : " (TLS)") : "") + ": " +
                   (info.error ? info.error->enhanced + " " + info.error->message : "session done"));
     if (shared_->options.on_attempt) {
       shared_->options.on_attempt(info);

@@ -31,6 +31,9 @@
 // enhanced code and text ("550 5.1.1 <x>: unknown"), or our diagnostic ("4.4.1 connect
 // to ..."). remote_mta is "host [ip]" of the server that gave the final answer.
 //
+// TLS sessions are kept per target (smtp/tls_session_cache.h): the next connection to
+// the same server resumes one, so only the first handshake to it is a full one.
+//
 // TLS (connector.settings.tls): opportunistic, required or never, through the session's
 // TlsPolicy. The handshake (client, TLS 1.2 or newer, SNI with the host name, never an IP
 // literal) runs on an asio::ssl::stream over the connected socket. With tls_verify the
@@ -85,6 +88,7 @@ struct RelayAttempt {
   std::string target;  // "host[ip]:port"
   bool connected = false;
   bool tls = false;
+  bool tls_resumed = false;  // an abbreviated handshake (smtp/tls_session_cache.h)
   bool authenticated = false;
   bool mail_sent = false;
   std::optional<Error> error;  // the hop error, or the connect failure
@@ -138,7 +142,7 @@ struct RelayOptions {
 
 struct RelayCounters {
   std::atomic<std::uint64_t> jobs{0}, waiting{0}, attempts{0}, connect_failures{0}, tls_sessions{0},
-      delivered{0}, transient{0}, permanent{0};
+      tls_resumed{0}, delivered{0}, transient{0}, permanent{0};
 };
 
 // ---- Pure pieces (unit-tested in tests/smtp/relay_client_test.cc) ----

@@ -527,6 +527,24 @@ class Cluster(unittest.TestCase):
             return None
         wait_until(report, timeout=60, what="the delivery report in carol's Maildir on node3")
 
+    # ---- 8 ----
+    def test_8_outbound_tls_sessions_are_resumed(self):
+        """Each message is its own connection from node1 to node2: after the first full
+        handshake, the next ones resume the kept TLS session (smtp/tls_session_cache.h)."""
+        def relay(n):
+            return self.c.view(n, "status", bhctl=BHCTL_BIN)["relay"]
+        before = relay("node1")
+        tokens = ["resume-" + uuid.uuid4().hex[:10] for _ in range(3)]
+        for t in tokens:
+            self.send(["dave@example.test"], t)  # node1 -> node2 -> node4
+        for t in tokens:
+            self.wait_home_copy("dave@example.test", t)
+        after = relay("node1")
+        self.assertGreaterEqual(after["tls_sessions"] - before["tls_sessions"], 3)
+        self.assertGreaterEqual(after["tls_resumed"] - before["tls_resumed"], 2, after)
+        with open(self.c.log("node1"), errors="replace") as f:
+            self.assertIn("(TLS, resumed)", f.read())
+
 
 if __name__ == "__main__":
     unittest.main()
