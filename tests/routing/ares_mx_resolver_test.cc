@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "tests/routing/routing_test_util.h"
+#include "tests/support/port_claim.h"
 
 extern char** environ;
 
@@ -106,7 +107,7 @@ std::uint16_t free_port() {
     bool ok = t >= 0 && ::bind(t, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
     ::close(t);
     ::close(u);
-    if (ok) {
+    if (ok && bh::testing::claim_port(port)) {  // tests/support/port_claim.h
       return port;
     }
   }

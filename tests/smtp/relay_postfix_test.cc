@@ -25,6 +25,7 @@
 
 #include "smtp/relay_client.h"
 #include "tests/routing/routing_test_util.h"
+#include "tests/support/port_claim.h"
 
 namespace bh::smtp {
 namespace {
@@ -36,10 +37,18 @@ using routing::testing::smarthost_connector;
 
 constexpr const char* kSink = "/usr/sbin/smtp-sink";
 
+// A port free now that no other test of this run was given (tests/support/port_claim.h).
 std::uint16_t free_port() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    const std::uint16_t port = a.local_endpoint().port();
+    if (bh::testing::claim_port(port)) {
+      return port;
+    }
+  }
+  BH_CHECK(false && "no free port that no other test was given in the last hour");
+  return 0;
 }
 
 bool wait_listening(std::uint16_t port, std::chrono::milliseconds limit) {
