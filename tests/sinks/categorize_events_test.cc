@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "sinks/builtin_sinks.h"
+#include "tests/sinks/sinks_test_util.h"
 
 namespace bh::sinks {
 namespace {
@@ -38,16 +39,7 @@ class Recorder : public MessageSink {
   Done held_;
 };
 
-ChainEntry entry(std::string name, std::shared_ptr<MessageSink> s,
-                 FailurePolicy p = FailurePolicy::kTempfail,
-                 std::chrono::milliseconds deadline = std::chrono::milliseconds(2000)) {
-  ChainEntry e;
-  e.name = std::move(name);
-  e.sink = std::move(s);
-  e.on_failure = p;
-  e.deadline = deadline;
-  return e;
-}
+using testing::entry;  // tests/sinks/sinks_test_util.h
 
 std::shared_ptr<const MessageChain> chain(std::vector<ChainEntry> es) {
   return std::make_shared<MessageChain>(std::move(es));

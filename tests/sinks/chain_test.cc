@@ -9,6 +9,7 @@
 #include "sinks/builtin_sinks.h"
 #include "sinks/message_edit.h"
 #include "sinks/sink.h"
+#include "tests/sinks/sinks_test_util.h"
 
 namespace bh::sinks {
 namespace {
@@ -41,16 +42,7 @@ class Scripted : public MessageSink {
   Done held_;
 };
 
-ChainEntry entry(std::string name, std::shared_ptr<MessageSink> s,
-                 FailurePolicy p = FailurePolicy::kTempfail,
-                 std::chrono::milliseconds deadline = std::chrono::milliseconds(2000)) {
-  ChainEntry e;
-  e.name = std::move(name);
-  e.sink = std::move(s);
-  e.on_failure = p;
-  e.deadline = deadline;
-  return e;
-}
+using testing::entry;  // tests/sinks/sinks_test_util.h
 
 ChainOutcome run(const MessageChain& chain, asio::io_context& io) {
   auto ev = std::make_shared<MessageEvent>();
