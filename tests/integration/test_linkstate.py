@@ -150,7 +150,7 @@ class ThreeGroups(unittest.TestCase):
         # SIGSTOP: the socket stays open, only dead_after_ms (1 s) can tell.
         c = self.c
         c.wait_converged(pred=lambda v: group_entry(v, "RG-C")["master"] == "c1")
-        os.kill(c.nodes["c1"].proc.pid, signal.SIGSTOP)
+        bhnode.stop_process(c.nodes["c1"].proc.pid)
         try:
             t0 = time.monotonic()
             c.wait_converged([i for i in c.running() if i != "c1"],

@@ -59,6 +59,29 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def stop_process(pid):
+    """SIGSTOP pid and return once every one of its threads is stopped.
+
+    kill() only queues a process-wide SIGSTOP and wakes one thread to act on it; until
+    that thread is scheduled, the others keep running. On a busy machine a paused slapd
+    answered a search after kill() had returned (the CI failure of stop 15)."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_stopped():
+        task = f"/proc/{pid}/task"
+        try:
+            states = []
+            for tid in os.listdir(task):
+                with open(f"{task}/{tid}/stat") as f:
+                    # "tid (comm) S ...": comm may hold spaces or parentheses.
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:
+            return False  # a thread exited between listdir and open: look again
+        return bool(states) and all(s in ("T", "t") for s in states)
+
+    wait_until(all_stopped, timeout=10, interval=0.005, what=f"every thread of {pid} stopped")
+
+
 class Node:
     """A bridgehead process. `smtp` holds extra YAML lines under the smtp: key;
     `directory`, when given, the lines under directory: instead of the file mailboxes.

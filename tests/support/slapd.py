@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 
-from bhnode import free_port, wait_until
+from bhnode import free_port, stop_process, wait_until
 
 SUFFIX = "dc=example,dc=test"
 ADMIN = "cn=admin," + SUFFIX
@@ -120,7 +120,7 @@ ou: people
             return int(f.read().strip())
 
     def pause(self):
-        os.kill(self.pid(), signal.SIGSTOP)
+        stop_process(self.pid())
 
     def resume(self):
         os.kill(self.pid(), signal.SIGCONT)
