@@ -198,6 +198,7 @@ struct ClientSession::Impl {
     kBdat,
     kFinal,
     kAbortDot,
+    kRset,  // a held connection taken up again: 250 expected before MAIL
     kQuit,
   };
   struct Expect {
@@ -279,6 +280,8 @@ struct ClientSession::Impl {
       case Stage::kFinal:
       case Stage::kAbortDot:
         return ".";
+      case Stage::kRset:
+        return "RSET";
       case Stage::kQuit:
         return "QUIT";
     }
@@ -397,6 +400,8 @@ struct ClientSession::Impl {
         return "the reply to the end of data";
       case Stage::kAbortDot:
         return "the reply to an empty message";
+      case Stage::kRset:
+        return "the reply to RSET on a reused connection";
       case Stage::kQuit:
         return "the reply to QUIT";
     }
@@ -1045,6 +1050,17 @@ struct ClientSession::Impl {
       case Stage::kAbortDot:
         quit();
         return;
+      case Stage::kRset:
+        if (r.code == 250) {
+          proceed();
+        } else {
+          // The server no longer wants this connection; nothing was asked of it yet, so
+          // the relay takes a new connection (mail_sent stays false).
+          hop_fail(transient_error("4.4.2", std::string("reused connection: ") + r.summary()),
+                   r.code);
+          quit();
+        }
+        return;
       case Stage::kQuit:
         return;  // handled above
     }
@@ -1192,6 +1208,29 @@ ClientActions ClientSession::on_eof() {
   }
   impl_->fail_connection(
       transient_error("4.4.2", "connection lost while waiting for " + impl_->where()));
+  return impl_->take();
+}
+
+ClientActions ClientSession::start_held(const HeldState& state) {
+  if (impl_->closed || impl_->finished || !impl_->expect.empty()) {
+    return {};
+  }
+  impl_->caps = state.capabilities;
+  impl_->tls_active = state.tls;
+  impl_->result.tls = state.tls;
+  impl_->result.authenticated = state.authenticated;
+  impl_->command("RSET", {Impl::Stage::kRset});
+  impl_->arm_head();
+  return impl_->take();
+}
+
+ClientActions ClientSession::close_held() {
+  if (!impl_->held_open || impl_->closed) {
+    return {};
+  }
+  impl_->held_open = false;
+  impl_->command("QUIT", {Impl::Stage::kQuit});
+  impl_->arm_head();
   return impl_->take();
 }
 

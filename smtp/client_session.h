@@ -123,8 +123,9 @@ struct ClientConfig {
   bool auth_without_tls = false;          // allow AUTH over plaintext (test setups only)
   bool use_chunking = true;               // BDAT when the server offers CHUNKING
   // A finished transaction with the server in step ends without QUIT and Disconnect
-  // (held_open()), so the connection can carry another session (ATRN, RFC 2645). Any
-  // failure still ends the connection as usual.
+  // (held_open()), so the connection can carry another session (ATRN, RFC 2645, or the
+  // relay's next message to the same server: start_held()). Any failure still ends the
+  // connection as usual.
   bool hold_open = false;
   std::size_t body_chunk = 1u << 20;      // NeedBody::max_bytes (and so the BDAT size)
   // Outbound command events (sinks/outbound_sink.h): called before each command line is
@@ -236,6 +237,14 @@ struct Disconnect {};
 using ClientAction = std::variant<SendBytes, ArmDeadline, StartTls, NeedBody, Finished, Disconnect>;
 using ClientActions = std::vector<ClientAction>;
 
+// What a held connection (ClientConfig::hold_open, held_open()) carries into the next
+// session on it: what the server offered, and whether TLS and the login are up.
+struct HeldState {
+  ServerCapabilities capabilities;
+  bool tls = false;
+  bool authenticated = false;
+};
+
 class ClientSession {
  public:
   ClientSession(ClientConfig config, OutboundMessage message);
@@ -245,6 +254,15 @@ class ClientSession {
 
   // The connection is up: wait for the greeting.
   ClientActions start();
+  // Instead of start(): this session runs on a connection an earlier session left held
+  // open (same server, same TLS policy and credentials). It sends RSET, which proves the
+  // connection still works, then goes on as after EHLO, STARTTLS and AUTH. A refused RSET
+  // is transient 4.4.2 and, like a timeout or a lost connection here, ends the session
+  // before MAIL (ClientResult::mail_sent false): the caller then opens a new connection.
+  ClientActions start_held(const HeldState& state);
+  // On a session that is held_open(): say QUIT (the connection sat idle too long, or is
+  // not wanted); Disconnect follows the reply, a timeout or the end of the connection.
+  ClientActions close_held();
   // Bytes from the server, exactly as read.
   ClientActions on_bytes(std::string_view bytes);
   // The StartTls handshake finished: EHLO again, all earlier capabilities forgotten.

@@ -141,7 +141,8 @@ struct FakeServer {
         bdat_sizes.push_back(bdat_left);
         mode = Mode::kBdat;
       } else if (verb == "RSET") {
-        out += "250 2.0.0 Ok\r\n";
+        accepted = 0;
+        out += reply("RSET", "250 2.0.0 Ok\r\n");
       } else if (verb == "QUIT") {
         out += reply("QUIT", "221 2.0.0 Bye\r\n");
       } else {
@@ -1048,6 +1049,135 @@ TEST(ClientSession, TimeoutOrEofAfterTheOutcomeOnlyCloses) {
   EXPECT_TRUE(d->session.closed());
   EXPECT_EQ(d->result->recipients[0].status, DeliveryStatus::kDelivered);
   EXPECT_EQ(d->events, (std::vector<std::string>{"NeedBody", "Finished", "Disconnect"}));
+}
+
+// ---- Held connections (ClientConfig::hold_open, start_held, close_held) ----
+
+ClientConfig holding() {
+  ClientConfig c = config();
+  c.hold_open = true;
+  return c;
+}
+
+// The next session on the connection `first` left held, against the same server.
+std::unique_ptr<Driver> next_on(const Driver& first, FakeServer& s, ClientConfig cfg,
+                                OutboundMessage msg, std::string body, std::size_t piece,
+                                bool tls = false) {
+  auto d = std::make_unique<Driver>(std::move(cfg), std::move(msg));
+  d->server = &s;
+  d->piece = piece;
+  d->body = std::move(body);
+  d->handle(d->session.start_held(
+      HeldState{first.session.capabilities(), tls, first.result->authenticated}));
+  d->pump();
+  return d;
+}
+
+TEST(ClientSession, AHeldConnectionCarriesTheNextMessageAfterRsetAndQuitsWhenClosed) {
+  both_ways(plain_server, [](FakeServer& s, std::size_t piece) {
+    auto first = converse(s, holding(), message({"a@example.net"}, 5), "one\r\n", piece);
+    ASSERT_TRUE(first->result);
+    EXPECT_EQ(first->result->recipients[0].status, DeliveryStatus::kDelivered);
+    EXPECT_TRUE(first->session.held_open());
+    EXPECT_FALSE(first->session.closed());
+    EXPECT_EQ(first->events, (std::vector<std::string>{"NeedBody", "Finished"}));  // no QUIT
+    s.commands.clear();
+    auto second = next_on(*first, s, holding(), message({"b@example.net"}, 5), "two\r\n", piece);
+    ASSERT_TRUE(second->result);
+    EXPECT_EQ(s.commands, (std::vector<std::string>{"RSET", "MAIL FROM:<sender@example.org> SIZE=5",
+                                                     "RCPT TO:<b@example.net>", "DATA"}));
+    EXPECT_EQ(s.body, "two\r\n");
+    EXPECT_FALSE(second->result->hop_error);
+    EXPECT_TRUE(second->result->mail_sent);
+    EXPECT_EQ(second->result->recipients[0].status, DeliveryStatus::kDelivered);
+    EXPECT_TRUE(second->session.held_open());
+    // Closing it: QUIT, and Disconnect once the server answers (no second Finished).
+    second->handle(second->session.close_held());
+    EXPECT_FALSE(second->session.held_open());
+    EXPECT_EQ(second->timers.back().kind, ClientTimer::kCommand);
+    second->pump();
+    EXPECT_EQ(s.commands.back(), "QUIT");
+    EXPECT_TRUE(second->session.closed());
+    EXPECT_EQ(second->events, (std::vector<std::string>{"NeedBody", "Finished", "Disconnect"}));
+  });
+}
+
+TEST(ClientSession, AHeldConnectionSkipsStartTlsAndLoginItAlreadyDid) {
+  FakeServer s;
+  s.ehlo = "250-mx.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n";
+  s.ehlo_after_tls = "250-mx.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n";
+  ClientConfig c = holding();
+  c.tls = TlsPolicy::kRequired;
+  c.auth = ClientCredentials{"user", "pass"};
+  auto first = converse(s, c, message({"a@example.net"}, 1), "x", 0);
+  ASSERT_TRUE(first->result);
+  ASSERT_TRUE(first->result->tls);
+  ASSERT_TRUE(first->result->authenticated);
+  ASSERT_TRUE(first->session.held_open());
+  s.commands.clear();
+  auto second = next_on(*first, s, c, message({"b@example.net"}, 1), "y", 0, /*tls=*/true);
+  ASSERT_TRUE(second->result);
+  EXPECT_EQ(s.commands.front(), "RSET");
+  EXPECT_EQ(s.commands.at(1), "MAIL FROM:<sender@example.org>");  // no SIZE offered
+  EXPECT_EQ(second->events, (std::vector<std::string>{"NeedBody", "Finished"}));  // no StartTls
+  EXPECT_TRUE(second->result->tls);
+  EXPECT_TRUE(second->result->authenticated);
+  EXPECT_EQ(second->result->recipients[0].status, DeliveryStatus::kDelivered);
+}
+
+TEST(ClientSession, ARefusedRsetOnAHeldConnectionEndsItBeforeMail) {
+  both_ways(plain_server, [](FakeServer& s, std::size_t piece) {
+    auto first = converse(s, holding(), message({"a@example.net"}), "x", piece);
+    ASSERT_TRUE(first->session.held_open());
+    s.by_verb["RSET"] = "421 4.4.2 mx.test Error: timeout exceeded\r\n";
+    s.commands.clear();
+    auto second = next_on(*first, s, holding(), message({"b@example.net"}), "y", piece);
+    ASSERT_TRUE(second->result);
+    ASSERT_TRUE(second->result->hop_error);
+    EXPECT_TRUE(second->result->hop_error->transient());
+    EXPECT_FALSE(second->result->mail_sent);  // the relay opens a new connection
+    EXPECT_EQ(second->result->recipients[0].status, DeliveryStatus::kTransient);
+    EXPECT_EQ(s.commands, (std::vector<std::string>{"RSET"}));
+    EXPECT_TRUE(second->session.closed());
+    EXPECT_FALSE(second->session.held_open());
+  });
+  // A 5xx to RSET: the same, transient (the connection is at fault, not the message).
+  FakeServer s;
+  auto first = converse(s, holding(), message({"a@example.net"}), "x", 0);
+  s.by_verb["RSET"] = "502 5.5.2 Error: command not recognized\r\n";
+  auto second = next_on(*first, s, holding(), message({"b@example.net"}), "y", 0);
+  ASSERT_TRUE(second->result && second->result->hop_error);
+  EXPECT_EQ(second->result->hop_error->enhanced, "4.4.2");
+  EXPECT_FALSE(second->result->mail_sent);
+  EXPECT_EQ(s.commands.back(), "QUIT");
+}
+
+TEST(ClientSession, AHeldConnectionLostOrSpokenToEndsWithoutASecondOutcome) {
+  // The server closes the idle connection: Disconnect only.
+  FakeServer s;
+  auto first = converse(s, holding(), message({"a@example.net"}), "x", 0);
+  ASSERT_TRUE(first->session.held_open());
+  first->handle(first->session.on_eof());
+  EXPECT_TRUE(first->session.closed());
+  EXPECT_EQ(first->events, (std::vector<std::string>{"NeedBody", "Finished", "Disconnect"}));
+  EXPECT_EQ(first->result->recipients[0].status, DeliveryStatus::kDelivered);
+  // It says something (its idle timeout) while nothing was asked: the same.
+  FakeServer s2;
+  auto other = converse(s2, holding(), message({"a@example.net"}), "x", 0);
+  other->feed("421 4.4.2 mx.test Error: timeout exceeded\r\n");
+  EXPECT_TRUE(other->session.closed());
+  EXPECT_EQ(other->events, (std::vector<std::string>{"NeedBody", "Finished", "Disconnect"}));
+  // Lost while the RSET is out: transient 4.4.2 before MAIL.
+  FakeServer s3;
+  auto held = converse(s3, holding(), message({"a@example.net"}), "x", 0);
+  Driver d(holding(), message({"b@example.net"}));
+  d.handle(d.session.start_held(HeldState{held->session.capabilities(), false, false}));
+  EXPECT_EQ(d.sent(), "RSET\r\n");
+  d.handle(d.session.on_eof());
+  ASSERT_TRUE(d.result && d.result->hop_error);
+  EXPECT_EQ(d.result->hop_error->enhanced, "4.4.2");
+  EXPECT_FALSE(d.result->mail_sent);
+  EXPECT_TRUE(d.session.closed());
 }
 
 TEST(ClientSession, EofBeforeGreeting) {
