@@ -589,6 +589,10 @@ int main(int argc, char** argv) {
       return bh::auth::make_gssapi_client(service, host);
     };
     rel.tls_ca_file = cfg.routing().tls_ca_file();
+    rel.connection_idle = std::chrono::seconds(cfg.routing().connection_idle_s());
+    rel.connection_max_messages =
+        cfg.routing().connection_idle_s() == 0 ? 1 : cfg.routing().connection_max_messages();
+    rel.connection_max_idle_per_target = cfg.routing().connection_max_idle();
     auto r = bh::smtp::SmtpRelay::create(relay_io, [&routes] { return routes; }, resolver.get(), rel);
     if (!r.ok()) {
       return fatal(config_path + ": routing: " + r.error().message);
@@ -1077,6 +1081,9 @@ int main(int argc, char** argv) {
              return json{{"jobs", rc.jobs.load()}, {"attempts", rc.attempts.load()},
                          {"connect_failures", rc.connect_failures.load()},
                          {"tls_sessions", rc.tls_sessions.load()}, {"tls_resumed", rc.tls_resumed.load()},
+                         {"connections_reused", rc.connections_reused.load()},
+                         {"reuse_failures", rc.reuse_failures.load()},
+                         {"held_connections", relay->held_connections()},
                          {"delivered", rc.delivered.load()}, {"transient", rc.transient.load()},
                          {"permanent", rc.permanent.load()}};
            }() : json{{"enabled", false}}},

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <cerrno>
@@ -48,23 +49,48 @@ std::string tls_error_text() {
 
 namespace {
 
-// One connection driving one ClientSession. Every member is touched only on the job's
-// strand. Kept alive by its pending operations; reports once through `report`.
+// One connection driving one ClientSession, and then, when that session ends held open,
+// the next ones (HeldConnection). Every member is touched only on the strand of the job
+// that opened it (`usable_` and `sessions_` are read from anywhere). Kept alive by its
+// pending operations, and by whoever holds it; reports once per session through `report`.
 // `Protocol` is asio::ip::tcp or asio::local::stream_protocol (a unix socket).
 template <class Protocol>
-class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
+class Attempt : public HeldConnection, public std::enable_shared_from_this<Attempt<Protocol>> {
  public:
   using Socket = typename Protocol::socket;
-  using Report = std::function<void(AttemptOutcome)>;
+  using Report = AttemptReport;
 
   Attempt(ClientStrand strand, ssl::context& tls, AttemptSetup setup, ClientConfig config,
-          OutboundMessage message, Report report)
+          OutboundMessage message, Report report, std::chrono::milliseconds idle_limit)
       : strand_(strand),
         stream_(strand, tls),
         timer_(strand),
         setup_(std::move(setup)),
-        session_(std::move(config), std::move(message)),
-        report_(std::move(report)) {}
+        session_(std::make_unique<ClientSession>(std::move(config), std::move(message))),
+        report_(std::move(report)),
+        idle_limit_(idle_limit) {}
+
+  bool usable() const override { return usable_.load(); }
+  std::size_t sessions() const override { return sessions_.load(); }
+
+  void reuse(AttemptSetup setup, ClientConfig config, OutboundMessage message,
+             Report report) override {
+    asio::post(strand_, [self = this->shared_from_this(), setup = std::move(setup),
+                         config = std::move(config), message = std::move(message),
+                         report = std::move(report)]() mutable {
+      self->take_up(std::move(setup), std::move(config), std::move(message), std::move(report));
+    });
+  }
+
+  void close() override {
+    asio::post(strand_, [self = this->shared_from_this()] {
+      if (self->held_ && !self->dead_) {
+        self->held_ = false;
+        self->usable_ = false;
+        self->run(self->session_->close_held());
+      }
+    });
+  }
 
   void start() {
     typename Protocol::endpoint ep;
@@ -135,7 +161,48 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
       socket().set_option(tcp::no_delay(true), ignored);
     }
     prepare_tls();
-    run(session_.start());
+    ++sessions_;
+    run(session_->start());
+  }
+
+  // The next session on this held connection (HeldConnection::reuse), on the strand.
+  void take_up(AttemptSetup setup, ClientConfig config, OutboundMessage message, Report report) {
+    if (dead_ || !held_) {
+      // The server closed it (or it timed out idle) after it was handed out: the session
+      // ends as if the connection were lost before MAIL, and the caller opens a new one.
+      ClientSession gone(std::move(config), std::move(message));
+      AttemptOutcome o;
+      o.target = setup_.target;
+      o.connected = true;
+      o.reused = true;
+      for (auto& a : gone.on_eof()) {
+        if (auto* f = std::get_if<Finished>(&a)) {
+          o.result = std::move(f->result);
+        }
+      }
+      report_ = std::move(report);
+      deliver_report(std::move(o));
+      return;
+    }
+    held_ = false;
+    usable_ = false;
+    ++timer_gen_;  // the idle deadline no longer applies
+    timer_.cancel();
+    HeldState state{session_->capabilities(), tls_, session_->result().authenticated};
+    const RelayTarget target = setup_.target;
+    TlsSessionCache* const sessions = setup_.tls_sessions;
+    setup_ = std::move(setup);
+    setup_.target = target;  // the same server by contract; the TLS session key stays
+    setup_.tls_sessions = sessions;
+    session_ = std::make_unique<ClientSession>(std::move(config), std::move(message));
+    report_ = std::move(report);
+    body_pos_ = 0;
+    local_error_.reset();
+    tls_error_.clear();
+    tls_resumed_ = false;
+    reused_ = true;
+    ++sessions_;
+    run(session_->start_held(state));
   }
 
   // SNI and peer verification, set before the session can ask for the handshake.
@@ -225,8 +292,9 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
     std::uint64_t gen = ++timer_gen_;
     timer_.expires_after(a.after);
     timer_.async_wait([self = this->shared_from_this(), gen](boost::system::error_code ec) {
-      if (!ec && gen == self->timer_gen_ && !self->dead_ && !self->session_.closed()) {
-        self->run(self->session_.on_timeout());
+      if (!ec && gen == self->timer_gen_ && !self->dead_ && !self->session_->closed() &&
+          !self->held_) {
+        self->run(self->session_->on_timeout());
       }
     });
   }
@@ -235,7 +303,7 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
     stream_.async_handshake(
         ssl::stream_base::client, [self = this->shared_from_this()](boost::system::error_code ec) {
           self->handshaking_ = false;
-          if (self->dead_ || self->session_.closed()) {
+          if (self->dead_ || self->session_->closed()) {
             return;
           }
           if (ec) {
@@ -251,12 +319,12 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
               self->setup_.tls_sessions->forget(self->session_key_);  // stale, or the server changed
               self->session_key_.clear();
             }
-            self->run(self->session_.on_tls_failed());
+            self->run(self->session_->on_tls_failed());
             return;
           }
           self->tls_ = true;
           self->tls_resumed_ = SSL_session_reused(self->stream_.native_handle()) == 1;
-          self->run(self->session_.on_tls_established());
+          self->run(self->session_->on_tls_established());
         });
   }
   void perform(NeedBody& a) {
@@ -275,13 +343,13 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
                                                     (n < 0 ? std::strerror(errno) : "short file"));
         // Never end a message we could not read: the session takes it as a lost
         // connection (Finished, then Disconnect), ahead of anything still pending.
-        feed_now(session_.on_eof());
+        feed_now(session_->on_eof());
         return;
       }
       got += static_cast<std::size_t>(n);
     }
     body_pos_ += got;
-    feed_now(session_.on_body_chunk(chunk_, body_pos_ == setup_.body_length));
+    feed_now(session_->on_body_chunk(chunk_, body_pos_ == setup_.body_length));
   }
   // Actions answering the one being performed go before anything still pending, so the
   // session's order is kept and run() is never re-entered.
@@ -294,6 +362,7 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
     o.target = setup_.target;
     o.connected = true;
     o.tls_resumed = tls_resumed_;
+    o.reused = reused_;
     o.result = std::move(a.result);
     if (local_error_) {
       for (auto& r : o.result.recipients) {
@@ -314,9 +383,29 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
         }
       }
     }
+    if (session_->held_open() && !local_error_ && !dead_) {
+      hold(o);
+    }
     deliver_report(std::move(o));
   }
   void perform(Disconnect&) { shutdown(); }
+
+  // The session ended in step without QUIT: idle until taken up again (reuse) or until
+  // `idle_limit_` passes, then QUIT. Reading goes on: an EOF or any reply ends it.
+  void hold(AttemptOutcome& o) {
+    held_ = true;
+    usable_ = true;
+    o.held = this->shared_from_this();
+    std::uint64_t gen = ++timer_gen_;
+    timer_.expires_after(idle_limit_);
+    timer_.async_wait([self = this->shared_from_this(), gen](boost::system::error_code ec) {
+      if (!ec && gen == self->timer_gen_ && self->held_ && !self->dead_) {
+        self->held_ = false;
+        self->usable_ = false;
+        self->run(self->session_->close_held());
+      }
+    });
+  }
 
   void deliver_report(AttemptOutcome o) {
     if (!report_) {
@@ -336,21 +425,21 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
   void read_more() {
     // No read during the handshake, nor while a StartTls waits for its write: octets
     // read then would be plaintext that must never be fed (RFC 3207 §4.2).
-    if (reading_ || dead_ || handshaking_ || session_.closed() || tls_pending()) {
+    if (reading_ || dead_ || handshaking_ || session_->closed() || tls_pending()) {
       return;
     }
     reading_ = true;
     auto handler = [self = this->shared_from_this()](boost::system::error_code ec, std::size_t n) {
       self->reading_ = false;
-      if (self->dead_ || self->session_.closed()) {
+      if (self->dead_ || self->session_->closed()) {
         return;
       }
       if (ec) {
-        self->run(self->session_.on_eof());
+        self->run(self->session_->on_eof());
         self->shutdown();
         return;
       }
-      self->run(self->session_.on_bytes(std::string_view(self->in_.data(), n)));
+      self->run(self->session_->on_bytes(std::string_view(self->in_.data(), n)));
     };
     if (tls_) {
       stream_.async_read_some(asio::buffer(in_), std::move(handler));
@@ -372,8 +461,8 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
         return;
       }
       if (ec) {
-        if (!self->session_.closed()) {
-          self->run(self->session_.on_eof());
+        if (!self->session_->closed()) {
+          self->run(self->session_->on_eof());
         }
         self->shutdown();
         return;
@@ -395,6 +484,8 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
     }
     keep_tls_session();
     dead_ = true;
+    held_ = false;
+    usable_ = false;
     pending_.clear();
     timer_.cancel();
     boost::system::error_code ignored;
@@ -406,8 +497,12 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
   ssl::stream<Socket> stream_;
   asio::steady_timer timer_;
   AttemptSetup setup_;
-  ClientSession session_;
+  std::unique_ptr<ClientSession> session_;
   Report report_;
+  std::chrono::milliseconds idle_limit_;
+  std::atomic<bool> usable_{false};
+  std::atomic<std::size_t> sessions_{0};
+  bool held_ = false, reused_ = false;
   std::array<char, 16384> in_{};
   std::string out_, sending_, chunk_;
   std::deque<ClientAction> pending_;
@@ -424,14 +519,16 @@ class Attempt : public std::enable_shared_from_this<Attempt<Protocol>> {
 }  // namespace
 
 void start_attempt(ClientStrand strand, ssl::context& tls, AttemptSetup setup, ClientConfig config,
-                   OutboundMessage message, std::function<void(AttemptOutcome)> report) {
+                   OutboundMessage message, AttemptReport report,
+                   std::chrono::milliseconds idle_limit) {
   if (setup.target.unix_path.empty()) {
     std::make_shared<Attempt<tcp>>(strand, tls, std::move(setup), std::move(config),
-                                   std::move(message), std::move(report))
+                                   std::move(message), std::move(report), idle_limit)
         ->start();
   } else {
-    std::make_shared<Attempt<asio::local::stream_protocol>>(
-        strand, tls, std::move(setup), std::move(config), std::move(message), std::move(report))
+    std::make_shared<Attempt<asio::local::stream_protocol>>(strand, tls, std::move(setup),
+                                                            std::move(config), std::move(message),
+                                                            std::move(report), idle_limit)
         ->start();
   }
 }

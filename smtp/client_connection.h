@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -63,19 +64,47 @@ struct AttemptSetup {
   TlsSessionCache* tls_sessions = nullptr;
 };
 
+struct AttemptOutcome;
+using AttemptReport = std::function<void(AttemptOutcome)>;
+
+// A connection whose session ended held open (ClientConfig::hold_open): idle, in step
+// with the server, ready for the next message to the same target. It keeps reading, so a
+// server that closes it or says anything (a 421 at its idle timeout) makes it unusable,
+// and after `idle_limit` without use it says QUIT itself. Safe to call from any thread.
+class HeldConnection {
+ public:
+  virtual ~HeldConnection() = default;
+  // False once the server closed it, it failed, it timed out idle, or close() was called.
+  virtual bool usable() const = 0;
+  // The number of sessions it has carried.
+  virtual std::size_t sessions() const = 0;
+  // Runs the next session on it (ClientSession::start_held: RSET first); reports once
+  // on the connection's strand, with AttemptOutcome::reused set. If the connection went
+  // away meanwhile, the report says so with a transient 4.4.2 before MAIL.
+  virtual void reuse(AttemptSetup setup, ClientConfig config, OutboundMessage message,
+                     AttemptReport report) = 0;
+  // QUIT and close (a held connection nobody will use).
+  virtual void close() = 0;
+};
+
 // The outcome of one attempt: a connect failure, or the session's result.
 struct AttemptOutcome {
   RelayTarget target;
   bool connected = false;
   bool tls_resumed = false;  // the handshake resumed a cached session
+  bool reused = false;       // the session ran on a held connection (HeldConnection::reuse)
   std::optional<Error> connect_error;
   ClientResult result;
+  // Set when the session ended held open (ClientConfig::hold_open): the caller keeps it
+  // for the next message, or close()s it.
+  std::shared_ptr<HeldConnection> held;
 };
 
-// Starts one attempt on `strand`; `tls` must outlive it.
+// Starts one attempt on `strand`; `tls` must outlive it (and any connection it leaves
+// held). A held connection QUITs after `idle_limit` unused.
 void start_attempt(ClientStrand strand, boost::asio::ssl::context& tls, AttemptSetup setup,
-                   ClientConfig config, OutboundMessage message,
-                   std::function<void(AttemptOutcome)> report);
+                   ClientConfig config, OutboundMessage message, AttemptReport report,
+                   std::chrono::milliseconds idle_limit = std::chrono::seconds(5));
 
 // OpenSSL's queued errors as one line (and the queue cleared).
 std::string tls_error_text();

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <deque>
 #include <fstream>
+#include <map>
+#include <mutex>
 
 #include "common/log.h"
 
@@ -247,6 +249,64 @@ struct SmtpRelay::Shared {
   std::size_t active = 0;
   std::deque<std::function<void()>> waiting;  // job starters, FIFO
 
+  // Held connections by target and identity (Job::held_key), any thread.
+  std::mutex held_mu;
+  std::map<std::string, std::vector<std::shared_ptr<HeldConnection>>> held;
+
+  // The newest usable connection held for `key`, or null.
+  std::shared_ptr<HeldConnection> take_held(const std::string& key) {
+    std::lock_guard lock(held_mu);
+    auto it = held.find(key);
+    if (it == held.end()) {
+      return nullptr;
+    }
+    auto& list = it->second;
+    std::shared_ptr<HeldConnection> found;
+    while (!list.empty() && !found) {
+      auto c = std::move(list.back());
+      list.pop_back();
+      --held_total;
+      if (c->usable()) {
+        found = std::move(c);
+      }
+    }
+    if (list.empty()) {
+      held.erase(it);
+    }
+    return found;
+  }
+  std::size_t held_total = 0;  // entries in `held`, usable or not
+
+  // Keeps `c` for the next job to `key`; false (the caller closes it) when that target
+  // already has its share waiting, or the relay its total.
+  bool put_held(const std::string& key, std::shared_ptr<HeldConnection> c) {
+    std::lock_guard lock(held_mu);
+    if (held_total >= options.connection_max_idle_total) {
+      sweep_held();
+    }
+    if (held_total >= options.connection_max_idle_total) {
+      return false;
+    }
+    auto& list = held[key];
+    held_total -= std::erase_if(list, [](const auto& h) { return !h->usable(); });
+    if (list.size() >= options.connection_max_idle_per_target) {
+      if (list.empty()) {
+        held.erase(key);
+      }
+      return false;
+    }
+    list.push_back(std::move(c));
+    ++held_total;
+    return true;
+  }
+  // Drops every connection that is no longer usable (under held_mu).
+  void sweep_held() {
+    for (auto it = held.begin(); it != held.end();) {
+      held_total -= std::erase_if(it->second, [](const auto& h) { return !h->usable(); });
+      it = it->second.empty() ? held.erase(it) : std::next(it);
+    }
+  }
+
   // Both on `strand`.
   void admit(std::function<void()> start) {
     if (active < std::max<std::size_t>(1, options.max_concurrent_jobs)) {
@@ -396,6 +456,25 @@ class Job : public std::enable_shared_from_this<Job> {
     const RelayTarget& target = targets_[next_++];
     ++attempts_;
     shared_->counters.attempts++;
+    attempt(target, true);
+  }
+
+  // Who a held connection belongs to: the same server, reached the same way, as the same
+  // client (a connection logged in as one user never carries another's mail).
+  std::string held_key(const RelayTarget& target, const AttemptSetup& setup,
+                       const ClientConfig& cfg) const {
+    std::string k = target.str();
+    k += '|' + std::to_string(static_cast<int>(cfg.tls)) + (setup.tls_verify ? "v" : "-");
+    k += '|' + setup.source_ip;
+    k += '|' + connector_->settings.auth_mechanism + '/' + connector_->settings.auth_verb + '/' +
+         connector_->settings.auth_service_host;
+    k += '|' + (credentials_ ? credentials_->user : std::string());
+    return k;
+  }
+
+  // One session with `target`: on a held connection when there is one (and `reuse`),
+  // else on a new connection.
+  void attempt(const RelayTarget& target, bool reuse) {
     const auto& opt = shared_->options;
     ClientConfig cfg;
     cfg.helo_name = opt.helo_name;
@@ -449,9 +528,26 @@ class Job : public std::enable_shared_from_this<Job> {
       setup.source_ip = opt.internal_source_ip;
     }
     setup.tls_sessions = &shared_->tls_sessions;
-    start_attempt(
-        strand_, shared_->tls, std::move(setup), std::move(cfg), message_for_hop(),
-        [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); });
+    // Reports come on the connection's strand, which is another job's when it was held:
+    // back onto this job's.
+    auto report = [self = shared_from_this()](AttemptOutcome o) {
+      Strand ex = self->strand_;
+      asio::post(ex, [self = std::move(self), o = std::move(o)]() mutable {
+        self->on_attempt(std::move(o));
+      });
+    };
+    const std::size_t max_messages = opt.connection_max_messages;
+    held_key_ = held_key(target, setup, cfg);
+    if (reuse && max_messages > 1) {
+      if (auto held = shared_->take_held(held_key_)) {
+        cfg.hold_open = held->sessions() + 1 < max_messages;
+        held->reuse(std::move(setup), std::move(cfg), message_for_hop(), std::move(report));
+        return;
+      }
+    }
+    cfg.hold_open = max_messages > 1;
+    start_attempt(strand_, shared_->tls, std::move(setup), std::move(cfg), message_for_hop(),
+                  std::move(report), opt.connection_idle);
   }
 
   OutboundMessage message_for_hop() const {
@@ -468,6 +564,10 @@ class Job : public std::enable_shared_from_this<Job> {
 
   void on_attempt(AttemptOutcome o) {
     auto& c = shared_->counters;
+    if (o.held && !shared_->put_held(held_key_, o.held)) {
+      o.held->close();
+    }
+    o.held.reset();
     if (!o.result.link2state_reply.empty() && shared_->options.on_link2state_reply) {
       shared_->options.on_link2state_reply(connector_->name, std::move(o.result.link2state_reply));
     }
@@ -484,7 +584,11 @@ class Job : public std::enable_shared_from_this<Job> {
       info.mail_sent = o.result.mail_sent;
       info.error = o.result.hop_error;
       info.tls_resumed = o.tls_resumed;
-      if (o.result.tls) {
+      info.reused = o.reused;
+      if (o.reused) {
+        c.connections_reused++;
+      }
+      if (o.result.tls && !o.reused) {
         c.tls_sessions++;
       }
       if (o.tls_resumed) {
@@ -493,10 +597,16 @@ class Job : public std::enable_shared_from_this<Job> {
     }
     log::info("relay",
               job_.queue_id + ": " + info.target +
-                  (info.tls ? (info.tls_resumed ? " (TLS, resumed)" : " (TLS)") : "") + ": " +
+                  (info.tls ? (info.tls_resumed ? " (TLS, resumed)" : " (TLS)") : "") +
+                  (info.reused ? " (reused)" : "") + ": " +
                   (info.error ? info.error->enhanced + " " + info.error->message : "session done"));
     if (shared_->options.on_attempt) {
       shared_->options.on_attempt(info);
+    }
+    if (retry_fresh(o)) {
+      c.reuse_failures++;
+      attempt(o.target, false);
+      return;
     }
     queue::RemoteResult r;
     bool next;
@@ -516,6 +626,23 @@ class Job : public std::enable_shared_from_this<Job> {
     }
     last_ = std::move(r);
     next_attempt();
+  }
+
+  // A session on a held connection that failed for the connection's sake is run again,
+  // at once, on a new connection to the same target: the connection was gone or would not
+  // take the RSET (nothing of the message reached the server), or the server closed the
+  // channel with a 421 before taking the message (a limit of messages per connection, an
+  // idle timeout of its own; RFC 5321 §3.8: the transaction was not completed).
+  static bool retry_fresh(const AttemptOutcome& o) {
+    if (!o.reused || !o.result.hop_error || !o.result.hop_error->transient()) {
+      return false;
+    }
+    if (!o.result.mail_sent) {
+      return true;
+    }
+    return o.result.hop_code == 421 &&
+           std::none_of(o.result.recipients.begin(), o.result.recipients.end(),
+                        [](const RecipientOutcome& r) { return r.status == DeliveryStatus::kDelivered; });
   }
 
   void finish(queue::RemoteResult r) {
@@ -546,6 +673,7 @@ class Job : public std::enable_shared_from_this<Job> {
   int fd_ = -1;
   std::vector<RelayTarget> targets_;
   std::size_t next_ = 0, attempts_ = 0;
+  std::string held_key_;  // of the session in progress
   std::optional<queue::RemoteResult> last_, last_transient_;
 };
 
@@ -576,9 +704,23 @@ SmtpRelay::SmtpRelay(std::shared_ptr<Shared> shared) : shared_(std::move(shared)
 
 // The io_context has stopped (header contract): waiting jobs hold the shared state, so
 // drop them here to break the cycle.
-SmtpRelay::~SmtpRelay() { shared_->waiting.clear(); }
+SmtpRelay::~SmtpRelay() {
+  shared_->waiting.clear();
+  std::lock_guard lock(shared_->held_mu);
+  shared_->held.clear();
+}
 
 const RelayCounters& SmtpRelay::counters() const { return shared_->counters; }
+
+std::size_t SmtpRelay::held_connections() const {
+  std::lock_guard lock(shared_->held_mu);
+  std::size_t n = 0;
+  for (const auto& [key, list] : shared_->held) {
+    n += static_cast<std::size_t>(
+        std::count_if(list.begin(), list.end(), [](const auto& c) { return c->usable(); }));
+  }
+  return n;
+}
 
 void SmtpRelay::sync_link_state(const std::string& connector, Done done) {
   queue::RemoteJob job;

@@ -34,6 +34,18 @@
 // TLS sessions are kept per target (smtp/tls_session_cache.h): the next connection to
 // the same server resumes one, so only the first handshake to it is a full one.
 //
+// Connections are reused (connection caching, as Exchange's and Postfix's SMTP clients
+// do): a session that ends with the server in step leaves its connection held open
+// (HeldConnection), and the next job for the same target, with the same TLS policy,
+// verification, credentials and source address, runs on it after an RSET, skipping the
+// connect, greeting, EHLO, TLS handshake and login. A held connection is idle for at most
+// RelayOptions::connection_idle (then it QUITs), carries at most connection_max_messages
+// messages, and at most connection_max_idle_per_target wait per target and
+// connection_max_idle_total in all (more are closed). A reused connection that fails
+// before MAIL (the server closed it, or refused the RSET), or whose server closes the
+// channel with a 421 before taking the message, does not count as an attempt: the same
+// target is tried again at once on a new connection.
+//
 // TLS (connector.settings.tls): opportunistic, required or never, through the session's
 // TlsPolicy. The handshake (client, TLS 1.2 or newer, SNI with the host name, never an IP
 // literal) runs on an asio::ssl::stream over the connected socket. With tls_verify the
@@ -89,6 +101,7 @@ struct RelayAttempt {
   bool connected = false;
   bool tls = false;
   bool tls_resumed = false;  // an abbreviated handshake (smtp/tls_session_cache.h)
+  bool reused = false;       // on a connection an earlier job left held open
   bool authenticated = false;
   bool mail_sent = false;
   std::optional<Error> error;  // the hop error, or the connect failure
@@ -111,6 +124,12 @@ struct RelayOptions {
   std::size_t max_attempts = 10;  // addresses tried per job
   bool use_chunking = true;       // BDAT when the server offers CHUNKING
   bool auth_without_tls = false;  // test setups only: AUTH over plaintext
+  // Connection reuse (see above). connection_max_messages <= 1: one message per
+  // connection, nothing is held.
+  std::chrono::milliseconds connection_idle{std::chrono::seconds(5)};
+  std::size_t connection_max_messages = 100;
+  std::size_t connection_max_idle_per_target = 16;
+  std::size_t connection_max_idle_total = 256;  // over all targets (descriptors, peers' slots)
   // GSSAPI connectors (ConnectorSettings::auth_mechanism): one exchange with the server
   // whose principal host is the argument. Unset: such connectors fail with 4.7.0.
   std::function<std::unique_ptr<ClientSasl>(const std::string& host)> gssapi;
@@ -143,6 +162,8 @@ struct RelayOptions {
 struct RelayCounters {
   std::atomic<std::uint64_t> jobs{0}, waiting{0}, attempts{0}, connect_failures{0}, tls_sessions{0},
       tls_resumed{0}, delivered{0}, transient{0}, permanent{0};
+  // Sessions run on a held connection; held connections found gone when taken up.
+  std::atomic<std::uint64_t> connections_reused{0}, reuse_failures{0};
 };
 
 // ---- Pure pieces (unit-tested in tests/smtp/relay_client_test.cc) ----
@@ -199,6 +220,8 @@ class SmtpRelay final : public queue::RemoteDeliverer {
   void sync_link_state(const std::string& connector, Done done);
 
   const RelayCounters& counters() const;
+  // Connections held open for the next message (usable ones only).
+  std::size_t held_connections() const;
 
   struct Shared;  // relay_client.cc
 

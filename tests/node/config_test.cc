@@ -447,6 +447,12 @@ INSTANTIATE_TEST_SUITE_P(
   dns:
     servers: ["127.0.0.1"]
 )", "13: routing.dns.servers[0]: ", "expected IP:port"},
+        Bad{"ConnectionIdleTooLong", "", R"(routing:
+  connection_idle_s: 301
+)", "12: routing.connection_idle_s: ", "301 is out of range (0-300)"},
+        Bad{"ConnectionMaxMessagesZero", "", R"(routing:
+  connection_max_messages: 0
+)", "12: routing.connection_max_messages: ", "0 is out of range (1-100000)"},
         Bad{"DnsTimeoutZero", "", R"(routing:
   dns:
     timeout_s: 0

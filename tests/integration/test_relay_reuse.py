@@ -1,0 +1,229 @@
+"""Connection reuse on the relay (routing.connection_idle_s, connection_max_messages;
+docs/smtp-client.md "Connection reuse"), against a scripted next hop on loopback that
+records every connection and every command on it.
+
+1. Messages sent one after another to the same smart host share one connection: the
+   second and third start with RSET instead of a connect, greeting and EHLO; once the
+   connection has been idle for connection_idle_s the relay says QUIT.
+2. connection_max_messages ends a connection with QUIT after that many messages; the
+   next message opens a new one.
+3. A held connection the server closed is replaced by a new one, and a server that
+   refuses the RSET gets the message on a new connection: neither delays the message
+   (it is delivered at once, never deferred) and neither counts as a failed attempt.
+4. So does a 421 to MAIL on a reused connection (a server's limit of messages per
+   connection).
+"""
+import json
+import socket
+import threading
+import time
+import unittest
+
+from bhnode import Node, free_port, wait_until
+
+
+class ScriptedHop:
+    """A next hop that accepts everything, by default. Per connection: the commands in
+    order. `rset_reply`: the reply to RSET (a 421 also closes the connection);
+    `close_after_message`: close the connection right after the 250 to the data."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(16)
+        self.lock = threading.Lock()
+        self.connections = []  # one list of commands per connection
+        self.closed = []       # index of each connection that has ended
+        self.messages = 0
+        self.rset_reply = b"250 2.0.0 Ok\r\n"
+        self.close_after_message = False
+        self.max_per_connection = 0  # > 0: a 421 to MAIL beyond that many messages
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self):
+        self.sock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections.append([])
+                n = len(self.connections) - 1
+            threading.Thread(target=self._serve, args=(c, n), daemon=True).start()
+
+    def _serve(self, c, n):
+        f = c.makefile("rb")
+        try:
+            c.sendall(b"220 hop.test ESMTP\r\n")
+            in_data = False
+            for line in f:
+                if in_data:
+                    if line == b".\r\n":
+                        in_data = False
+                        with self.lock:
+                            self.messages += 1
+                        c.sendall(b"250 2.0.0 Ok: queued\r\n")
+                        if self.close_after_message:
+                            break
+                    continue
+                cmd = line.rstrip(b"\r\n").decode()
+                with self.lock:
+                    self.connections[n].append(cmd)
+                verb = cmd.split(" ")[0].split(":")[0].upper()
+                taken = sum(1 for x in self.connections[n] if x.startswith("MAIL"))
+                if verb == "MAIL" and 0 < self.max_per_connection < taken:
+                    c.sendall(b"421 4.7.0 hop.test Error: too many messages in this session\r\n")
+                    break
+                if verb == "EHLO":
+                    c.sendall(b"250-hop.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                elif verb == "DATA":
+                    in_data = True
+                    c.sendall(b"354 go ahead\r\n")
+                elif verb == "RSET":
+                    c.sendall(self.rset_reply)
+                    if self.rset_reply.startswith(b"421"):
+                        break
+                elif verb == "QUIT":
+                    c.sendall(b"221 2.0.0 Bye\r\n")
+                    break
+                else:
+                    c.sendall(b"250 2.0.0 Ok\r\n")
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.closed.append(n)
+            c.close()
+
+    def snapshot(self):
+        with self.lock:
+            return [list(x) for x in self.connections], list(self.closed), self.messages
+
+
+def relay_node(hop, idle_s=5, max_messages=100):
+    extra = ("routing:\n"
+             f"  connection_idle_s: {idle_s}\n"
+             f"  connection_max_messages: {max_messages}\n"
+             "  smtp_connectors:\n"
+             "    - name: hop\n"
+             f'      smart_hosts: ["127.0.0.1:{hop.port}"]\n'
+             '      address_spaces: [{pattern: "*", cost: 1}]\n'
+             "      tls: none\n")
+    return Node(smtp=['relay_networks: ["127.0.0.0/8"]'], extra=extra).start()
+
+
+def relay_status(node):
+    r = node.bhctl("status", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["relay"]
+
+
+class RelayReuse(unittest.TestCase):
+    def setUp(self):
+        self.hop = ScriptedHop()
+        self.node = None
+
+    def tearDown(self):
+        if self.node is not None:
+            self.node.cleanup()
+        self.hop.stop()
+
+    def send(self, n):
+        """The n-th message (1-based) through the node; returns once the hop has it."""
+        import smtplib
+        with smtplib.SMTP("127.0.0.1", self.node.smtp_port, timeout=10) as c:
+            c.sendmail("alice@example.org", ["x@example.net"],
+                       f"Subject: reuse {n}\r\n\r\nbody {n}\r\n".encode())
+        wait_until(lambda: self.hop.snapshot()[2] >= n, timeout=15, what=f"message {n} at the hop")
+
+    def test_1_messages_share_one_connection_which_quits_when_idle(self):
+        self.node = relay_node(self.hop, idle_s=2)
+        for n in (1, 2, 3):
+            self.send(n)
+        conns, closed, _ = self.hop.snapshot()
+        self.assertEqual(len(conns), 1, conns)
+        c = conns[0]
+        self.assertEqual(c[0], "EHLO mx.example.org")
+        self.assertEqual(c.count("EHLO mx.example.org"), 1)
+        self.assertEqual([x for x in c if x == "RSET"], ["RSET", "RSET"])
+        # Each later message begins with RSET, then its own envelope.
+        second = c.index("RSET")
+        self.assertTrue(c[second + 1].startswith("MAIL FROM:<alice@example.org>"), c)
+        st = relay_status(self.node)
+        self.assertEqual(st["connections_reused"], 2, st)
+        self.assertEqual(st["held_connections"], 1, st)
+        self.assertEqual(closed, [])
+        # Idle for connection_idle_s: QUIT, and nothing is held any more.
+        wait_until(lambda: self.hop.snapshot()[1] == [0], timeout=10, what="the idle QUIT")
+        self.assertEqual(self.hop.snapshot()[0][0][-1], "QUIT")
+        self.assertEqual(relay_status(self.node)["held_connections"], 0)
+        self.assertIn("(reused)", self.node.read_log())
+
+    def test_2_max_messages_per_connection(self):
+        self.node = relay_node(self.hop, max_messages=2)
+        for n in (1, 2, 3):
+            self.send(n)
+        conns, _, _ = self.hop.snapshot()
+        self.assertEqual(len(conns), 2, conns)
+        # The first carried two messages and ended with QUIT right after the second.
+        wait_until(lambda: 0 in self.hop.snapshot()[1], timeout=5, what="QUIT after 2 messages")
+        first = self.hop.snapshot()[0][0]
+        self.assertEqual(sum(1 for x in first if x.startswith("MAIL FROM")), 2, first)
+        self.assertEqual(first[-1], "QUIT")
+        self.assertEqual(sum(1 for x in conns[1] if x.startswith("MAIL FROM")), 1, conns[1])
+
+    def test_3_a_dropped_or_refusing_connection_is_replaced_without_delay(self):
+        self.node = relay_node(self.hop)
+        # The hop closes each connection after its message (as at its own idle timeout).
+        self.hop.close_after_message = True
+        self.send(1)
+        wait_until(lambda: 0 in self.hop.snapshot()[1], timeout=5, what="the hop's close")
+        t0 = time.monotonic()
+        self.send(2)  # delivered at once: never deferred to a retry
+        self.assertLess(time.monotonic() - t0, 5)
+        wait_until(lambda: 1 in self.hop.snapshot()[1], timeout=5, what="the hop's close")
+        # The hop now keeps connections, but refuses RSET: the relay takes a new one.
+        self.hop.close_after_message = False
+        self.send(3)
+        self.hop.rset_reply = b"421 4.4.2 hop.test Error: timeout exceeded\r\n"
+        t0 = time.monotonic()
+        self.send(4)
+        self.assertLess(time.monotonic() - t0, 5)
+        conns, _, messages = self.hop.snapshot()
+        self.assertEqual(messages, 4)
+        self.assertEqual(len(conns), 4, conns)  # 1, 2 (fresh after the close), 3, then 4
+        self.assertEqual(conns[2][-1], "RSET")   # refused: nothing of message 4 went there
+        st = relay_status(self.node)
+        # Message 4's refused RSET is one. Messages 2 and 3 may each add one: the relay
+        # notices the hop's close when it reads the EOF, which can come after the next
+        # job took the connection (its RSET then finds the connection gone).
+        self.assertGreaterEqual(st["reuse_failures"], 1, st)
+        self.assertLessEqual(st["reuse_failures"], 3, st)
+        self.assertEqual(st["transient"], 0, st)
+        self.assertEqual(st["delivered"], 4, st)
+        self.assertEqual(st["attempts"], 4, st)  # the retry on a new connection is not one
+
+    def test_4_a_421_to_mail_on_a_reused_connection_means_a_new_one(self):
+        # Like Exchange's MaxMessagesPerConnection: the third MAIL on a connection gets 421.
+        self.hop.max_per_connection = 2
+        self.node = relay_node(self.hop)
+        for n in (1, 2, 3, 4):
+            t0 = time.monotonic()
+            self.send(n)
+            self.assertLess(time.monotonic() - t0, 5)  # never deferred to a retry
+        conns, _, _ = self.hop.snapshot()
+        self.assertEqual(len(conns), 2, conns)
+        self.assertTrue(conns[0][-1].startswith("MAIL FROM"), conns[0])  # the refused one
+        st = relay_status(self.node)
+        self.assertEqual(st["reuse_failures"], 1, st)
+        self.assertEqual(st["transient"], 0, st)
+        self.assertEqual(st["delivered"], 4, st)
+
+
+if __name__ == "__main__":
+    unittest.main()
