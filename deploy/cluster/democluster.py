@@ -303,15 +303,17 @@ class Cluster:
     say how."""
 
     def __init__(self, dir, layout=None, topology=None, timings=None, queue=None, days=30,
-                 node_timings=None):
+                 node_timings=None, routing=None):
         """`timings`: link_state keys over DEMO_TIMINGS; `node_timings`: per node id, more
-        link_state keys for that node only (a test that needs one node slower)."""
+        link_state keys for that node only (a test that needs one node slower); `routing`:
+        more routing keys for every node (e.g. connection_idle_s)."""
         self.dir = os.path.abspath(dir)
         self.topology = topology or Topology.sample()
         self.layout = layout or Layout.demo(self.topology)
         self.timings = dict(DEMO_TIMINGS, **(timings or {}))
         self.queue = dict(DEMO_QUEUE, **(queue or {}))
         self.node_timings = node_timings or {}
+        self.routing = routing or {}
         self.days = days
         self.pki = os.path.join(self.dir, "pki")
         self.slapd_dir = os.path.join(self.dir, "slapd")
@@ -516,7 +518,7 @@ userPassword: {self.ldap_password}
             "    tls_verify: true              # the other node's certificate, against the cluster CA",
             "routing:",
             f"  tls_ca_file: {self.pki}/ca.pem",
-        ]
+        ] + [f"  {k}: {v}" for k, v in self.routing.items()]
         return "\n".join(lines) + "\n"
 
     # ---- slapd ----

@@ -11,6 +11,9 @@ baseline row is the same client straight to node4 (one node, one hop).
     PYTHONPATH=tests/support BH_BIN=build/release/node/bridgehead \\
       BHCTL_BIN=build/release/admin/bhctl python3 tests/bench/cluster_bench.py [MESSAGES] [CONNECTIONS]
 
+BH_BENCH_CONNECTION_IDLE_S sets routing.connection_idle_s on every node (0: a new
+connection between the nodes for each message, as before connection reuse).
+
 MESSAGES (default 1000) are sent over CONNECTIONS (default 8) SMTP connections at once,
 each a sequence of transactions. "accepted" is when the last 250 came back; "delivered"
 when the last copy is in dave's Maildir on node4. Latency: from the client's DATA to the
@@ -115,8 +118,10 @@ def run(c, entry, label):
 def main():
     tmp = tempfile.mkdtemp(prefix="bh-cluster-bench-")
     topology = democluster.Topology.sample()
+    idle = os.environ.get("BH_BENCH_CONNECTION_IDLE_S")
     c = democluster.Cluster(tmp, layout(topology), topology, days=2,
-                            queue={"retry_initial_s": 1, "retry_max_s": 2})
+                            queue={"retry_initial_s": 1, "retry_max_s": 2},
+                            routing={"connection_idle_s": int(idle)} if idle else None)
     procs = []
     try:
         c.generate()
