@@ -540,9 +540,12 @@ class Cluster(unittest.TestCase):
             with open(self.c.log("node1"), errors="replace") as f:
                 return f.read()
         before = relay("node1")
-        for t in ["reuse-" + uuid.uuid4().hex[:10] for _ in range(3)]:
+        for i, t in enumerate(["reuse-" + uuid.uuid4().hex[:10] for _ in range(3)], 1):
             self.send(["dave@example.test"], t)  # node1 -> node2 -> node4
             self.wait_home_copy("dave@example.test", t)
+            # Counted by node1's relay: by then its connection is held for the next one.
+            wait_until(lambda: relay("node1")["delivered"] - before["delivered"] >= i, timeout=30,
+                       what=f"node1's relay done with message {i}")
         mid = relay("node1")
         self.assertGreaterEqual(mid["connections_reused"] - before["connections_reused"], 2, mid)
         self.assertIn("(reused)", log())

@@ -16,11 +16,11 @@ import socket
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
 from bhnode import Node, free_port, wait_until
+from loopback_server import LoopbackServer
 
 OPENDKIM = shutil.which("opendkim") or "/usr/sbin/opendkim"
 GENKEY = shutil.which("opendkim-genkey") or "/usr/sbin/opendkim-genkey"
@@ -108,31 +108,23 @@ class HangingMilter:
 
     def __init__(self, mode):
         self.mode = mode
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.conns = []
         self.accepted = 0
-        threading.Thread(target=self.serve, daemon=True).start()
+        self.server = LoopbackServer(self.serve, threaded=False)
+        self.port = self.server.port
 
-    def serve(self):
-        while True:
+    def serve(self, c):
+        self.accepted += 1
+        if self.mode == "die":
             try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            if self.mode == "die":
-                try:
-                    c.recv(4096)
-                finally:
-                    c.close()
-            else:
-                self.conns.append(c)  # kept open, never answered
+                c.recv(4096)
+            finally:
+                c.close()
+        else:
+            self.conns.append(c)  # kept open, never answered
 
     def close(self):
-        self.sock.close()
+        self.server.close()
         for c in self.conns:
             c.close()
 
@@ -144,24 +136,13 @@ class QuarantineMilter:
 
     def __init__(self, reason):
         self.reason = reason.encode()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.messages = 0
-        threading.Thread(target=self.serve, daemon=True).start()
+        self.server = LoopbackServer(self.session)
+        self.port = self.server.port
 
     @staticmethod
     def packet(cmd, data=b""):
         return struct.pack(">I", len(data) + 1) + cmd + data
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.session, args=(c,), daemon=True).start()
 
     def session(self, c):
         buf = b""
@@ -185,7 +166,7 @@ class QuarantineMilter:
                     c.sendall(self.packet(b"c"))
 
     def close(self):
-        self.sock.close()
+        self.server.close()
 
 
 def milter_extra(port, policy, command_ms=10000, deadline_ms=30000):

@@ -6,13 +6,13 @@ import json
 import os
 import smtplib
 import socket
-import threading
 import stat
 import subprocess
 import tempfile
 import unittest
 
 from bhnode import BH_BIN, Node, wait_until
+from loopback_server import LoopbackServer
 
 PLUGIN = os.environ.get("BH_STAMP_PLUGIN", "")
 
@@ -23,19 +23,8 @@ class TinySink:
 
     def __init__(self):
         self.messages = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+        self.server = LoopbackServer(self.session)
+        self.port = self.server.port
 
     def session(self, c):
         f = c.makefile("rb")
@@ -70,7 +59,7 @@ class TinySink:
             c.close()
 
     def close(self):
-        self.sock.close()
+        self.server.close()
 
 MSG = (b"From: Carol <carol@example.net>\r\nTo: alice@example.org\r\nSubject: %s\r\n"
        b"Message-ID: <%s@example.net>\r\n\r\n%s\r\n")
