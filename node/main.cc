@@ -654,6 +654,10 @@ int main(int argc, char** argv) {
       lo.port = ep.port;
     }
     lo.helo_name = hostname;
+    lo.connection_idle = std::chrono::seconds(cfg.routing().connection_idle_s());
+    lo.connection_max_messages =
+        cfg.routing().connection_idle_s() == 0 ? 1 : cfg.routing().connection_max_messages();
+    lo.connection_max_idle = cfg.routing().connection_max_idle();
     lmtp = std::make_unique<bh::smtp::LmtpDeliverer>(relay_io, lo);
     manager.set_local_remote(lmtp.get());
     bh::log::info("node", name + ": local mailboxes are delivered by LMTP to " + to);
@@ -1086,6 +1090,15 @@ int main(int argc, char** argv) {
                          {"held_connections", relay->held_connections()},
                          {"delivered", rc.delivered.load()}, {"transient", rc.transient.load()},
                          {"permanent", rc.permanent.load()}};
+           }() : json{{"enabled", false}}},
+          {"lmtp", lmtp ? [&] {
+             const auto& lc = lmtp->counters();
+             return json{{"jobs", lc.jobs.load()}, {"connect_failures", lc.connect_failures.load()},
+                         {"connections_reused", lc.connections_reused.load()},
+                         {"reuse_failures", lc.reuse_failures.load()},
+                         {"held_connections", lmtp->held_connections()},
+                         {"delivered", lc.delivered.load()}, {"transient", lc.transient.load()},
+                         {"permanent", lc.permanent.load()}};
            }() : json{{"enabled", false}}},
       };
     };

@@ -518,6 +518,84 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
 
 }  // namespace
 
+std::shared_ptr<HeldConnection> HeldConnections::take(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = held_.find(key);
+  if (it == held_.end()) {
+    return nullptr;
+  }
+  auto& list = it->second;
+  std::shared_ptr<HeldConnection> found;
+  while (!list.empty() && !found) {
+    auto c = std::move(list.back());
+    list.pop_back();
+    --total_;
+    if (c->usable()) {
+      found = std::move(c);
+    }
+  }
+  if (list.empty()) {
+    held_.erase(it);
+  }
+  return found;
+}
+
+bool HeldConnections::put(const std::string& key, std::shared_ptr<HeldConnection> connection) {
+  std::lock_guard lock(mu_);
+  if (total_ >= total_cap_) {
+    sweep();
+    if (total_ >= total_cap_) {
+      return false;
+    }
+  }
+  auto& list = held_[key];
+  total_ -= std::erase_if(list, [](const auto& c) { return !c->usable(); });
+  if (list.size() >= per_key_) {
+    if (list.empty()) {
+      held_.erase(key);
+    }
+    return false;
+  }
+  list.push_back(std::move(connection));
+  ++total_;
+  return true;
+}
+
+void HeldConnections::sweep() {
+  for (auto it = held_.begin(); it != held_.end();) {
+    total_ -= std::erase_if(it->second, [](const auto& c) { return !c->usable(); });
+    it = it->second.empty() ? held_.erase(it) : std::next(it);
+  }
+}
+
+std::size_t HeldConnections::usable() const {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (const auto& [key, list] : held_) {
+    n += static_cast<std::size_t>(
+        std::count_if(list.begin(), list.end(), [](const auto& c) { return c->usable(); }));
+  }
+  return n;
+}
+
+void HeldConnections::clear() {
+  std::lock_guard lock(mu_);
+  held_.clear();
+  total_ = 0;
+}
+
+bool retry_on_new_connection(const AttemptOutcome& o) {
+  if (!o.reused || !o.result.hop_error || !o.result.hop_error->transient()) {
+    return false;
+  }
+  if (!o.result.mail_sent) {
+    return true;
+  }
+  return o.result.hop_code == 421 &&
+         std::none_of(o.result.recipients.begin(), o.result.recipients.end(),
+                      [](const RecipientOutcome& r) { return r.status == DeliveryStatus::kDelivered; });
+}
+
 void start_attempt(ClientStrand strand, ssl::context& tls, AttemptSetup setup, ClientConfig config,
                    OutboundMessage message, AttemptReport report,
                    std::chrono::milliseconds idle_limit) {

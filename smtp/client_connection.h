@@ -22,9 +22,12 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 #include "smtp/client_session.h"
@@ -99,6 +102,36 @@ struct AttemptOutcome {
   // for the next message, or close()s it.
   std::shared_ptr<HeldConnection> held;
 };
+
+// Connections held open for the next message, by key (which server, reached how, as
+// whom): at most `per_key` per key and `total` in all; put() refuses more (the caller
+// closes it). Connections that stopped being usable are dropped as they are met. Any
+// thread.
+class HeldConnections {
+ public:
+  HeldConnections(std::size_t per_key, std::size_t total) : per_key_(per_key), total_cap_(total) {}
+  // The newest usable connection held for `key`, or null.
+  std::shared_ptr<HeldConnection> take(const std::string& key);
+  bool put(const std::string& key, std::shared_ptr<HeldConnection> connection);
+  std::size_t usable() const;  // held and still usable, over all keys
+  void clear();
+
+ private:
+  void sweep();  // under mu_
+
+  const std::size_t per_key_, total_cap_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::vector<std::shared_ptr<HeldConnection>>> held_;
+  std::size_t total_ = 0;  // entries in held_, usable or not
+};
+
+// Whether a session on a held connection failed for the connection's sake, so the caller
+// runs it again at once on a new connection to the same target (not as a new attempt):
+// the connection was gone or would not take the RSET (nothing of the message reached the
+// server), or the server closed the channel with a 421 before taking the message (a
+// limit of messages per connection, an idle timeout of its own; RFC 5321 §3.8: the
+// transaction was not completed).
+bool retry_on_new_connection(const AttemptOutcome& outcome);
 
 // Starts one attempt on `strand`; `tls` must outlive it (and any connection it leaves
 // held). A held connection QUITs after `idle_limit` unused.

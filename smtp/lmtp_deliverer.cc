@@ -74,6 +74,8 @@ struct LmtpDeliverer::Shared {
   RelayTarget target;
   asio::ssl::context tls;  // the pump's stream type needs one; never used (TlsPolicy::kNever)
   LmtpCounters counters;
+  // One endpoint: one key. Per key and in all, the same cap.
+  HeldConnections held{options.connection_max_idle, options.connection_max_idle};
 };
 
 namespace {
@@ -101,7 +103,6 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
  private:
   void begin() {
     shared_->counters.jobs++;
-    const RelayTarget& target = shared_->target;
     fd_ = ::open(job_.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) {
       finish(hop_failure(job_.recipients,
@@ -110,23 +111,51 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
                          ""));
       return;
     }
+    attempt(true);
+  }
+
+  // One session: on the held connection when there is one (and `reuse`), else on a new one.
+  void attempt(bool reuse) {
+    const auto& opt = shared_->options;
     AttemptSetup setup;
-    setup.target = target;
+    setup.target = shared_->target;
     setup.body_fd = fd_;
     setup.body_offset = job_.body_offset;
     setup.body_length = job_.body_length;
-    setup.connect_timeout = shared_->options.connect_timeout;
-    start_attempt(strand_, shared_->tls, std::move(setup), lmtp_client_config(shared_->options),
-                  outbound_message(job_), [self = shared_from_this()](AttemptOutcome o) {
-                    self->on_attempt(std::move(o));
-                  });
+    setup.connect_timeout = opt.connect_timeout;
+    ClientConfig cfg = lmtp_client_config(opt);
+    // Reports come on the connection's strand, another job's when it was held: back here.
+    auto report = [self = shared_from_this()](AttemptOutcome o) {
+      ClientStrand ex = self->strand_;
+      asio::post(ex, [self = std::move(self), o = std::move(o)]() mutable {
+        self->on_attempt(std::move(o));
+      });
+    };
+    if (reuse && opt.connection_max_messages > 1) {
+      if (auto held = shared_->held.take(kKey)) {
+        cfg.hold_open = held->sessions() + 1 < opt.connection_max_messages;
+        held->reuse(std::move(setup), std::move(cfg), outbound_message(job_), std::move(report));
+        return;
+      }
+    }
+    cfg.hold_open = opt.connection_max_messages > 1;
+    start_attempt(strand_, shared_->tls, std::move(setup), std::move(cfg), outbound_message(job_),
+                  std::move(report), opt.connection_idle);
   }
 
   void on_attempt(AttemptOutcome o) {
+    if (o.held && !shared_->held.put(kKey, o.held)) {
+      o.held->close();
+    }
+    o.held.reset();
     RelayAttempt info;
     info.queue_id = job_.queue_id;
     info.target = o.target.str();
     info.connected = o.connected;
+    info.reused = o.reused;
+    if (o.reused) {
+      shared_->counters.connections_reused++;
+    }
     queue::RemoteResult r;
     if (!o.connected) {
       shared_->counters.connect_failures++;
@@ -138,10 +167,15 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
       r = lmtp_result(o.result, job_.recipients, o.target.remote_mta());
     }
     log::info("lmtp",
-              job_.queue_id + ": " + info.target + ": " +
+              job_.queue_id + ": " + info.target + (info.reused ? " (reused)" : "") + ": " +
                   (info.error ? info.error->enhanced + " " + info.error->message : "session done"));
     if (shared_->options.on_attempt) {
       shared_->options.on_attempt(info);
+    }
+    if (retry_on_new_connection(o)) {
+      shared_->counters.reuse_failures++;
+      attempt(false);
+      return;
     }
     finish(std::move(r));
   }
@@ -164,6 +198,8 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
     done_ = nullptr;
   }
 
+  static constexpr const char* kKey = "lmtp";
+
   std::shared_ptr<LmtpDeliverer::Shared> shared_;
   ClientStrand strand_;
   queue::RemoteJob job_;
@@ -178,7 +214,9 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
 LmtpDeliverer::LmtpDeliverer(asio::io_context& io, LmtpOptions options)
     : shared_(std::make_shared<Shared>(io, std::move(options))) {}
 
-LmtpDeliverer::~LmtpDeliverer() = default;
+LmtpDeliverer::~LmtpDeliverer() { shared_->held.clear(); }
+
+std::size_t LmtpDeliverer::held_connections() const { return shared_->held.usable(); }
 
 const LmtpCounters& LmtpDeliverer::counters() const { return shared_->counters; }
 

@@ -6,11 +6,14 @@
 // set_local_remote); RCPT TO carries the recipient's address as queued, so the LMTP
 // server's user database decides where the mail lands.
 //
-// One job = one connection to the endpoint (TCP "IP:port", or a unix socket), on the per-connection
+// One job = one session with the endpoint (TCP "IP:port", or a unix socket), on the per-connection
 // pump shared with the SMTP relay (smtp/client_connection.h), driving a ClientSession with lmtp =
 // true: LHLO <helo_name>, MAIL, one RCPT per recipient, DATA, and after the final dot one reply per
 // accepted recipient (RFC 2033 §4.2). No STARTTLS, no AUTH: LMTP is for a trusted local peer, not
-// for a wide-area network (RFC 2033 §5).
+// for a wide-area network (RFC 2033 §5). Connections are reused as in the relay: the next
+// job runs on the connection the last one left held open, after an RSET (LmtpOptions).
+// A held connection that is gone, refuses the RSET or answers 421 before taking the
+// message is replaced by a new one at once (retry_on_new_connection).
 //
 // Per-recipient results: 2xx delivered, 4xx transient, 5xx permanent (a refused RCPT or a
 // refused final reply), each with the server's reply ("550 5.1.1 <x> User doesn't
@@ -56,12 +59,22 @@ struct LmtpOptions {
   ClientTimeouts timeouts;
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(30)};
   ReplyLimits reply_limits;
+  // Connection reuse (smtp/relay_client.h, docs/smtp-client.md): a connection whose
+  // server is in step after a message waits up to connection_idle for the next one, which
+  // runs on it after an RSET; at most connection_max_messages per connection (<= 1: one
+  // message per connection) and connection_max_idle waiting.
+  std::chrono::milliseconds connection_idle{std::chrono::seconds(5)};
+  std::size_t connection_max_messages = 100;
+  std::size_t connection_max_idle = 16;
   // Called on the job's strand after each connection; must not block.
   std::function<void(const RelayAttempt&)> on_attempt;
 };
 
 struct LmtpCounters {
   std::atomic<std::uint64_t> jobs{0}, connect_failures{0}, delivered{0}, transient{0}, permanent{0};
+  // Sessions run on a held connection; held connections found gone or refusing (the
+  // message then went on a new connection).
+  std::atomic<std::uint64_t> connections_reused{0}, reuse_failures{0};
 };
 
 // ---- Pure pieces (unit-tested in tests/smtp/lmtp_deliverer_test.cc) ----
@@ -85,6 +98,8 @@ class LmtpDeliverer final : public queue::RemoteDeliverer {
   void deliver(queue::RemoteJob job, Done done) override;
 
   const LmtpCounters& counters() const;
+  // Connections held open for the next message.
+  std::size_t held_connections() const;
 
   struct Shared;  // lmtp_deliverer.cc
 

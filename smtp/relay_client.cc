@@ -12,8 +12,6 @@
 #include <algorithm>
 #include <deque>
 #include <fstream>
-#include <map>
-#include <mutex>
 
 #include "common/log.h"
 
@@ -249,63 +247,8 @@ struct SmtpRelay::Shared {
   std::size_t active = 0;
   std::deque<std::function<void()>> waiting;  // job starters, FIFO
 
-  // Held connections by target and identity (Job::held_key), any thread.
-  std::mutex held_mu;
-  std::map<std::string, std::vector<std::shared_ptr<HeldConnection>>> held;
-
-  // The newest usable connection held for `key`, or null.
-  std::shared_ptr<HeldConnection> take_held(const std::string& key) {
-    std::lock_guard lock(held_mu);
-    auto it = held.find(key);
-    if (it == held.end()) {
-      return nullptr;
-    }
-    auto& list = it->second;
-    std::shared_ptr<HeldConnection> found;
-    while (!list.empty() && !found) {
-      auto c = std::move(list.back());
-      list.pop_back();
-      --held_total;
-      if (c->usable()) {
-        found = std::move(c);
-      }
-    }
-    if (list.empty()) {
-      held.erase(it);
-    }
-    return found;
-  }
-  std::size_t held_total = 0;  // entries in `held`, usable or not
-
-  // Keeps `c` for the next job to `key`; false (the caller closes it) when that target
-  // already has its share waiting, or the relay its total.
-  bool put_held(const std::string& key, std::shared_ptr<HeldConnection> c) {
-    std::lock_guard lock(held_mu);
-    if (held_total >= options.connection_max_idle_total) {
-      sweep_held();
-    }
-    if (held_total >= options.connection_max_idle_total) {
-      return false;
-    }
-    auto& list = held[key];
-    held_total -= std::erase_if(list, [](const auto& h) { return !h->usable(); });
-    if (list.size() >= options.connection_max_idle_per_target) {
-      if (list.empty()) {
-        held.erase(key);
-      }
-      return false;
-    }
-    list.push_back(std::move(c));
-    ++held_total;
-    return true;
-  }
-  // Drops every connection that is no longer usable (under held_mu).
-  void sweep_held() {
-    for (auto it = held.begin(); it != held.end();) {
-      held_total -= std::erase_if(it->second, [](const auto& h) { return !h->usable(); });
-      it = it->second.empty() ? held.erase(it) : std::next(it);
-    }
-  }
+  // Held connections by target and identity (Job::held_key).
+  HeldConnections held{options.connection_max_idle_per_target, options.connection_max_idle_total};
 
   // Both on `strand`.
   void admit(std::function<void()> start) {
@@ -539,7 +482,7 @@ class Job : public std::enable_shared_from_this<Job> {
     const std::size_t max_messages = opt.connection_max_messages;
     held_key_ = held_key(target, setup, cfg);
     if (reuse && max_messages > 1) {
-      if (auto held = shared_->take_held(held_key_)) {
+      if (auto held = shared_->held.take(held_key_)) {
         cfg.hold_open = held->sessions() + 1 < max_messages;
         held->reuse(std::move(setup), std::move(cfg), message_for_hop(), std::move(report));
         return;
@@ -564,7 +507,7 @@ class Job : public std::enable_shared_from_this<Job> {
 
   void on_attempt(AttemptOutcome o) {
     auto& c = shared_->counters;
-    if (o.held && !shared_->put_held(held_key_, o.held)) {
+    if (o.held && !shared_->held.put(held_key_, o.held)) {
       o.held->close();
     }
     o.held.reset();
@@ -603,7 +546,7 @@ class Job : public std::enable_shared_from_this<Job> {
     if (shared_->options.on_attempt) {
       shared_->options.on_attempt(info);
     }
-    if (retry_fresh(o)) {
+    if (retry_on_new_connection(o)) {
       c.reuse_failures++;
       attempt(o.target, false);
       return;
@@ -626,23 +569,6 @@ class Job : public std::enable_shared_from_this<Job> {
     }
     last_ = std::move(r);
     next_attempt();
-  }
-
-  // A session on a held connection that failed for the connection's sake is run again,
-  // at once, on a new connection to the same target: the connection was gone or would not
-  // take the RSET (nothing of the message reached the server), or the server closed the
-  // channel with a 421 before taking the message (a limit of messages per connection, an
-  // idle timeout of its own; RFC 5321 §3.8: the transaction was not completed).
-  static bool retry_fresh(const AttemptOutcome& o) {
-    if (!o.reused || !o.result.hop_error || !o.result.hop_error->transient()) {
-      return false;
-    }
-    if (!o.result.mail_sent) {
-      return true;
-    }
-    return o.result.hop_code == 421 &&
-           std::none_of(o.result.recipients.begin(), o.result.recipients.end(),
-                        [](const RecipientOutcome& r) { return r.status == DeliveryStatus::kDelivered; });
   }
 
   void finish(queue::RemoteResult r) {
@@ -706,21 +632,12 @@ SmtpRelay::SmtpRelay(std::shared_ptr<Shared> shared) : shared_(std::move(shared)
 // drop them here to break the cycle.
 SmtpRelay::~SmtpRelay() {
   shared_->waiting.clear();
-  std::lock_guard lock(shared_->held_mu);
   shared_->held.clear();
 }
 
 const RelayCounters& SmtpRelay::counters() const { return shared_->counters; }
 
-std::size_t SmtpRelay::held_connections() const {
-  std::lock_guard lock(shared_->held_mu);
-  std::size_t n = 0;
-  for (const auto& [key, list] : shared_->held) {
-    n += static_cast<std::size_t>(
-        std::count_if(list.begin(), list.end(), [](const auto& c) { return c->usable(); }));
-  }
-  return n;
-}
+std::size_t SmtpRelay::held_connections() const { return shared_->held.usable(); }
 
 void SmtpRelay::sync_link_state(const std::string& connector, Done done) {
   queue::RemoteJob job;

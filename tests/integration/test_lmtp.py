@@ -9,7 +9,9 @@ Dovecot does not know:
   - alice + carol: carol is refused by Dovecot (550 5.1.1 at RCPT), so the sender (a
     local mailbox, reached through Dovecot too) gets a DSN; alice still gets the mail;
   - Dovecot down: the message stays queued in "retry" with a 4.4.1 error and is
-    delivered once Dovecot is back and the operator retries it.
+    delivered once Dovecot is back and the operator retries it;
+  - two messages one after the other: the second runs on the LMTP connection the first
+    left held open (RSET, then MAIL; routing.connection_idle_s).
 Each runs over TCP (Lmtp) and over Dovecot's unix socket (LmtpUnixSocket).
 """
 import json
@@ -123,6 +125,23 @@ class Lmtp(unittest.TestCase):
         kinds = [e["event"] for e in events]
         self.assertIn("bounced", kinds)
         self.assertIn("dsn_sent", kinds)
+
+    def test_messages_one_after_another_share_one_lmtp_connection(self):
+        def lmtp_status():
+            return json.loads(self.node.bhctl("--json", "status").stdout)["lmtp"]
+        self.send(["alice@example.org"], subject="first")
+        self.wait_dovecot("alice@example.org", 1)
+        # Counted: by then the connection is held for the next message.
+        wait_until(lambda: lmtp_status()["delivered"] >= 1, what="the first LMTP job done")
+        self.assertEqual(lmtp_status()["held_connections"], 1)
+        self.send(["alice@example.org"], subject="second")
+        got = self.wait_dovecot("alice@example.org", 2)
+        self.assertEqual(len(got), 2)
+        wait_until(lambda: lmtp_status()["delivered"] >= 2, what="the second LMTP job done")
+        st = lmtp_status()
+        self.assertEqual(st["connections_reused"], 1, st)  # Dovecot took RSET, then MAIL
+        self.assertEqual(st["reuse_failures"], 0, st)
+        self.assertIn("(reused)", self.node.read_log())
 
     def test_dovecot_down_keeps_mail_queued_until_it_is_back(self):
         self.dovecot.stop()

@@ -1,6 +1,8 @@
 #include "smtp/lmtp_deliverer.h"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
@@ -191,6 +193,10 @@ class FakeLmtpOn {
                          : "452 4.2.2 <bob@example.org> Quota exceeded\r\n");
           }
         }
+      } else if (l == "RSET") {
+        ok.clear();
+        data.clear();
+        say("250 2.0.0 OK\r\n");
       } else if (l == "QUIT") {
         say("221 2.0.0 Bye\r\n");
         return;
@@ -214,8 +220,11 @@ struct Fixture {
   asio::io_context io;
   std::vector<RelayAttempt> attempts;
 
-  std::unique_ptr<LmtpDeliverer> make(std::uint16_t port, std::string unix_path = "") {
+  // messages_per_connection 1: each job QUITs, so io.run() returns once it is done.
+  std::unique_ptr<LmtpDeliverer> make(std::uint16_t port, std::string unix_path = "",
+                                      std::size_t messages_per_connection = 1) {
     LmtpOptions o;
+    o.connection_max_messages = messages_per_connection;
     o.ip = "127.0.0.1";
     o.port = port;
     o.unix_path = std::move(unix_path);
@@ -276,6 +285,38 @@ TEST(LmtpDeliverer, OneReplyPerRecipientAfterTheData) {
   EXPECT_EQ(d->counters().delivered.load(), 1u);
   EXPECT_EQ(d->counters().permanent.load(), 1u);
   EXPECT_EQ(d->counters().transient.load(), 1u);
+}
+
+TEST(LmtpDeliverer, TheNextJobRunsOnTheHeldConnectionAfterRset) {
+  Fixture f;
+  FakeLmtp server;  // serves one connection only: a second connect would fail
+  auto d = f.make(server.port(), "", 2);
+  std::vector<queue::RemoteResult> got;
+  // The second job starts when the first is done; it is the connection's last (2 of 2),
+  // so it QUITs and io.run() returns.
+  d->deliver(f.job(), [&](queue::RemoteResult r) {
+    got.push_back(std::move(r));
+    EXPECT_EQ(d->held_connections(), 1u);
+    d->deliver(f.job(), [&](queue::RemoteResult r2) { got.push_back(std::move(r2)); });
+  });
+  f.io.run();
+  ASSERT_EQ(got.size(), 2u);
+  for (const auto& r : got) {
+    EXPECT_FALSE(r.hop_error);
+    ASSERT_EQ(r.recipients.size(), 3u);
+    EXPECT_EQ(r.recipients[0].status, queue::RemoteStatus::kDelivered);
+    EXPECT_EQ(r.recipients[2].reply, "452 4.2.2 <bob@example.org> Quota exceeded");
+  }
+  ASSERT_EQ(std::count(server.lines.begin(), server.lines.end(), "LHLO node1.example.org"), 1);
+  auto rset = std::find(server.lines.begin(), server.lines.end(), "RSET");
+  ASSERT_NE(rset, server.lines.end());
+  EXPECT_EQ(*(rset + 1), "MAIL FROM:<s@example.org>");
+  EXPECT_EQ(server.lines.back(), "QUIT");
+  ASSERT_EQ(f.attempts.size(), 2u);
+  EXPECT_FALSE(f.attempts[0].reused);
+  EXPECT_TRUE(f.attempts[1].reused);
+  EXPECT_EQ(d->counters().connections_reused.load(), 1u);
+  EXPECT_EQ(d->held_connections(), 0u);
 }
 
 TEST(LmtpDeliverer, ServerDownIsTransient441ForAll) {

@@ -116,6 +116,78 @@ TEST(RelayNextTarget, OnlyFailuresBeforeMailMoveOn) {
   EXPECT_FALSE(try_next_target(hop(permanent_error("5.7.1", "MAIL: refused"), 550, true)));
 }
 
+AttemptOutcome reused(ClientResult r, std::vector<DeliveryStatus> each = {}) {
+  AttemptOutcome o;
+  o.connected = true;
+  o.reused = true;
+  o.result = std::move(r);
+  for (auto st : each) {
+    RecipientOutcome ro;
+    ro.status = st;
+    o.result.recipients.push_back(ro);
+  }
+  return o;
+}
+
+TEST(RelayReuse, OnlyConnectionFailuresOfAReusedSessionGoToANewConnection) {
+  using S = DeliveryStatus;
+  // Gone or refusing the RSET: nothing of the message was sent.
+  EXPECT_TRUE(retry_on_new_connection(reused(hop(transient_error("4.4.2", "lost"), 0, false))));
+  EXPECT_TRUE(retry_on_new_connection(
+      reused(hop(transient_error("4.4.2", "reused connection: 421 bye"), 421, false))));
+  // A 421 after MAIL, nobody delivered: the server took nothing (RFC 5321 §3.8).
+  EXPECT_TRUE(retry_on_new_connection(
+      reused(hop(transient_error("4.7.0", "MAIL: too many"), 421, true), {S::kTransient})));
+  // ... but not once a recipient was delivered, nor for another failure after MAIL.
+  EXPECT_FALSE(retry_on_new_connection(reused(hop(transient_error("4.4.2", "lost"), 421, true),
+                                              {S::kDelivered, S::kTransient})));
+  EXPECT_FALSE(retry_on_new_connection(
+      reused(hop(transient_error("4.4.2", "lost during DATA"), 0, true), {S::kTransient})));
+  // A permanent verdict is about the message; a new connection is no remedy.
+  EXPECT_FALSE(retry_on_new_connection(reused(hop(permanent_error("5.3.4", "too big"), 0, false))));
+  // A new connection's failures are the attempt's, as before.
+  auto fresh = reused(hop(transient_error("4.4.2", "lost"), 0, false));
+  fresh.reused = false;
+  EXPECT_FALSE(retry_on_new_connection(fresh));
+  EXPECT_FALSE(retry_on_new_connection(reused(ClientResult{})));  // a delivered message
+}
+
+// A HeldConnection that only says whether it is usable, and records close().
+struct FakeHeld final : HeldConnection {
+  std::atomic<bool> ok{true};
+  int closes = 0;
+  bool usable() const override { return ok; }
+  std::size_t sessions() const override { return 1; }
+  void reuse(AttemptSetup, ClientConfig, OutboundMessage, AttemptReport) override {}
+  void close() override { ++closes; }
+};
+
+TEST(RelayReuse, HeldConnectionsPerKeyAndInAllNewestFirstSkippingDeadOnes) {
+  HeldConnections h(2, 3);
+  auto a = std::make_shared<FakeHeld>(), b = std::make_shared<FakeHeld>(),
+       c = std::make_shared<FakeHeld>(), d = std::make_shared<FakeHeld>();
+  EXPECT_EQ(h.take("x"), nullptr);
+  EXPECT_TRUE(h.put("x", a));
+  EXPECT_TRUE(h.put("x", b));
+  EXPECT_FALSE(h.put("x", c));  // two per key
+  EXPECT_TRUE(h.put("y", c));
+  EXPECT_FALSE(h.put("z", d));  // three in all
+  EXPECT_EQ(h.usable(), 3u);
+  // A dead one makes room (found when the cap is met), and is never handed out.
+  b->ok = false;
+  EXPECT_EQ(h.usable(), 2u);
+  EXPECT_TRUE(h.put("z", d));
+  EXPECT_EQ(h.take("x"), a);  // b (newer) is dead: skipped and dropped
+  EXPECT_EQ(h.take("x"), nullptr);
+  EXPECT_EQ(h.take("y"), c);
+  EXPECT_EQ(h.take("z"), d);
+  EXPECT_EQ(h.usable(), 0u);
+  h.put("x", a);
+  h.clear();
+  EXPECT_EQ(h.take("x"), nullptr);
+  EXPECT_EQ(a->closes, 0);  // the pool never closes: its caller does when put() refuses
+}
+
 std::vector<queue::RemoteJob::Rcpt> rcpts() {
   std::vector<queue::RemoteJob::Rcpt> v(3);
   v[0].index = 4;

@@ -252,6 +252,9 @@ class RelayIt : public ::testing::Test {
     o.timeouts.data_init = o.timeouts.data_block = o.timeouts.data_term = 20s;
     o.timeouts.tls_handshake = 10s;
     o.on_attempt = [&](const RelayAttempt& a) { out.attempts.push_back(a); };
+    // One message per connection: each test is one session, ended with QUIT (a held
+    // connection would keep io running until its idle limit; test_relay_reuse covers it).
+    o.connection_max_messages = 1;
     auto relay = SmtpRelay::create(
         io, [table] { return table; }, nullptr, o);
     BH_CHECK(relay.ok());
