@@ -518,6 +518,28 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
 
 }  // namespace
 
+void HeldConnections::start(const std::string& key, bool reuse, ClientStrand strand,
+                            ssl::context& tls, AttemptSetup setup, ClientConfig config,
+                            OutboundMessage message, AttemptReport report) {
+  if (reuse && max_messages_ > 1) {
+    if (auto held = take(key)) {
+      config.hold_open = held->sessions() + 1 < max_messages_;
+      held->reuse(std::move(setup), std::move(config), std::move(message), std::move(report));
+      return;
+    }
+  }
+  config.hold_open = max_messages_ > 1;
+  start_attempt(strand, tls, std::move(setup), std::move(config), std::move(message),
+                std::move(report), idle_);
+}
+
+void HeldConnections::keep(const std::string& key, AttemptOutcome& outcome) {
+  if (outcome.held && !put(key, outcome.held)) {
+    outcome.held->close();
+  }
+  outcome.held.reset();
+}
+
 std::shared_ptr<HeldConnection> HeldConnections::take(const std::string& key) {
   std::lock_guard lock(mu_);
   auto it = held_.find(key);

@@ -103,15 +103,30 @@ struct AttemptOutcome {
   std::shared_ptr<HeldConnection> held;
 };
 
-// Connections held open for the next message, by key (which server, reached how, as
-// whom): at most `per_key` per key and `total` in all; put() refuses more (the caller
-// closes it). Connections that stopped being usable are dropped as they are met. Any
-// thread.
+// Connection reuse for one client (the relay, the LMTP deliverer): connections held open
+// for the next message, by key (which server, reached how, as whom), at most `per_key`
+// per key and `total` in all; each carries at most `max_messages` messages (<= 1: none
+// is held) and QUITs after `idle` unused. Connections that stopped being usable are
+// dropped as they are met. Any thread.
 class HeldConnections {
  public:
-  HeldConnections(std::size_t per_key, std::size_t total) : per_key_(per_key), total_cap_(total) {}
+  HeldConnections(std::size_t per_key, std::size_t total, std::size_t max_messages = 100,
+                  std::chrono::milliseconds idle = std::chrono::seconds(5))
+      : per_key_(per_key), total_cap_(total), max_messages_(max_messages), idle_(idle) {}
+
+  // One session: on a connection held for `key` when `reuse` and there is one, else on a
+  // new connection (start_attempt). Either way the session is held open at its end
+  // while the connection has messages left; the report then carries it (keep()).
+  void start(const std::string& key, bool reuse, ClientStrand strand,
+             boost::asio::ssl::context& tls, AttemptSetup setup, ClientConfig config,
+             OutboundMessage message, AttemptReport report);
+  // Holds the report's connection for the next session to `key`, or closes it when the
+  // caps are met; outcome.held is empty afterwards.
+  void keep(const std::string& key, AttemptOutcome& outcome);
+
   // The newest usable connection held for `key`, or null.
   std::shared_ptr<HeldConnection> take(const std::string& key);
+  // False (the caller closes it) when the caps are met.
   bool put(const std::string& key, std::shared_ptr<HeldConnection> connection);
   std::size_t usable() const;  // held and still usable, over all keys
   void clear();
@@ -119,7 +134,8 @@ class HeldConnections {
  private:
   void sweep();  // under mu_
 
-  const std::size_t per_key_, total_cap_;
+  const std::size_t per_key_, total_cap_, max_messages_;
+  const std::chrono::milliseconds idle_;
   mutable std::mutex mu_;
   std::map<std::string, std::vector<std::shared_ptr<HeldConnection>>> held_;
   std::size_t total_ = 0;  // entries in held_, usable or not

@@ -75,7 +75,8 @@ struct LmtpDeliverer::Shared {
   asio::ssl::context tls;  // the pump's stream type needs one; never used (TlsPolicy::kNever)
   LmtpCounters counters;
   // One endpoint: one key. Per key and in all, the same cap.
-  HeldConnections held{options.connection_max_idle, options.connection_max_idle};
+  HeldConnections held{options.connection_max_idle, options.connection_max_idle,
+                       options.connection_max_messages, options.connection_idle};
 };
 
 namespace {
@@ -123,7 +124,6 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
     setup.body_offset = job_.body_offset;
     setup.body_length = job_.body_length;
     setup.connect_timeout = opt.connect_timeout;
-    ClientConfig cfg = lmtp_client_config(opt);
     // Reports come on the connection's strand, another job's when it was held: back here.
     auto report = [self = shared_from_this()](AttemptOutcome o) {
       ClientStrand ex = self->strand_;
@@ -131,23 +131,12 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
         self->on_attempt(std::move(o));
       });
     };
-    if (reuse && opt.connection_max_messages > 1) {
-      if (auto held = shared_->held.take(kKey)) {
-        cfg.hold_open = held->sessions() + 1 < opt.connection_max_messages;
-        held->reuse(std::move(setup), std::move(cfg), outbound_message(job_), std::move(report));
-        return;
-      }
-    }
-    cfg.hold_open = opt.connection_max_messages > 1;
-    start_attempt(strand_, shared_->tls, std::move(setup), std::move(cfg), outbound_message(job_),
-                  std::move(report), opt.connection_idle);
+    shared_->held.start(kKey, reuse, strand_, shared_->tls, std::move(setup),
+                        lmtp_client_config(opt), outbound_message(job_), std::move(report));
   }
 
   void on_attempt(AttemptOutcome o) {
-    if (o.held && !shared_->held.put(kKey, o.held)) {
-      o.held->close();
-    }
-    o.held.reset();
+    shared_->held.keep(kKey, o);
     RelayAttempt info;
     info.queue_id = job_.queue_id;
     info.target = o.target.str();

@@ -248,7 +248,8 @@ struct SmtpRelay::Shared {
   std::deque<std::function<void()>> waiting;  // job starters, FIFO
 
   // Held connections by target and identity (Job::held_key).
-  HeldConnections held{options.connection_max_idle_per_target, options.connection_max_idle_total};
+  HeldConnections held{options.connection_max_idle_per_target, options.connection_max_idle_total,
+                       options.connection_max_messages, options.connection_idle};
 
   // Both on `strand`.
   void admit(std::function<void()> start) {
@@ -479,18 +480,9 @@ class Job : public std::enable_shared_from_this<Job> {
         self->on_attempt(std::move(o));
       });
     };
-    const std::size_t max_messages = opt.connection_max_messages;
     held_key_ = held_key(target, setup, cfg);
-    if (reuse && max_messages > 1) {
-      if (auto held = shared_->held.take(held_key_)) {
-        cfg.hold_open = held->sessions() + 1 < max_messages;
-        held->reuse(std::move(setup), std::move(cfg), message_for_hop(), std::move(report));
-        return;
-      }
-    }
-    cfg.hold_open = max_messages > 1;
-    start_attempt(strand_, shared_->tls, std::move(setup), std::move(cfg), message_for_hop(),
-                  std::move(report), opt.connection_idle);
+    shared_->held.start(held_key_, reuse, strand_, shared_->tls, std::move(setup), std::move(cfg),
+                        message_for_hop(), std::move(report));
   }
 
   OutboundMessage message_for_hop() const {
@@ -507,10 +499,7 @@ class Job : public std::enable_shared_from_this<Job> {
 
   void on_attempt(AttemptOutcome o) {
     auto& c = shared_->counters;
-    if (o.held && !shared_->held.put(held_key_, o.held)) {
-      o.held->close();
-    }
-    o.held.reset();
+    shared_->held.keep(held_key_, o);
     if (!o.result.link2state_reply.empty() && shared_->options.on_link2state_reply) {
       shared_->options.on_link2state_reply(connector_->name, std::move(o.result.link2state_reply));
     }
