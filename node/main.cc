@@ -74,6 +74,19 @@ int usage() {
   return 2;
 }
 
+// The counters the relay and the LMTP deliverer share (bhctl status "relay", "lmtp").
+template <class Counters>
+json outbound_json(const Counters& c, std::size_t held_connections) {
+  return json{{"jobs", c.jobs.load()},
+              {"connect_failures", c.connect_failures.load()},
+              {"connections_reused", c.connections_reused.load()},
+              {"reuse_failures", c.reuse_failures.load()},
+              {"held_connections", held_connections},
+              {"delivered", c.delivered.load()},
+              {"transient", c.transient.load()},
+              {"permanent", c.permanent.load()}};
+}
+
 bool make_dir(const std::string& p) { return ::mkdir(p.c_str(), 0700) == 0 || errno == EEXIST; }
 
 const char* state_name(bh::queue::MessageState s) {
@@ -1082,24 +1095,13 @@ int main(int argc, char** argv) {
                      {"quarantined", recovered.quarantined}}},
           {"relay", relay ? [&] {
              const auto& rc = relay->counters();
-             return json{{"jobs", rc.jobs.load()}, {"attempts", rc.attempts.load()},
-                         {"connect_failures", rc.connect_failures.load()},
-                         {"tls_sessions", rc.tls_sessions.load()}, {"tls_resumed", rc.tls_resumed.load()},
-                         {"connections_reused", rc.connections_reused.load()},
-                         {"reuse_failures", rc.reuse_failures.load()},
-                         {"held_connections", relay->held_connections()},
-                         {"delivered", rc.delivered.load()}, {"transient", rc.transient.load()},
-                         {"permanent", rc.permanent.load()}};
+             json j = outbound_json(rc, relay->held_connections());
+             j.update(json{{"attempts", rc.attempts.load()}, {"tls_sessions", rc.tls_sessions.load()},
+                           {"tls_resumed", rc.tls_resumed.load()}});
+             return j;
            }() : json{{"enabled", false}}},
-          {"lmtp", lmtp ? [&] {
-             const auto& lc = lmtp->counters();
-             return json{{"jobs", lc.jobs.load()}, {"connect_failures", lc.connect_failures.load()},
-                         {"connections_reused", lc.connections_reused.load()},
-                         {"reuse_failures", lc.reuse_failures.load()},
-                         {"held_connections", lmtp->held_connections()},
-                         {"delivered", lc.delivered.load()}, {"transient", lc.transient.load()},
-                         {"permanent", lc.permanent.load()}};
-           }() : json{{"enabled", false}}},
+          {"lmtp", lmtp ? outbound_json(lmtp->counters(), lmtp->held_connections())
+                        : json{{"enabled", false}}},
       };
     };
     h.queue_list = [&manager, &clock](const bh::admin::QueueFilter& f) {

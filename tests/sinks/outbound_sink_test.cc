@@ -6,6 +6,8 @@
 
 #include <thread>
 
+#include "tests/sinks/sinks_test_util.h"
+
 namespace bh::sinks {
 namespace {
 
@@ -26,12 +28,7 @@ struct Recorder : OutboundSink {
 OutboundEntry entry(std::string name, std::shared_ptr<OutboundSink> s,
                     FailurePolicy p = FailurePolicy::kTempfail,
                     std::chrono::milliseconds deadline = std::chrono::milliseconds(2000)) {
-  OutboundEntry e;
-  e.name = std::move(name);
-  e.sink = std::move(s);
-  e.on_failure = p;
-  e.deadline = deadline;
-  return e;
+  return testing::make_entry<OutboundEntry>(std::move(name), std::move(s), p, deadline);
 }
 
 OutboundCommand cmd(std::string_view connector, std::string_view verb, std::string_view line) {

@@ -8,6 +8,7 @@
 
 #include "sinks/builtin_sinks.h"
 #include "smtp/server_session.h"
+#include "tests/sinks/sinks_test_util.h"
 #include "tests/smtp/session_harness.h"
 
 namespace bh::sinks {
@@ -37,12 +38,7 @@ class Scripted : public ProtocolSink {
 ProtocolEntry entry(std::string name, std::shared_ptr<ProtocolSink> s,
                     FailurePolicy p = FailurePolicy::kTempfail,
                     std::chrono::milliseconds deadline = std::chrono::milliseconds(1000)) {
-  ProtocolEntry e;
-  e.name = std::move(name);
-  e.sink = std::move(s);
-  e.on_failure = p;
-  e.deadline = deadline;
-  return e;
+  return testing::make_entry<ProtocolEntry>(std::move(name), std::move(s), p, deadline);
 }
 
 TEST(ProtocolChainTest, FirstAnswerWinsInOrder) {
