@@ -63,6 +63,7 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
   Attempt(ClientStrand strand, ssl::context& tls, AttemptSetup setup, ClientConfig config,
           OutboundMessage message, Report report, std::chrono::milliseconds idle_limit)
       : strand_(strand),
+        report_strand_(strand),
         stream_(strand, tls),
         timer_(strand),
         setup_(std::move(setup)),
@@ -73,11 +74,12 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
   bool usable() const override { return usable_.load(); }
   std::size_t sessions() const override { return sessions_.load(); }
 
-  void reuse(AttemptSetup setup, ClientConfig config, OutboundMessage message,
-             Report report) override {
-    asio::post(strand_, [self = this->shared_from_this(), setup = std::move(setup),
+  void reuse(ClientStrand report_strand, AttemptSetup setup, ClientConfig config,
+             OutboundMessage message, Report report) override {
+    asio::post(strand_, [self = this->shared_from_this(), report_strand, setup = std::move(setup),
                          config = std::move(config), message = std::move(message),
                          report = std::move(report)]() mutable {
+      self->report_strand_ = report_strand;
       self->take_up(std::move(setup), std::move(config), std::move(message), std::move(report));
     });
   }
@@ -412,7 +414,7 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
       return;
     }
     // Posted, so the job never runs inside this attempt's pump.
-    asio::post(strand_,
+    asio::post(report_strand_,
                [report = std::move(report_), o = std::move(o)]() mutable { report(std::move(o)); });
     report_ = nullptr;
   }
@@ -494,6 +496,7 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
   }
 
   ClientStrand strand_;
+  ClientStrand report_strand_;  // the strand of the job this session reports to
   ssl::stream<Socket> stream_;
   asio::steady_timer timer_;
   AttemptSetup setup_;
@@ -524,7 +527,8 @@ void HeldConnections::start(const std::string& key, bool reuse, ClientStrand str
   if (reuse && max_messages_ > 1) {
     if (auto held = take(key)) {
       config.hold_open = held->sessions() + 1 < max_messages_;
-      held->reuse(std::move(setup), std::move(config), std::move(message), std::move(report));
+      held->reuse(strand, std::move(setup), std::move(config), std::move(message),
+                  std::move(report));
       return;
     }
   }

@@ -81,11 +81,11 @@ class HeldConnection {
   virtual bool usable() const = 0;
   // The number of sessions it has carried.
   virtual std::size_t sessions() const = 0;
-  // Runs the next session on it (ClientSession::start_held: RSET first); reports once
-  // on the connection's strand, with AttemptOutcome::reused set. If the connection went
-  // away meanwhile, the report says so with a transient 4.4.2 before MAIL.
-  virtual void reuse(AttemptSetup setup, ClientConfig config, OutboundMessage message,
-                     AttemptReport report) = 0;
+  // Runs the next session on it (ClientSession::start_held: RSET first); reports once,
+  // posted to `report_strand` (the caller's), with AttemptOutcome::reused set. If the
+  // connection went away meanwhile, the report says so with a transient 4.4.2 before MAIL.
+  virtual void reuse(ClientStrand report_strand, AttemptSetup setup, ClientConfig config,
+                     OutboundMessage message, AttemptReport report) = 0;
   // QUIT and close (a held connection nobody will use).
   virtual void close() = 0;
 };
@@ -115,8 +115,9 @@ class HeldConnections {
       : per_key_(per_key), total_cap_(total), max_messages_(max_messages), idle_(idle) {}
 
   // One session: on a connection held for `key` when `reuse` and there is one, else on a
-  // new connection (start_attempt). Either way the session is held open at its end
-  // while the connection has messages left; the report then carries it (keep()).
+  // new connection (start_attempt). Either way the report is posted to `strand`, and the
+  // session is held open at its end while the connection has messages left; the report
+  // then carries it (keep()).
   void start(const std::string& key, bool reuse, ClientStrand strand,
              boost::asio::ssl::context& tls, AttemptSetup setup, ClientConfig config,
              OutboundMessage message, AttemptReport report);

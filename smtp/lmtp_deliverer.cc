@@ -124,13 +124,7 @@ class LmtpJob : public std::enable_shared_from_this<LmtpJob> {
     setup.body_offset = job_.body_offset;
     setup.body_length = job_.body_length;
     setup.connect_timeout = opt.connect_timeout;
-    // Reports come on the connection's strand, another job's when it was held: back here.
-    auto report = [self = shared_from_this()](AttemptOutcome o) {
-      ClientStrand ex = self->strand_;
-      asio::post(ex, [self = std::move(self), o = std::move(o)]() mutable {
-        self->on_attempt(std::move(o));
-      });
-    };
+    auto report = [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); };
     shared_->held.start(kKey, reuse, strand_, shared_->tls, std::move(setup),
                         lmtp_client_config(opt), outbound_message(job_), std::move(report));
   }

@@ -472,14 +472,7 @@ class Job : public std::enable_shared_from_this<Job> {
       setup.source_ip = opt.internal_source_ip;
     }
     setup.tls_sessions = &shared_->tls_sessions;
-    // Reports come on the connection's strand, which is another job's when it was held:
-    // back onto this job's.
-    auto report = [self = shared_from_this()](AttemptOutcome o) {
-      Strand ex = self->strand_;
-      asio::post(ex, [self = std::move(self), o = std::move(o)]() mutable {
-        self->on_attempt(std::move(o));
-      });
-    };
+    auto report = [self = shared_from_this()](AttemptOutcome o) { self->on_attempt(std::move(o)); };
     held_key_ = held_key(target, setup, cfg);
     shared_->held.start(held_key_, reuse, strand_, shared_->tls, std::move(setup), std::move(cfg),
                         message_for_hop(), std::move(report));

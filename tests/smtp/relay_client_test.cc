@@ -158,7 +158,7 @@ struct FakeHeld final : HeldConnection {
   int closes = 0;
   bool usable() const override { return ok; }
   std::size_t sessions() const override { return 1; }
-  void reuse(AttemptSetup, ClientConfig, OutboundMessage, AttemptReport) override {}
+  void reuse(ClientStrand, AttemptSetup, ClientConfig, OutboundMessage, AttemptReport) override {}
   void close() override { ++closes; }
 };
 
