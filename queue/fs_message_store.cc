@@ -412,17 +412,15 @@ void FsMessageStore::committer_loop() {
       }
       batch.swap(pending_);
     }
-    // 1. The data of every file in the batch: one syncfs, or one fdatasync per file.
+    // kSyncfs: rename every file into queue/, then one syncfs makes the data, the inodes
+    // and both directories durable at once: one wait on the disk per batch. A name in
+    // queue/ that is not yet durable is never acknowledged (the callbacks come after the
+    // syncfs), and recovery validates every queue/ file (trailer CRC, id = name).
+    // kFdatasync: one fdatasync per file, the renames, then one fsync of queue/.
+    const bool syncfs_mode = opt_.sync_mode == SyncMode::kSyncfs;
     std::vector<int> errs(batch.size(), 0);
     std::uint64_t syncs = 0;
-    if (opt_.sync_mode == SyncMode::kSyncfs) {
-      int err = fault("syncfs", "");
-      if (err == 0 && ::syncfs(tmp_fd_) != 0) {
-        err = errno;
-      }
-      ++syncs;
-      std::fill(errs.begin(), errs.end(), err);
-    } else {
+    if (!syncfs_mode) {
       for (std::size_t i = 0; i < batch.size(); ++i) {
         int err = fault("fdatasync", batch[i].writer->id());
         if (err == 0 && ::fdatasync(batch[i].fd) != 0) {
@@ -432,7 +430,7 @@ void FsMessageStore::committer_loop() {
         errs[i] = err;
       }
     }
-    // 2. Publish: rename tmp/<id> -> queue/<id>, never over an existing name.
+    // Publish: rename tmp/<id> -> queue/<id>, never over an existing name.
     std::vector<std::pair<CommitCallback, Result<std::string>>> results;
     std::size_t renamed = 0;
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -459,21 +457,25 @@ void FsMessageStore::committer_loop() {
         results.emplace_back(std::move(p.done), Result<std::string>(io_error(e, "commit " + id)));
       }
     }
-    // 3. The new directory entries, with one fsync of queue/.
+    // Durable: one syncfs (data, inodes, directories), or one fsync of queue/ for the
+    // new entries.
     if (renamed > 0) {
-      int e = fault("fsync_dir", "");
-      if (e == 0 && ::fsync(queue_fd_) != 0) {
+      const char* step = syncfs_mode ? "syncfs" : "fsync_dir";
+      int e = fault(step, "");
+      if (e == 0 && (syncfs_mode ? ::syncfs(tmp_fd_) : ::fsync(queue_fd_)) != 0) {
         e = errno;
       }
+      syncs += syncfs_mode ? 1 : 0;
       if (e != 0) {
-        // Not known to be durable: withdraw the renamed files and answer 4.3.0 for all
-        // of them. Should the withdrawal itself not persist, the message is delivered
-        // although the client was told 4xx: a possible duplicate, never a loss.
-        log::error("queue", std::string("fsync of queue directory failed: ") + std::strerror(e));
+        // Not known to be durable: withdraw the renamed files and answer 4.3.0 (4.3.1 for
+        // a full disk) for all of them. Should the withdrawal itself not persist, the
+        // message is delivered although the client was told 4xx: a possible duplicate,
+        // never a loss.
+        log::error("queue", std::string(step) + " of the queue failed: " + std::strerror(e));
         for (auto& [cb, r] : results) {
           if (r.ok()) {
             ::unlinkat(queue_fd_, r.value().c_str(), 0);
-            r = Result<std::string>(io_error(e, "fsync queue directory"));
+            r = Result<std::string>(io_error(e, std::string(step) + " queue"));
           }
         }
       }

@@ -5,10 +5,12 @@
 // file per message in the format of queue_file.h), quarantine/ (unreadable files, kept
 // for the operator, never deleted). docs/queue-format.md describes the bytes.
 // Durability (STYLE.md principle 3): a committer thread takes every commit pending at
-// that moment as one batch: makes the batch's data durable (one syncfs(2), or one
-// fdatasync per file, see SyncMode), renames each tmp/<id> -> queue/<id> (never
-// replacing an existing name), fsyncs queue/ once, and only then calls each `done`
-// (group commit). Any failure answers that commit with 4.3.0 (4.3.1 for ENOSPC/EDQUOT)
+// that moment as one batch (group commit). kSyncfs: renames each tmp/<id> -> queue/<id>
+// (never replacing an existing name), then one syncfs(2) makes data, inodes and
+// directories durable. kFdatasync: one fdatasync per file, the renames, one fsync of
+// queue/. Only then is each `done` called; recovery validates every queue/ file, so a
+// name renamed but never synced (a crash in between) is never trusted blindly
+// (docs/queue-format.md, "Durability order"). Any failure answers that commit with 4.3.0 (4.3.1 for ENOSPC/EDQUOT)
 // and removes its temp file; a failed commit is never answered with success.
 // Queue ids: 20 upper-case hex digits, clock milliseconds (11) + per-process sequence
 // (4) + random (5): time-ordered, file-name safe; O_EXCL and RENAME_NOREPLACE make a
@@ -63,7 +65,8 @@ struct RecoveryReport {
 };
 
 struct StoreCounters {
-  // syncs: syncfs/fdatasync calls for data (the directory fsync is one more per batch).
+  // syncs: syncfs calls (one per batch), or fdatasync calls (one per file; the directory
+  // fsync is one more per batch).
   std::uint64_t commits = 0, batches = 0, syncs = 0, failures = 0;
 };
 
