@@ -152,8 +152,9 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
       self->run({});
     });
   }
-  void perform(CloseConnection&) {
+  void perform(CloseConnection& a) {
     closing_ = true;
+    quit_ = a.after_quit;
     flush();
   }
   void perform(ArmTimer& a) {
@@ -804,7 +805,14 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     }
     if (out_.empty()) {
       if (closing_) {
-        linger_close();
+        // After QUIT with nothing behind it, not even unread in the kernel, the 221 is
+        // safe from a reset: close now, as the client expects. Anything else lingers.
+        boost::system::error_code ec;
+        if (quit_ && !tls_ && socket_.available(ec) == 0 && !ec) {
+          shutdown(/*orderly=*/true);
+        } else {
+          linger_close();
+        }
       } else if (tls_pending_) {
         start_tls();
       } else if (turn_pending_) {
@@ -875,7 +883,8 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     });
   }
 
-  void shutdown() {
+  // orderly: after QUIT, one close(2) (FIN); otherwise shutdown(2) both ways first.
+  void shutdown(bool orderly = false) {
     if (dead_) {
       return;
     }
@@ -888,7 +897,9 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
     write_timer_.cancel();
     greet_timer_.cancel();
     tarpit_timer_.cancel();
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    if (!orderly) {
+      socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    }
     socket_.close(ignored);
   }
 
@@ -926,6 +937,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public OdmrL
   std::uint64_t body_pos_ = 0;
   std::optional<Error> spool_error_;
   bool pumping_ = false, reading_ = false, writing_ = false, closing_ = false, dead_ = false;
+  bool quit_ = false;  // closing after QUIT (CloseConnection::after_quit)
   bool lingering_ = false;
   bool tls_pending_ = false, handshaking_ = false;
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;  // after STARTTLS, or from the start

@@ -190,7 +190,7 @@ struct ServerSession::Impl {
       close();
     }
   }
-  void close() {
+  void close(bool after_quit = false) {
     if (closed) {
       return;
     }
@@ -199,7 +199,7 @@ struct ServerSession::Impl {
       spooling = false;
     }
     closed = true;
-    out.emplace_back(CloseConnection{});
+    out.emplace_back(CloseConnection{after_quit});
   }
   void arm(std::chrono::milliseconds d) {
     if (!closed) {
@@ -432,7 +432,7 @@ struct ServerSession::Impl {
       junk();
     } else if (verb == "QUIT") {
       reply(221, "2.0.0", "Bye");
-      close();
+      close(/*after_quit=*/in.buffered() == 0);
     } else if (verb == "HELP") {
       reply(214, "2.0.0",
             "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY; see RFC 5321");

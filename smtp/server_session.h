@@ -109,7 +109,10 @@ struct PeerInfo {
 
 // ---- Actions: what the adapter must do, in order ----
 struct SendReply { std::string bytes; };               // one or more complete reply lines
-struct CloseConnection {};                             // after flushing earlier SendReply
+// After flushing earlier SendReply. `after_quit`: the client said QUIT and nothing
+// followed it, so the connection may close at once; otherwise (a 421, a limit) it
+// lingers first, so a client that pipelined ahead still reads the last reply.
+struct CloseConnection { bool after_quit = false; };
 struct ArmTimer { std::chrono::milliseconds after; };   // (re)arm the line deadline
 struct CheckMail { std::string sender; std::uint64_t declared_size; };  // -> on_mail_result
 // -> on_recipient_result. `authenticated`: the client logged in (AUTH), so it may relay.

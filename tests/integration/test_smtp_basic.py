@@ -1,9 +1,11 @@
 """Python smtplib and raw sockets against the real bridgehead binary (issue: single node)."""
 import email.utils
+import json
 import smtplib
+import time
 import unittest
 
-from bhnode import Node, Smtp, body_after_received
+from bhnode import Node, Smtp, body_after_received, wait_until
 
 
 class SmtpBasic(unittest.TestCase):
@@ -144,6 +146,39 @@ class SmtpBasic(unittest.TestCase):
         c.quit()
         raw = open(self.node.wait_mail("bob", before + 1)[-1], "rb").read()
         self.assertIn(b"with SMTP id", raw)
+
+    def active_sessions(self):
+        r = self.node.bhctl("--json", "status")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)["sessions"]["active"]
+
+    def test_quit_closes_at_once_other_input_behind_it_lingers(self):
+        # After QUIT with nothing behind it the node closes at once: the client sees EOF
+        # and the session slot is free while the client still holds its socket open.
+        # (Before, the node half-closed and waited up to 2 s for the client's FIN.)
+        s = Smtp(self.node.smtp_port)
+        s.reply()
+        s.send(b"EHLO c\r\n")
+        s.reply()
+        wait_until(lambda: self.active_sessions() == 1, timeout=5, what="one session")
+        s.send(b"QUIT\r\n")
+        start = time.monotonic()
+        self.assertEqual(s.reply()[0], 221)
+        s.s.settimeout(5)
+        self.assertEqual(s.s.recv(100), b"")  # EOF
+        wait_until(lambda: self.active_sessions() == 0, timeout=1.5, what="no session left")
+        self.assertLess(time.monotonic() - start, 1.5)
+        s.s.close()
+        # Input pipelined behind the QUIT: the 221 still arrives whole, not lost to a reset.
+        for tail in (b"NOOP\r\n", b"x" * 5000):
+            p = Smtp(self.node.smtp_port)
+            p.reply()
+            p.send(b"EHLO c\r\n")
+            p.reply()
+            p.send(b"QUIT\r\n" + tail)
+            code, text = p.reply()
+            self.assertEqual(code, 221, text)
+            p.s.close()
 
 
 if __name__ == "__main__":

@@ -72,6 +72,30 @@ TEST(ServerSession, TimeoutAnswers421AndCloses) {
   EXPECT_TRUE(h.session().closed());
 }
 
+TEST(ServerSession, OnlyAQuitWithNothingBehindItClosesWithoutLingering) {
+  // Whole and one octet at a time: QUIT as the last input may close at once.
+  for (std::size_t chunk : {0u, 1u}) {
+    Harness h;
+    auto o = h.run("EHLO c\r\nQUIT\r\n", chunk);
+    EXPECT_TRUE(o.closed);
+    EXPECT_TRUE(o.closed_after_quit) << chunk;
+    EXPECT_NE(o.replies.find("221 2.0.0 "), std::string::npos);
+  }
+  // Input pipelined behind the QUIT: the connection lingers so the 221 is not lost to a
+  // reset.
+  Harness pipelined;
+  auto p = pipelined.run("EHLO c\r\nQUIT\r\nNOOP\r\n");
+  EXPECT_TRUE(p.closed);
+  EXPECT_FALSE(p.closed_after_quit);
+  // Any other close lingers too.
+  Harness h;
+  h.start();
+  h.feed("EHLO c\r\n");
+  h.timeout();
+  EXPECT_TRUE(h.outcome().closed);
+  EXPECT_FALSE(h.outcome().closed_after_quit);
+}
+
 TEST(ServerSession, DeadlineIsPerLineNotPerRead) {
   Harness h;
   h.start();

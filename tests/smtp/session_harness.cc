@@ -41,8 +41,9 @@ void Harness::perform(Actions actions) {
         }
         pos = eol + 2;
       }
-    } else if (std::holds_alternative<CloseConnection>(a)) {
+    } else if (auto* close = std::get_if<CloseConnection>(&a)) {
       out_.closed = true;
+      out_.closed_after_quit = close->after_quit;
     } else if (std::holds_alternative<ArmTimer>(a)) {
       ++out_.timers;
     } else if (std::holds_alternative<CheckMail>(a)) {

@@ -19,6 +19,7 @@ struct Outcome {
   std::vector<queue::Envelope> messages;
   std::vector<std::string> bodies;     // committed bodies (without the Received header)
   bool closed = false;
+  bool closed_after_quit = false;  // CloseConnection::after_quit
   int timers = 0;
   int tls_handshakes = 0;
   int auth_exchanges = 0, auth_aborts = 0;
