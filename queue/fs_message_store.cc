@@ -47,13 +47,15 @@ bool write_all(int fd, const char* p, std::size_t n, int& err) {
 class FsSpoolWriter final : public SpoolWriter {
  public:
   // `tmp_name`: the file's name under tmp/ while it is written (the id, or the name of a
-  // prepared spare); the commit renames it to queue/<id>.
-  FsSpoolWriter(std::string id, std::string tmp_name, std::string path, int fd,
+  // prepared spare); the commit renames it to queue/<id>. `old_size`: the length of a
+  // reused file (0 for a new one; -1 unknown), so finish() cuts it only when it is longer.
+  FsSpoolWriter(std::string id, std::string tmp_name, std::string path, int fd, off_t old_size,
                 std::function<int(std::string_view, std::string_view)> fault)
       : id_(std::move(id)),
         tmp_name_(std::move(tmp_name)),
         path_(std::move(path)),
         fd_(fd),
+        old_size_(old_size),
         fault_(std::move(fault)) {
     buf_.reserve(kBuffer);
     buf_.append(kQueueFileHeader);
@@ -94,20 +96,18 @@ class FsSpoolWriter final : public SpoolWriter {
     if (auto v = validate_envelope(env); !v.ok()) {
       return v;  // would be quarantined on read: refuse it before the 250
     }
+    // The records and the trailer (whose CRC covers header, body and records) go out with
+    // the rest of the buffer: one write(2) for a message that fits in it.
     std::string recs = encode_envelope(env);
     buf_.append(recs);
-    if (auto r = flush(); !r.ok()) {
+    add_to_crc();
+    buf_.append(encode_trailer(body_, recs.size(), static_cast<std::uint32_t>(crc_)));
+    if (auto r = write_buffer(); !r.ok()) {
       return r;
     }
-    std::string t = encode_trailer(body_, recs.size(), static_cast<std::uint32_t>(crc_));
-    int err = 0;
-    if (!write_all(fd_, t.data(), t.size(), err)) {
-      error_ = io_error(err, "trailer");
-      return *error_;
-    }
-    // A reused spare file may be longer than this message: cut it at the trailer.
-    off_t end = ::lseek(fd_, 0, SEEK_CUR);
-    if (end < 0 || ::ftruncate(fd_, end) != 0) {
+    // A reused file may be longer than this message: cut it at the trailer.
+    const auto end = static_cast<off_t>(written_);
+    if ((old_size_ < 0 || old_size_ > end) && ::ftruncate(fd_, end) != 0) {
       error_ = io_error(errno, "truncate");
       return *error_;
     }
@@ -125,21 +125,30 @@ class FsSpoolWriter final : public SpoolWriter {
  private:
   static constexpr std::size_t kBuffer = 64u << 10;
   Result<void> flush() {
+    add_to_crc();
+    return write_buffer();
+  }
+  void add_to_crc() {
     crc_ = crc32(crc_, reinterpret_cast<const Bytef*>(buf_.data()), static_cast<uInt>(buf_.size()));
+  }
+  Result<void> write_buffer() {
     int err = fault_ ? fault_("write", id_) : 0;
     if (err != 0 || !write_all(fd_, buf_.data(), buf_.size(), err)) {
       error_ = io_error(err, "write");
       return *error_;
     }
+    written_ += buf_.size();
     buf_.clear();
     return Ok{};
   }
 
   std::string id_, tmp_name_, path_;
   int fd_;
+  off_t old_size_;
   std::function<int(std::string_view, std::string_view)> fault_;
   std::string buf_;
   std::uint64_t body_ = 0;
+  std::uint64_t written_ = 0;  // the file offset: every write starts at 0 and appends
   uLong crc_ = crc32(0L, Z_NULL, 0);
   std::optional<Error> error_;
 };
@@ -307,7 +316,8 @@ RecoveryReport FsMessageStore::recover() {
 
 Result<void> FsMessageStore::check_space() const {
   struct statvfs st{};
-  if (::statvfs(opt_.root.c_str(), &st) != 0) {
+  // On the descriptor open since open(): no path lookup at every MAIL.
+  if ((root_fd_ >= 0 ? ::fstatvfs(root_fd_, &st) : ::statvfs(opt_.root.c_str(), &st)) != 0) {
     return transient_error("4.3.0", "Cannot check queue free space");
   }
   std::uint64_t avail = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
@@ -353,12 +363,14 @@ Result<std::unique_ptr<SpoolWriter>> FsMessageStore::begin() {
     if (auto prepared = take_prepared()) {
       std::string path = opt_.root + "/tmp/" + prepared->name;
       return std::unique_ptr<SpoolWriter>(std::make_unique<FsSpoolWriter>(
-          id, std::move(prepared->name), std::move(path), prepared->fd, opt_.fault));
+          id, std::move(prepared->name), std::move(path), prepared->fd, prepared->size, opt_.fault));
     }
     std::string path = opt_.root + "/tmp/" + id;
     int fd = reuse_spare(id, path);
+    off_t old_size = -1;  // a spare's length is not known
     if (fd < 0) {
       fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      old_size = 0;
     }
     if (fd < 0) {
       if (errno == EEXIST) {
@@ -367,7 +379,7 @@ Result<std::unique_ptr<SpoolWriter>> FsMessageStore::begin() {
       return io_error(errno, "create " + path);
     }
     return std::unique_ptr<SpoolWriter>(
-        std::make_unique<FsSpoolWriter>(id, id, std::move(path), fd, opt_.fault));
+        std::make_unique<FsSpoolWriter>(id, id, std::move(path), fd, old_size, opt_.fault));
   }
   return transient_error("4.3.0", "Queue id collision");
 }
@@ -679,8 +691,12 @@ bool FsMessageStore::prepare_from(const std::string& id) {
     ::unlinkat(tmp_fd_, name.c_str(), 0);  // out of queue/ already: removed either way
     return true;
   }
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    st.st_size = -1;  // unknown: the writer cuts it to length
+  }
   std::lock_guard lock(spare_mu_);
-  prepared_.push_back(Prepared{std::move(name), fd});
+  prepared_.push_back(Prepared{std::move(name), fd, st.st_size});
   return true;
 }
 

@@ -20,6 +20,8 @@
 // failed). open()/recover()/close() from the composition root only.
 // Owns: tmp/, queue/ names it creates until the QueueManager takes them over, quarantine/.
 
+#include <sys/types.h>
+
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -135,6 +137,7 @@ class FsMessageStore final : public MessageStore {
   struct Prepared {
     std::string name;  // under tmp/
     int fd;
+    off_t size;        // its length (-1: unknown)
   };
   std::optional<Prepared> take_prepared();
   bool prepare_from(const std::string& id);  // false: not prepared, still in queue/

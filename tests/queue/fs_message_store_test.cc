@@ -410,6 +410,19 @@ TEST(FsMessageStore, RemovedFilesAreReusedInPlaceAndCutToTheNewLength) {
   ASSERT_TRUE(n.ok()) << n.error().message;
   EXPECT_EQ(n->envelope.id, *next);
   EXPECT_EQ(n->body_length, 3000u);
+
+  // A prepared file longer than the next message (its length is known): cut to it.
+  const auto long_size = static_cast<std::size_t>(st.st_size);
+  ASSERT_TRUE(s.store.remove(*next).ok());
+  auto shorter = s.put("tiny\r\n");
+  ASSERT_TRUE(shorter.ok());
+  ASSERT_EQ(::stat(s.store.path_of(*shorter).c_str(), &st), 0);
+  EXPECT_EQ(st.st_ino, big_inode);
+  EXPECT_LT(static_cast<std::size_t>(st.st_size), long_size - 2900);
+  auto sh = read_queue_file(s.store.path_of(*shorter));
+  ASSERT_TRUE(sh.ok()) << sh.error().message;
+  EXPECT_EQ(sh->body_length, 6u);
+  EXPECT_EQ(testing::slurp(s.store.path_of(*shorter)).substr(sh->body_offset, sh->body_length), "tiny\r\n");
 }
 
 TEST(FsMessageStore, APreparedFileLeftByACrashIsRemovedByRecovery) {
