@@ -33,7 +33,8 @@ PKGS=(
   # OpenDKIM as a real milter for the sink tests and benchmark (test_milter.py,
   # tests/bench/sinks_bench.sh); opendkim-genkey is in opendkim-tools
   opendkim opendkim-tools
-  iproute2 procps
+  # strace counts system calls per message (tests/bench/syscall_bench.sh)
+  iproute2 procps strace
 )
 
 SUDO=""
