@@ -11,6 +11,8 @@
 # usage: tests/bench/accept_bench.sh [BRIDGEHEAD_BINARY] [MESSAGES]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/bench_lib.sh
+. tests/bench/bench_lib.sh
 BIN=${1:-build/release/node/bridgehead}
 N=${2:-10000}
 SESSIONS=20
@@ -29,23 +31,11 @@ chmod 755 "$WORK"
 chattr +T "$WORK" 2>/dev/null || echo "note: chattr +T failed; targets share block groups"
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -f "$WORK/pf/queue/pid/master.pid" ]; then
-    kill "$(tr -d ' ' < "$WORK/pf/queue/pid/master.pid")" 2>/dev/null || true
-  fi
-  sleep 0.5
+  stop_pids "$WORK/pf/queue"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_banner() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$1 && head -c 4 <&3 | grep -q 220) 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing answers on port $1"; return 1
-}
 
 # --- smtp-sink ---
 SINK_PORT=$(free_port)
@@ -86,22 +76,8 @@ script -qec "postfix -c $PF/conf start" /dev/null >/dev/null
 
 # --- bridgehead ---
 BH_PORT=$(free_port); BH_ADMIN=$(free_port)
-cat > "$WORK/bh.yaml" <<YAML
-node:
-  name: bench
-  data_dir: $WORK/bh
-listen:
-  smtp: ["127.0.0.1:$BH_PORT"]
-  admin: "127.0.0.1:$BH_ADMIN"
-local_domains: [example.org]
-directory:
-  file:
-    mailboxes: [alice@example.org]
-smtp:
-  max_sessions_per_ip: 200
-  max_connections_per_ip_per_minute: 0   # the load comes from one IP (127.0.0.1)
-YAML
-"$BIN" --config "$WORK/bh.yaml" 2> "$WORK/bh.log" & BH_PID=$!; PIDS+=($BH_PID)
+bench_node_yaml bench "$WORK/bh" "$BH_PORT" "$BH_ADMIN" > "$WORK/bh.yaml"
+"$BIN" --config "$WORK/bh.yaml" 2> "$WORK/bh.log" & BH_PID=$!; PIDS+=("$BH_PID")
 
 wait_banner $SINK_PORT; wait_banner $PF_PORT; wait_banner $BH_PORT
 

@@ -21,6 +21,8 @@
 #        BH_BENCH_TIMEOUT (s, default 120) give up when the sink count stalls this long
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/bench_lib.sh
+. tests/bench/bench_lib.sh
 BIN=${1:-build/release/node/bridgehead}
 N=${2:-10000}
 SESSIONS=20
@@ -41,11 +43,7 @@ chattr +T "$WORK" 2>/dev/null || echo "note: chattr +T failed; targets share blo
 PIDS=()
 OK=0
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -f "$WORK/pf/queue/pid/master.pid" ]; then
-    kill "$(tr -d ' ' < "$WORK/pf/queue/pid/master.pid")" 2>/dev/null || true
-  fi
-  sleep 0.5
+  stop_pids "$WORK/pf/queue"
   local keep=${BH_BENCH_KEEP:-0}
   if { [ "$OK" != 1 ] && [ "$keep" = 1 ]; } || [ "$keep" = 2 ]; then
     echo "kept $WORK (bh.log, bh/, pf/maillog, sink.out, src-*.log)"
@@ -55,15 +53,6 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_banner() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$1 && head -c 4 <&3 | grep -q 220) 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing answers on port $1"; return 1
-}
 
 # --- smtp-sink, the final destination. -c writes "sess=.. quit=.. mesg=..\r" after every
 # session end, QUIT and "."; the last complete record has the message count. ---
@@ -115,20 +104,7 @@ pf_queued() { find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" 
 
 # --- bridgehead, relaying everything to the sink ---
 BH_PORT=$(free_port); BH_ADMIN=$(free_port)
-cat > "$WORK/bh.yaml" <<YAML
-node:
-  name: bench
-  data_dir: $WORK/bh
-listen:
-  smtp: ["127.0.0.1:$BH_PORT"]
-  admin: "127.0.0.1:$BH_ADMIN"
-local_domains: [example.org]
-directory:
-  file:
-    mailboxes: [alice@example.org]
-smtp:
-  max_sessions_per_ip: 200
-  max_connections_per_ip_per_minute: 0   # the load comes from one IP (127.0.0.1)
+{ bench_node_yaml bench "$WORK/bh" "$BH_PORT" "$BH_ADMIN"; cat; } > "$WORK/bh.yaml" <<YAML
   relay_networks: ["127.0.0.0/8"]
 queue:
   max_per_hop: $PER_HOP
@@ -140,7 +116,7 @@ routing:
       tls: none
       max_connections: $PER_HOP
 YAML
-"$BIN" --config "$WORK/bh.yaml" 2> "$WORK/bh.log" & BH_PID=$!; PIDS+=($BH_PID)
+"$BIN" --config "$WORK/bh.yaml" 2> "$WORK/bh.log" & BH_PID=$!; PIDS+=("$BH_PID")
 bh_queued() { find "$WORK/bh/queue/queue" -type f 2>/dev/null | wc -l; }
 
 wait_banner $SINK_PORT; wait_banner $PF_PORT

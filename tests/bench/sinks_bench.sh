@@ -9,6 +9,8 @@
 # usage: tests/bench/sinks_bench.sh [BRIDGEHEAD_BINARY] [MESSAGES] [SESSIONS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/bench_lib.sh
+. tests/bench/bench_lib.sh
 BIN=${1:-build/release/node/bridgehead}
 N=${2:-2000}
 S=${3:-20}
@@ -22,19 +24,10 @@ WORK=$(mktemp -d /var/tmp/bh-sinks-bench.XXXXXX)
 chmod 711 "$WORK"
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
+  stop_pids
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1"; return 1
-}
 
 # --- OpenDKIM (more-recipes.md §3) ---
 K=$WORK/dkim; mkdir -p "$K/keys"
@@ -59,22 +52,7 @@ wait_port "$DKIM_PORT"
 start_node() {  # name extra-yaml; sets PORT (no command substitution: the node would hold its pipe)
   local name=$1 port admin
   port=$(free_port); admin=$(free_port)
-  cat > "$WORK/$name.yaml" <<YAML
-node:
-  name: $name
-  data_dir: $WORK/$name
-listen:
-  smtp: ["127.0.0.1:$port"]
-  admin: "127.0.0.1:$admin"
-local_domains: [example.org]
-directory:
-  file:
-    mailboxes: [alice@example.org]
-smtp:
-  max_sessions_per_ip: 200
-  max_connections_per_ip_per_minute: 0
-$2
-YAML
+  { bench_node_yaml "$name" "$WORK/$name" "$port" "$admin"; echo "$2"; } > "$WORK/$name.yaml"
   "$BIN" --config "$WORK/$name.yaml" > "$WORK/$name.log" 2>&1 & PIDS+=($!)
   wait_port "$port"
   PORT=$port

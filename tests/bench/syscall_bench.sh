@@ -9,6 +9,8 @@
 # usage: tests/bench/syscall_bench.sh [BRIDGEHEAD_BINARY] [MESSAGES] [reuse]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/bench_lib.sh
+. tests/bench/bench_lib.sh
 BIN=${1:-build/release/node/bridgehead}
 N=${2:-2000}
 FLAGS=""; MODE="new conn/msg"
@@ -24,20 +26,11 @@ chmod 755 "$WORK"
 chattr +T "$WORK" 2>/dev/null || true
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.3
+  stop_pids
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_banner() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$1" && head -c 4 <&3 | grep -q 220) 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing answers on port $1"; return 1
-}
 send() {  # port count
   smtp-source $FLAGS -s 20 -m "$2" -l 1024 -f from@example.net -t alice@example.org "127.0.0.1:$1" \
     > "$WORK/src.log" 2>&1 || { echo "smtp-source failed:"; cat "$WORK/src.log"; exit 1; }
@@ -57,21 +50,7 @@ count() {  # pid port name
 SINK_PORT=$(free_port)
 smtp-sink -u postfix -m 100 "127.0.0.1:$SINK_PORT" 1000 & SINK_PID=$!; PIDS+=("$SINK_PID")
 BH_PORT=$(free_port); BH_ADMIN=$(free_port)
-cat > "$WORK/bh.yaml" <<YAML
-node:
-  name: bench
-  data_dir: $WORK/bh
-listen:
-  smtp: ["127.0.0.1:$BH_PORT"]
-  admin: "127.0.0.1:$BH_ADMIN"
-local_domains: [example.org]
-directory:
-  file:
-    mailboxes: [alice@example.org]
-smtp:
-  max_sessions_per_ip: 200
-  max_connections_per_ip_per_minute: 0
-YAML
+bench_node_yaml bench "$WORK/bh" "$BH_PORT" "$BH_ADMIN" > "$WORK/bh.yaml"
 "$BIN" --config "$WORK/bh.yaml" 2> "$WORK/bh.log" & BH_PID=$!; PIDS+=("$BH_PID")
 wait_banner "$SINK_PORT"; wait_banner "$BH_PORT"
 
