@@ -36,7 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-
 # --- smtp-sink ---
 SINK_PORT=$(free_port)
 smtp-sink -u postfix -m 100 127.0.0.1:$SINK_PORT 1000 & PIDS+=($!)

@@ -35,7 +35,8 @@ send() {  # port count
   smtp-source $FLAGS -s 20 -m "$2" -l 1024 -f from@example.net -t alice@example.org "127.0.0.1:$1" \
     > "$WORK/src.log" 2>&1 || { echo "smtp-source failed:"; cat "$WORK/src.log"; exit 1; }
 }
-# Attaches strace to PID (all threads), sends N messages, prints "calls syscall" lines.
+# Attaches strace to PID (all threads) while N messages are sent; writes "calls syscall"
+# lines, most first, to $WORK/NAME.calls.
 count() {  # pid port name
   send "$2" 200  # warm up: spare files, caches, directories
   sleep 1
