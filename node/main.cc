@@ -1386,6 +1386,25 @@ int main(int argc, char** argv) {
   // counters and the store they point at are still alive.
   store.close();
   manager.stop();
+  // No job starts any more: the connections held open for the next message (to next hops
+  // and to the LMTP server) say QUIT, and get up to kQuitWait for the reply before their
+  // io_context stops. Sessions still carrying a message are cut as before; that message
+  // stays queued.
+  if (relay) {
+    relay->quit_held();
+  }
+  if (lmtp) {
+    lmtp->quit_held();
+  }
+  constexpr auto kQuitWait = std::chrono::seconds(2);
+  const auto quit_until = std::chrono::steady_clock::now() + kQuitWait;
+  auto closing = [&] { return (relay ? relay->closing_held() : 0) + (lmtp ? lmtp->closing_held() : 0); };
+  while (closing() > 0 && std::chrono::steady_clock::now() < quit_until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (std::size_t left = closing(); left > 0) {
+    bh::log::info("node", std::to_string(left) + " held connection(s) did not finish their QUIT in time; closed");
+  }
   relay_guard.reset();
   relay_io.stop();
   relay_thread.join();

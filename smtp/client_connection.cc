@@ -94,6 +94,8 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
     });
   }
 
+  bool closed() const override { return closed_; }
+
   void start() {
     typename Protocol::endpoint ep;
     if constexpr (std::is_same_v<Protocol, tcp>) {
@@ -493,6 +495,7 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
     boost::system::error_code ignored;
     socket().shutdown(Socket::shutdown_both, ignored);
     socket().close(ignored);
+    closed_ = true;
   }
 
   ClientStrand strand_;
@@ -505,6 +508,7 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
   std::chrono::milliseconds idle_limit_;
   std::atomic<bool> usable_{false};
   std::atomic<std::size_t> sessions_{0};
+  std::atomic<bool> closed_{false};
   bool held_ = false, reused_ = false;
   std::array<char, 16384> in_{};
   std::string out_, sending_, chunk_;
@@ -524,7 +528,12 @@ class Attempt : public HeldConnection, public std::enable_shared_from_this<Attem
 void HeldConnections::start(const std::string& key, bool reuse, ClientStrand strand,
                             ssl::context& tls, AttemptSetup setup, ClientConfig config,
                             OutboundMessage message, AttemptReport report) {
-  if (reuse && max_messages_ > 1) {
+  bool quitting = false;
+  {
+    std::lock_guard lock(mu_);
+    quitting = quitting_;
+  }
+  if (reuse && max_messages_ > 1 && !quitting) {
     if (auto held = take(key)) {
       config.hold_open = held->sessions() + 1 < max_messages_;
       held->reuse(strand, std::move(setup), std::move(config), std::move(message),
@@ -532,7 +541,7 @@ void HeldConnections::start(const std::string& key, bool reuse, ClientStrand str
       return;
     }
   }
-  config.hold_open = max_messages_ > 1;
+  config.hold_open = max_messages_ > 1 && !quitting;
   start_attempt(strand, tls, std::move(setup), std::move(config), std::move(message),
                 std::move(report), idle_);
 }
@@ -568,6 +577,9 @@ std::shared_ptr<HeldConnection> HeldConnections::take(const std::string& key) {
 
 bool HeldConnections::put(const std::string& key, std::shared_ptr<HeldConnection> connection) {
   std::lock_guard lock(mu_);
+  if (quitting_) {
+    return false;  // the caller closes it (QUIT)
+  }
   if (total_ >= total_cap_) {
     sweep();
     if (total_ >= total_cap_) {
@@ -607,7 +619,33 @@ std::size_t HeldConnections::usable() const {
 void HeldConnections::clear() {
   std::lock_guard lock(mu_);
   held_.clear();
+  closing_.clear();
   total_ = 0;
+}
+
+void HeldConnections::quit_all() {
+  std::vector<std::shared_ptr<HeldConnection>> all;
+  {
+    std::lock_guard lock(mu_);
+    quitting_ = true;
+    for (auto& [key, list] : held_) {
+      for (auto& c : list) {
+        all.push_back(c);
+        closing_.push_back(std::move(c));
+      }
+    }
+    held_.clear();
+    total_ = 0;
+  }
+  for (auto& c : all) {
+    c->close();  // a connection already gone or closing ignores it
+  }
+}
+
+std::size_t HeldConnections::closing() const {
+  std::lock_guard lock(mu_);
+  return static_cast<std::size_t>(
+      std::count_if(closing_.begin(), closing_.end(), [](const auto& c) { return !c->closed(); }));
 }
 
 bool retry_on_new_connection(const AttemptOutcome& o) {

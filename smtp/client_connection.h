@@ -88,6 +88,8 @@ class HeldConnection {
                      OutboundMessage message, AttemptReport report) = 0;
   // QUIT and close (a held connection nobody will use).
   virtual void close() = 0;
+  // True once its socket is closed (after the QUIT's reply, a failure or a timeout).
+  virtual bool closed() const = 0;
 };
 
 // The outcome of one attempt: a connect failure, or the session's result.
@@ -131,6 +133,11 @@ class HeldConnections {
   bool put(const std::string& key, std::shared_ptr<HeldConnection> connection);
   std::size_t usable() const;  // held and still usable, over all keys
   void clear();
+  // At shutdown: every held connection says QUIT and closes; none is held afterwards, and
+  // sessions started later end with QUIT instead of being held. closing() counts those whose socket is still open (the
+  // caller waits for them, within a limit of its own, before it stops their io_context).
+  void quit_all();
+  std::size_t closing() const;
 
  private:
   void sweep();  // under mu_
@@ -140,6 +147,8 @@ class HeldConnections {
   mutable std::mutex mu_;
   std::map<std::string, std::vector<std::shared_ptr<HeldConnection>>> held_;
   std::size_t total_ = 0;  // entries in held_, usable or not
+  std::vector<std::shared_ptr<HeldConnection>> closing_;  // since quit_all()
+  bool quitting_ = false;
 };
 
 // Whether a session on a held connection failed for the connection's sake, so the caller

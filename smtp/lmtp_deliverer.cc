@@ -201,6 +201,10 @@ LmtpDeliverer::~LmtpDeliverer() { shared_->held.clear(); }
 
 std::size_t LmtpDeliverer::held_connections() const { return shared_->held.usable(); }
 
+void LmtpDeliverer::quit_held() { shared_->held.quit_all(); }
+
+std::size_t LmtpDeliverer::closing_held() const { return shared_->held.closing(); }
+
 const LmtpCounters& LmtpDeliverer::counters() const { return shared_->counters; }
 
 void LmtpDeliverer::deliver(queue::RemoteJob job, Done done) {

@@ -100,6 +100,10 @@ class LmtpDeliverer final : public queue::RemoteDeliverer {
   const LmtpCounters& counters() const;
   // Connections held open for the next message.
   std::size_t held_connections() const;
+  // At shutdown: the held connections say QUIT (HeldConnections::quit_all); the number
+  // whose socket is still open.
+  void quit_held();
+  std::size_t closing_held() const;
 
   struct Shared;  // lmtp_deliverer.cc
 

@@ -621,6 +621,10 @@ const RelayCounters& SmtpRelay::counters() const { return shared_->counters; }
 
 std::size_t SmtpRelay::held_connections() const { return shared_->held.usable(); }
 
+void SmtpRelay::quit_held() { shared_->held.quit_all(); }
+
+std::size_t SmtpRelay::closing_held() const { return shared_->held.closing(); }
+
 void SmtpRelay::sync_link_state(const std::string& connector, Done done) {
   queue::RemoteJob job;
   job.queue_id = "link-state";

@@ -222,6 +222,10 @@ class SmtpRelay final : public queue::RemoteDeliverer {
   const RelayCounters& counters() const;
   // Connections held open for the next message (usable ones only).
   std::size_t held_connections() const;
+  // At shutdown: the held connections say QUIT (HeldConnections::quit_all); the number
+  // whose socket is still open.
+  void quit_held();
+  std::size_t closing_held() const;
 
   struct Shared;  // relay_client.cc
 

@@ -12,6 +12,8 @@ records every connection and every command on it.
    (it is delivered at once, never deferred) and neither counts as a failed attempt.
 4. So does a 421 to MAIL on a reused connection (a server's limit of messages per
    connection).
+5. A node that stops (SIGTERM) says QUIT on the connections it holds, and still stops
+   at once.
 """
 import json
 import smtplib
@@ -208,6 +210,20 @@ class RelayReuse(unittest.TestCase):
         self.assertEqual(st["reuse_failures"], 1, st)
         self.assertEqual(st["transient"], 0, st)
         self.assertEqual(st["delivered"], 4, st)
+
+    def test_5_a_stopping_node_says_quit_on_held_connections(self):
+        self.node = relay_node(self.hop, idle_s=120)
+        self.send(1)
+        self.assertEqual(relay_status(self.node)["held_connections"], 1)
+        self.assertEqual(self.hop.snapshot()[1], [])
+        t0 = time.monotonic()
+        self.node.stop()
+        self.assertFalse(self.node.alive())
+        self.assertLess(time.monotonic() - t0, 5, "the node took too long to stop")
+        wait_until(lambda: self.hop.snapshot()[1] == [0], timeout=5, what="the hop's end of the connection")
+        conns = self.hop.snapshot()[0]
+        self.assertEqual(len(conns), 1, conns)
+        self.assertEqual(conns[0][-1], "QUIT", conns[0])
 
 
 if __name__ == "__main__":

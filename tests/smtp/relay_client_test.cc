@@ -152,14 +152,15 @@ TEST(RelayReuse, OnlyConnectionFailuresOfAReusedSessionGoToANewConnection) {
   EXPECT_FALSE(retry_on_new_connection(reused(ClientResult{})));  // a delivered message
 }
 
-// A HeldConnection that only says whether it is usable, and records close().
+// A HeldConnection that only says whether it is usable and closed, and records close().
 struct FakeHeld final : HeldConnection {
-  std::atomic<bool> ok{true};
+  std::atomic<bool> ok{true}, gone{false};
   int closes = 0;
   bool usable() const override { return ok; }
   std::size_t sessions() const override { return 1; }
   void reuse(ClientStrand, AttemptSetup, ClientConfig, OutboundMessage, AttemptReport) override {}
   void close() override { ++closes; }
+  bool closed() const override { return gone; }
 };
 
 TEST(RelayReuse, HeldConnectionsPerKeyAndInAllNewestFirstSkippingDeadOnes) {
@@ -186,6 +187,33 @@ TEST(RelayReuse, HeldConnectionsPerKeyAndInAllNewestFirstSkippingDeadOnes) {
   h.clear();
   EXPECT_EQ(h.take("x"), nullptr);
   EXPECT_EQ(a->closes, 0);  // the pool never closes: its caller does when put() refuses
+}
+
+TEST(RelayReuse, QuitAllClosesEveryHeldConnectionAndHoldsNoMore) {
+  HeldConnections h(2, 8);
+  auto a = std::make_shared<FakeHeld>(), b = std::make_shared<FakeHeld>(),
+       c = std::make_shared<FakeHeld>(), late = std::make_shared<FakeHeld>();
+  ASSERT_TRUE(h.put("x", a));
+  ASSERT_TRUE(h.put("x", b));
+  ASSERT_TRUE(h.put("y", c));
+  c->ok = false;  // already going (its idle QUIT): asked again, it ignores it
+  EXPECT_EQ(h.closing(), 0u);
+  h.quit_all();
+  EXPECT_EQ(a->closes, 1);
+  EXPECT_EQ(b->closes, 1);
+  EXPECT_EQ(c->closes, 1);
+  EXPECT_EQ(h.usable(), 0u);
+  EXPECT_EQ(h.take("x"), nullptr);
+  // Counted until each socket is closed.
+  EXPECT_EQ(h.closing(), 3u);
+  a->gone = true;
+  c->gone = true;
+  EXPECT_EQ(h.closing(), 1u);
+  b->gone = true;
+  EXPECT_EQ(h.closing(), 0u);
+  // A session that ends afterwards is not held: put() refuses, so its caller QUITs it.
+  EXPECT_FALSE(h.put("x", late));
+  EXPECT_EQ(h.usable(), 0u);
 }
 
 std::vector<queue::RemoteJob::Rcpt> rcpts() {
