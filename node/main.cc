@@ -412,8 +412,9 @@ int main(int argc, char** argv) {
   bh::queue::DsnSetup dsn;
   dsn.reporting_mta = hostname;
   dsn.random = &delivery_random;
-  // On the delivery thread. The file directory answers at once; LDAP answers on its
-  // thread, so this waits, at most the lookup timeout plus a margin ("" then: relayed).
+  // The file directory answers at once; LDAP answers on its thread, so this waits, at
+  // most the lookup timeout plus a margin (nothing then). With LDAP the reports do not
+  // use it (dsn.categorize below); the event sinks' own messages do.
   auto resolve_now = [&directory, recipients, ldap_timeout](const std::string& address)
       -> std::optional<bh::directory::Resolution> {
     auto at = address.rfind('@');
@@ -436,11 +437,14 @@ int main(int argc, char** argv) {
     auto r = resolve_now(address);
     return r ? r->mailbox : std::string();
   };
-  if (ldap_directory && in_cluster) {
-    // In a cluster: a report to a sender homed on another node goes to that node.
-    dsn.home_server = [resolve_now](const std::string& address) {
-      auto r = resolve_now(address);
-      return r ? r->home_server : std::string();
+  if (categorize_deliverer) {
+    // LDAP: a report to an address of a local domain goes through the categorizer hop, so
+    // the delivery thread never waits for the directory, and a report waits there while
+    // the directory is down. The categorizer finds the mailbox (its alternate recipient)
+    // and, in a cluster, the node it is homed on.
+    dsn.categorize = [&directory](const std::string& address) {
+      auto at = address.rfind('@');
+      return at != std::string::npos && directory.is_local_domain(bh::normalize_domain(address.substr(at + 1)));
     };
   }
   manager.set_dsn(dsn);

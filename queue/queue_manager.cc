@@ -1526,10 +1526,11 @@ void QueueManager::send_report(const Envelope& env, const std::vector<DsnOutcome
   }
   Envelope denv = (*info)->envelope;
   for (auto& r : denv.recipients) {
-    r.mailbox = dsn_->local_mailbox ? dsn_->local_mailbox(r.address) : std::string();
-    if (r.mailbox.empty() && dsn_->home_server) {
-      r.home_server = dsn_->home_server(r.address);  // a sender homed on another node
+    if (dsn_->categorize && dsn_->categorize(r.address)) {
+      r.categorize = true;  // resolved by the categorizer hop, off this thread
+      continue;
     }
+    r.mailbox = dsn_->local_mailbox ? dsn_->local_mailbox(r.address) : std::string();
   }
   denv.received_unix = unix_seconds(clock_.now());
   denv.protocol = "local";

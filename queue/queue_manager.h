@@ -86,12 +86,17 @@ using ServerRouter = std::function<Result<RouteChoice>(std::string_view home_ser
 struct DsnSetup {
   std::string reporting_mta;  // this node's host name
   Random* random = nullptr;   // Message-ID and MIME boundary of the reports
+  // With a directory categorizer (LDAP): true for an address the categorizer must
+  // resolve (one of a local domain). Such a report recipient is queued for the
+  // categorizer hop, like a group at RCPT: it is resolved asynchronously (its mailbox and
+  // folder, its alternate recipient, in a cluster the node it is homed on), and waits in
+  // that hop (4.4.3) while the directory is down instead of being misrouted. Unset or
+  // false: local_mailbox below.
+  std::function<bool(const std::string& address)> categorize;
   // The local mailbox of an address, "" when it is not local (so a report to a local
-  // sender is delivered here and one to a remote sender is relayed).
+  // sender is delivered here and one to a remote sender is relayed). Called on the
+  // delivery thread: it must answer at once (the file directory does).
   std::function<std::string(const std::string& address)> local_mailbox;
-  // In a cluster: the node an address's mailbox is homed on when it is not this one
-  // ("" otherwise), so a report to a sender homed elsewhere goes to that node.
-  std::function<std::string(const std::string& address)> home_server;
 };
 
 enum class MessageState { kQueued, kDelivering, kRetry, kFrozen };

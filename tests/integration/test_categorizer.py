@@ -13,6 +13,8 @@ outside addresses leave through a smart host (Postfix's smtp-sink). Proves:
 - a group that takes mail only from authenticated senders: 550 5.7.1 for anonymous;
 - the directory gone while a group message waits for categorization (#59 after spool):
   the message stays queued (4.4.3) and is delivered once slapd is back, with no restart;
+- a delivery report to a sender of the directory goes through the categorizer too: with
+  slapd gone it waits in the queue, and it reaches the sender's Maildir once slapd is back;
 - a user in the group and also named directly gets one copy;
 - `bhctl resolve` prints the decision tree (entry, matched attribute, groups, contact,
   forward) and the final recipients; `--json` too; an unknown address says why.
@@ -227,6 +229,44 @@ class Categorizer(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("no entry has this address", r.stdout)
         self.assertIn("not deliverable: 5.1.1", r.stdout)
+
+    def test_zy_a_report_to_a_sender_of_the_directory_waits_for_it(self):
+        token = "report-wait-%d" % time.monotonic_ns()
+        sender = "u4998@example.test"  # never asked for at RCPT: not in the node's cache
+        with smtplib.SMTP("127.0.0.1", self.node.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.mail("someone@elsewhere.example")
+            self.assertEqual(s.rcpt("dave@example.test")[0], 250)  # cached for the outage
+            s.rset()
+        log = self.node.read_log
+        queued, deferred = log().count("delivery report queued as"), log().count("directory unavailable")
+        self.slapd.kill_hard()
+        try:
+            body = f"Subject: {token}\r\nMessage-ID: <{token}@test>\r\n\r\nhello\r\n"
+            with smtplib.SMTP("127.0.0.1", self.node.smtp_port, timeout=30) as s:
+                s.ehlo("client.example")
+                refused = s.sendmail(sender, ["dave@example.test"], body, rcpt_options=["NOTIFY=SUCCESS"])
+            self.assertEqual(refused, {})
+            wait_until(lambda: self.copies("dave", token) == 1, timeout=20, what="the message delivered")
+            # The success report is queued for the categorizer and waits there.
+            wait_until(lambda: log().count("delivery report queued as") > queued and
+                       len(self.node.queue_files()) == 1, timeout=20, what="the report queued")
+            wait_until(lambda: log().count("directory unavailable") > deferred, timeout=20,
+                       what="the report deferred by the categorizer")
+            self.assertEqual(self.copies("u4998", token), 0)
+            self.assertEqual(len(self.node.queue_files()), 1)
+        finally:
+            self.slapd.start()
+
+        def report():
+            for p in self.node.maildir(folder("u4998")):
+                with open(p, "rb") as f:
+                    raw = f.read()
+                if b"multipart/report" in raw and token.encode() in raw and b"Action: delivered" in raw:
+                    return True
+            return False
+        wait_until(report, timeout=30, what="the report in the sender's Maildir")
+        wait_until(lambda: not self.node.queue_files(), timeout=10, what="the queue to empty")
 
     def test_zz_directory_down_while_waiting_for_categorization(self):
         # RCPT is answered from the cache, then slapd dies before the group is expanded.

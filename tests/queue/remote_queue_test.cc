@@ -794,6 +794,59 @@ TEST(RemoteQueue, ACategorizerFaultKeepsTheGroupQueuedAndAPermanentOneBounces) {
   n.qm.stop();
 }
 
+// With a directory categorizer, a report to a sender of a local domain is not looked up
+// on the delivery thread (DsnSetup::local_mailbox is never asked): it is queued for the
+// categorizer hop, waits there while the directory is down, and is delivered to what the
+// categorizer resolves the address to.
+TEST(RemoteQueue, AReportToALocalSenderIsResolvedByTheCategorizerAndWaitsForIt) {
+  TempDir t;
+  Node n(t.path(), fast());
+  FakeRemote cat;
+  n.qm.set_categorizer(&cat);
+  std::atomic<int> sync_lookups{0};
+  DsnSetup d;
+  d.reporting_mta = "bh.example.org";
+  d.random = &n.s.random;
+  d.categorize = [](const std::string& a) { return a.ends_with("@example.org"); };
+  d.local_mailbox = [&sync_lookups](const std::string&) {
+    ++sync_lookups;
+    return std::string("wrong");
+  };
+  n.qm.set_dsn(d);
+  auto id = n.s.put("Subject: bounce me\r\n\r\nx\r\n",
+                    from("sender@example.org", {rcpt("x@remote.example")}))
+                .value();
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  n.remote.answer(0, {"550"});
+  // The report: spooled, then handed to the categorizer with its one recipient.
+  ASSERT_TRUE(wait_until([&] { return cat.size() == 1; }));
+  EXPECT_EQ(cat.job(0).next_hop, "categorizer");
+  EXPECT_EQ(cat.job(0).sender, "");
+  ASSERT_EQ(cat.job(0).recipients.size(), 1u);
+  EXPECT_EQ(cat.job(0).recipients[0].address, "sender@example.org");
+  // The directory is down: the report waits in the queue.
+  cat.answer(0, {"450"});
+  ASSERT_TRUE(wait_until([&] { return n.qm.counters().deferred >= 1; }));
+  EXPECT_TRUE(n.reports("sender").empty());
+  EXPECT_EQ(n.qm.counters().dsns, 1u);
+  n.s.clock.advance(seconds(60));
+  ASSERT_TRUE(wait_until([&] { return cat.size() == 2; }));
+  // Back: the address is a mailbox (here with another folder name, as an alternate
+  // recipient would be); the report lands there.
+  cat.answer_with(1, expanded(0, {{"sender@example.org", "sender-folder"}}));
+  ASSERT_TRUE(wait_until([&] { return count(t.path() + "/mb/sender-folder/new") == 1; }));
+  std::string report;
+  for (const auto& e : fs::directory_iterator(t.path() + "/mb/sender-folder/new")) {
+    report = slurp(e.path());
+  }
+  EXPECT_NE(report.find("multipart/report"), std::string::npos);
+  EXPECT_NE(report.find("x@remote.example"), std::string::npos);
+  EXPECT_EQ(sync_lookups.load(), 0);
+  EXPECT_FALSE(fs::exists(t.path() + "/mb/wrong"));
+  n.qm.stop();
+}
+
 // Without a categorizer (a node whose directory section was removed) the group waits.
 TEST(RemoteQueue, WithoutACategorizerTheGroupWaitsAndIsNotRoutedByItsDomain) {
   TempDir t;
