@@ -1383,6 +1383,12 @@ int main(int argc, char** argv) {
   for (auto& th : threads) {
     th.join();
   }
+  // No session is left. No new delivery starts; the ones in flight are answered and
+  // recorded (up to queue.stop_drain_s) while the store, the relay, the LDAP client and
+  // the sinks still run.
+  if (!manager.drain(std::chrono::seconds(cfg.queue().stop_drain_s()))) {
+    bh::log::info("node", "deliveries still in flight after queue.stop_drain_s; they stay queued");
+  }
   ldap_shutdown.now();  // no session asks the directory any more
   sink_setup.value()->shutdown();  // plug-in calls in flight finish while their loops exist
   // Order matters: the committer may still post answers into the (stopped) contexts,

@@ -232,6 +232,16 @@ void QueueManager::stop() {
   commands_.clear();
 }
 
+bool QueueManager::drain(std::chrono::milliseconds limit) {
+  std::unique_lock lock(mu_);
+  draining_ = true;
+  if (!thread_.joinable()) {
+    return remote_in_flight_ == 0;
+  }
+  cv_.notify_all();
+  return idle_cv_.wait_for(lock, limit, [&] { return !busy_ && remote_in_flight_ == 0 && remote_done_.empty(); });
+}
+
 void QueueManager::enqueue(const std::string& id) { add(id, false); }
 
 void QueueManager::enqueue_frozen(const std::string& id) {
@@ -658,6 +668,10 @@ void QueueManager::run() {
     bool gathered = false, idle_sync = false;
     {
       std::unique_lock lock(mu_);
+      busy_ = false;
+      if (draining_) {
+        idle_cv_.notify_all();
+      }
       for (;;) {
         if (stop_) {
           return;
@@ -671,7 +685,7 @@ void QueueManager::run() {
           break;
         }
         auto now = clock_.now();
-        while (!retry_.empty() && retry_.begin()->first <= now) {
+        while (!draining_ && !retry_.empty() && retry_.begin()->first <= now) {
           auto it = entries_.find(retry_.begin()->second);
           if (it != entries_.end() && it->second.summary.state == MessageState::kRetry) {
             it->second.summary.state = MessageState::kQueued;
@@ -679,7 +693,7 @@ void QueueManager::run() {
           }
           retry_.erase(retry_.begin());
         }
-        while (!ready_.empty() && batch.size() < opt_.batch) {
+        while (!draining_ && !ready_.empty() && batch.size() < opt_.batch) {
           std::string id = std::move(ready_.front());
           ready_.pop_front();
           auto it = entries_.find(id);
@@ -715,6 +729,7 @@ void QueueManager::run() {
         }
         cv_.wait_for(lock, std::max(wait, std::chrono::milliseconds(1)));
       }
+      busy_ = true;
     }
     if (idle_sync) {
       sync_removals_now();

@@ -167,6 +167,12 @@ class QueueManager {
   // Queues the recovered ids (RecoveryReport::ready) and starts the delivery thread.
   // Call once.
   void start(const std::vector<std::string>& recovered_ids);
+  // Before stop(), at shutdown: no new delivery starts (nor retry, nor job of a waiting
+  // message); the jobs in flight (relay, LMTP, categorizer) are waited for, at most
+  // `limit`, and their answers applied (delivered recipients recorded, reports queued),
+  // so a message a next hop took in the last moments is not sent again after the
+  // restart. True when nothing was left in flight. Commands are still performed.
+  bool drain(std::chrono::milliseconds limit);
   // Finishes the batch in flight, then joins. Messages stay in queue/ for the next start.
   void stop();
   // A committed queue id (after MessageStore::commit reported success). Idempotent.
@@ -349,6 +355,9 @@ class QueueManager {
   std::set<std::string> frozen_hops_;
   bool stop_ = false;
   bool started_ = false;
+  bool draining_ = false;          // drain(): nothing new starts
+  bool busy_ = false;              // the delivery thread works on what it took (under mu_)
+  std::condition_variable idle_cv_;  // drain(): the delivery thread went idle
   QueueCounters counters_;
   std::thread thread_;
 };

@@ -14,6 +14,8 @@ records every connection and every command on it.
    connection).
 5. A node that stops (SIGTERM) says QUIT on the connections it holds, and still stops
    at once.
+6. A node that stops while a message is out waits for the next hop's answer
+   (queue.stop_drain_s) and records it: after the restart the message is not sent again.
 """
 import json
 import smtplib
@@ -38,6 +40,8 @@ class ScriptedHop:
         self.rset_reply = b"250 2.0.0 Ok\r\n"
         self.close_after_message = False
         self.max_per_connection = 0  # > 0: a 421 to MAIL beyond that many messages
+        self.data_reply_delay = 0.0  # seconds between the end of the data and its 250
+        self.data_seen = 0           # messages whose data arrived (before that delay)
         self.server = LoopbackServer(self._serve)
         self.port = self.server.port
 
@@ -56,6 +60,9 @@ class ScriptedHop:
                 if in_data:
                     if line == b".\r\n":
                         in_data = False
+                        with self.lock:
+                            self.data_seen += 1
+                        time.sleep(self.data_reply_delay)
                         with self.lock:
                             self.messages += 1
                         c.sendall(b"250 2.0.0 Ok: queued\r\n")
@@ -224,6 +231,26 @@ class RelayReuse(unittest.TestCase):
         conns = self.hop.snapshot()[0]
         self.assertEqual(len(conns), 1, conns)
         self.assertEqual(conns[0][-1], "QUIT", conns[0])
+
+    def test_6_a_stopping_node_waits_for_the_answer_of_the_message_out(self):
+        self.hop.data_reply_delay = 1.5
+        self.node = relay_node(self.hop)
+        with smtplib.SMTP("127.0.0.1", self.node.smtp_port, timeout=10) as c:
+            c.sendmail("alice@example.org", ["x@example.net"], b"Subject: drain\r\n\r\nbody\r\n")
+        wait_until(lambda: self.hop.data_seen == 1, timeout=15, what="the data at the hop")
+        t0 = time.monotonic()
+        self.node.stop()  # SIGTERM while the hop still holds back its 250
+        self.assertFalse(self.node.alive())
+        self.assertLess(time.monotonic() - t0, 8, "the node took too long to stop")
+        after = self.node.read_log().split("stopping on signal")[-1]
+        self.assertRegex(after, r"queue: [0-9A-F]+: done\n")  # recorded during the stop
+        self.assertEqual(self.node.queue_files(), [])
+        # The same data dir again: nothing is left to send, nothing is sent twice.
+        self.hop.data_reply_delay = 0
+        self.node.start()
+        time.sleep(1.5)
+        self.assertEqual(self.hop.snapshot()[2], 1)
+        self.assertEqual(self.node.queue_files(), [])
 
 
 if __name__ == "__main__":

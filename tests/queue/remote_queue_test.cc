@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
 
 #include <algorithm>
@@ -792,6 +793,45 @@ TEST(RemoteQueue, ACategorizerFaultKeepsTheGroupQueuedAndAPermanentOneBounces) {
   EXPECT_NE(reports[0].find("gone@example.org"), std::string::npos);
   EXPECT_NE(reports[0].find("5.1.1"), std::string::npos);
   n.qm.stop();
+}
+
+// Shutdown: drain() starts nothing new, waits for the job in flight and records its
+// answer (the message is done, not sent again after a restart); one never answered makes
+// it give up after its limit.
+TEST(RemoteQueue, DrainWaitsForTheJobsInFlightAndStartsNoNewOne) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto first = n.s.put("x\r\n", from("s@example.net", {rcpt("a@one.test")})).value();
+  n.qm.start({first});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  auto drained = std::async(std::launch::async, [&] { return n.qm.drain(std::chrono::seconds(20)); });
+  // New mail while draining: queued, not started.
+  auto second = n.s.put("y\r\n", from("s@example.net", {rcpt("b@two.test")})).value();
+  n.qm.enqueue(second);
+  EXPECT_EQ(drained.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  n.remote.answer(0, {"250"});
+  ASSERT_EQ(drained.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(drained.get());
+  // The answer is recorded before drain() returns: the first message is gone.
+  EXPECT_FALSE(fs::exists(n.s.store.path_of(first)));
+  EXPECT_EQ(n.qm.counters().delivered_messages, 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(n.remote.size(), 1u);  // the second never started
+  EXPECT_TRUE(fs::exists(n.s.store.path_of(second)));
+  n.qm.stop();
+}
+
+TEST(RemoteQueue, DrainGivesUpAfterItsLimitWhenAJobIsNeverAnswered) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto id = n.s.put("x\r\n", from("s@example.net", {rcpt("a@one.test")})).value();
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(n.qm.drain(std::chrono::milliseconds(200)));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(200));
+  n.qm.stop();
+  EXPECT_TRUE(fs::exists(n.s.store.path_of(id)));  // stays queued for the next start
 }
 
 // With a directory categorizer, a report to a sender of a local domain is not looked up
