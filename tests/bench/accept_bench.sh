@@ -8,13 +8,19 @@
 # "Accepted" = smtp-source finished, i.e. every message got its 250 (after fsync).
 # Prints a table with messages per second and the ratios. Loopback only; cleans up.
 #
-# usage: tests/bench/accept_bench.sh [BRIDGEHEAD_BINARY] [MESSAGES]
+# With ROUNDS > 1 every target runs that many times per mode, interleaved (sink, postfix,
+# bridgehead, then again), and the table shows each target's median round, the ratios of
+# the medians and the range of msg/s: one round's ratio to smtp-sink moves by several
+# points with the sink's own spread.
+#
+# usage: tests/bench/accept_bench.sh [BRIDGEHEAD_BINARY] [MESSAGES] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=tests/bench/bench_lib.sh
 . tests/bench/bench_lib.sh
 BIN=${1:-build/release/node/bridgehead}
 N=${2:-10000}
+ROUNDS=${3:-1}
 SESSIONS=20
 [ -x "$BIN" ] || { echo "no bridgehead binary at $BIN (cmake --preset release && cmake --build --preset release)"; exit 2; }
 for t in smtp-source smtp-sink postfix; do
@@ -91,7 +97,7 @@ run() {  # target port flags -> seconds msg/s machine-cpu-us/msg idle% bridgehea
   b0=$(busy_ticks); a0=$(all_ticks); [ "$1" = bridgehead ] && p0=$(proc_ticks "$BH_PID")
   t0=$(date +%s.%N)
   smtp-source $3 -s $SESSIONS -m "$N" -l 1024 -f from@example.net -t alice@example.org "127.0.0.1:$2" \
-    > "$WORK/src-$1.log" 2>&1 || { echo "smtp-source to $1 failed:"; cat "$WORK/src-$1.log"; exit 1; }
+    > "$WORK/src-$1.log" 2>&1 || { { echo "smtp-source to $1 failed:"; cat "$WORK/src-$1.log"; } >&2; exit 1; }
   t1=$(date +%s.%N)
   b1=$(busy_ticks); a1=$(all_ticks); [ "$1" = bridgehead ] && p1=$(proc_ticks "$BH_PID")
   python3 -c "
@@ -108,15 +114,27 @@ rss_kib() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 # each queue file) pays for the other's deletions. Besides the separate block groups
 # above, each disk target starts after a sync and a pause.
 SETTLE=${BH_BENCH_SETTLE:-40}
-declare -A SEC RATE CPU IDLE OWN
+declare -A SEC RATE CPU IDLE OWN RANGE
 for mode in new reuse; do
   flags=""; [ $mode = reuse ] && flags="-d"
-  for t in smtp-sink postfix bridgehead; do
-    case $t in smtp-sink) p=$SINK_PORT;; postfix) p=$PF_PORT;; bridgehead) p=$BH_PORT;; esac
-    if [ $t != smtp-sink ]; then sync; sleep "$SETTLE"; fi
-    read -r s r c i o < <(run $t $p "$flags")
-    SEC[$t-$mode]=$s; RATE[$t-$mode]=$r; CPU[$t-$mode]=$c; IDLE[$t-$mode]=$i; OWN[$t-$mode]=$o
+  declare -A ROUND=()
+  for round in $(seq 1 "$ROUNDS"); do
+    for t in smtp-sink postfix bridgehead; do
+      case $t in smtp-sink) p=$SINK_PORT;; postfix) p=$PF_PORT;; bridgehead) p=$BH_PORT;; esac
+      if [ $t != smtp-sink ]; then sync; sleep "$SETTLE"; fi
+      ROUND[$t-$round]=$(run $t $p "$flags")
+    done
   done
+  # Per target: the round with the median msg/s (the lower middle one for an even count).
+  for t in smtp-sink postfix bridgehead; do
+    med=$(for round in $(seq 1 "$ROUNDS"); do echo "${ROUND[$t-$round]}"; done | sort -k2,2n |
+      awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)')
+    read -r s r c i o <<< "$med"
+    SEC[$t-$mode]=$s; RATE[$t-$mode]=$r; CPU[$t-$mode]=$c; IDLE[$t-$mode]=$i; OWN[$t-$mode]=$o
+    RANGE[$t-$mode]=$(for round in $(seq 1 "$ROUNDS"); do echo "${ROUND[$t-$round]}"; done |
+      awk 'NR == 1 {lo = hi = $2} {if ($2 < lo) lo = $2; if ($2 > hi) hi = $2} END {print lo "-" hi}')
+  done
+  unset ROUND
 done
 
 # bridgehead must really have every message: delivered to the Maildir or still queued.
@@ -126,20 +144,21 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 have=$(( $(find "$WORK/bh/mailboxes/alice/new" -type f | wc -l) + $(find "$WORK/bh/queue/queue" -type f | wc -l) ))
-want=$(( 2 * N ))
+want=$(( 2 * N * ROUNDS ))
 
 echo
 echo "accept benchmark: $N messages x 1 KiB, $SESSIONS sessions, $(nproc) cores, fsync on, ${SETTLE} s pause before each disk target; $(date -u +%F)"
-printf '%-12s %-18s %9s %9s %12s %13s %14s %6s %14s\n' target mode seconds msg/s vs_postfix vs_smtp-sink \
-  machine_us/msg idle% bh_us/msg
+[ "$ROUNDS" -gt 1 ] && echo "$ROUNDS rounds: each row is the target's median round; range = lowest-highest msg/s"
+printf '%-12s %-18s %9s %9s %12s %13s %14s %6s %14s %13s\n' target mode seconds msg/s vs_postfix vs_smtp-sink \
+  machine_us/msg idle% bh_us/msg range
 for mode in new reuse; do
   label="new conn/msg"; [ $mode = reuse ] && label="reuse (-d)"
   for t in smtp-sink postfix bridgehead; do
     r=${RATE[$t-$mode]}
-    printf '%-12s %-18s %9s %9s %12s %13s %14s %6s %14s\n' "$t" "$label" "${SEC[$t-$mode]}" "$r" \
+    printf '%-12s %-18s %9s %9s %12s %13s %14s %6s %14s %13s\n' "$t" "$label" "${SEC[$t-$mode]}" "$r" \
       "$(python3 -c "print(f'{$r/${RATE[postfix-$mode]}:.2f}x')")" \
       "$(python3 -c "print(f'{100*$r/${RATE[smtp-sink-$mode]}:.0f}%')")" \
-      "${CPU[$t-$mode]}" "${IDLE[$t-$mode]}" "${OWN[$t-$mode]}"
+      "${CPU[$t-$mode]}" "${IDLE[$t-$mode]}" "${OWN[$t-$mode]}" "${RANGE[$t-$mode]}"
   done
 done
 echo "bridgehead: $have of $want messages accounted for (Maildir + queue); RSS after the run: $(rss_kib $BH_PID) KiB"
