@@ -134,8 +134,9 @@ class HeldConnections {
   std::size_t usable() const;  // held and still usable, over all keys
   void clear();
   // At shutdown: every held connection says QUIT and closes; none is held afterwards, and
-  // sessions started later end with QUIT instead of being held. closing() counts those whose socket is still open (the
-  // caller waits for them, within a limit of its own, before it stops their io_context).
+  // sessions started later end with QUIT instead of being held. closing() counts those
+  // whose socket is still open (the caller waits for them, within a limit of its own,
+  // before it stops their io_context).
   void quit_all();
   std::size_t closing() const;
 
