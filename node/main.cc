@@ -413,8 +413,8 @@ int main(int argc, char** argv) {
   dsn.reporting_mta = hostname;
   dsn.random = &delivery_random;
   // The file directory answers at once; LDAP answers on its thread, so this waits, at
-  // most the lookup timeout plus a margin (nothing then). With LDAP the reports do not
-  // use it (dsn.categorize below); the event sinks' own messages do.
+  // most the lookup timeout plus a margin (nothing then). With LDAP neither the reports
+  // nor the journal sinks use it for a local domain (dsn.categorize below).
   auto resolve_now = [&directory, recipients, ldap_timeout](const std::string& address)
       -> std::optional<bh::directory::Resolution> {
     auto at = address.rfind('@');
@@ -449,7 +449,19 @@ int main(int argc, char** argv) {
   }
   manager.set_dsn(dsn);
   // Event sinks (sinks/, docs/sinks.md): built here, used by the router and the listeners.
-  auto sink_setup = bh::node::build_sinks(cfg.sinks(), hostname, dsn.local_mailbox);
+  // A journal address like a report's recipient: with LDAP, one of a local domain is
+  // categorized with each message; otherwise its mailbox is looked up once, now.
+  auto journal_recipient = [&dsn](const std::string& address) {
+    bh::queue::Recipient r;
+    r.address = address;
+    if (dsn.categorize && dsn.categorize(address)) {
+      r.categorize = true;
+    } else {
+      r.mailbox = dsn.local_mailbox(address);
+    }
+    return r;
+  };
+  auto sink_setup = bh::node::build_sinks(cfg.sinks(), hostname, journal_recipient);
   if (!sink_setup.ok()) {
     return fatal(config_path + ": " + sink_setup.error().message);
   }

@@ -314,7 +314,7 @@ sinks::PolicyConfig policy_config(const proto::SinkDefinition& d) {
 Result<sinks::ChainEntry> message_entry(
     const proto::SinkDefinition& d, SinkSetup& setup, const proto::Sinks& config,
     const std::string& hostname,
-    const std::function<std::string(const std::string& address)>& local_mailbox) {
+    const std::function<queue::Recipient(const std::string& address)>& journal_recipient) {
   sinks::ChainEntry e;
   e.name = d.name();
   e.deadline = std::chrono::milliseconds(d.deadline_ms());
@@ -337,7 +337,7 @@ Result<sinks::ChainEntry> message_entry(
       e.sink = std::make_shared<sinks::PolicySink>(policy_config(d));
       break;
     case proto::SINK_KIND_JOURNAL:
-      e.sink = std::make_shared<sinks::JournalSink>(d.address(), local_mailbox(d.address()));
+      e.sink = std::make_shared<sinks::JournalSink>(journal_recipient(d.address()));
       break;
     case proto::SINK_KIND_PLUGIN: {
       if (!setup.plugin_pool) {
@@ -377,7 +377,7 @@ Result<sinks::ChainEntry> message_entry(
 
 Result<std::unique_ptr<SinkSetup>> build_sinks(
     const proto::Sinks& config, const std::string& hostname,
-    const std::function<std::string(const std::string& address)>& local_mailbox) {
+    const std::function<queue::Recipient(const std::string& address)>& journal_recipient) {
   auto setup = std::make_unique<SinkSetup>();
   std::map<std::string, const proto::SinkDefinition*> defs;
   for (const auto& d : config.define()) {
@@ -388,7 +388,7 @@ Result<std::unique_ptr<SinkSetup>> build_sinks(
       -> Result<std::shared_ptr<sinks::MessageChain>> {
     std::vector<sinks::ChainEntry> entries;
     for (const auto& name : names) {
-      auto e = message_entry(*defs.at(name), *setup, config, hostname, local_mailbox);  // validated
+      auto e = message_entry(*defs.at(name), *setup, config, hostname, journal_recipient);  // validated
       if (!e.ok()) {
         return e.error();
       }

@@ -68,9 +68,9 @@ struct SinkSetup {
 // A quarantine reason made fit for one header line (at most 200 octets, no controls).
 std::string sanitize_reason(std::string_view reason);
 
-// `local_mailbox`: the mailbox name for a local journal address (empty: relayed).
+// `journal_recipient`: a journal address as it is added to each message (JournalSink).
 Result<std::unique_ptr<SinkSetup>> build_sinks(
     const proto::Sinks& config, const std::string& hostname,
-    const std::function<std::string(const std::string& address)>& local_mailbox);
+    const std::function<queue::Recipient(const std::string& address)>& journal_recipient);
 
 }  // namespace bh::node

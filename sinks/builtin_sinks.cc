@@ -86,13 +86,10 @@ void JournalSink::on_message(std::shared_ptr<MessageEvent> event, boost::asio::a
   auto& rs = event->envelope.recipients;
   bool present = false;
   for (const auto& r : rs) {
-    present = present || ascii_lower(r.address) == ascii_lower(address_);
+    present = present || ascii_lower(r.address) == ascii_lower(recipient_.address);
   }
   if (!present) {
-    queue::Recipient r;
-    r.address = address_;
-    r.mailbox = mailbox_;
-    rs.push_back(r);
+    rs.push_back(recipient_);
   }
   done(Verdict::go_on());
 }

@@ -48,14 +48,16 @@ class PolicySink : public MessageSink, public ProtocolSink {
 
 class JournalSink : public MessageSink {
  public:
-  // `mailbox`: the local mailbox of the address (empty: the queue routes it onward).
-  JournalSink(std::string address, std::string mailbox)
-      : address_(std::move(address)), mailbox_(std::move(mailbox)) {}
+  // `recipient`: the journal address as it is added to each message: with its local
+  // mailbox (file directory), with `categorize` set (LDAP: resolved per message by the
+  // categorizer, so a group, a forward or a mailbox homed elsewhere is honoured), or
+  // neither (the queue routes it onward).
+  explicit JournalSink(queue::Recipient recipient) : recipient_(std::move(recipient)) {}
   void on_message(std::shared_ptr<MessageEvent> event, boost::asio::any_io_executor ex,
                   Done done) override;
 
  private:
-  std::string address_, mailbox_;
+  queue::Recipient recipient_;
 };
 
 // Protocol sink: replies to the listed verbs keep their code and enhanced code and get

@@ -7,6 +7,9 @@ same message is expanded and delivered. A program sink on sinks.after_categorize
 each expansion (BH_RECIPIENT, BH_RECIPIENTS, BH_EXPANDED_COUNT) and logs it to a file.
 A second node whose after_categorize program rejects with 451 keeps the message queued
 (transient) and delivers nothing.
+A journal sink whose address is a group of the directory: each message's journal copy is
+categorized like any recipient, so the group's members get it (it is not routed by its
+domain, nor looked up once at start).
 """
 import json
 import os
@@ -132,6 +135,17 @@ class CategorizeSinks(unittest.TestCase):
         self.assertEqual(st["closed-group"]["event"], "before_categorize")
         self.assertEqual(st["closed-group"]["rejected"], 1)
         self.assertGreaterEqual(st["log-expansion"]["continued"], 1)
+
+    def test_a_journal_address_of_the_directory_is_categorized_with_each_message(self):
+        self.start("sinks:\n  define:\n"
+                   "    - {name: journal, kind: journal, address: staff@example.test}\n"
+                   "  on_arrival: [journal]\n")
+        self.send(["dave@example.test"], "journaled")
+        wait_until(lambda: self.has("dave", "Subject: journaled"), timeout=30, what="dave's copy")
+        wait_until(lambda: self.has("bob", "Subject: journaled") and self.has("carol", "Subject: journaled"),
+                   timeout=30, what="the journal copies to staff's members")
+        wait_until(lambda: not self.node.queue_files(), timeout=20, what="queue empty")
+        self.assertFalse(self.has("alice", "journaled"))  # no report: nothing failed
 
     def test_after_transient_reject_keeps_the_message_queued(self):
         self.start("sinks:\n  define:\n"

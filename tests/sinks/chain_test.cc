@@ -192,13 +192,43 @@ TEST(ChainTest, EmptyChainContinues) {
   EXPECT_EQ(run(chain, io).verdict.kind, Verdict::Kind::kContinue);
 }
 
+queue::Recipient journal_recipient(bool categorize = false) {
+  queue::Recipient r;
+  r.address = "journal@example.org";
+  if (categorize) {
+    r.categorize = true;  // as the node builds it with an LDAP directory
+  } else {
+    r.mailbox = "journal";
+  }
+  return r;
+}
+
+TEST(BuiltinSinksTest, JournalAddsItsRecipientAsBuiltOnce) {
+  asio::io_context io;
+  MessageChain chain({entry("journal", std::make_shared<JournalSink>(journal_recipient(true)))});
+  auto o = run(chain, io);
+  ASSERT_EQ(o.event->envelope.recipients.size(), 2u);
+  EXPECT_EQ(o.event->envelope.recipients[1].address, "journal@example.org");
+  EXPECT_TRUE(o.event->envelope.recipients[1].categorize);
+  EXPECT_EQ(o.event->envelope.recipients[1].mailbox, "");
+  // Run again on a message that already has it (any case): not added twice.
+  o.event->envelope.recipients[1].address = "Journal@Example.ORG";
+  MessageChain again({entry("journal", std::make_shared<JournalSink>(journal_recipient(true)))});
+  std::optional<ChainOutcome> out;
+  again.run(o.event, io.get_executor(), [&](ChainOutcome x) { out = std::move(x); });
+  io.restart();
+  io.run_for(std::chrono::seconds(5));
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(o.event->envelope.recipients.size(), 2u);
+}
+
 TEST(BuiltinSinksTest, StampPolicyJournal) {
   asio::io_context io;
   PolicyConfig p;
   p.reject_recipients = {"@blocked.example"};
   MessageChain chain(
       {entry("stamp", std::make_shared<HeaderStampSink>("X-Org", "acme")),
-       entry("journal", std::make_shared<JournalSink>("journal@example.org", "journal")),
+       entry("journal", std::make_shared<JournalSink>(journal_recipient())),
        entry("policy", std::make_shared<PolicySink>(p))});
   auto o = run(chain, io);
   EXPECT_EQ(o.verdict.kind, Verdict::Kind::kContinue);
