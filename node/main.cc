@@ -415,10 +415,13 @@ int main(int argc, char** argv) {
   // The file directory answers at once; LDAP answers on its thread, so this waits, at
   // most the lookup timeout plus a margin (nothing then). With LDAP neither the reports
   // nor the journal sinks use it for a local domain (dsn.categorize below).
-  auto resolve_now = [&directory, recipients, ldap_timeout](const std::string& address)
-      -> std::optional<bh::directory::Resolution> {
+  auto local_address = [&directory](const std::string& address) {
     auto at = address.rfind('@');
-    if (at == std::string::npos || !directory.is_local_domain(bh::normalize_domain(address.substr(at + 1)))) {
+    return at != std::string::npos && directory.is_local_domain(bh::normalize_domain(address.substr(at + 1)));
+  };
+  auto resolve_now = [local_address, recipients, ldap_timeout](const std::string& address)
+      -> std::optional<bh::directory::Resolution> {
+    if (!local_address(address)) {
       return std::nullopt;
     }
     auto answer = std::make_shared<std::promise<std::optional<bh::directory::Resolution>>>();
@@ -442,25 +445,13 @@ int main(int argc, char** argv) {
     // the delivery thread never waits for the directory, and a report waits there while
     // the directory is down. The categorizer finds the mailbox (its alternate recipient)
     // and, in a cluster, the node it is homed on.
-    dsn.categorize = [&directory](const std::string& address) {
-      auto at = address.rfind('@');
-      return at != std::string::npos && directory.is_local_domain(bh::normalize_domain(address.substr(at + 1)));
-    };
+    dsn.categorize = local_address;
   }
   manager.set_dsn(dsn);
   // Event sinks (sinks/, docs/sinks.md): built here, used by the router and the listeners.
   // A journal address like a report's recipient: with LDAP, one of a local domain is
   // categorized with each message; otherwise its mailbox is looked up once, now.
-  auto journal_recipient = [&dsn](const std::string& address) {
-    bh::queue::Recipient r;
-    r.address = address;
-    if (dsn.categorize && dsn.categorize(address)) {
-      r.categorize = true;
-    } else {
-      r.mailbox = dsn.local_mailbox(address);
-    }
-    return r;
-  };
+  auto journal_recipient = [&dsn](const std::string& address) { return bh::queue::added_recipient(dsn, address); };
   auto sink_setup = bh::node::build_sinks(cfg.sinks(), hostname, journal_recipient);
   if (!sink_setup.ok()) {
     return fatal(config_path + ": " + sink_setup.error().message);

@@ -232,6 +232,17 @@ void QueueManager::stop() {
   commands_.clear();
 }
 
+Recipient added_recipient(const DsnSetup& d, const std::string& address) {
+  Recipient r;
+  r.address = address;
+  if (d.categorize && d.categorize(address)) {
+    r.categorize = true;
+  } else if (d.local_mailbox) {
+    r.mailbox = d.local_mailbox(address);
+  }
+  return r;
+}
+
 bool QueueManager::drain(std::chrono::milliseconds limit) {
   std::unique_lock lock(mu_);
   draining_ = true;
@@ -1541,11 +1552,9 @@ void QueueManager::send_report(const Envelope& env, const std::vector<DsnOutcome
   }
   Envelope denv = (*info)->envelope;
   for (auto& r : denv.recipients) {
-    if (dsn_->categorize && dsn_->categorize(r.address)) {
-      r.categorize = true;  // resolved by the categorizer hop, off this thread
-      continue;
-    }
-    r.mailbox = dsn_->local_mailbox ? dsn_->local_mailbox(r.address) : std::string();
+    const Recipient added = added_recipient(*dsn_, r.address);
+    r.categorize = added.categorize;  // resolved by the categorizer hop, off this thread
+    r.mailbox = added.mailbox;
   }
   denv.received_unix = unix_seconds(clock_.now());
   denv.protocol = "local";

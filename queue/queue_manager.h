@@ -99,6 +99,11 @@ struct DsnSetup {
   std::function<std::string(const std::string& address)> local_mailbox;
 };
 
+// An address the node adds as a recipient itself (a report's, a journal's), by the rule
+// of DsnSetup: with `categorize` set when d.categorize says so, else with the mailbox
+// d.local_mailbox gives (none: routed onward).
+Recipient added_recipient(const DsnSetup& d, const std::string& address);
+
 enum class MessageState { kQueued, kDelivering, kRetry, kFrozen };
 
 struct MessageSummary {
