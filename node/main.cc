@@ -2,7 +2,8 @@
 //
 // Loads and validates the config, builds every object, wires them, runs one io_context
 // per worker thread and handles signals: SIGTERM/SIGINT stop accepting and exit (mail
-// already acknowledged is on disk and resumes at the next start); SIGHUP reloads the
+// already acknowledged is on disk and resumes at the next start; a second one while the
+// node waits for deliveries in flight stops that wait); SIGHUP reloads the
 // server TLS certificate and key (new connections use them, running ones keep theirs;
 // on failure the old pair stays); nothing else reloads yet. This is the only file that
 // names concrete classes.
@@ -14,6 +15,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -1386,11 +1388,29 @@ int main(int argc, char** argv) {
   for (auto& th : threads) {
     th.join();
   }
+  // A second SIGTERM/SIGINT from here on (the io contexts, and with them the first signal
+  // set, no longer run) stops the waits below: the deliveries in flight and the QUITs of
+  // held connections. What is still out stays queued, as after queue.stop_drain_s. A
+  // second signal in the moment between the first one and this point may go unnoticed.
+  std::atomic<bool> hurry{false};
+  asio::io_context stop_io;
+  std::optional<asio::signal_set> second_signal(std::in_place, stop_io, SIGTERM, SIGINT);
+  second_signal->async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) {
+      return;
+    }
+    bh::log::info("node", "second signal " + std::to_string(sig) +
+                              ": not waiting any longer for deliveries in flight; they stay queued");
+    hurry = true;
+    manager.cut_drain();
+  });
+  std::thread stop_thread([&] { stop_io.run(); });
   // No session is left. No new delivery starts; the ones in flight are answered and
   // recorded (up to queue.stop_drain_s) while the store, the relay, the LDAP client and
   // the sinks still run.
   if (!manager.drain(std::chrono::seconds(cfg.queue().stop_drain_s()))) {
-    bh::log::info("node", "deliveries still in flight after queue.stop_drain_s; they stay queued");
+    bh::log::info("node", "deliveries still in flight after queue.stop_drain_s or a second signal; "
+                          "they stay queued");
   }
   ldap_shutdown.now();  // no session asks the directory any more
   sink_setup.value()->shutdown();  // plug-in calls in flight finish while their loops exist
@@ -1412,12 +1432,15 @@ int main(int argc, char** argv) {
   constexpr auto kQuitWait = std::chrono::seconds(2);
   const auto quit_until = std::chrono::steady_clock::now() + kQuitWait;
   auto closing = [&] { return (relay ? relay->closing_held() : 0) + (lmtp ? lmtp->closing_held() : 0); };
-  while (closing() > 0 && std::chrono::steady_clock::now() < quit_until) {
+  while (closing() > 0 && !hurry && std::chrono::steady_clock::now() < quit_until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (std::size_t left = closing(); left > 0) {
     bh::log::info("node", std::to_string(left) + " held connection(s) did not finish their QUIT in time; closed");
   }
+  stop_io.stop();
+  stop_thread.join();
+  second_signal.reset();
   relay_guard.reset();
   relay_io.stop();
   relay_thread.join();

@@ -250,7 +250,16 @@ bool QueueManager::drain(std::chrono::milliseconds limit) {
     return remote_in_flight_ == 0;
   }
   cv_.notify_all();
-  return idle_cv_.wait_for(lock, limit, [&] { return !busy_ && remote_in_flight_ == 0 && remote_done_.empty(); });
+  auto idle = [&] { return !busy_ && remote_in_flight_ == 0 && remote_done_.empty(); };
+  return idle_cv_.wait_for(lock, limit, [&] { return drain_cut_ || idle(); }) && idle();
+}
+
+void QueueManager::cut_drain() {
+  {
+    std::lock_guard lock(mu_);
+    drain_cut_ = true;
+  }
+  idle_cv_.notify_all();
 }
 
 void QueueManager::enqueue(const std::string& id) { add(id, false); }

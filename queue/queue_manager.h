@@ -178,6 +178,9 @@ class QueueManager {
   // so a message a next hop took in the last moments is not sent again after the
   // restart. True when nothing was left in flight. Commands are still performed.
   bool drain(std::chrono::milliseconds limit);
+  // From any thread, during or before drain(): drain() stops waiting and returns false at
+  // once (the operator's second SIGTERM). What is still in flight stays queued.
+  void cut_drain();
   // Finishes the batch in flight, then joins. Messages stay in queue/ for the next start.
   void stop();
   // A committed queue id (after MessageStore::commit reported success). Idempotent.
@@ -361,6 +364,7 @@ class QueueManager {
   bool stop_ = false;
   bool started_ = false;
   bool draining_ = false;          // drain(): nothing new starts
+  bool drain_cut_ = false;         // cut_drain(): drain() waits no longer
   bool busy_ = false;              // the delivery thread works on what it took (under mu_)
   std::condition_variable idle_cv_;  // drain(): the delivery thread went idle
   QueueCounters counters_;

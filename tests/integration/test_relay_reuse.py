@@ -16,8 +16,11 @@ records every connection and every command on it.
    at once.
 6. A node that stops while a message is out waits for the next hop's answer
    (queue.stop_drain_s) and records it: after the restart the message is not sent again.
+7. A second SIGTERM during that wait ends it at once: the message stays queued and is
+   sent again after the restart (the one case where the next hop may get it twice).
 """
 import json
+import signal
 import smtplib
 import threading
 import time
@@ -103,7 +106,7 @@ class ScriptedHop:
             return [list(x) for x in self.connections], list(self.closed), self.messages
 
 
-def relay_node(hop, idle_s=5, max_messages=100):
+def relay_node(hop, idle_s=5, max_messages=100, queue=None):
     extra = ("routing:\n"
              f"  connection_idle_s: {idle_s}\n"
              f"  connection_max_messages: {max_messages}\n"
@@ -112,7 +115,7 @@ def relay_node(hop, idle_s=5, max_messages=100):
              f'      smart_hosts: ["127.0.0.1:{hop.port}"]\n'
              '      address_spaces: [{pattern: "*", cost: 1}]\n'
              "      tls: none\n")
-    return Node(smtp=['relay_networks: ["127.0.0.0/8"]'], extra=extra).start()
+    return Node(smtp=['relay_networks: ["127.0.0.0/8"]'], queue=queue, extra=extra).start()
 
 
 def relay_status(node):
@@ -251,6 +254,31 @@ class RelayReuse(unittest.TestCase):
         time.sleep(1.5)
         self.assertEqual(self.hop.snapshot()[2], 1)
         self.assertEqual(self.node.queue_files(), [])
+
+    def test_7_a_second_sigterm_ends_the_wait_and_the_message_stays_queued(self):
+        self.hop.data_reply_delay = 30
+        self.node = relay_node(self.hop, queue=["stop_drain_s: 60"])
+        with smtplib.SMTP("127.0.0.1", self.node.smtp_port, timeout=10) as c:
+            c.sendmail("alice@example.org", ["x@example.net"], b"Subject: hurry\r\n\r\nbody\r\n")
+        wait_until(lambda: self.hop.data_seen == 1, timeout=15, what="the data at the hop")
+        t0 = time.monotonic()
+        self.node.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping on signal" in self.node.read_log(), timeout=5,
+                   what="the node to start stopping")
+        time.sleep(0.5)  # it now waits for the hop's answer, for up to 60 s
+        self.assertTrue(self.node.alive(), "the node did not wait for the message out")
+        self.node.proc.send_signal(signal.SIGTERM)
+        self.node.proc.wait(timeout=10)
+        self.assertLess(time.monotonic() - t0, 8, "the second SIGTERM did not end the wait")
+        after = self.node.read_log().split("stopping on signal")[-1]
+        self.assertIn("second signal 15", after)
+        self.assertNotRegex(after, r"queue: [0-9A-F]+: done\n")
+        self.assertEqual(len(self.node.queue_files()), 1)
+        # After the restart the message goes out again, and is done.
+        self.hop.data_reply_delay = 0
+        self.node.start()
+        wait_until(lambda: self.node.queue_files() == [], timeout=15, what="the message sent again")
+        self.assertEqual(self.hop.data_seen, 2)
 
 
 if __name__ == "__main__":

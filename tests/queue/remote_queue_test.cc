@@ -834,6 +834,23 @@ TEST(RemoteQueue, DrainGivesUpAfterItsLimitWhenAJobIsNeverAnswered) {
   EXPECT_TRUE(fs::exists(n.s.store.path_of(id)));  // stays queued for the next start
 }
 
+// The operator's second SIGTERM: cut_drain() ends the wait at once, long before the
+// limit; the job still out stays queued.
+TEST(RemoteQueue, ACutDrainReturnsAtOnceAndTheMessageStaysQueued) {
+  TempDir t;
+  Node n(t.path(), fast());
+  auto id = n.s.put("x\r\n", from("s@example.net", {rcpt("a@one.test")})).value();
+  n.qm.start({id});
+  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  auto drained = std::async(std::launch::async, [&] { return n.qm.drain(std::chrono::seconds(60)); });
+  EXPECT_EQ(drained.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  n.qm.cut_drain();
+  ASSERT_EQ(drained.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_FALSE(drained.get());
+  n.qm.stop();
+  EXPECT_TRUE(fs::exists(n.s.store.path_of(id)));
+}
+
 // With a directory categorizer, a report to a sender of a local domain is not looked up
 // on the delivery thread (DsnSetup::local_mailbox is never asked): it is queued for the
 // categorizer hop, waits there while the directory is down, and is delivered to what the
