@@ -11,7 +11,9 @@ Dovecot does not know:
   - Dovecot down: the message stays queued in "retry" with a 4.4.1 error and is
     delivered once Dovecot is back and the operator retries it;
   - two messages one after the other: the second runs on the LMTP connection the first
-    left held open (RSET, then MAIL; routing.connection_idle_s).
+    left held open (RSET, then MAIL; routing.connection_idle_s);
+  - a node that stops says QUIT on that held connection: Dovecot logs "Logged out", not
+    "Connection closed".
 Each runs over TCP (Lmtp) and over Dovecot's unix socket (LmtpUnixSocket).
 """
 import json
@@ -142,6 +144,22 @@ class Lmtp(unittest.TestCase):
         self.assertEqual(st["connections_reused"], 1, st)  # Dovecot took RSET, then MAIL
         self.assertEqual(st["reuse_failures"], 0, st)
         self.assertIn("(reused)", self.node.read_log())
+
+    def test_a_stopping_node_says_quit_on_its_held_lmtp_connection(self):
+        self.send(["alice@example.org"], subject="held")
+        self.wait_dovecot("alice@example.org", 1)
+        wait_until(lambda: json.loads(self.node.bhctl("--json", "status").stdout)["lmtp"]["held_connections"] == 1,
+                   what="the LMTP connection held for the next message")
+        self.node.stop()
+        self.assertFalse(self.node.alive())
+
+        def disconnects():
+            with open(self.dovecot.log_path) as f:
+                return [l for l in f if "Disconnect from" in l and "state=GREETING" not in l]
+        # Dovecot's own words: "Logged out" after QUIT, "Connection closed" without it.
+        got = wait_until(lambda: disconnects(), timeout=10, what="Dovecot to log the disconnect")
+        self.assertEqual(len(got), 1, got)
+        self.assertIn("Logged out", got[0])
 
     def test_dovecot_down_keeps_mail_queued_until_it_is_back(self):
         self.dovecot.stop()
