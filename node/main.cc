@@ -1326,6 +1326,27 @@ int main(int argc, char** argv) {
   // context's signal service: after contexts.clear() that was a use after free).
   std::optional<asio::signal_set> signal_holder(std::in_place, *ctx_ptrs[0], SIGTERM, SIGINT, SIGHUP);
   asio::signal_set& signals = *signal_holder;
+  // A second set for the stop signals on a context of its own, which runs only once the
+  // node is stopping (below): until then it only counts them.
+  std::atomic<bool> hurry{false};
+  asio::io_context stop_io;
+  std::optional<asio::signal_set> stop_signals(std::in_place, stop_io, SIGTERM, SIGINT);
+  int stop_signals_seen = 0;  // on stop_io's thread only
+  std::function<void(boost::system::error_code, int)> on_stop_signal =
+      [&](boost::system::error_code ec, int sig) {
+        if (ec) {
+          return;
+        }
+        if (++stop_signals_seen == 1) {  // the signal that started the stop
+          stop_signals->async_wait(on_stop_signal);
+          return;
+        }
+        bh::log::info("node", "second signal " + std::to_string(sig) +
+                                  ": not waiting any longer for deliveries in flight; they stay queued");
+        hurry = true;
+        manager.cut_drain();
+      };
+  stop_signals->async_wait(on_stop_signal);
   std::function<void(boost::system::error_code, int)> on_signal =
       [&](boost::system::error_code ec, int sig) {
         if (ec) {
@@ -1388,22 +1409,11 @@ int main(int argc, char** argv) {
   for (auto& th : threads) {
     th.join();
   }
-  // A second SIGTERM/SIGINT from here on (the io contexts, and with them the first signal
-  // set, no longer run) stops the waits below: the deliveries in flight and the QUITs of
-  // held connections. What is still out stays queued, as after queue.stop_drain_s. A
-  // second signal in the moment between the first one and this point may go unnoticed.
-  std::atomic<bool> hurry{false};
-  asio::io_context stop_io;
-  std::optional<asio::signal_set> second_signal(std::in_place, stop_io, SIGTERM, SIGINT);
-  second_signal->async_wait([&](boost::system::error_code ec, int sig) {
-    if (ec) {
-      return;
-    }
-    bh::log::info("node", "second signal " + std::to_string(sig) +
-                              ": not waiting any longer for deliveries in flight; they stay queued");
-    hurry = true;
-    manager.cut_drain();
-  });
+  // The second SIGTERM/SIGINT stops the waits below: the deliveries in flight and the
+  // QUITs of held connections. What is still out stays queued, as after
+  // queue.stop_drain_s. `stop_signals` exists since the start, so it has counted every
+  // stop signal, also one that came while the io contexts were ending; it runs only now,
+  // and the first signal it reports is the one that started the stop.
   std::thread stop_thread([&] { stop_io.run(); });
   // No session is left. No new delivery starts; the ones in flight are answered and
   // recorded (up to queue.stop_drain_s) while the store, the relay, the LDAP client and
@@ -1440,7 +1450,7 @@ int main(int argc, char** argv) {
   }
   stop_io.stop();
   stop_thread.join();
-  second_signal.reset();
+  stop_signals.reset();
   relay_guard.reset();
   relay_io.stop();
   relay_thread.join();

@@ -18,6 +18,7 @@ records every connection and every command on it.
    (queue.stop_drain_s) and records it: after the restart the message is not sent again.
 7. A second SIGTERM during that wait ends it at once: the message stays queued and is
    sent again after the restart (the one case where the next hop may get it twice).
+   So do two SIGTERMs sent back to back, the second before the node starts to wait.
 """
 import json
 import signal
@@ -279,6 +280,21 @@ class RelayReuse(unittest.TestCase):
         self.node.start()
         wait_until(lambda: self.node.queue_files() == [], timeout=15, what="the message sent again")
         self.assertEqual(self.hop.data_seen, 2)
+
+    def test_8_two_sigterms_back_to_back_do_not_wait_either(self):
+        self.hop.data_reply_delay = 30
+        self.node = relay_node(self.hop, queue=["stop_drain_s: 60"])
+        with smtplib.SMTP("127.0.0.1", self.node.smtp_port, timeout=10) as c:
+            c.sendmail("alice@example.org", ["x@example.net"], b"Subject: hurry\r\n\r\nbody\r\n")
+        wait_until(lambda: self.hop.data_seen == 1, timeout=15, what="the data at the hop")
+        t0 = time.monotonic()
+        self.node.proc.send_signal(signal.SIGTERM)
+        self.node.proc.send_signal(signal.SIGINT)
+        self.node.proc.wait(timeout=10)
+        self.assertLess(time.monotonic() - t0, 8, "the second signal was not noticed")
+        # Both pending at once: the kernel delivers the lower number (SIGINT) first.
+        self.assertRegex(self.node.read_log(), r"stopping on signal (2|15)\n(.*\n)*info node: second signal (2|15):")
+        self.assertEqual(len(self.node.queue_files()), 1)
 
 
 if __name__ == "__main__":
