@@ -82,6 +82,9 @@ script -qec "postfix -c $PF/conf start" /dev/null >/dev/null
 # --- bridgehead ---
 BH_PORT=$(free_port); BH_ADMIN=$(free_port)
 bench_node_yaml bench "$WORK/bh" "$BH_PORT" "$BH_ADMIN" > "$WORK/bh.yaml"
+if [ -n "${BH_BENCH_WORKERS:-}" ]; then  # node.workers (I/O threads); default: one per core
+  sed -i "s/^  name: bench\$/  name: bench\n  workers: $BH_BENCH_WORKERS/" "$WORK/bh.yaml"
+fi
 "$BIN" --config "$WORK/bh.yaml" 2> "$WORK/bh.log" & BH_PID=$!; PIDS+=("$BH_PID")
 
 wait_banner $SINK_PORT; wait_banner $PF_PORT; wait_banner $BH_PORT
@@ -147,7 +150,7 @@ have=$(( $(find "$WORK/bh/mailboxes/alice/new" -type f | wc -l) + $(find "$WORK/
 want=$(( 2 * N * ROUNDS ))
 
 echo
-echo "accept benchmark: $N messages x 1 KiB, $SESSIONS sessions, $(nproc) cores, fsync on, ${SETTLE} s pause before each disk target; $(date -u +%F)"
+echo "accept benchmark: $N messages x 1 KiB, $SESSIONS sessions, $(nproc) cores, fsync on, ${SETTLE} s pause before each disk target${BH_BENCH_WORKERS:+, bridgehead node.workers: $BH_BENCH_WORKERS}; $(date -u +%F)"
 [ "$ROUNDS" -gt 1 ] && echo "$ROUNDS rounds: each row is the target's median round; range = lowest-highest msg/s"
 printf '%-12s %-18s %9s %9s %12s %13s %14s %6s %14s %13s\n' target mode seconds msg/s vs_postfix vs_smtp-sink \
   machine_us/msg idle% bh_us/msg range
