@@ -795,15 +795,23 @@ TEST(RemoteQueue, ACategorizerFaultKeepsTheGroupQueuedAndAPermanentOneBounces) {
   n.qm.stop();
 }
 
+// Shutdown tests: a node with one message whose job (to one.test) is out, never answered
+// unless the test does. Returns its queue id.
+std::string start_with_one_job_out(Node& n) {
+  auto id = n.s.put("x\r\n", from("s@example.net", {rcpt("a@one.test")})).value();
+  n.qm.start({id});
+  EXPECT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  return id;
+}
+
 // Shutdown: drain() starts nothing new, waits for the job in flight and records its
 // answer (the message is done, not sent again after a restart); one never answered makes
 // it give up after its limit.
 TEST(RemoteQueue, DrainWaitsForTheJobsInFlightAndStartsNoNewOne) {
   TempDir t;
   Node n(t.path(), fast());
-  auto first = n.s.put("x\r\n", from("s@example.net", {rcpt("a@one.test")})).value();
-  n.qm.start({first});
-  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  auto first = start_with_one_job_out(n);
+  ASSERT_EQ(n.remote.size(), 1u);
   auto drained = std::async(std::launch::async, [&] { return n.qm.drain(std::chrono::seconds(20)); });
   // New mail while draining: queued, not started.
   auto second = n.s.put("y\r\n", from("s@example.net", {rcpt("b@two.test")})).value();
@@ -824,9 +832,8 @@ TEST(RemoteQueue, DrainWaitsForTheJobsInFlightAndStartsNoNewOne) {
 TEST(RemoteQueue, DrainGivesUpAfterItsLimitWhenAJobIsNeverAnswered) {
   TempDir t;
   Node n(t.path(), fast());
-  auto id = n.s.put("x\r\n", from("s@example.net", {rcpt("a@one.test")})).value();
-  n.qm.start({id});
-  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  auto id = start_with_one_job_out(n);
+  ASSERT_EQ(n.remote.size(), 1u);
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_FALSE(n.qm.drain(std::chrono::milliseconds(200)));
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(200));
@@ -839,9 +846,8 @@ TEST(RemoteQueue, DrainGivesUpAfterItsLimitWhenAJobIsNeverAnswered) {
 TEST(RemoteQueue, ACutDrainReturnsAtOnceAndTheMessageStaysQueued) {
   TempDir t;
   Node n(t.path(), fast());
-  auto id = n.s.put("x\r\n", from("s@example.net", {rcpt("a@one.test")})).value();
-  n.qm.start({id});
-  ASSERT_TRUE(wait_until([&] { return n.remote.size() == 1; }));
+  auto id = start_with_one_job_out(n);
+  ASSERT_EQ(n.remote.size(), 1u);
   auto drained = std::async(std::launch::async, [&] { return n.qm.drain(std::chrono::seconds(60)); });
   EXPECT_EQ(drained.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
   n.qm.cut_drain();
